@@ -1,0 +1,137 @@
+"""Host preparation for every device, by profile (SONiC switch or Jetson board).
+
+    pyinfra -y inventories/lab.py deploys/platform.py
+
+Checks that each host really is what its profile group says, installs the packages the
+task deploys rely on, sets the kernel settings K3S needs, the time zone and NTP, the
+`edgefaas` service account, and on SONiC the mechanism through which later deploys open
+their ports in the control-plane ACL. Safe to re-run: a second run changes nothing.
+"""
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.files import Directory, File
+from pyinfra.facts.server import KernelVersion
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from edgefaas.facts import WritableSysctls
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
+PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}
+
+profile = host.data.get("device_profile")
+if profile not in PROFILE_MARKERS:
+    raise DeployError(f"{host.name}: no device_profile (put the host in group 'sonic' or 'jetson')")
+if not host.get_fact(File, path=PROFILE_MARKERS[profile]):
+    raise DeployError(
+        f"{host.name}: in group '{profile}' but {PROFILE_MARKERS[profile]} is missing: "
+        f"this does not look like a {profile} device; fix the inventory"
+    )
+
+apt.packages(
+    name="Install the packages later tasks need",
+    packages=host.data.platform_packages,
+    # Lab devices have every package already and no route to a mirror: update only when needed.
+    update=False,
+)
+
+# Set what this host may set: bridge-nf-call-* exist only once br_netfilter is present,
+# and global settings are read-only inside a container (the lab's devices).
+writable = host.get_fact(WritableSysctls, keys=list(host.data.platform_sysctls))
+sysctls = {key: value for key, value in host.data.platform_sysctls.items() if key in writable}
+for key, value in sysctls.items():
+    server.sysctl(name=f"Set {key} = {value}", key=key, value=value)
+files.template(
+    name="Persist the kernel settings K3S needs",
+    src=str(TEMPLATES / "90-edgefaas.conf.j2"),
+    dest="/etc/sysctl.d/90-edgefaas.conf",
+    sysctls=sysctls,
+    mode="644",
+)
+files.template(
+    name="Load the kernel modules K3S networking needs at boot",
+    src=str(TEMPLATES / "modules-load.conf.j2"),
+    dest="/etc/modules-load.d/edgefaas.conf",
+    modules=host.data.platform_modules,
+    mode="644",
+)
+# Kernels without loadable modules (the lab's, some vendor images) have them built in.
+if host.get_fact(Directory, path=f"/lib/modules/{host.get_fact(KernelVersion)}"):
+    for module in host.data.platform_modules:
+        server.modprobe(name=f"Load kernel module {module}", module=module)
+
+server.timezone(name=f"Set the time zone to {host.data.timezone}", timezone=host.data.timezone)
+if host.data.ntp_servers:
+    ntp = files.template(
+        name="Point time sync at the site's NTP servers",
+        src=str(TEMPLATES / "timesyncd.conf.j2"),
+        dest="/etc/systemd/timesyncd.conf.d/edgefaas.conf",
+        servers=host.data.ntp_servers,
+        create_remote_dir=True,
+    )
+    systemd.service(
+        name="Restart time sync after an NTP change",
+        service="systemd-timesyncd.service",
+        running=True,
+        restarted=True,
+        _if=ntp.did_change,
+    )
+
+server.group(name="Create the edgefaas group", group=host.data.edgefaas_user, system=True)
+server.user(
+    name="Create the edgefaas service account",
+    user=host.data.edgefaas_user,
+    group=host.data.edgefaas_user,
+    system=True,
+    shell="/usr/sbin/nologin",
+    home="/var/lib/edgefaas",
+    ensure_home=True,
+)
+files.directory(name="Create /etc/edgefaas", path="/etc/edgefaas", mode="755")
+
+if host.data.get("manage_control_plane_acl"):
+    files.directory(
+        name="Create the control-plane ACL opening directory", path="/etc/edgefaas/cacl.d", mode="755"
+    )
+    script = files.template(
+        name="Install the control-plane ACL opener",
+        src=str(TEMPLATES / "edgefaas-cacl.j2"),
+        dest="/usr/local/sbin/edgefaas-cacl",
+        chain="EDGEFAAS-ALLOW",
+        mode="755",
+    )
+    unit = files.template(
+        name="Install the control-plane ACL opener unit",
+        src=str(TEMPLATES / "edgefaas-cacl.service.j2"),
+        dest="/etc/systemd/system/edgefaas-cacl.service",
+        after="caclmgrd.service caclmgrd-lab.service",
+    )
+    timer = files.template(
+        name="Install the timer that re-asserts the openings",
+        src=str(TEMPLATES / "edgefaas-cacl.timer.j2"),
+        dest="/etc/systemd/system/edgefaas-cacl.timer",
+        interval="30s",
+    )
+    systemd.daemon_reload(name="Reload systemd after unit changes", _if=any_changed(unit, timer))
+    systemd.service(
+        name="Enable the control-plane ACL opener",
+        service="edgefaas-cacl.service",
+        running=None,
+        enabled=True,
+    )
+    systemd.service(
+        name="Apply the control-plane ACL openings now",
+        service="edgefaas-cacl.service",
+        # A oneshot without RemainAfterExit is never "running": this starts it once more.
+        running=True,
+        _if=any_changed(script, unit),
+    )
+    systemd.service(
+        name="Start the control-plane ACL re-assert timer",
+        service="edgefaas-cacl.timer",
+        running=True,
+        enabled=True,
+    )

@@ -1,0 +1,5 @@
+"""NVIDIA Jetson boards: K3S agents that run inference and functions."""
+
+device_profile = "jetson"
+mgmt_interface = "eth0"
+manage_control_plane_acl = False

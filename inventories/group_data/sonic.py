@@ -1,0 +1,8 @@
+"""SONiC switches: the K3S server, the Parsec service, the EdgeFaaS gateway."""
+
+device_profile = "sonic"
+# SONiC's management port; K3S binds to it, leaving the front-panel ports to SONiC.
+mgmt_interface = "eth0"
+# SONiC's control-plane ACL (caclmgrd) drops inbound traffic to ports it was not told
+# about: deploys open theirs through /etc/edgefaas/cacl.d (see deploys/platform.py).
+manage_control_plane_acl = True

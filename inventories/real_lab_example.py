@@ -1,0 +1,44 @@
+"""Inventory for a real lab: two SONiC switches and two Jetson Nanos.
+
+Copy this file (e.g. to inventories/mylab.py), fill in the FILL-IN values, then:
+
+    pyinfra -y inventories/mylab.py deploys/site.py
+    pytest -m lab tests/integration --inventory inventories/mylab.py
+
+Every value here is what the deploys and tests need to reach a device; everything else
+(versions, ports, which tasks run where) lives in group_data/ and has lab-tested defaults.
+"""
+
+from edgefaas.inventory import check_groups
+
+# SSH as the switch's admin user (SONiC's default is `admin`); deploys use sudo.
+_sonic_login = {
+    "ssh_user": "admin",
+    "ssh_key": "~/.ssh/id_ed25519",  # FILL IN: the key authorised on the switches
+    # SONiC's management interface; K3S binds to it (node-ip / flannel-iface).
+    "mgmt_interface": "eth0",
+}
+_jetson_login = {
+    "ssh_user": "nvidia",  # FILL IN: the user made at JetPack's first boot (needs sudo)
+    "ssh_key": "~/.ssh/id_ed25519",  # FILL IN
+    "mgmt_interface": "eth0",
+}
+
+sonic = [
+    # FILL IN: switch hostnames and their management addresses.
+    ("sonic-1", {**_sonic_login, "ssh_hostname": "192.0.2.11"}),
+    ("sonic-2", {**_sonic_login, "ssh_hostname": "192.0.2.12"}),
+]
+jetson = [
+    # FILL IN: board hostnames and addresses (the boards must reach sonic-1 on 6443/tcp).
+    ("jetson-1", {**_jetson_login, "ssh_hostname": "192.0.2.21"}),
+    ("jetson-2", {**_jetson_login, "ssh_hostname": "192.0.2.22"}),
+]
+# One K3S server (the SONiC gateway of the slides), every other device an agent.
+k3s_server = [sonic[0]]
+k3s_agent = [sonic[1], *jetson]
+
+check_groups(
+    {"sonic": sonic, "jetson": jetson, "k3s_server": k3s_server, "k3s_agent": k3s_agent},
+    source="inventories/real_lab_example.py",
+)

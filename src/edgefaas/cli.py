@@ -1,0 +1,145 @@
+"""The `edgefaas` command: the virtual device lab, and the blueprint's operator tools."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from edgefaas.lab.spec import SpecError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """EdgeFaaS on SONiC: deploy K3S, Parsec, EdgeFaaS and Triton onto SONiC switches and
+    Jetson boards, or onto the virtual device lab that stands in for them.
+
+    \b
+    Typical session on a fresh machine (as root):
+      edgefaas lab up                      # boot sonic-1, sonic-2, jetson-1
+      pyinfra -y inventories/lab.py deploys/site.py
+      pytest -m lab tests/integration      # verify, through the same inventory
+      edgefaas lab down
+    """
+
+
+@main.group()
+def lab() -> None:
+    """The virtual device lab: systemd-nspawn devices on a bridge that cannot route out."""
+
+
+@lab.command("up")
+@click.option("--devices", "-n", type=int, help="Number of devices (default 3: sonic-1, sonic-2, jetson-1).")
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A lab spec YAML file (name, subnet, devices) instead of --devices.",
+)
+@click.option("--ssh-timeout", default=90.0, show_default=True, help="Seconds to wait for each device's SSH.")
+def lab_up(devices: int | None, spec_file: Path | None, ssh_timeout: float) -> None:
+    """Build (cached) the rootfs and boot the lab. Safe to re-run: it converges.
+
+    \b
+    Spec file example:
+      name: biglab            # bridge br-biglab, state /var/lib/edgefaas/labs/biglab
+      subnet: 10.78.0.0/24
+      devices:
+        - {name: sonic-1, profile: sonic, roles: [k3s_server]}
+        - {name: jetson-1, profile: jetson, roles: [k3s_agent]}
+    """
+    from edgefaas.lab import lifecycle
+    from edgefaas.lab.spec import load_spec
+
+    try:
+        spec = load_spec(spec_file, devices)
+        lifecycle.up(spec, log=_log, ssh_timeout=ssh_timeout)
+    except (SpecError, lifecycle.LabError, RuntimeError) as exc:
+        _fail(str(exc))
+    _print_status(spec.name)
+
+
+@lab.command("down")
+@click.option("--name", default=None, help="Lab name (default: EDGEFAAS_LAB or 'edgefaas').")
+def lab_down(name: str | None) -> None:
+    """Stop every device and remove what the lab made: processes, mounts, cgroups, bridge, rules."""
+    from edgefaas.lab import lifecycle
+
+    try:
+        lifecycle.down(_lab_name(name), log=_log)
+    except lifecycle.LabError as exc:
+        _fail(str(exc))
+
+
+@lab.command("status")
+@click.option("--name", default=None, help="Lab name (default: EDGEFAAS_LAB or 'edgefaas').")
+def lab_status(name: str | None) -> None:
+    """Each device: profile, roles, address, state."""
+    _print_status(_lab_name(name))
+
+
+@lab.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.argument("device")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--name", default=None, help="Lab name.")
+def lab_ssh(device: str, command: tuple[str, ...], name: str | None) -> None:
+    """Open a shell on DEVICE (as admin, who has sudo), or run COMMAND there."""
+    from edgefaas.lab.lifecycle import ssh_command
+    from edgefaas.lab.state import StateError, load_state
+
+    try:
+        state = load_state(_lab_name(name))
+        argv = ssh_command(state, device, *command)
+    except (StateError, SpecError) as exc:
+        _fail(str(exc))
+    if not command:
+        argv.insert(1, "-t")
+        argv.remove("BatchMode=yes")
+        argv.remove("-o")
+    os.execvp(argv[0], argv)
+
+
+@lab.command("artifacts")
+def lab_artifacts() -> None:
+    """Built upstream artifacts, one per line: name, path, sha256."""
+    from edgefaas.lab import artifacts
+
+    found = artifacts.present()
+    if not found:
+        _log("no artifacts built yet (`edgefaas lab up` builds the rootfs)")
+    for item in sorted(found, key=lambda a: a.name):
+        click.echo(f"{item.name}\t{item.path}\t{item.sha256}")
+
+
+def _lab_name(name: str | None) -> str:
+    from edgefaas.lab.state import DEFAULT_LAB
+
+    return name or os.environ.get("EDGEFAAS_LAB", DEFAULT_LAB)
+
+
+def _print_status(name: str) -> None:
+    from edgefaas.lab.lifecycle import status
+    from edgefaas.lab.state import StateError
+
+    try:
+        rows = status(name)
+    except StateError as exc:
+        _fail(str(exc))
+    click.echo(f"{'DEVICE':<12} {'PROFILE':<8} {'ROLES':<12} {'ADDRESS':<15} STATE")
+    for row in rows:
+        click.echo(f"{row.name:<12} {row.profile:<8} {','.join(row.roles):<12} {row.address:<15} {row.state}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Inventory helpers shared by inventory files, deploys and test suites.
+
+An inventory is checked when it is loaded, before pyinfra connects to anything, so a
+wrong inventory fails without touching a host. The same checks apply to the virtual
+lab's inventory and to a real lab's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+PROFILE_GROUPS = ("sonic", "jetson")
+Host = str | tuple[str, dict[str, Any]]
+
+
+class InventoryError(ValueError):
+    """An inventory that the deploys cannot work with; the message says what to fix."""
+
+
+def _names(hosts: Sequence[Host]) -> list[str]:
+    return [h[0] if isinstance(h, tuple) else h for h in hosts]
+
+
+def check_groups(groups: Mapping[str, Sequence[Host]], ha: bool = False, source: str = "inventory") -> None:
+    """Check group membership the deploys rely on; raise InventoryError naming the problem."""
+    servers = _names(groups.get("k3s_server", []))
+    agents = _names(groups.get("k3s_agent", []))
+    if not servers:
+        raise InventoryError(
+            f"{source}: no host in group 'k3s_server'. Name exactly one K3S server "
+            "(e.g. the first SONiC switch) before deploying."
+        )
+    if len(servers) > 1 and not ha:
+        raise InventoryError(
+            f"{source}: {len(servers)} hosts in 'k3s_server' ({', '.join(servers)}) but no HA settings; "
+            "keep one server, or set k3s_ha = True with an embedded-etcd plan"
+        )
+    both = sorted(set(servers) & set(agents))
+    if both:
+        raise InventoryError(f"{source}: {', '.join(both)} in both 'k3s_server' and 'k3s_agent'")
+    profile_of: dict[str, str] = {}
+    for group in PROFILE_GROUPS:
+        for name in _names(groups.get(group, [])):
+            if name in profile_of:
+                raise InventoryError(f"{source}: {name} is in both '{profile_of[name]}' and '{group}'")
+            profile_of[name] = group
+    unprofiled = [name for name in servers + agents if name not in profile_of]
+    if unprofiled:
+        raise InventoryError(
+            f"{source}: {', '.join(unprofiled)} in a K3S group but in neither 'sonic' nor 'jetson'; "
+            "every device needs a profile group"
+        )
+
+
+def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Inventory groups for a running virtual lab, read from its state file."""
+    import os
+
+    from edgefaas.lab.lifecycle import SSH_USER
+    from edgefaas.lab.state import DEFAULT_LAB, load_state
+
+    state = load_state(lab or os.environ.get("EDGEFAAS_LAB", DEFAULT_LAB))
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {
+        "sonic": [],
+        "jetson": [],
+        "k3s_server": [],
+        "k3s_agent": [],
+    }
+    for dev in state.spec.devices:
+        data = {
+            "ssh_hostname": dev.address,
+            "ssh_user": SSH_USER,
+            "ssh_key": str(state.ssh_key),
+            "ssh_known_hosts_file": str(state.known_hosts),
+            "ssh_strict_host_key_checking": "yes",
+            "lab_name": state.spec.name,
+            "lab_gateway": state.spec.gateway,
+        }
+        for group in dev.groups:
+            groups[group].append((dev.name, data))
+    return groups

@@ -1,0 +1,263 @@
+"""Bringing a lab up, taking it down, and saying how it is.
+
+`up` converges: whatever an earlier, interrupted `up` left behind is either reused
+(a device still running) or cleaned and redone. `down` removes everything `up` made,
+reading the state file first and then sweeping for leftovers by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from edgefaas.lab import device, network, rootfs
+from edgefaas.lab.device import DevicePaths
+from edgefaas.lab.paths import lab_dir
+from edgefaas.lab.spec import LabSpec, check_subnet_free
+from edgefaas.lab.state import DeviceState, LabState, StateError, load_state, state_file
+
+Log = Callable[[str], None]
+REQUIRED_TOOLS = (
+    "systemd-nspawn",
+    "debootstrap",
+    "iptables",
+    "ip",
+    "ssh",
+    "ssh-keygen",
+    "zstd",
+    "systemd-id128",
+)
+SSH_USER = "admin"
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def require_root(action: str) -> None:
+    if os.geteuid() != 0:
+        raise LabError(
+            f"`edgefaas lab {action}` must run as root: it creates a bridge, network namespaces, "
+            "cgroups and mounts. Nothing was changed."
+        )
+
+
+def require_tools() -> None:
+    missing = [tool for tool in REQUIRED_TOOLS if not shutil.which(tool)]
+    if missing:
+        raise LabError(
+            f"missing tools: {', '.join(missing)}. Install them with "
+            "`apt-get install systemd-container debootstrap iptables iproute2 openssh-client zstd`"
+        )
+
+
+def ssh_command(state: LabState, name: str, *remote: str) -> list[str]:
+    dev = state.spec.device(name)
+    return [
+        "ssh",
+        "-i",
+        str(state.ssh_key),
+        "-o",
+        f"UserKnownHostsFile={state.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "LogLevel=ERROR",
+        f"{SSH_USER}@{dev.address}",
+        *remote,
+    ]
+
+
+@dataclass
+class DeviceStatus:
+    name: str
+    profile: str
+    roles: tuple[str, ...]
+    address: str
+    state: str
+
+
+def _ensure_ssh_key(state: LabState) -> str:
+    key = state.ssh_key
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"edgefaas-lab-{state.spec.name}",
+                "-f",
+                str(key),
+            ],
+            check=True,
+        )
+    # Readable by the group so that a CI user in it can run the tests without root.
+    return key.with_suffix(".pub").read_text()
+
+
+def _write_known_hosts(state: LabState) -> None:
+    lines = []
+    for dev in state.spec.devices:
+        root = DevicePaths(state.device_dir(dev.name)).merged
+        for pub in device.host_public_keys(root):
+            keytype, keydata = pub.split()[:2]
+            lines.append(f"{dev.address},{dev.name} {keytype} {keydata}\n")
+    state.known_hosts.write_text("".join(lines))
+
+
+def _wait_for_ssh(state: LabState, names: list[str], timeout: float) -> None:
+    """Wait until each device answers SSH with our key, in parallel."""
+
+    def wait_one(name: str) -> str | None:
+        address = state.spec.device(name).address
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = state.devices[name].pid
+            if not device.pid_alive(pid):
+                log_file = DevicePaths(state.device_dir(name)).log
+                tail = log_file.read_text(errors="replace").splitlines()[-5:] if log_file.exists() else []
+                return f"{name}: systemd-nspawn exited during boot; last console lines:\n  " + "\n  ".join(
+                    tail
+                )
+            if device.ssh_banner(address):
+                proc = subprocess.run(ssh_command(state, name, "true"), capture_output=True, text=True)
+                if proc.returncode == 0:
+                    return None
+            time.sleep(0.1)
+        return f"{name}: no SSH login at {address} within {timeout:.0f} s"
+
+    with ThreadPoolExecutor(max_workers=min(16, len(names) or 1)) as pool:
+        failures = [err for err in pool.map(wait_one, names) if err]
+    if failures:
+        raise LabError("devices did not come up:\n" + "\n".join(failures))
+
+
+def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
+    """Bring the lab described by `spec` up; return True if anything changed."""
+    require_root("up")
+    require_tools()
+    started = time.monotonic()
+    try:
+        existing = load_state(spec.name)
+    except StateError:
+        existing = None
+    if existing and existing.spec != spec:
+        raise LabError(
+            f"lab {spec.name!r} is already up with a different spec "
+            f"({len(existing.spec.devices)} devices on {existing.spec.subnet}); "
+            "run `edgefaas lab down` first, or give the spec that made it"
+        )
+    own = {spec.subnet} if network.link_exists(spec.bridge) else set()
+    check_subnet_free(spec, network.machine_networks(), own)
+
+    state = existing or LabState(spec=spec)
+    state.save()  # record intent first: `down` can clean up whatever follows
+    if network.forwarding_enabled():
+        log(
+            "warning: net.ipv4.ip_forward is 1 on this machine; the lab's FORWARD DROP rules "
+            "still keep lab traffic on the bridge"
+        )
+
+    lower = rootfs.lower_dir(log)
+    state.rootfs_key = rootfs.cache_key()
+    public_key = _ensure_ssh_key(state)
+    changed = network.ensure_bridge(spec.bridge, spec.gateway, spec.network.prefixlen, spec.name)
+    if changed:
+        log(f"bridge {spec.bridge} {spec.gateway}/{spec.network.prefixlen} (no route out)")
+
+    booted: list[str] = []
+    for dev in spec.devices:
+        dev_state = state.devices.setdefault(dev.name, DeviceState())
+        paths = DevicePaths(state.device_dir(dev.name))
+        if device.pid_alive(dev_state.pid) and paths.prepared.exists():
+            continue
+        if dev_state.pid or paths.root.exists():
+            log(f"{dev.name}: cleaning up what an interrupted run left")
+            device.teardown(paths, spec.name, dev.name, dev_state.pid)
+            shutil.rmtree(paths.root, ignore_errors=True)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        device.mount_overlay(paths, lower)
+        device.prepare_root(paths, spec, dev, public_key)
+        dev_state.netns = network.ensure_device_netns(spec.name, dev.name, spec.bridge)
+        dev_state.pid = device.start(paths, spec, dev, dev_state.netns)
+        state.save()
+        booted.append(dev.name)
+        log(f"{dev.name}: booting ({dev.profile}, {dev.address})")
+
+    _write_known_hosts(state)
+    state.save()
+    if booted:
+        _wait_for_ssh(state, booted, ssh_timeout)
+        changed = True
+        log(
+            f"lab {spec.name}: {len(booted)} of {len(spec.devices)} devices booted and SSH-ready "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+    if not changed:
+        log(f"lab {spec.name} is already up: {len(spec.devices)} devices running, nothing changed")
+    return changed
+
+
+def down(lab: str, log: Log = print) -> bool:
+    """Remove everything the lab made; return True if there was anything to remove."""
+    require_root("down")
+    started = time.monotonic()
+    try:
+        state = load_state(lab)
+    except StateError:
+        state = None
+    root = lab_dir(lab)
+    if state is None and not root.exists():
+        log(f"lab {lab} is not up: nothing to remove")
+        return False
+    names: set[str] = set()
+    if state:
+        names.update(d.name for d in state.spec.devices)
+    if (root / "devices").is_dir():
+        names.update(p.name for p in (root / "devices").iterdir())
+
+    def remove(name: str) -> None:
+        pid = state.devices.get(name, DeviceState()).pid if state else None
+        device.teardown(DevicePaths(root / "devices" / name), lab, name, pid)
+
+    with ThreadPoolExecutor(max_workers=min(16, len(names) or 1)) as pool:
+        list(pool.map(remove, sorted(names)))
+    if state:
+        network.remove_bridge(state.spec.bridge, lab)
+    leftovers = device.mountpoints_under(root)
+    if leftovers:
+        raise LabError(
+            f"lab {lab}: could not unmount {', '.join(leftovers)}; state kept in {state_file(lab)}"
+        )
+    shutil.rmtree(root, ignore_errors=True)
+    log(f"lab {lab} down: {len(names)} devices removed in {time.monotonic() - started:.1f} s")
+    return True
+
+
+def status(lab: str) -> list[DeviceStatus]:
+    state = load_state(lab)
+    rows = []
+    for dev in state.spec.devices:
+        pid = state.devices.get(dev.name, DeviceState()).pid
+        if not device.pid_alive(pid):
+            condition = "stopped"
+        elif device.ssh_banner(dev.address):
+            condition = "running"
+        else:
+            condition = "booting"
+        rows.append(DeviceStatus(dev.name, dev.profile, dev.roles, dev.address, condition))
+    return rows

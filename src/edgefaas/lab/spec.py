@@ -1,0 +1,221 @@
+"""What a lab is made of: devices, profiles, roles, and their addresses.
+
+A lab spec is a small YAML file (or the embedded default) that is validated
+completely before anything on the machine is created, so a typo never leaves a
+half-built lab behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROFILES = ("sonic", "jetson")
+ROLES = ("k3s_server", "k3s_agent")
+# Host addresses below this offset stay free for the machine's own bridge address
+# and anything an operator wants to add by hand (an apt proxy, a PC browser...).
+FIRST_DEVICE_OFFSET = 11
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_SPEC_FIELDS = {"name", "subnet", "devices"}
+_DEVICE_FIELDS = {"name", "profile", "roles", "address"}
+
+
+class SpecError(ValueError):
+    """A lab spec that cannot be built; the message names the offending field."""
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    profile: str
+    roles: tuple[str, ...]
+    address: str
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Inventory groups this device belongs to (profile first, then roles)."""
+        return (self.profile, *self.roles)
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str = "edgefaas"
+    subnet: str = "10.77.0.0/24"
+    devices: tuple[DeviceSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def gateway(self) -> str:
+        """The lab machine's own address on the bridge."""
+        return str(self.network.network_address + 1)
+
+    @property
+    def bridge(self) -> str:
+        # Linux limits interface names to 15 characters.
+        return f"br-{self.name}"[:15]
+
+    def device(self, name: str) -> DeviceSpec:
+        for dev in self.devices:
+            if dev.name == name:
+                return dev
+        known = ", ".join(d.name for d in self.devices)
+        raise SpecError(f"no device named {name!r} in lab {self.name!r} (devices: {known})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "subnet": self.subnet,
+            "devices": [
+                {"name": d.name, "profile": d.profile, "roles": list(d.roles), "address": d.address}
+                for d in self.devices
+            ],
+        }
+
+
+def default_devices(count: int = 3) -> list[dict[str, Any]]:
+    """The embedded default: two thirds SONiC switches, one third Jetson boards.
+
+    The first SONiC device is the K3S server, every other device an agent, so
+    `count=3` is the blueprint's own demo (sonic-1, sonic-2, jetson-1) and larger
+    counts keep that shape for scaling measurements.
+    """
+    if count < 1:
+        raise SpecError(f"devices: a lab needs at least one device, got {count}")
+    jetsons = count // 3
+    sonics = count - jetsons
+    devices: list[dict[str, Any]] = []
+    for i in range(1, sonics + 1):
+        role = "k3s_server" if i == 1 else "k3s_agent"
+        devices.append({"name": f"sonic-{i}", "profile": "sonic", "roles": [role]})
+    for i in range(1, jetsons + 1):
+        devices.append({"name": f"jetson-{i}", "profile": "jetson", "roles": ["k3s_agent"]})
+    return devices
+
+
+def parse_spec(data: Any, source: str = "spec") -> LabSpec:
+    """Validate a spec mapping and allocate addresses; raise SpecError naming the field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping with keys {sorted(_SPEC_FIELDS)}")
+    unknown = set(data) - _SPEC_FIELDS
+    if unknown:
+        raise SpecError(f"{source}: unknown field {sorted(unknown)[0]!r} (known: {sorted(_SPEC_FIELDS)})")
+
+    name = data.get("name", "edgefaas")
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 12:
+        raise SpecError(
+            f"{source}: name {name!r} must be 1-12 characters of a-z, 0-9 and '-', "
+            "starting with a letter (it names the bridge and the cgroups)"
+        )
+
+    subnet_text = data.get("subnet", "10.77.0.0/24")
+    try:
+        network = ipaddress.IPv4Network(str(subnet_text))
+    except ValueError as exc:
+        raise SpecError(f"{source}: subnet {subnet_text!r} is not an IPv4 network: {exc}") from None
+    if not network.is_private:
+        raise SpecError(f"{source}: subnet {network} must be a private range (the lab never routes out)")
+
+    raw_devices = data.get("devices")
+    if raw_devices is None:
+        raw_devices = default_devices()
+    if not isinstance(raw_devices, list) or not raw_devices:
+        raise SpecError(f"{source}: devices must be a non-empty list")
+    usable = network.num_addresses - 2 - FIRST_DEVICE_OFFSET + 1
+    if len(raw_devices) > usable:
+        raise SpecError(
+            f"{source}: subnet {network} has room for {max(usable, 0)} devices, "
+            f"{len(raw_devices)} were asked for"
+        )
+
+    devices: list[DeviceSpec] = []
+    seen_names: set[str] = set()
+    seen_addresses: set[str] = {str(network.network_address + 1)}
+    for index, raw in enumerate(raw_devices):
+        where = f"{source}: devices[{index}]"
+        if not isinstance(raw, dict):
+            raise SpecError(f"{where}: expected a mapping with keys {sorted(_DEVICE_FIELDS)}")
+        unknown = set(raw) - _DEVICE_FIELDS
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown field {sorted(unknown)[0]!r} (known: {sorted(_DEVICE_FIELDS)})"
+            )
+        dev_name = raw.get("name")
+        if not isinstance(dev_name, str) or not _NAME.match(dev_name):
+            raise SpecError(f"{where}: name {dev_name!r} must be a lowercase hostname")
+        if dev_name in seen_names:
+            raise SpecError(f"{where}: name {dev_name!r} is used twice")
+        seen_names.add(dev_name)
+        profile = raw.get("profile")
+        if profile not in PROFILES:
+            raise SpecError(f"{where} ({dev_name}): profile {profile!r} must be one of {list(PROFILES)}")
+        roles = raw.get("roles", [])
+        if not isinstance(roles, list) or any(r not in ROLES for r in roles):
+            raise SpecError(f"{where} ({dev_name}): roles {roles!r} must be a list drawn from {list(ROLES)}")
+        if "k3s_server" in roles and "k3s_agent" in roles:
+            raise SpecError(f"{where} ({dev_name}): roles: a device is either k3s_server or k3s_agent")
+        if "address" in raw:
+            try:
+                addr = ipaddress.IPv4Address(str(raw["address"]))
+            except ValueError:
+                raise SpecError(
+                    f"{where} ({dev_name}): address {raw['address']!r} is not an IPv4 address"
+                ) from None
+            if addr not in network or addr in (network.network_address, network.broadcast_address):
+                raise SpecError(
+                    f"{where} ({dev_name}): address {addr} is not a host address of subnet {network}"
+                )
+        else:
+            addr = network.network_address + FIRST_DEVICE_OFFSET + index
+            while str(addr) in seen_addresses:
+                addr += 1
+        if str(addr) in seen_addresses:
+            raise SpecError(f"{where} ({dev_name}): address {addr} is already taken in this lab")
+        seen_addresses.add(str(addr))
+        devices.append(DeviceSpec(dev_name, profile, tuple(roles), str(addr)))
+
+    servers = [d.name for d in devices if "k3s_server" in d.roles]
+    if len(servers) > 1:
+        raise SpecError(
+            f"{source}: devices: {len(servers)} k3s_server devices ({', '.join(servers)}); "
+            "the lab supports one server"
+        )
+    return LabSpec(name=name, subnet=str(network), devices=tuple(devices))
+
+
+def load_spec(path: Path | None = None, devices: int | None = None) -> LabSpec:
+    """Load a spec file, or build the default lab with `devices` devices."""
+    if path is not None and devices is not None:
+        raise SpecError("give either a spec file or --devices, not both")
+    if path is None:
+        return parse_spec({"devices": default_devices(devices or 3)}, source="default lab")
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse_spec(data, source=str(path))
+
+
+def check_subnet_free(spec: LabSpec, routes: list[ipaddress.IPv4Network], own: set[str]) -> None:
+    """Refuse a subnet that overlaps a network this machine already reaches.
+
+    `routes` are the machine's current routes and interface networks; `own` holds
+    networks that are this lab's own bridge (a re-run of `up` must not clash with itself).
+    """
+    for net in routes:
+        if str(net) in own or net.prefixlen == 0:
+            continue
+        if spec.network.overlaps(net):
+            raise SpecError(
+                f"subnet {spec.subnet} clashes with {net}, which this machine already uses; "
+                "choose another subnet in the spec"
+            )
