@@ -101,6 +101,7 @@ if host.data.get("manage_control_plane_acl"):
         src=str(TEMPLATES / "edgefaas-cacl.j2"),
         dest="/usr/local/sbin/edgefaas-cacl",
         chain="EDGEFAAS-ALLOW",
+        ports_dir="/etc/edgefaas/cacl.d",
         mode="755",
     )
     unit = files.template(

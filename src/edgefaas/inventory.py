@@ -80,3 +80,17 @@ def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, An
         for group in dev.groups:
             groups[group].append((dev.name, data))
     return groups
+
+
+def load_inventory(path: str, cwd: str | None = None):
+    """Load a pyinfra inventory file with its group_data, exactly as `pyinfra` would.
+
+    Test suites use this so that they address devices only through an inventory, and so
+    verify the virtual lab and a real lab the same way.
+    """
+    from pyinfra.api import State
+    from pyinfra.context import ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    with ctx_state.use(State()):
+        return make_inventory(path, cwd=cwd)

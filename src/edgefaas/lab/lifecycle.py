@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgefaas.lab import device, network, rootfs
 from edgefaas.lab.device import DevicePaths
@@ -84,6 +85,21 @@ class DeviceStatus:
     roles: tuple[str, ...]
     address: str
     state: str
+
+
+# Every device's systemd, journald and udev-less services hold inotify instances under the
+# same (root) user: Debian's default of 128 runs out near ten devices ("Failed to allocate
+# manager object"). kind documents the same requirement for its nodes.
+INOTIFY_MINIMUMS = {"max_user_instances": 8192, "max_user_watches": 524288}
+
+
+def _ensure_inotify_limits(log: Log) -> None:
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        path = Path("/proc/sys/fs/inotify") / key
+        current = int(path.read_text())
+        if current < minimum:
+            path.write_text(str(minimum))
+            log(f"raised fs.inotify.{key} from {current} to {minimum} (each device's systemd needs its own)")
 
 
 def _ensure_ssh_key(state: LabState) -> str:
@@ -172,6 +188,7 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
             "still keep lab traffic on the bridge"
         )
 
+    _ensure_inotify_limits(log)
     lower = rootfs.lower_dir(log)
     state.rootfs_key = rootfs.cache_key()
     public_key = _ensure_ssh_key(state)

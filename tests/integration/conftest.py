@@ -1,0 +1,136 @@
+"""Devices for the integration suites, reached only through a pyinfra inventory.
+
+`pytest -m lab tests/integration --inventory inventories/mylab.py` runs the very same
+checks against a real lab. A test asks for `device` and says which inventory group it
+applies to with `@pytest.mark.devices("sonic")`; it then runs once per device in it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+import testinfra
+
+from edgefaas.inventory import load_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "devices(group): run the test on every device of an inventory group")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(item.fspath).is_relative_to(REPO / "tests/integration"):
+            item.add_marker(pytest.mark.lab)
+
+
+@dataclass
+class Device:
+    """One inventory host: its name, its inventory data, and a testinfra handle on it."""
+
+    name: str
+    data: Any
+    groups: set[str]
+    host: testinfra.host.Host
+
+    @property
+    def address(self) -> str:
+        return self.data.get("ssh_hostname") or self.name
+
+
+def _inventory_path(config) -> str:
+    path = Path(config.getoption("--inventory"))
+    return str(path if path.is_absolute() else REPO / path)
+
+
+_loaded: dict[str, Any] = {}
+
+
+def _inventory(config):
+    path = _inventory_path(config)
+    if path not in _loaded:
+        try:
+            _loaded[path] = load_inventory(path, cwd=str(REPO))
+        except Exception as exc:  # the error is reported by every test that needs a device
+            _loaded[path] = exc
+    return _loaded[path]
+
+
+def pytest_generate_tests(metafunc):
+    if "device" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("devices")
+    group = marker.args[0] if marker else "all"
+    inventory = _inventory(metafunc.config)
+    if isinstance(inventory, Exception):
+        names = ["<inventory>"]
+    else:
+        names = (
+            [h.name for h in inventory.get_group(group)] if group != "all" else [h.name for h in inventory]
+        )
+    metafunc.parametrize("device", names, indirect=True)
+
+
+_connections: dict[str, Device] = {}
+
+
+def _testinfra_host(data) -> testinfra.host.Host:
+    user = data.get("ssh_user") or os.environ.get("USER", "root")
+    address = data.get("ssh_hostname")
+    host = testinfra.get_host(
+        f"paramiko://{user}@{address}",
+        ssh_identity_file=os.path.expanduser(data.get("ssh_key")) if data.get("ssh_key") else None,
+        sudo=bool(data.get("_sudo")),
+        timeout=10,
+    )
+    # testinfra's paramiko backend only warns about unknown host keys: verify them against
+    # the inventory's known_hosts instead, as pyinfra does.
+    client = paramiko.SSHClient()
+    if data.get("ssh_known_hosts_file"):
+        client.load_host_keys(os.path.expanduser(data.get("ssh_known_hosts_file")))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    else:
+        client.load_system_host_keys()
+        client.set_missing_host_key_policy(paramiko.WarningPolicy())
+    client.connect(
+        address,
+        port=int(data.get("ssh_port") or 22),
+        username=user,
+        key_filename=os.path.expanduser(data.get("ssh_key")) if data.get("ssh_key") else None,
+        timeout=10,
+        allow_agent=not data.get("ssh_key"),
+    )
+    host.backend.__dict__["client"] = client
+    return host
+
+
+@pytest.fixture
+def device(request) -> Device:
+    inventory = _inventory(request.config)
+    if isinstance(inventory, Exception):
+        pytest.fail(f"cannot load inventory {_inventory_path(request.config)}: {inventory}")
+    name = request.param
+    if name not in _connections:
+        inv_host = inventory.get_host(name)
+        _connections[name] = Device(name, inv_host.data, set(inv_host.groups), _testinfra_host(inv_host.data))
+    return _connections[name]
+
+
+@pytest.fixture(scope="session")
+def inventory(request):
+    loaded = _inventory(request.config)
+    if isinstance(loaded, Exception):
+        pytest.fail(f"cannot load inventory {_inventory_path(request.config)}: {loaded}")
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def inventory_path(request) -> str:
+    return _inventory_path(request.config)

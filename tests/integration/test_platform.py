@@ -1,0 +1,143 @@
+"""Platform checklist (deploys/platform.py): what an operator checks on each device.
+
+pytest -m lab tests/integration/test_platform.py [--inventory inventories/mylab.py]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.integration.conftest import REPO
+
+PROBE_PORT = 18087
+
+
+def _connect(address: str, port: int, timeout: float = 1.5) -> str:
+    """'open', 'refused' or 'dropped' for a TCP connection from the test runner."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.recv(16)
+            return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except TimeoutError:
+        return "dropped"
+
+
+@pytest.mark.devices("sonic")
+def test_sonic_device_identifies_itself_as_sonic(device):
+    version = device.host.file("/etc/sonic/sonic_version.yml")
+    assert version.exists
+    assert re.search(r"^build_version:", version.content_string, re.M)
+    config_db = json.loads(device.host.file("/etc/sonic/config_db.json").content_string)
+    assert config_db["DEVICE_METADATA"]["localhost"]["hostname"] == device.host.check_output("hostname")
+    mgmt = [key for key in config_db["MGMT_INTERFACE"] if key.startswith(device.data.mgmt_interface + "|")]
+    assert mgmt, f"config_db has no MGMT_INTERFACE entry for {device.data.mgmt_interface}"
+
+
+@pytest.mark.devices("jetson")
+def test_jetson_device_identifies_itself_as_jetson(device):
+    release = device.host.file("/etc/nv_tegra_release").content_string
+    assert re.match(r"# R\d+ \(release\), REVISION: [\d.]+", release), release
+
+
+def test_management_interface_carries_the_address_we_reach_it_on(device):
+    iface = device.host.interface(device.data.mgmt_interface)
+    assert iface.exists
+    assert device.address in iface.addresses
+
+
+@pytest.mark.devices("sonic")
+def test_config_db_management_address_matches_the_interface(device):
+    config_db = json.loads(device.host.file("/etc/sonic/config_db.json").content_string)
+    prefixes = [key.split("|", 1)[1] for key in config_db["MGMT_INTERFACE"]]
+    assert any(p.split("/")[0] == device.address for p in prefixes)
+
+
+def test_packages_later_tasks_need_are_installed(device):
+    missing = [p for p in device.data.platform_packages if not device.host.package(p).is_installed]
+    assert not missing, f"not installed: {missing}"
+
+
+def test_k3s_kernel_settings_are_live_and_persisted(device):
+    persisted = device.host.file("/etc/sysctl.d/90-edgefaas.conf").content_string
+    checked = 0
+    for key, value in device.data.platform_sysctls.items():
+        if f"{key} = {value}" not in persisted:
+            continue  # read-only on this device (a container's global setting): left to the kernel
+        assert device.host.sysctl(key) == value, key
+        checked += 1
+    assert checked, "no kernel setting could be set at all"
+    assert device.host.sysctl("net.ipv4.ip_forward") == 1
+
+
+def test_time_zone(device):
+    assert device.host.check_output("readlink -f /etc/localtime").endswith("/" + device.data.timezone)
+
+
+def test_edgefaas_service_account(device):
+    user = device.host.user(device.data.edgefaas_user)
+    assert user.exists
+    assert user.uid < 1000, "a system account"
+    assert user.shell == "/usr/sbin/nologin"
+
+
+def test_ssh_refuses_passwords(device):
+    config = device.host.check_output("sshd -T 2>/dev/null | grep -i '^passwordauthentication'")
+    assert config.lower().endswith("no")
+
+
+@pytest.mark.devices("sonic")
+def test_control_plane_acl_drops_unopened_ports_and_deploys_can_open_them(device):
+    """SONiC drops inbound traffic to ports nobody opened; deploys open theirs via cacl.d."""
+    host = device.host
+    unit = f"edgefaas-probe-{uuid.uuid4().hex[:8]}"
+    host.run(
+        f"systemd-run --unit={unit} --quiet socat TCP-LISTEN:{PROBE_PORT},fork,reuseaddr SYSTEM:'echo probe'"
+    )
+    ports_file = f"/etc/edgefaas/cacl.d/{unit}.ports"
+    try:
+        assert (
+            host.run(
+                f"for i in $(seq 50); do ss -ltn | grep -q :{PROBE_PORT} && exit 0; sleep 0.1; done; exit 1"
+            ).rc
+            == 0
+        )
+        assert _connect(device.address, PROBE_PORT) == "dropped"
+        host.run_test(
+            f"echo '{PROBE_PORT}/tcp platform test probe' > {ports_file} && /usr/local/sbin/edgefaas-cacl"
+        )
+        assert _connect(device.address, PROBE_PORT) == "open"
+    finally:
+        host.run(f"rm -f {ports_file}; /usr/local/sbin/edgefaas-cacl; systemctl stop {unit}")
+    assert _connect(device.address, PROBE_PORT) in ("dropped", "refused")
+    assert host.service("edgefaas-cacl.timer").is_running
+
+
+def test_platform_redeploy_changes_nothing(inventory_path):
+    """Idempotence: a second run of the deploy reports no change on any host."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", inventory_path, "deploys/platform.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    output = proc.stdout + proc.stderr
+    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert total, output[-2000:]
+    operations, success, error, no_change = total.groups()
+    assert (success, error) == ("-", "-"), f"re-run changed or failed something:\n{output[-3000:]}"
+    assert no_change == operations
+    print(f"platform re-run: {operations} operations, no change, {time.monotonic() - started:.1f} s")

@@ -1,0 +1,96 @@
+"""Inventories are checked when loaded, before pyinfra contacts any host."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgefaas.inventory import InventoryError, check_groups, lab_groups, load_inventory
+from edgefaas.lab.spec import load_spec
+from edgefaas.lab.state import LabState
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+
+
+def groups(**kwargs):
+    base = {"sonic": ["s1", "s2"], "jetson": ["j1"], "k3s_server": ["s1"], "k3s_agent": ["s2", "j1"]}
+    base.update(kwargs)
+    return base
+
+
+def test_a_well_formed_inventory_passes():
+    check_groups(groups())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"k3s_server": []}, "no host in group 'k3s_server'"),
+        ({"k3s_server": ["s1", "s2"], "k3s_agent": ["j1"]}, "no HA settings"),
+        ({"k3s_agent": ["s1", "j1"]}, "both 'k3s_server' and 'k3s_agent'"),
+        ({"jetson": ["j1", "s2"]}, "both 'sonic' and 'jetson'"),
+        ({"jetson": []}, "neither 'sonic' nor 'jetson'"),
+    ],
+)
+def test_bad_inventories_are_refused_with_the_reason(change, message):
+    with pytest.raises(InventoryError, match=message):
+        check_groups(groups(**change))
+
+
+def test_ha_servers_are_allowed_when_asked_for():
+    check_groups(groups(k3s_server=["s1", "s2"], k3s_agent=["j1"]), ha=True)
+
+
+def test_lab_groups_come_from_the_state_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEFAAS_STATE", str(tmp_path))
+    LabState(spec=load_spec(devices=6)).save()
+    found = lab_groups()
+    assert [name for name, _ in found["k3s_server"]] == ["sonic-1"]
+    assert len(found["sonic"]) + len(found["jetson"]) == 6
+    data = dict(found["sonic"])["sonic-2"]
+    assert data["ssh_hostname"] == "10.77.0.12"
+    assert data["ssh_strict_host_key_checking"] == "yes"
+    assert Path(data["ssh_known_hosts_file"]).name == "known_hosts"
+    check_groups(found)
+
+
+def _pyinfra(*args, env_state):
+    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "EDGEFAAS_STATE": str(env_state)}
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_pyinfra_refuses_an_inventory_without_a_server_before_connecting(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from edgefaas.inventory import check_groups\n"
+        "sonic = [('sonic-1', {'ssh_hostname': '192.0.2.1'})]\n"
+        "check_groups({'sonic': sonic})\n"
+    )
+    proc = _pyinfra("-y", str(bad), "deploys/platform.py", env_state=tmp_path)
+    assert proc.returncode != 0
+    assert "no host in group 'k3s_server'" in proc.stdout + proc.stderr
+    assert "Connecting to hosts" not in proc.stdout + proc.stderr
+
+
+def test_lab_inventory_without_a_lab_says_to_bring_it_up(tmp_path):
+    proc = _pyinfra("-y", "inventories/lab.py", "deploys/platform.py", env_state=tmp_path)
+    assert proc.returncode != 0
+    assert "edgefaas lab up" in proc.stdout + proc.stderr
+
+
+def test_real_lab_example_is_a_valid_inventory():
+    inventory = load_inventory(str(REPO / "inventories/real_lab_example.py"), cwd=str(REPO))
+    assert [h.name for h in inventory.get_group("k3s_server")] == ["sonic-1"]
+    assert {h.name for h in inventory.get_group("k3s_agent")} == {"sonic-2", "jetson-1", "jetson-2"}
+    sonic1 = inventory.get_host("sonic-1")
+    assert sonic1.data.device_profile == "sonic"  # group_data applies to real inventories too
+    assert inventory.get_host("jetson-2").data.device_profile == "jetson"

@@ -1,0 +1,123 @@
+"""Lab specs: validated whole before anything on the machine is created."""
+
+import ipaddress
+
+import pytest
+
+from edgefaas.lab.spec import SpecError, check_subnet_free, load_spec, parse_spec
+
+pytestmark = pytest.mark.unit
+
+
+def test_default_lab_is_the_blueprint_demo():
+    spec = load_spec()
+    assert [(d.name, d.profile, d.roles) for d in spec.devices] == [
+        ("sonic-1", "sonic", ("k3s_server",)),
+        ("sonic-2", "sonic", ("k3s_agent",)),
+        ("jetson-1", "jetson", ("k3s_agent",)),
+    ]
+
+
+@pytest.mark.parametrize("count", [1, 3, 10, 20, 40])
+def test_n_device_lab_has_one_server_and_unique_addresses(count):
+    spec = load_spec(devices=count)
+    assert len(spec.devices) == count
+    assert sum("k3s_server" in d.roles for d in spec.devices) == 1
+    addresses = [d.address for d in spec.devices]
+    assert len(set(addresses)) == count
+    assert spec.gateway not in addresses
+    assert all(ipaddress.IPv4Address(a) in spec.network for a in addresses)
+
+
+def test_addresses_are_stable_for_the_same_spec():
+    assert load_spec(devices=5) == load_spec(devices=5)
+
+
+def test_unknown_top_level_field_is_named():
+    with pytest.raises(SpecError, match="unknown field 'devics'"):
+        parse_spec({"devics": []})
+
+
+def test_unknown_device_field_is_named_with_its_position():
+    with pytest.raises(SpecError, match=r"devices\[1\]: unknown field 'rol'"):
+        parse_spec(
+            {"devices": [{"name": "a", "profile": "sonic"}, {"name": "b", "profile": "sonic", "rol": []}]}
+        )
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ({"name": "Bad_Name", "profile": "sonic"}, "lowercase hostname"),
+        ({"name": "x", "profile": "router"}, "profile 'router'"),
+        ({"name": "x", "profile": "sonic", "roles": ["master"]}, "roles"),
+        ({"name": "x", "profile": "sonic", "roles": ["k3s_server", "k3s_agent"]}, "either"),
+        ({"name": "x", "profile": "sonic", "address": "10.99.0.5"}, "not a host address"),
+    ],
+)
+def test_bad_device_fields_are_refused(device, message):
+    with pytest.raises(SpecError, match=message):
+        parse_spec({"devices": [device]})
+
+
+def test_explicit_address_is_kept_and_others_avoid_it():
+    spec = parse_spec(
+        {
+            "devices": [
+                {"name": "a", "profile": "sonic", "address": "10.77.0.12"},
+                {"name": "b", "profile": "sonic"},
+                {"name": "c", "profile": "jetson"},
+            ]
+        }
+    )
+    assert spec.device("a").address == "10.77.0.12"
+    assert len({d.address for d in spec.devices}) == 3
+
+
+def test_duplicate_names_and_two_servers_are_refused():
+    with pytest.raises(SpecError, match="used twice"):
+        parse_spec({"devices": [{"name": "a", "profile": "sonic"}, {"name": "a", "profile": "jetson"}]})
+    with pytest.raises(SpecError, match="2 k3s_server"):
+        parse_spec(
+            {
+                "devices": [
+                    {"name": "a", "profile": "sonic", "roles": ["k3s_server"]},
+                    {"name": "b", "profile": "sonic", "roles": ["k3s_server"]},
+                ]
+            }
+        )
+
+
+def test_subnet_too_small_for_the_devices():
+    with pytest.raises(SpecError, match="room for"):
+        parse_spec(
+            {"subnet": "10.77.0.0/28", "devices": [{"name": f"d{i}", "profile": "sonic"} for i in range(8)]}
+        )
+
+
+def test_public_or_malformed_subnet_is_refused():
+    with pytest.raises(SpecError, match="private"):
+        parse_spec({"subnet": "8.8.8.0/24"})
+    with pytest.raises(SpecError, match="not an IPv4 network"):
+        parse_spec({"subnet": "10.77.0.0/33"})
+
+
+def test_subnet_clashing_with_the_machine_is_refused_but_not_with_itself():
+    spec = load_spec()
+    machine = [ipaddress.IPv4Network("10.77.0.0/16"), ipaddress.IPv4Network("0.0.0.0/0")]
+    with pytest.raises(SpecError, match=r"clashes with 10\.77\.0\.0/16"):
+        check_subnet_free(spec, machine, own=set())
+    check_subnet_free(spec, [ipaddress.IPv4Network("10.77.0.0/24")], own={"10.77.0.0/24"})
+    check_subnet_free(spec, [ipaddress.IPv4Network("192.168.1.0/24")], own=set())
+
+
+def test_spec_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "lab.yaml"
+    path.write_text("name: biglab\ndevices:\n  - {name: s1, profile: sonic, colour: red}\n")
+    with pytest.raises(SpecError, match=rf"{path}: devices\[0\]: unknown field 'colour'"):
+        load_spec(path)
+    path.write_text("devices: [\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(path)
+    with pytest.raises(SpecError, match="either a spec file or --devices"):
+        load_spec(path, devices=3)
