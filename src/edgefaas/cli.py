@@ -122,6 +122,15 @@ def lab_artifacts() -> None:
         click.echo(f"{item.name}\t{item.path}\t{item.sha256}")
 
 
+def _attach_parsec() -> None:
+    from edgefaas.parsec.cli import parsec
+
+    main.add_command(parsec)
+
+
+_attach_parsec()
+
+
 def _lab_name(name: str | None) -> str:
     from edgefaas.lab.state import DEFAULT_LAB
 
