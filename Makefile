@@ -7,6 +7,7 @@ setup:
 # The main job: the virtual lab up, every deploy, every check; the lab stays up to look at.
 lab: setup
 	mkdir -p reports
+	.venv/bin/edgefaas lab build
 	.venv/bin/edgefaas lab up
 	.venv/bin/pyinfra -y inventories/lab.py deploys/site.py
 	.venv/bin/pytest -m lab tests/integration -q --junitxml=reports/integration.xml

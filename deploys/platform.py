@@ -17,10 +17,19 @@ from pyinfra.facts.server import KernelVersion
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from edgefaas.artifact_source import ArtifactError, resolve
 from edgefaas.facts import WritableSysctls
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
 PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}
+
+
+def artifact(name: str):
+    try:
+        return resolve(host.data, name)
+    except ArtifactError as exc:
+        raise DeployError(f"{host.name}: {exc}") from None
+
 
 profile = host.data.get("device_profile")
 if profile not in PROFILE_MARKERS:
@@ -91,6 +100,33 @@ server.user(
     ensure_home=True,
 )
 files.directory(name="Create /etc/edgefaas", path="/etc/edgefaas", mode="755")
+
+# The EdgeFaaS package (operator tools such as `edgefaas parsec`, and the services later
+# tasks run) from the wheelhouse: devices install with no package index.
+venv = host.data.edgefaas_venv
+wheelhouse = artifact("edgefaas-wheelhouse")
+files.directory(name="Create /opt/edgefaas", path="/opt/edgefaas", mode="755")
+wheels = files.put(
+    name="Upload the EdgeFaaS wheelhouse",
+    src=wheelhouse.path,
+    dest="/opt/edgefaas/wheelhouse.tar",
+    mode="644",
+)
+installed = host.get_fact(File, path=f"{venv}/bin/edgefaas")
+pip = f"{venv}/bin/pip install -q --no-index --find-links /opt/edgefaas/wheels"
+server.shell(
+    name="Install the EdgeFaaS package from the wheelhouse",
+    commands=[
+        f"test -x {venv}/bin/python || python3 -m venv {venv}",
+        "rm -rf /opt/edgefaas/wheels && mkdir -p /opt/edgefaas/wheels",
+        "tar -xf /opt/edgefaas/wheelhouse.tar -C /opt/edgefaas/wheels",
+        f"{pip} edgefaas",
+        # Same version number, new code: replace the project itself, keep its dependencies.
+        f"{pip} --no-deps --force-reinstall edgefaas",
+    ],
+    _if=(lambda: True) if not installed else wheels.did_change,
+)
+files.link(name="Put edgefaas on PATH", path="/usr/local/bin/edgefaas", target=f"{venv}/bin/edgefaas")
 
 if host.data.get("manage_control_plane_acl"):
     files.directory(

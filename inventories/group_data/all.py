@@ -1,5 +1,7 @@
 """Defaults for every device. Override per group (sonic.py, jetson.py...) or per host."""
 
+from edgefaas.lab.paths import artifact_dir as _artifact_dir
+
 # Devices are reached as a sudo-capable admin user, as on SONiC and JetPack; never as root.
 _sudo = True
 
@@ -41,3 +43,14 @@ platform_modules = ["overlay", "br_netfilter", "vxlan"]
 
 # The system account EdgeFaaS services run as, and the group allowed to use them.
 edgefaas_user = "edgefaas"
+
+# Upstream artifacts (parsec, k3s, ...) and the EdgeFaaS wheelhouse come from this directory
+# on the machine running pyinfra (`edgefaas lab build` fills it and writes manifest.json);
+# EDGEFAAS_ARTIFACTS moves it. Devices never need to reach a package index. A single
+# artifact can come from a URL the devices reach instead:
+#   artifacts = {"parsec-service": {"url": "http://mirror.lab/parsec", "sha256": "..."}}
+artifact_dir = str(_artifact_dir())
+artifacts: dict[str, dict[str, str]] = {}
+
+# Where the EdgeFaaS Python package (client tools, services) is installed on devices.
+edgefaas_venv = "/opt/edgefaas/venv"

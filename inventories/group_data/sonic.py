@@ -6,3 +6,11 @@ mgmt_interface = "eth0"
 # SONiC's control-plane ACL (caclmgrd) drops inbound traffic to ports it was not told
 # about: deploys open theirs through /etc/edgefaas/cacl.d (see deploys/platform.py).
 manage_control_plane_acl = True
+
+# Parsec (SoW Task 2): the platform security service runs directly on the switch.
+parsec_authenticator = "UnixPeerCredentials"  # or "Direct" (clients then send an app name)
+parsec_admins: list[str] = []  # uids (UnixPeerCredentials) or app names (Direct) allowed admin ops
+parsec_log_level = "info"
+parsec_thread_pool_size = 8
+parsec_idle_listener_sleep_ms = 10
+parsec_listener_timeout_ms = 200

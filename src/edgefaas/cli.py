@@ -110,6 +110,28 @@ def lab_ssh(device: str, command: tuple[str, ...], name: str | None) -> None:
     os.execvp(argv[0], argv)
 
 
+@lab.command("build")
+@click.argument("names", nargs=-1)
+def lab_build(names: tuple[str, ...]) -> None:
+    """Build (or reuse from the cache) upstream artifacts: all of them, or the NAMES given.
+
+    \b
+    rootfs      Debian bookworm root filesystem for lab devices (debootstrap)
+    wheelhouse  the edgefaas package and its dependencies as wheels, for devices
+    parsec      parsec-service and parsec-tool (cargo, crates.io)
+    """
+    from edgefaas.lab.builds import BUILDERS
+
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        _fail(f"unknown artifact {unknown[0]!r}; choose from {', '.join(BUILDERS)}")
+    for name in names or BUILDERS:
+        try:
+            BUILDERS[name](_log)
+        except RuntimeError as exc:
+            _fail(str(exc))
+
+
 @lab.command("artifacts")
 def lab_artifacts() -> None:
     """Built upstream artifacts, one per line: name, path, sha256."""

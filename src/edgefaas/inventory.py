@@ -7,7 +7,11 @@ lab's inventory and to a real lab's.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 PROFILE_GROUPS = ("sonic", "jetson")
@@ -82,15 +86,73 @@ def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, An
     return groups
 
 
-def load_inventory(path: str, cwd: str | None = None):
-    """Load a pyinfra inventory file with its group_data, exactly as `pyinfra` would.
+@dataclass(frozen=True)
+class InventoryHost:
+    name: str
+    groups: tuple[str, ...]
+    data: HostData
 
-    Test suites use this so that they address devices only through an inventory, and so
-    verify the virtual lab and a real lab the same way.
-    """
+
+class HostData(dict):
+    """A host's inventory data (group_data merged in), readable as attributes like pyinfra's."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"no inventory data {key!r}") from None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    hosts: tuple[InventoryHost, ...]
+
+    def __iter__(self):
+        return iter(self.hosts)
+
+    def get_host(self, name: str) -> InventoryHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def get_group(self, group: str) -> list[InventoryHost]:
+        return [h for h in self.hosts if group in h.groups]
+
+
+def _dump(path: str, cwd: str | None) -> str:
     from pyinfra.api import State
     from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
     with ctx_state.use(State()):
-        return make_inventory(path, cwd=cwd)
+        inventory = make_inventory(path, cwd=cwd)
+    hosts = [{"name": h.name, "groups": list(h.groups), "data": h.data.dict()} for h in inventory]
+    return json.dumps(hosts, default=str)
+
+
+def load_inventory(path: str, cwd: str | None = None) -> Inventory:
+    """Load a pyinfra inventory file with its group_data, exactly as `pyinfra` would.
+
+    Test suites use this so that they address devices only through an inventory, and so
+    verify the virtual lab and a real lab the same way. It runs in a child process because
+    importing pyinfra's CLI monkey-patches the whole interpreter with gevent.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgefaas.inventory", path, cwd or ""],
+        capture_output=True,
+        text=True,
+        cwd=cwd or None,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise InventoryError(f"{path}: {last}")
+    return Inventory(
+        tuple(
+            InventoryHost(h["name"], tuple(h["groups"]), HostData(h["data"])) for h in json.loads(proc.stdout)
+        )
+    )
+
+
+if __name__ == "__main__":
+    print(_dump(sys.argv[1], sys.argv[2] or None))

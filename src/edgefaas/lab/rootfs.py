@@ -113,6 +113,9 @@ def build_tarball(log: Log = print, force: bool = False) -> Path:
     """Return the cached rootfs tarball, running debootstrap (~1.5 min) if it is missing."""
     target = tarball_path()
     if target.exists() and not force:
+        listed = artifacts.load_manifest().get("debian-rootfs")
+        if listed is None or listed.path != str(target):
+            artifacts.record("debian-rootfs", f"{SUITE}-{cache_key()}", target)
         return target
     if not shutil.which("debootstrap"):
         raise RuntimeError("rootfs: debootstrap is not installed (apt-get install debootstrap)")

@@ -331,3 +331,70 @@ def verify(ctx: click.Context, name: str, signature: str, data: str | None, path
         decoded = ecdsa_der_to_raw(decoded, signing.key_bits)
     client.verify_hash(name, signing.digest, decoded, signing.alg)
     click.echo("signature OK")
+
+
+@parsec.command()
+@click.argument("name")
+@click.argument("data", required=False)
+@click.option("--file", "path", type=click.File("rb"), help="Encrypt this file ('-' for stdin).")
+@click.pass_context
+def encrypt(ctx: click.Context, name: str, data: str | None, path: Any) -> None:
+    """Encrypt DATA with key NAME's algorithm; print the ciphertext in base64 (as parsec-tool does)."""
+    ciphertext = _client(ctx).asymmetric_encrypt(name, _read_input(data, path))
+    click.echo(base64.b64encode(ciphertext).decode())
+
+
+@parsec.command()
+@click.argument("name")
+@click.argument("ciphertext")
+@click.pass_context
+def decrypt(ctx: click.Context, name: str, ciphertext: str) -> None:
+    """Decrypt base64 CIPHERTEXT with key NAME; print the plaintext."""
+    try:
+        raw = base64.b64decode(ciphertext, validate=True)
+    except binascii.Error:
+        _fail("CIPHERTEXT is not base64")
+    sys.stdout.buffer.write(_client(ctx).asymmetric_decrypt(name, raw) + b"\n")
+
+
+@parsec.command()
+@click.option(
+    "--clients", default=8, show_default=True, help="Concurrent clients (threads), each with its own keys."
+)
+@click.option("--ops", default=250, show_default=True, help="Random operations per client.")
+@click.option(
+    "--gap-ms", default=4.0, show_default=True, help="Up to this many ms between a client's operations."
+)
+@click.option("--seed", type=int, default=None, help="Random seed, to replay a run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def stress(
+    ctx: click.Context, clients: int, ops: int, gap_ms: float, seed: int | None, as_json: bool
+) -> None:
+    """Many clients doing random checked operations at once; exit 1 on any wrong result or error."""
+    from . import stress as stress_mod
+
+    settings = ctx.find_object(_Settings)
+    result = stress_mod.run(clients, ops, settings.endpoint if settings else None, gap_ms, seed)
+    summary = {
+        "clients": result.clients,
+        "operations": result.operations,
+        "wrong": result.wrong,
+        "errors": result.errors,
+        "seconds": round(result.seconds, 2),
+        "p50_ms": round(result.percentile(0.5), 2),
+        "p99_ms": round(result.percentile(0.99), 2),
+        "problems": result.problems[:20],
+    }
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(
+            f"{result.operations} operations by {clients} clients in {result.seconds:.1f} s: "
+            f"{result.wrong} wrong, {result.errors} errors, "
+            f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms"
+        )
+        for problem in summary["problems"]:
+            click.echo(f"  {problem}")
+    if result.wrong or result.errors:
+        sys.exit(1)

@@ -1,0 +1,119 @@
+"""Parsec (SoW Task 2): the real Parsec service, run directly on every SONiC switch.
+
+    pyinfra -y inventories/lab.py deploys/parsec.py
+
+Installs parsec-service and parsec-tool from the artifact directory (or URLs, by host
+data; checksums verified), runs the service as the unprivileged `parsec` user under
+systemd with its socket in /run/parsec, and opens nothing in the network: Parsec is
+reached over a Unix socket only. A new version or configuration restarts the service;
+keys live in /var/lib/parsec and survive both.
+"""
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api.exceptions import DeployError
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "parsec"
+BINARY = "/usr/libexec/parsec/parsec"
+TOOL = "/usr/local/bin/parsec-tool"
+CONFIG = "/etc/parsec/config.toml"
+STATE_DIR = "/var/lib/parsec"
+SOCKET = "/run/parsec/parsec.sock"
+AUTHENTICATORS = ("UnixPeerCredentials", "Direct")
+
+
+def artifact(name: str) -> ArtifactSource:
+    try:
+        return resolve(host.data, name)
+    except ArtifactError as exc:
+        raise DeployError(f"{host.name}: {exc}") from None
+
+
+def install(source: ArtifactSource, dest: str, what: str):
+    if source.url:
+        return files.download(
+            name=f"Download {what}", src=source.url, dest=dest, sha256sum=source.sha256, mode="755"
+        )
+    return files.put(name=f"Install {what}", src=source.path, dest=dest, mode="755")
+
+
+if "sonic" in host.groups:
+    authenticator = host.data.parsec_authenticator
+    if authenticator not in AUTHENTICATORS:
+        raise DeployError(
+            f"{host.name}: parsec_authenticator {authenticator!r} must be one of {AUTHENTICATORS}"
+        )
+
+    server.group(name="Create the parsec group", group="parsec", system=True)
+    server.group(name="Create the parsec-clients group", group="parsec-clients", system=True)
+    server.user(
+        name="Create the parsec service user",
+        user="parsec",
+        group="parsec",
+        groups=["parsec-clients"],
+        system=True,
+        shell="/usr/sbin/nologin",
+        home=STATE_DIR,
+        create_home=False,
+    )
+    # Both directories hold secrets (the config names admins; the state holds keys): 700.
+    for path in ("/etc/parsec", STATE_DIR):
+        files.directory(name=f"Create {path} (700)", path=path, user="parsec", group="parsec", mode="700")
+    files.directory(name="Create /usr/libexec/parsec", path="/usr/libexec/parsec", mode="755")
+
+    binary = install(artifact("parsec-service"), BINARY, "parsec-service")
+    install(artifact("parsec-tool"), TOOL, "parsec-tool")
+    config = files.template(
+        name="Write the Parsec configuration",
+        src=str(TEMPLATES / "config.toml.j2"),
+        dest=CONFIG,
+        user="parsec",
+        group="parsec",
+        mode="600",
+        authenticator=authenticator,
+        admins=host.data.parsec_admins,
+        log_level=host.data.parsec_log_level,
+        thread_pool_size=host.data.parsec_thread_pool_size,
+        idle_listener_sleep_ms=host.data.parsec_idle_listener_sleep_ms,
+        listener_timeout_ms=host.data.parsec_listener_timeout_ms,
+        socket_path=SOCKET,
+        state_dir=STATE_DIR,
+    )
+    unit = files.template(
+        name="Install the parsec systemd unit",
+        src=str(TEMPLATES / "parsec.service.j2"),
+        dest="/etc/systemd/system/parsec.service",
+        service_user="parsec",
+        clients_group="parsec-clients",
+        state_dir=STATE_DIR,
+        binary=BINARY,
+        config=CONFIG,
+    )
+    systemd.service(
+        name="Run the Parsec service (restarted after a new version or configuration)",
+        service="parsec.service",
+        running=True,
+        enabled=True,
+        restarted=True,
+        daemon_reload=True,
+        _if=any_changed(binary, config, unit),
+    )
+    systemd.service(
+        name="Keep the Parsec service enabled and running",
+        service="parsec.service",
+        running=True,
+        enabled=True,
+    )
+    server.shell(
+        name="Check that the restarted Parsec service answers",
+        _if=any_changed(binary, config, unit),
+        commands=[
+            f"for i in $(seq 50); do test -S {SOCKET} && break; sleep 0.1; done",
+            f"PARSEC_SERVICE_ENDPOINT=unix:{SOCKET} {host.data.edgefaas_venv}/bin/edgefaas parsec ping",
+        ],
+    )

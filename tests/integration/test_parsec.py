@@ -1,0 +1,166 @@
+"""Parsec checklist (SoW Task 2, deploys/parsec.py): the real service on every SONiC switch.
+
+    pytest -m lab tests/integration/test_parsec.py [--inventory inventories/mylab.py]
+
+Clients run on the device itself, as the operator's tools do: the Python client
+(`edgefaas parsec`) and the upstream CLI (parsec-tool) side by side, under tenant uids
+made for the test, because Parsec keys belong to the uid that made them.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import uuid
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+SOCKET = "/run/parsec/parsec.sock"
+pytestmark = pytest.mark.devices("sonic")
+
+
+@pytest.fixture
+def tenants(device):
+    """Two throwaway tenant accounts on the device; their keys and accounts go afterwards."""
+    names = [f"pt-{uuid.uuid4().hex[:6]}-{t}" for t in "ab"]
+    for name in names:
+        device.host.run_test(f"useradd --system --no-create-home --shell /usr/sbin/nologin {name}")
+    yield [Tenant(device.host, name) for name in names]
+    for name in names:
+        device.host.run(f"sudo -u {name} edgefaas parsec keys --json >/dev/null 2>&1")
+        for key in Tenant(device.host, name).key_names():
+            device.host.run(f"sudo -u {name} edgefaas parsec destroy-key {shlex.quote(key)}")
+        device.host.run(f"userdel {name}")
+
+
+class Tenant:
+    def __init__(self, host, user: str) -> None:
+        self.host, self.user = host, user
+
+    def run(self, command: str):
+        return self.host.run(f"cd /tmp && sudo -u {self.user} {command}")
+
+    def ok(self, command: str) -> str:
+        result = self.run(command)
+        assert result.rc == 0, f"{command}: {result.stderr or result.stdout}"
+        return result.stdout.strip()
+
+    def key_names(self) -> list[str]:
+        result = self.run("edgefaas parsec keys --json")
+        return [k["name"] for k in json.loads(result.stdout)] if result.rc == 0 else []
+
+
+def test_service_is_active_enabled_and_unprivileged(device):
+    service = device.host.service("parsec")
+    assert service.is_running
+    assert service.is_enabled
+    owners = device.host.check_output("ps -o user= -C parsec").split()
+    assert owners and set(owners) == {"parsec"}
+
+
+def test_socket_directory_and_secrets_have_the_expected_modes(device):
+    host = device.host
+    socket = host.file(SOCKET)
+    assert socket.is_socket
+    assert socket.mode == 0o666  # any local user may talk to Parsec; keys are per uid
+    runtime = host.file("/run/parsec")
+    assert runtime.is_directory and runtime.user == "parsec" and runtime.mode == 0o755
+    for path in ("/etc/parsec", "/var/lib/parsec"):
+        assert host.file(path).mode == 0o700, path
+    config = host.file("/etc/parsec/config.toml")
+    assert config.user == "parsec"
+    assert config.mode & 0o077 == 0, "config must not be readable by group or others"
+
+
+def test_ping_and_providers_from_the_device(device):
+    version = json.loads(device.host.check_output("edgefaas parsec ping --json"))
+    assert (version["major"], version["minor"]) == (1, 0)
+    providers = json.loads(device.host.check_output("edgefaas parsec providers --json"))
+    names = [p["name"] for p in providers]
+    assert names[0] == "MbedCrypto", "the crypto provider is the default (first)"
+    assert names[-1] == "Core", "Core comes last"
+    assert device.host.check_output("parsec-tool ping 2>/dev/null").strip() == "1.0"
+
+
+def test_parsec_tool_signs_and_the_python_client_verifies(device, tenants):
+    tenant = tenants[0]
+    key, message = "interop-ecc", "edge node 42 says hello"
+    tenant.ok(f"parsec-tool create-ecc-key -k {key}")
+    signature = tenant.ok(f"parsec-tool sign -k {key} {shlex.quote(message)}").split()[-1]
+    tenant.ok(f"edgefaas parsec verify {key} {signature} {shlex.quote(message)}")
+    tampered = tenant.run(f"edgefaas parsec verify {key} {signature} {shlex.quote(message + '!')}")
+    assert tampered.rc == 1 and "error:" in tampered.stderr
+
+
+def test_python_client_encrypts_and_parsec_tool_decrypts(device, tenants):
+    tenant = tenants[0]
+    key, secret = "interop-rsa", "license 7f3a for FuncA"
+    tenant.ok(f"edgefaas parsec generate-key {key} --type rsa-encrypt")
+    ciphertext = tenant.ok(f"edgefaas parsec encrypt {key} {shlex.quote(secret)}")
+    assert tenant.ok(f"parsec-tool decrypt -k {key} {ciphertext}").splitlines()[-1].strip() == secret
+    # and the other way round
+    back = tenant.ok(f"parsec-tool encrypt -k {key} {shlex.quote(secret)}").split()[-1]
+    assert tenant.ok(f"edgefaas parsec decrypt {key} {back}") == secret
+
+
+@pytest.mark.parametrize("kind", ["ecc", "rsa"])
+def test_both_clients_export_the_same_public_key(device, tenants, kind):
+    tenant = tenants[0]
+    key = f"export-{kind}"
+    tenant.ok(f"parsec-tool create-{kind}-key -k {key}")
+    from_tool = tenant.ok(f"parsec-tool export-public-key -k {key}")
+    from_python = tenant.ok(f"edgefaas parsec export-public-key {key} --format pem")
+    pem = lambda text: text[text.index("-----BEGIN") :].encode()  # noqa: E731
+    assert (
+        load_pem_public_key(pem(from_tool)).public_numbers()
+        == load_pem_public_key(pem(from_python)).public_numbers()
+    )
+
+
+def test_a_tenant_can_neither_see_nor_use_another_tenants_key(device, tenants):
+    alice, bob = tenants
+    alice.ok("edgefaas parsec generate-key private-to-alice --type ecc-sign")
+    assert "private-to-alice" in alice.key_names()
+    assert "private-to-alice" not in bob.key_names()
+    stolen = bob.run("edgefaas parsec sign private-to-alice hello")
+    assert stolen.rc == 1
+    assert "PsaErrorDoesNotExist" in stolen.stderr
+
+
+def test_keys_survive_a_service_restart(device, tenants):
+    tenant = tenants[0]
+    tenant.ok("edgefaas parsec generate-key survivor --type ecc-sign")
+    before = tenant.ok("edgefaas parsec export-public-key survivor --format pem")
+    device.host.run_test("systemctl restart parsec")
+    device.host.run_test(f"for i in $(seq 50); do test -S {SOCKET} && exit 0; sleep 0.1; done; exit 1")
+    assert tenant.ok("edgefaas parsec export-public-key survivor --format pem") == before
+
+
+def test_many_concurrent_clients_get_only_right_answers(device):
+    """8 clients x 250 random operations against the one service: zero wrong results."""
+    result = device.host.run("edgefaas parsec stress --clients 8 --ops 250 --json")
+    summary = json.loads(result.stdout)
+    assert summary["operations"] == 8 * 250, summary["problems"]
+    assert summary["wrong"] == 0, summary["problems"]
+    assert summary["errors"] == 0, summary["problems"]
+    assert result.rc == 0
+
+
+def test_service_down_is_an_error_naming_the_endpoint(device):
+    result = device.host.run("edgefaas parsec --endpoint unix:/run/parsec/absent.sock ping")
+    assert result.rc == 1
+    assert "/run/parsec/absent.sock" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_oversized_payload_is_refused_before_sending(device):
+    script = (
+        "from edgefaas.parsec import ParsecClient, BodySizeExceedsLimit\n"
+        "try:\n"
+        "    ParsecClient().hash_compute(b'x' * (2 << 20))\n"
+        "except BodySizeExceedsLimit as exc:\n"
+        "    print('refused:', exc.from_service, exc)\n"
+    )
+    out = device.host.check_output(f"/opt/edgefaas/venv/bin/python -c {shlex.quote(script)}")
+    assert out.startswith("refused: False"), out
