@@ -29,3 +29,4 @@ lint: setup
 
 bench: setup
 	.venv/bin/python -m tests.perf.lab_bench
+	.venv/bin/python -m tests.perf.parsec_bench

@@ -28,7 +28,7 @@ def _source_key() -> str:
     digest = hashlib.sha256()
     files = [REPO / "pyproject.toml", *sorted((REPO / "src").rglob("*"))]
     for path in files:
-        if path.is_file() and "__pycache__" not in path.parts:
+        if path.is_file() and not any(p == "__pycache__" or p.endswith(".egg-info") for p in path.parts):
             digest.update(str(path.relative_to(REPO)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
