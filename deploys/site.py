@@ -11,5 +11,5 @@ from pyinfra import local
 
 DEPLOYS = Path(__file__).resolve().parent
 
-for task in ("platform.py", "parsec.py"):
+for task in ("platform.py", "parsec.py", "k3s.py"):
     local.include(str(DEPLOYS / task))

@@ -54,3 +54,23 @@ artifacts: dict[str, dict[str, str]] = {}
 
 # Where the EdgeFaaS Python package (client tools, services) is installed on devices.
 edgefaas_venv = "/opt/edgefaas/venv"
+
+# K3S (SoW Task 1). The k3s binary, flannel's CNI plugin and the images pods need come
+# from the artifact directory (air-gapped); nothing is pulled from a registry.
+k3s_api_port = 6443
+# The cluster token: given here (e.g. from a vault lookup), or read from this file on the
+# machine running pyinfra, which the first deploy creates (random, 0600) if it is missing.
+k3s_token = None
+k3s_token_file = "~/.config/edgefaas/k3s-token"
+# Add-ons this blueprint does not use at the edge (functions are reached through the
+# EdgeFaaS gateway by node address, so CoreDNS is not needed either).
+k3s_disable = ["traefik", "servicelb", "metrics-server", "local-storage", "coredns"]
+k3s_disable_network_policy = True
+k3s_pause_image = "docker.io/edgefaas/pause:3.6"
+# Image tarballs (artifact names) every node imports at start.
+k3s_airgap_images = ["pause-image", "runtime-image"]
+k3s_kubelet_args: list[str] = []
+k3s_kube_proxy_args: list[str] = []
+# Only for hosts that cannot lower OOM scores (containers without CAP_SYS_RESOURCE).
+k3s_restrict_oom_score_adj = False
+k3s_ready_timeout = 180

@@ -80,6 +80,12 @@ def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, An
             "ssh_strict_host_key_checking": "yes",
             "lab_name": state.spec.name,
             "lab_gateway": state.spec.gateway,
+            # One cluster token per lab, kept beside the lab's SSH key.
+            "k3s_token_file": str(state.dir / "k3s-token"),
+            # Lab devices are containers on a shared kernel: they cannot lower OOM scores,
+            # and nf_conntrack_max is the lab machine's, read-only inside them.
+            "k3s_restrict_oom_score_adj": True,
+            "k3s_kube_proxy_args": ["conntrack-max-per-core=0"],
         }
         for group in dev.groups:
             groups[group].append((dev.name, data))

@@ -1,0 +1,231 @@
+"""K3S (SoW Task 1): a real cluster across devices: the server on `k3s_server`, agents on `k3s_agent`.
+
+    pyinfra -y inventories/lab.py deploys/k3s.py
+
+Air-gapped by default: the k3s binary, flannel's CNI plugin and the image tarballs pods
+need come from the artifact directory (or URLs, by host data), checksums verified.
+The token comes from host data or a file, is written 0600 on the devices and is never on
+a command line or in the output. K3S binds to the management interface and, on SONiC,
+opens its ports in the control-plane ACL and leaves SONiC's own Docker alone (it runs its
+own containerd). A changed binary or configuration restarts servers first, then agents,
+one host at a time, each waiting until its node works again.
+"""
+
+import os
+import secrets
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host, inventory, logger
+from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.files import File
+from pyinfra.facts.hardware import Ipv4Addrs
+from pyinfra.facts.server import Which
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
+BINARY = "/usr/local/bin/k3s"
+DATA_DIR = "/var/lib/rancher/k3s"
+# Where K3S looks for containerd, runc, the shim and CNI plugins (first on its PATH).
+BIN_DIR = f"{DATA_DIR}/data/edgefaas/bin"
+IMAGES_DIR = f"{DATA_DIR}/agent/images"
+TOKEN_FILE = "/etc/rancher/k3s/token"
+# This k3s build has no embedded containerd: it runs the host's containerd (>= 1.6; Debian's
+# package, or the one SONiC's Docker brings) as a separate instance with its own socket.
+MULTICALL = ("crictl", "kubectl")
+HOST_TOOLS = {
+    "containerd": "/usr/bin/containerd",
+    "ctr": "/usr/bin/ctr",
+    "runc": "/usr/sbin/runc",
+    "containerd-shim-runc-v2": "/usr/bin/containerd-shim-runc-v2",
+    **{
+        plugin: f"/usr/lib/cni/{plugin}"
+        for plugin in ("host-local", "loopback", "bridge", "portmap", "bandwidth")
+    },
+}
+ACL_PORTS = {
+    "server": ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/udp flannel VXLAN"],
+    "agent": ["10250/tcp kubelet", "8472/udp flannel VXLAN"],
+}
+
+
+def artifact(name: str) -> ArtifactSource:
+    try:
+        return resolve(host.data, name)
+    except ArtifactError as exc:
+        raise DeployError(f"{host.name}: {exc}") from None
+
+
+def install(source: ArtifactSource, dest: str, what: str, mode: str = "755"):
+    if source.url:
+        return files.download(
+            name=f"Download {what}", src=source.url, dest=dest, sha256sum=source.sha256, mode=mode
+        )
+    return files.put(name=f"Install {what}", src=source.path, dest=dest, mode=mode)
+
+
+def cluster_token() -> str:
+    """The token from host data, else from the token file (made on first use)."""
+    if host.data.get("k3s_token"):
+        return str(host.data.k3s_token)
+    path = Path(os.path.expanduser(host.data.k3s_token_file))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    token = path.read_text().strip()
+    if not token:
+        raise DeployError(f"{host.name}: the K3S token file {path} is empty")
+    return token
+
+
+def node_ip() -> str:
+    if host.data.get("k3s_node_ip"):
+        return host.data.k3s_node_ip
+    iface = host.data.mgmt_interface
+    addresses = host.get_fact(Ipv4Addrs).get(iface)
+    if not addresses:
+        raise DeployError(f"{host.name}: management interface {iface} has no IPv4 address for K3S to bind to")
+    return addresses[0]
+
+
+servers = inventory.get_group("k3s_server")
+role = "server" if "k3s_server" in host.groups else "agent" if "k3s_agent" in host.groups else None
+if role is None:
+    logger.info(f"{host.name}: in neither k3s_server nor k3s_agent: no K3S here")
+else:
+    server_host = servers[0]
+    server_address = (
+        server_host.data.get("k3s_node_ip") or server_host.data.get("ssh_hostname") or server_host.name
+    )
+    my_ip = node_ip()
+
+    files.directory(name="Create /etc/rancher/k3s", path="/etc/rancher/k3s", mode="755")
+    token = files.put(
+        name="Install the cluster token (0600)",
+        src=StringIO(cluster_token() + "\n"),
+        dest=TOKEN_FILE,
+        mode="600",
+    )
+    binary = install(artifact("k3s"), BINARY, "k3s")
+    files.directory(name="Create the K3S bin directory", path=BIN_DIR, mode="755")
+    flannel = install(artifact("flannel-cni"), f"{BIN_DIR}/flannel", "flannel's CNI plugin")
+    for name in MULTICALL:
+        files.link(name=f"Link {name} to k3s", path=f"{BIN_DIR}/{name}", target=BINARY)
+    for name, target in HOST_TOOLS.items():
+        if not host.get_fact(File, path=target):
+            raise DeployError(f"{host.name}: {target} is missing; run deploys/platform.py first")
+        files.link(name=f"Link {name}", path=f"{BIN_DIR}/{name}", target=target)
+    for name in MULTICALL:
+        files.link(name=f"Put {name} on PATH", path=f"/usr/local/bin/{name}", target=BINARY)
+
+    files.directory(name="Create the air-gap images directory", path=IMAGES_DIR, mode="755")
+    images = [
+        install(artifact(name), f"{IMAGES_DIR}/{name}.tar", f"image {name}", mode="644")
+        for name in host.data.k3s_airgap_images
+    ]
+
+    flannel_conf = files.template(
+        name="Write the flannel CNI configuration",
+        src=str(TEMPLATES / "flannel.conflist.j2"),
+        dest="/etc/rancher/k3s/flannel.conflist",
+        mode="644",
+    )
+    labels = [f"edgefaas.io/profile={host.data.device_profile}", f"edgefaas.io/device={host.name}"]
+    config = files.template(
+        name="Write /etc/rancher/k3s/config.yaml",
+        src=str(TEMPLATES / "config.yaml.j2"),
+        dest="/etc/rancher/k3s/config.yaml",
+        mode="600",
+        role=role,
+        token_file=TOKEN_FILE,
+        server_address=server_address,
+        api_port=host.data.k3s_api_port,
+        node_ip=my_ip,
+        interface=host.data.mgmt_interface,
+        flannel_conf="/etc/rancher/k3s/flannel.conflist",
+        node_labels=labels,
+        pause_image=host.data.k3s_pause_image,
+        tls_san=sorted({my_ip, host.name, str(server_address)}),
+        disable=host.data.k3s_disable,
+        disable_network_policy=host.data.k3s_disable_network_policy,
+        kubelet_args=host.data.k3s_kubelet_args,
+        kube_proxy_args=host.data.k3s_kube_proxy_args,
+    )
+    has_nvidia = bool(host.get_fact(Which, command="nvidia-container-runtime"))
+    if "jetson" in host.groups and not has_nvidia:
+        logger.info(f"{host.name}: no nvidia-container-runtime: the nvidia runtime class is skipped")
+    containerd = files.template(
+        name="Write K3S's containerd configuration template",
+        src=str(TEMPLATES / "config.toml.tmpl.j2"),
+        dest=f"{DATA_DIR}/agent/etc/containerd/config.toml.tmpl",
+        create_remote_dir=True,
+        restrict_oom_score_adj=host.data.k3s_restrict_oom_score_adj,
+    )
+
+    if host.data.get("manage_control_plane_acl"):
+        ports = files.put(
+            name="Open K3S's ports in the control-plane ACL",
+            src=StringIO("\n".join(ACL_PORTS[role]) + "\n"),
+            dest="/etc/edgefaas/cacl.d/k3s.ports",
+            mode="644",
+        )
+        server.shell(
+            name="Apply the ACL openings", commands=["/usr/local/sbin/edgefaas-cacl"], _if=ports.did_change
+        )
+
+    unit_name = "k3s" if role == "server" else "k3s-agent"
+    unit = files.template(
+        name=f"Install the {unit_name} unit",
+        src=str(TEMPLATES / "k3s.service.j2"),
+        dest=f"/etc/systemd/system/{unit_name}.service",
+        role=role,
+    )
+    env = files.template(
+        name=f"Install the {unit_name} environment",
+        src=str(TEMPLATES / "k3s.service.env.j2"),
+        dest=f"/etc/systemd/system/{unit_name}.service.env",
+        mode="600",
+        bin_dir=BIN_DIR,
+    )
+    wait = files.template(
+        name="Install the readiness check",
+        src=str(TEMPLATES / "edgefaas-k3s-wait.j2"),
+        dest="/usr/local/sbin/edgefaas-k3s-wait",
+        mode="755",
+    )
+    changed = any_changed(token, binary, flannel, flannel_conf, config, containerd, unit, env, *images)
+    rollout = [
+        "systemctl daemon-reload",
+        f"systemctl enable {unit_name}.service",
+        # A failed start is explained by the wait below, which shows the unit's errors.
+        f"systemctl restart {unit_name}.service || true",
+        f"/usr/local/sbin/edgefaas-k3s-wait {role} {host.data.k3s_ready_timeout}",
+    ]
+    # Two operations at two places in this file: pyinfra runs the first on every server
+    # before the second runs on any agent, and _serial takes their hosts one at a time,
+    # each waiting until its node is Ready before the next restarts.
+    if role == "server":
+        server.shell(
+            name="(Re)start the K3S server and wait until its node is Ready",
+            commands=rollout,
+            _serial=True,
+            _if=changed,
+        )
+    if role == "agent":
+        server.shell(
+            name="(Re)start the K3S agent and wait until its node is Ready",
+            commands=rollout,
+            _serial=True,
+            _if=changed,
+        )
+    systemd.service(
+        name=f"Keep {unit_name} enabled and running",
+        service=f"{unit_name}.service",
+        running=True,
+        enabled=True,
+    )
