@@ -147,13 +147,15 @@ def lab_artifacts() -> None:
         click.echo(f"{item.name}\t{item.path}\t{item.sha256}")
 
 
-def _attach_parsec() -> None:
+def _attach_subcommands() -> None:
+    from edgefaas.gateway.cli import gateway
     from edgefaas.parsec.cli import parsec
 
     main.add_command(parsec)
+    main.add_command(gateway)
 
 
-_attach_parsec()
+_attach_subcommands()
 
 
 def _lab_name(name: str | None) -> str:

@@ -1,0 +1,185 @@
+"""The gateway's ASGI app: its parts wired together, its routes, and its lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from edgefaas.backends.base import Backend
+
+from . import admin
+from .auth import AdminAuth, ensure_admin_password
+from .config import GatewaySettings
+from .errors import ApiError
+from .invoke import Invoker
+from .ledger import Ledger
+from .licenses import LicenseAuthority, LicenseStore, TokenSigner
+from .metrics import CONTENT_TYPE, Metrics
+from .openapi import build_openapi
+from .quota import QuotaGate
+from .registry import FunctionRegistry
+from .storage import license_signer, open_storage
+
+log = logging.getLogger("edgefaas.gateway")
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@dataclass
+class Gateway:
+    """Everything a route may need; one per app, at ``app.state.gateway``."""
+
+    settings: GatewaySettings
+    backend: Backend
+    registry: FunctionRegistry
+    license_store: LicenseStore
+    licenses: LicenseAuthority
+    ledger: Ledger
+    quota: QuotaGate
+    metrics: Metrics
+    invoker: Invoker
+    admin_auth: AdminAuth
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("OK")
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    try:
+        statuses = await run_in_threadpool(gateway.backend.list)
+        replicas = {s.name: s.available_replicas for s in statuses}
+    except Exception:  # metrics must answer even when the backend does not
+        log.exception("listing functions for /metrics")
+        replicas = {}
+    return Response(gateway.metrics.render(replicas), media_type=CONTENT_TYPE)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not a bad request: logged with its traceback; the caller gets no internals.
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+def _route(path: str, **by_method: Callable[[Request], Awaitable[Response]]) -> Route:
+    """One route for several methods, so a 405's Allow header names all of them."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method](request)
+
+    return Route(path, dispatch, methods=list(by_method))
+
+
+def create_app(
+    settings: GatewaySettings,
+    backend: Backend,
+    *,
+    license_store: LicenseStore | None = None,
+    ledger: Ledger | None = None,
+    signer: TokenSigner | None = None,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """Build the gateway around ``backend``; storage and signer default to the data dir's.
+
+    ``upstream_transport`` replaces the HTTP transport to functions (tests call ASGI apps).
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    password = ensure_admin_password(settings.admin_password_file, settings.admin_password)
+    if license_store is None or ledger is None:
+        opened_store, opened_ledger = open_storage(settings)
+        license_store = license_store or opened_store
+        ledger = ledger or opened_ledger
+    authority = LicenseAuthority(license_store, signer or license_signer(settings))
+    registry = FunctionRegistry(backend)
+    quota = QuotaGate(ledger)
+    gateway_metrics = Metrics()
+    invoker = Invoker(
+        backend, registry, authority, quota, ledger, gateway_metrics, settings, transport=upstream_transport
+    )
+    gateway = Gateway(
+        settings=settings,
+        backend=backend,
+        registry=registry,
+        license_store=license_store,
+        licenses=authority,
+        ledger=ledger,
+        quota=quota,
+        metrics=gateway_metrics,
+        invoker=invoker,
+        admin_auth=AdminAuth(password),
+    )
+    openapi = build_openapi(admin.gateway_version()["release"])
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(backend.start)
+        await run_in_threadpool(registry.sync)
+        await invoker.start()
+        log.info("gateway ready: %s backend, %d functions", backend.kind, len(registry.all()))
+        try:
+            yield
+        finally:
+            await invoker.close()
+            await run_in_threadpool(backend.close)
+            await run_in_threadpool(ledger.close)
+            await run_in_threadpool(license_store.close)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/system/info", admin.system_info, methods=["GET"]),
+        _route(
+            "/system/functions",
+            GET=admin.list_functions,
+            POST=admin.deploy_function,
+            PUT=admin.update_function,
+            DELETE=admin.delete_function,
+        ),
+        Route("/system/function/{name}", admin.get_function, methods=["GET"]),
+        Route("/system/scale-function/{name}", admin.scale_function, methods=["POST"]),
+        Route("/system/namespaces", admin.namespaces, methods=["GET"]),
+        Route("/system/logs", admin.function_logs, methods=["GET"]),
+        Route("/system/apis", admin.list_apis, methods=["GET"]),
+        Route("/system/nodes", admin.list_nodes, methods=["GET"]),
+        _route("/system/plans", GET=admin.list_plans, POST=admin.create_plan),
+        _route("/system/licenses", GET=admin.list_licenses, POST=admin.create_license),
+        Route("/system/licenses/{license_id}", admin.revoke_license, methods=["DELETE"]),
+        Route("/system/billing", admin.billing, methods=["GET"]),
+        Route("/function/{name}", invoker.call, methods=ALL_METHODS),
+        Route("/function/{name}/{path:path}", invoker.call, methods=ALL_METHODS),
+        Route("/async-function/{name}", invoker.call_async, methods=["POST"]),
+        Route("/async-function/{name}/{path:path}", invoker.call_async, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,37 @@
+"""The gateway's settings, in one place (the CLI fills them from options and environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    data_dir: Path
+    # None: read <data_dir>/admin-password, or create it with a random one.
+    admin_password: str | None = None
+    # Largest request body (function calls and admin bodies alike); larger -> 413.
+    max_body_bytes: int = 10 * 1024 * 1024
+    # How long the gateway waits for a function's answer (the runtime's exec_timeout should be shorter).
+    upstream_timeout: float = 60.0
+    # How long a call waits for a function with no ready replica (restarting, rolling) before 503.
+    unavailable_wait: float = 5.0
+    async_workers: int = 8
+    async_queue_size: int = 1000
+    # "normal": a ledger entry survives the gateway being killed (the OS has it);
+    # "full": it also survives a power cut (one fsync per commit group).
+    ledger_sync: Literal["normal", "full"] = "normal"
+    # None: <data_dir>/gateway.db (SQLite). The storage layer is an interface; see storage.py.
+    storage_url: str | None = None
+    # None: read <data_dir>/license-key, or create it. Every gateway replica must share it.
+    license_key: bytes | None = None
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.data_dir / "admin-password"
+
+    @property
+    def license_key_file(self) -> Path:
+        return self.data_dir / "license-key"

@@ -1,0 +1,393 @@
+"""Calling functions: /function/{name}[/path] (synchronous) and /async-function/{name} (queued).
+
+One call, in order: the function exists (404), the caller's license is good (401/403),
+the body fits (413), the quota has room (429), then the call goes to the backend's
+endpoint for the function, and an answer from the function is billed before it is
+passed back. What is billed: every call the function answered (whatever its status,
+timeouts the runtime reports included). What is not: calls refused before the function
+(401/403/404/413/429), the runtime's own in-flight refusals, and calls the gateway got no
+answer for (502/503/504). A connection that was never made is retried on a fresh
+endpoint (the function never saw it), which is what lets a rollout or a restart happen
+under load without failing a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from edgefaas.backends.base import Backend, BackendError, FunctionNotFound, FunctionUnavailable
+from edgefaas.runtime.event import PARENT_CALL_ID_HEADER
+from edgefaas.runtime.server import REJECTED_HEADER
+
+from .config import GatewaySettings
+from .errors import ApiError
+from .ledger import PUBLIC_LICENSE, Ledger, LedgerEntry
+from .licenses import Caller, LicenseAuthority
+from .metrics import Metrics
+from .quota import QuotaGate, Ticket
+from .registry import FunctionInfo, FunctionRegistry
+
+log = logging.getLogger("edgefaas.gateway.invoke")
+
+CALL_ID_HEADER = "X-Call-Id"
+LICENSE_HEADER = "X-Edgefaas-License"
+CALLBACK_HEADER = "X-Callback-Url"
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# Headers only the gateway may set towards a function: a caller's copies are dropped.
+_GATEWAY_SET = frozenset(
+    {"x-call-id", LICENSE_HEADER.lower(), "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
+)
+_NOT_RETURNED = _HOP_BY_HOP | {"x-call-id", "x-duration-seconds", REJECTED_HEADER.lower(), "server", "date"}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or ApiError(413) as soon as it is known to be over ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ApiError(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise ApiError(413, f"request body over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    status: int
+    headers: list[tuple[bytes, bytes]]  # raw, as the function sent them
+    body: bytes
+    duration_us: int
+    reached: bool  # the function itself answered (bill it)
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    info: FunctionInfo
+    caller: Caller | None
+    ticket: Ticket
+    body: bytes
+    target: str  # extra path and query, passed through as sent
+    headers: list[tuple[bytes, bytes]]
+    parent_call_id: str
+
+
+@dataclass(frozen=True)
+class _AsyncJob:
+    admitted: _Admitted
+    method: str
+    call_id: str
+    callback_url: str | None
+
+
+class Invoker:
+    def __init__(
+        self,
+        backend: Backend,
+        registry: FunctionRegistry,
+        licenses: LicenseAuthority,
+        quota: QuotaGate,
+        ledger: Ledger,
+        metrics: Metrics,
+        settings: GatewaySettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.licenses = licenses
+        self.quota = quota
+        self.ledger = ledger
+        self.metrics = metrics
+        self.settings = settings
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._queue: asyncio.Queue[_AsyncJob] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._waking: dict[str, asyncio.Lock] = {}
+
+    async def start(self) -> None:
+        timeout = self.settings.upstream_timeout
+        self._client = httpx.AsyncClient(
+            transport=self._transport,
+            timeout=httpx.Timeout(timeout, connect=2.0, pool=timeout),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            trust_env=False,  # functions are the gateway's neighbours: never through a proxy
+            follow_redirects=False,
+        )
+        self._queue = asyncio.Queue(maxsize=self.settings.async_queue_size)
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.async_workers)]
+
+    async def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._client:
+            await self._client.aclose()
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def call(self, request: Request) -> Response:
+        call_id = uuid.uuid4().hex
+        name = request.path_params["name"]
+        started = time.perf_counter()
+        try:
+            admitted = await self._admit(request, name, "/function/")
+            upstream = await self._run(admitted, request.method, call_id)
+        except ApiError as exc:
+            if self.registry.lookup(name) is not None:
+                self.metrics.observe(name, exc.status, time.perf_counter() - started)
+            return exc.response(call_id)
+        self.metrics.observe(name, upstream.status, time.perf_counter() - started)
+        return _relay(upstream, call_id)
+
+    async def call_async(self, request: Request) -> Response:
+        call_id = uuid.uuid4().hex
+        name = request.path_params["name"]
+        try:
+            callback = request.headers.get(CALLBACK_HEADER)
+            if callback is not None and not _valid_callback(callback):
+                raise ApiError(400, f"{CALLBACK_HEADER} must be an http(s) URL")
+            admitted = await self._admit(request, name, "/async-function/")
+            assert self._queue is not None, "invoker not started"
+            try:
+                self._queue.put_nowait(_AsyncJob(admitted, request.method, call_id, callback))
+            except asyncio.QueueFull:
+                admitted.ticket.release()
+                raise ApiError(
+                    429, "the async queue is full; try again later", {"Retry-After": "1"}
+                ) from None
+        except ApiError as exc:
+            return exc.response(call_id)
+        return Response(status_code=202, headers={CALL_ID_HEADER: call_id})
+
+    # -- the steps of one call ---------------------------------------------------------------
+
+    async def _admit(self, request: Request, name: str, route: str) -> _Admitted:
+        info = self.registry.lookup(name)
+        if info is None:
+            raise ApiError(404, f"function {name!r} not found")
+        caller = self.licenses.authorize(request.headers.get("authorization"), info.public)
+        body = await read_body(request, self.settings.max_body_bytes)
+        ticket = self.quota.admit(caller)
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        # The extra path as the caller sent it (still percent-encoded): everything after the name.
+        after_route = raw_path.decode("latin-1")[len(route) :]
+        slash = after_route.find("/")
+        rest = after_route[slash:] if slash >= 0 else ""
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        target = (rest or "/") + (f"?{query}" if query else "")
+        return _Admitted(
+            info=info,
+            caller=caller,
+            ticket=ticket,
+            body=body,
+            target=target,
+            headers=_forward_headers(request, caller),
+            parent_call_id=request.headers.get(PARENT_CALL_ID_HEADER, "")[:64],
+        )
+
+    async def _run(self, admitted: _Admitted, method: str, call_id: str) -> Upstream:
+        """Forward, then bill; the quota slot is given back if the function never answered."""
+        started_at = time.time()
+        try:
+            upstream = await self._forward(admitted, method, call_id)
+        except BaseException:
+            admitted.ticket.release()
+            raise
+        if not upstream.reached:
+            admitted.ticket.release()
+            return upstream
+        caller = admitted.caller
+        entry = LedgerEntry(
+            call_id=call_id,
+            license_id=caller.license.id if caller else PUBLIC_LICENSE,
+            function=admitted.info.name,
+            started_at=started_at,
+            duration_us=upstream.duration_us,
+            status=upstream.status,
+            amount_micros=caller.plan.price(upstream.duration_us) if caller else 0,
+            parent_call_id=admitted.parent_call_id,
+        )
+        try:
+            # Durable before answered: the answer waits for the ledger's commit.
+            await asyncio.wrap_future(self.ledger.record(entry))
+        except Exception:
+            log.exception("billing call %s of %s failed", call_id, admitted.info.name)
+            raise ApiError(503, "the call could not be billed, so its answer is withheld") from None
+        return upstream
+
+    async def _forward(self, admitted: _Admitted, method: str, call_id: str) -> Upstream:
+        assert self._client is not None, "invoker not started"
+        name = admitted.info.name
+        headers = [*admitted.headers, (b"x-call-id", call_id.encode())]
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.unavailable_wait
+        delay = 0.02
+        woken = False
+        while True:
+            try:
+                base = self.backend.endpoint(name)
+            except FunctionNotFound:
+                raise ApiError(404, f"function {name!r} not found") from None
+            except FunctionUnavailable as exc:
+                if exc.scaled_to_zero and not woken:
+                    woken = True
+                    await self._wake(name)
+                    give_up = loop.time() + self.settings.unavailable_wait
+                    continue
+                if loop.time() >= give_up:
+                    raise ApiError(503, str(exc), {"Retry-After": "1"}) from None
+                delay = await _pause(delay, give_up - loop.time())
+                continue
+            began = time.perf_counter()
+            try:
+                response = await self._client.request(
+                    method, base + admitted.target, headers=headers, content=admitted.body
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # The function never saw this request: trying again cannot run it twice.
+                if loop.time() >= give_up:
+                    raise ApiError(502, f"function {name!r} could not be reached: {exc}") from None
+                delay = await _pause(delay, give_up - loop.time())
+                continue
+            except httpx.TimeoutException:
+                raise ApiError(
+                    504, f"function {name!r} did not answer within {self.settings.upstream_timeout:g}s"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise ApiError(502, f"function {name!r} broke off its answer: {exc}") from None
+            duration_us = int((time.perf_counter() - began) * 1_000_000)
+            return Upstream(
+                status=response.status_code,
+                headers=list(response.headers.raw),
+                body=response.content,
+                duration_us=duration_us,
+                reached=REJECTED_HEADER.lower() not in response.headers,
+            )
+
+    async def _wake(self, name: str) -> None:
+        """Scale a function from zero to one for a call, once however many calls arrive together."""
+        lock = self._waking.setdefault(name, asyncio.Lock())
+        async with lock:
+            try:
+                status = await run_in_threadpool(self.backend.get, name)
+                if status.replicas == 0:
+                    log.info("waking %s from zero replicas for a call", name)
+                    await run_in_threadpool(self.backend.scale, name, 1)
+            except FunctionNotFound:
+                raise ApiError(404, f"function {name!r} not found") from None
+            except BackendError as exc:
+                raise ApiError(503, f"function {name!r} could not be woken from zero: {exc}") from None
+
+    # -- async calls -------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            job = await self._queue.get()
+            try:
+                await self._run_job(job)
+            except Exception:
+                log.exception("async call %s failed", job.call_id)
+            finally:
+                self._queue.task_done()
+
+    async def _run_job(self, job: _AsyncJob) -> None:
+        name = job.admitted.info.name
+        started = time.perf_counter()
+        try:
+            upstream = await self._run(job.admitted, job.method, job.call_id)
+            status, body, headers = upstream.status, upstream.body, upstream.headers
+        except ApiError as exc:
+            response = exc.response()
+            status, body, headers = exc.status, bytes(response.body), [(b"content-type", b"application/json")]
+        self.metrics.observe(name, status, time.perf_counter() - started)
+        if not job.callback_url:
+            return
+        assert self._client is not None
+        send: list[tuple[str | bytes, str | bytes]] = [
+            (k, v) for k, v in headers if k.lower() == b"content-type"
+        ]
+        send += [(CALL_ID_HEADER, job.call_id), ("X-Function-Name", name), ("X-Function-Status", str(status))]
+        try:
+            await self._client.post(job.callback_url, content=body, headers=send, timeout=10.0)
+        except httpx.HTTPError as exc:
+            log.warning("callback for async call %s to %s failed: %s", job.call_id, job.callback_url, exc)
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize() if self._queue else 0
+
+
+async def _pause(delay: float, remaining: float) -> float:
+    """Sleep before trying again (never past the deadline); the next, longer delay."""
+    await asyncio.sleep(max(min(delay, remaining), 0))
+    return min(delay * 2, 0.25)
+
+
+def _forward_headers(request: Request, caller: Caller | None) -> list[tuple[bytes, bytes]]:
+    """The caller's headers as sent (raw bytes), less hop-by-hop ones and those the gateway sets."""
+    named_in_connection = {
+        token.strip().lower() for token in request.headers.get("connection", "").split(",") if token.strip()
+    }
+    skip = _HOP_BY_HOP | _GATEWAY_SET | named_in_connection
+    headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in skip]
+    if request.client and request.client.host:
+        headers.append((b"x-forwarded-for", request.client.host.encode("latin-1")))
+    if "host" in request.headers:
+        headers.append((b"x-forwarded-host", request.headers["host"].encode("latin-1")))
+    headers.append((b"x-forwarded-proto", request.url.scheme.encode("latin-1")))
+    if caller is not None:
+        headers.append((LICENSE_HEADER.lower().encode(), caller.license.id.encode()))
+    return headers
+
+
+def _relay(upstream: Upstream, call_id: str) -> Response:
+    response = Response(content=upstream.body, status_code=upstream.status)
+    kept = [(k.lower(), v) for k, v in upstream.headers if k.lower().decode("latin-1") not in _NOT_RETURNED]
+    response.raw_headers = [
+        (b"content-length", str(len(upstream.body)).encode()),
+        *kept,
+        (b"x-call-id", call_id.encode()),
+        (b"x-duration-seconds", f"{upstream.duration_us / 1_000_000:.6f}".encode()),
+    ]
+    return response
+
+
+def _valid_callback(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -1,0 +1,83 @@
+"""Prometheus metrics under OpenFaaS's names, so existing dashboards and alerts work.
+
+- gateway_function_invocation_total{function_name, code}: counter
+- gateway_functions_seconds{function_name, code}: histogram
+- gateway_service_count{function_name}: gauge of replicas
+
+Only functions that exist get series (a caller probing random names must not be able to
+grow the metrics without bound). Written by hand: the text format is simple and the
+gateway's hot path then costs two dict updates.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Mapping
+
+# Prometheus client's default buckets, which OpenFaaS's gateway uses too.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Histogram:
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(BUCKETS)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        index = bisect_left(BUCKETS, seconds)
+        if index < len(BUCKETS):
+            self.buckets[index] += 1  # non-cumulative here; rendering accumulates
+        self.count += 1
+        self.sum += seconds
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._invocations: dict[tuple[str, int], int] = defaultdict(int)
+        self._seconds: dict[tuple[str, int], _Histogram] = defaultdict(_Histogram)
+
+    def observe(self, function: str, code: int, seconds: float) -> None:
+        self._invocations[(function, code)] += 1
+        self._seconds[(function, code)].observe(seconds)
+
+    def invocation_count(self, function: str) -> int:
+        return sum(n for (name, _), n in self._invocations.items() if name == function)
+
+    def render(self, replicas: Mapping[str, int]) -> str:
+        lines = [
+            "# HELP gateway_function_invocation_total Function invocations, by function and HTTP status.",
+            "# TYPE gateway_function_invocation_total counter",
+        ]
+        for (name, code), count in sorted(self._invocations.items()):
+            lines.append(
+                f'gateway_function_invocation_total{{function_name="{_label(name)}",code="{code}"}} {count}'
+            )
+        lines += [
+            "# HELP gateway_functions_seconds Seconds each call took as the gateway saw it.",
+            "# TYPE gateway_functions_seconds histogram",
+        ]
+        for (name, code), hist in sorted(self._seconds.items()):
+            labels = f'function_name="{_label(name)}",code="{code}"'
+            cumulative = 0
+            for bound, count in zip(BUCKETS, hist.buckets, strict=True):
+                cumulative += count
+                lines.append(f'gateway_functions_seconds_bucket{{{labels},le="{bound}"}} {cumulative}')
+            lines.append(f'gateway_functions_seconds_bucket{{{labels},le="+Inf"}} {hist.count}')
+            lines.append(f"gateway_functions_seconds_sum{{{labels}}} {hist.sum:.6f}")
+            lines.append(f"gateway_functions_seconds_count{{{labels}}} {hist.count}")
+        lines += [
+            "# HELP gateway_service_count Replicas of each function.",
+            "# TYPE gateway_service_count gauge",
+        ]
+        for name, count in sorted(replicas.items()):
+            lines.append(f'gateway_service_count{{function_name="{_label(name)}"}} {count}')
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,271 @@
+"""The gateway's OpenAPI 3.0 document, built from the schemas the routes enforce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import schemas
+
+JSON = "application/json"
+FUNCTION_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
+ADMIN = [{"basicAuth": []}]
+# A license, or nothing for a public function.
+LICENSE_OR_PUBLIC: list[dict[str, list[str]]] = [{"bearerAuth": []}, {}]
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(schemas.ERROR, description)
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+_ADMIN_ERRORS = {
+    "400": _error("malformed request"),
+    "401": _error("admin credentials missing or wrong"),
+    "413": _error("body over the size limit"),
+}
+_NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": schemas.FUNCTION_NAME}
+
+
+def _admin(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "security": ADMIN, "responses": {**responses, **_ADMIN_ERRORS}, **extra}
+
+
+def _function_operation(summary: str, path_param: bool, method: str, is_async: bool) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [_NAME_PARAM]
+    if path_param:
+        parameters.append(
+            {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": "passed to the function as its path"}
+        )  # fmt: skip
+    if is_async:
+        parameters.append(
+            {"name": "X-Callback-Url", "in": "header", "required": False,
+             "schema": {"type": "string", "format": "uri", "pattern": "^https?://[^/?#]+"},
+             "description": "POSTed the function's answer, with X-Call-Id and X-Function-Status"}
+        )  # fmt: skip
+    responses: dict[str, Any] = {
+        "401": _error("no license token, and the function is not public"),
+        "403": _error("the license token is forged, edited, unknown or revoked"),
+        "404": _error("no such function"),
+        "413": _error("body over the size limit"),
+        "429": _error("the license's quota is used up (not billed), or the function is at max in-flight"),
+        "502": _error("the function could not be reached"),
+        "503": _error("the function has no ready replica (restarting), or could not be woken from zero"),
+        "504": _error("the function did not answer in time"),
+    }
+    if is_async:
+        responses["202"] = {
+            "description": "queued; the answer goes to X-Callback-Url if given",
+            "headers": {"X-Call-Id": {"schema": {"type": "string"}}},
+        }
+        responses["400"] = _error("X-Callback-Url is not an http(s) URL")
+    else:
+        responses["default"] = {
+            "description": "the function's own answer, status and headers as it chose; X-Call-Id added",
+            "headers": {"X-Call-Id": {"schema": {"type": "string"}}},
+            "content": {"*/*": {"schema": {}}},
+        }
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": LICENSE_OR_PUBLIC,
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if method not in ("get", "head", "options"):
+        # Any body and content type is passed through as sent; JSON is what most functions take, and
+        # each function's own input schema is in /system/apis.
+        operation["requestBody"] = {"required": False, "content": {JSON: {"schema": {}}}}
+    return operation
+
+
+def build_openapi(version: str) -> dict[str, Any]:
+    function_list = _json({"type": "array", "items": schemas.FUNCTION_STATUS}, "functions")
+    function_one = _json(schemas.FUNCTION_STATUS, "the function")
+    names = _json({"type": "array", "items": {"type": "string"}}, "names")
+    bill = {
+        "description": "the bill",
+        "content": {JSON: {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}},
+    }
+    license_param = {"name": "license_id", "in": "path", "required": True, "schema": schemas.LICENSE_ID}
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {
+                "summary": "the gateway is up",
+                "responses": {
+                    "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (OpenFaaS names)",
+                "responses": {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/system/info": {
+            "get": _admin(
+                "provider, version, architecture", {"200": _json(schemas.SYSTEM_INFO, "gateway info")}
+            )
+        },
+        "/system/functions": {
+            "get": _admin("list functions", {"200": function_list}),
+            "post": _admin(
+                "deploy from source (code) or an image; code that does not compile: 400 naming the line",
+                {"202": _json(schemas.FUNCTION_STATUS, "deployed"), "409": _error("the name is taken")},
+                requestBody=_body(schemas.FUNCTION_DEPLOYMENT),
+            ),
+            "put": _admin(
+                "update a function: a rollout with no failed call; on failure the old version keeps serving",
+                {"200": function_one, "404": _error("no such function")},
+                requestBody=_body(schemas.FUNCTION_DEPLOYMENT),
+            ),
+            "delete": _admin(
+                "delete a function",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"deleted": {"type": "string"}}}, "deleted"
+                    ),
+                    "404": _error("no such function"),
+                },
+                requestBody=_body(schemas.FUNCTION_DELETE),
+            ),
+        },
+        "/system/function/{name}": {
+            "get": _admin(
+                "one function",
+                {"200": function_one, "404": _error("no such function")},
+                parameters=[_NAME_PARAM],
+            ),
+        },
+        "/system/scale-function/{name}": {
+            "post": _admin(
+                "set a function's replicas",
+                {"202": function_one, "404": _error("no such function")},
+                parameters=[_NAME_PARAM],
+                requestBody=_body(schemas.SCALE_REQUEST),
+            ),
+        },
+        "/system/namespaces": {
+            "get": _admin("namespaces", {"200": names}),
+        },
+        "/system/logs": {
+            "get": _admin(
+                "a function's last log lines",
+                {
+                    "200": {
+                        "description": "one JSON object per line: {name, text}",
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    "404": _error("no such function"),
+                },
+                parameters=[
+                    {"name": "name", "in": "query", "required": True, "schema": schemas.FUNCTION_NAME},
+                    {
+                        "name": "tail",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    },
+                ],
+            ),
+        },
+        "/system/apis": {
+            "get": _admin(
+                "every callable function: route, description, input/output schema",
+                {"200": _json({"type": "array", "items": schemas.API_ENTRY}, "APIs")},
+            ),
+        },
+        "/system/nodes": {
+            "get": _admin(
+                "devices: profile, CPU, memory, GPU, functions placed on each",
+                {"200": _json({"type": "array", "items": schemas.NODE}, "nodes")},
+            ),
+        },
+        "/system/plans": {
+            "get": _admin("billing plans", {"200": _json({"type": "array", "items": schemas.PLAN}, "plans")}),
+            "post": _admin(
+                "add a plan (plans never change)",
+                {"201": _json(schemas.PLAN, "created"), "409": _error("the name is taken")},
+                requestBody=_body(schemas.PLAN_REQUEST),
+            ),
+        },
+        "/system/licenses": {
+            "get": _admin(
+                "licenses (tokens are shown only when issued)",
+                {"200": _json({"type": "array", "items": schemas.LICENSE}, "licenses")},
+            ),
+            "post": _admin(
+                "issue a license and its token",
+                {"201": _json(schemas.LICENSE_ISSUED, "issued"), "404": _error("no such plan")},
+                requestBody=_body(schemas.LICENSE_REQUEST),
+            ),
+        },
+        "/system/licenses/{license_id}": {
+            "delete": _admin(
+                "revoke a license: its token is refused from then on",
+                {"200": _json(schemas.LICENSE, "revoked"), "404": _error("no such license")},
+                parameters=[license_param],
+            ),
+        },
+        "/system/billing": {
+            "get": _admin(
+                "a license's bill per function (detail=calls: per call); format=csv for CSV",
+                {"200": bill, "404": _error("no such license")},
+                parameters=[
+                    {"name": "license", "in": "query", "required": True, "schema": schemas.LICENSE_ID},
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["json", "csv"]},
+                    },
+                    {
+                        "name": "detail",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["summary", "calls"]},
+                    },
+                ],
+            ),
+        },
+    }
+    for prefix, is_async in (("/function", False), ("/async-function", True)):
+        for path_param in (False, True):
+            path = f"{prefix}/{{name}}" + ("/{path}" if path_param else "")
+            methods = ("post",) if is_async else FUNCTION_METHODS
+            paths[path] = {
+                m: _function_operation(
+                    f"{'queue' if is_async else 'call'} a function; X-Call-Id on every answer",
+                    path_param,
+                    m,
+                    is_async,
+                )
+                for m in methods
+            }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "EdgeFaaS gateway",
+            "version": version,
+            "description": "OpenFaaS's gateway API, plus deploying from source, licenses and billing.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "basicAuth": {"type": "http", "scheme": "basic", "description": "user admin"},
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a license token"},
+            }
+        },
+    }
