@@ -202,8 +202,9 @@ else:
     rollout = [
         "systemctl daemon-reload",
         f"systemctl enable {unit_name}.service",
-        # A failed start is explained by the wait below, which shows the unit's errors.
-        f"systemctl restart {unit_name}.service || true",
+        # Type=notify with no start timeout: a node that cannot join would block a plain
+        # restart for ever. The wait below decides, and shows the unit's errors.
+        f"systemctl restart --no-block {unit_name}.service",
         f"/usr/local/sbin/edgefaas-k3s-wait {role} {host.data.k3s_ready_timeout}",
     ]
     # Two operations at two places in this file: pyinfra runs the first on every server
@@ -229,3 +230,16 @@ else:
         running=True,
         enabled=True,
     )
+
+    # SoW Task 1.3: K3S's deploy controller applies what is in its manifests directory.
+    if role == "server" and host.data.k3s_two_pods:
+        runtime = artifact("runtime-image")
+        files.template(
+            name="Deploy Task 1.3's two pods on one SONiC device",
+            src=str(TEMPLATES / "two-pods.yaml.j2"),
+            dest=f"{DATA_DIR}/server/manifests/edgefaas-task13.yaml",
+            mode="600",
+            namespace="edgefaas-task13",
+            node=host.data.get("k3s_two_pods_node") or host.name,
+            image=f"docker.io/edgefaas/runtime:{runtime.version}",
+        )

@@ -1,0 +1,236 @@
+"""K3S checklist (SoW Task 1, deploys/k3s.py): a real cluster across the devices.
+
+    pytest -m lab tests/integration/test_k3s.py [--inventory inventories/mylab.py]
+
+The Kubernetes API is reached with the server's own kubeconfig, fetched over SSH through
+the inventory, so the same checks run against the virtual lab and a real one.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO
+from tests.integration.test_platform import _connect
+
+kubernetes = pytest.importorskip("kubernetes")
+from kubernetes import client as k8s  # noqa: E402
+from kubernetes import config as k8s_config  # noqa: E402
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def server(inventory, request):
+    from tests.integration.conftest import Device, _connections, _testinfra_host
+
+    host = inventory.get_group("k3s_server")[0]
+    if host.name not in _connections:
+        _connections[host.name] = Device(host.name, host.data, set(host.groups), _testinfra_host(host.data))
+    return _connections[host.name]
+
+
+@pytest.fixture(scope="module")
+def api(server, tmp_path_factory) -> k8s.CoreV1Api:
+    """A Kubernetes client using the server's kubeconfig, pointed at its node address."""
+    raw = server.host.check_output("cat /etc/rancher/k3s/k3s.yaml")
+    kubeconfig = yaml.safe_load(raw)
+    port = server.data.get("k3s_api_port", 6443)
+    for cluster in kubeconfig["clusters"]:
+        cluster["cluster"]["server"] = f"https://{server.address}:{port}"
+    path = tmp_path_factory.mktemp("k3s") / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+    api_client = k8s_config.new_client_from_config(config_file=str(path))
+    return k8s.CoreV1Api(api_client)
+
+
+@pytest.mark.devices("k3s_server")
+def test_server_service_is_active_and_enabled(device):
+    assert device.host.service("k3s").is_running
+    assert device.host.service("k3s").is_enabled
+
+
+@pytest.mark.devices("k3s_agent")
+def test_agent_service_is_active_and_enabled(device):
+    assert device.host.service("k3s-agent").is_running
+    assert device.host.service("k3s-agent").is_enabled
+    assert not device.host.service("k3s").is_running
+
+
+@pytest.mark.devices("k3s_server")
+def test_api_port_is_reachable_through_the_control_plane_acl(device):
+    assert _connect(device.address, device.data.get("k3s_api_port", 6443)) == "open"
+
+
+def test_token_file_is_private(device):
+    token = device.host.file("/etc/rancher/k3s/token")
+    assert token.exists and token.user == "root" and token.mode == 0o600
+    assert "token:" not in device.host.file("/etc/rancher/k3s/config.yaml").content_string
+
+
+def test_every_device_is_a_ready_node_with_its_role_and_profile(api, inventory):
+    nodes = {node.metadata.name: node for node in api.list_node().items}
+    for host in inventory.get_group("k3s_server") + inventory.get_group("k3s_agent"):
+        assert host.name in nodes, f"{host.name} is not a node"
+        node = nodes[host.name]
+        ready = {c.type: c.status for c in node.status.conditions}.get("Ready")
+        assert ready == "True", f"{host.name} is not Ready"
+        labels = node.metadata.labels
+        assert labels["edgefaas.io/profile"] == host.data.device_profile
+        is_server = "node-role.kubernetes.io/control-plane" in labels
+        assert is_server == ("k3s_server" in host.groups), host.name
+        addresses = {a.type: a.address for a in node.status.addresses}
+        assert addresses["InternalIP"] == host.data.ssh_hostname, "K3S binds to the management address"
+
+
+def test_two_pods_run_on_one_sonic_device_and_talk(api, inventory):
+    """SoW Task 1.3: the serving and the calling pod share one SONiC node and talk."""
+    namespace = "edgefaas-task13"
+    pods = _wait(
+        lambda: (
+            {
+                p.metadata.name: p
+                for p in api.list_namespaced_pod(namespace).items
+                if p.status.phase == "Running"
+            }
+            if len([p for p in api.list_namespaced_pod(namespace).items if p.status.phase == "Running"]) == 2
+            else None
+        ),
+        120,
+        "both Task 1.3 pods Running",
+    )
+    nodes = {p.spec.node_name for p in pods.values()}
+    assert len(nodes) == 1, f"the two pods are on {nodes}"
+    (node,) = nodes
+    assert node in {h.name for h in inventory.get_group("sonic")}, f"{node} is not a SONiC device"
+    answers = _wait(
+        lambda: [
+            line
+            for line in api.read_namespaced_pod_log("task13-client", namespace, tail_lines=20).splitlines()
+            if '"answer"' in line
+        ],
+        60,
+        "the client pod's answers",
+    )
+    assert '"pod": "task13-server"' in answers[-1]
+
+
+def _pod(name: str, node: str, command: list[str], image: str, restart: str = "Never") -> k8s.V1Pod:
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name=name, labels={"app": name}),
+        spec=k8s.V1PodSpec(
+            node_name=node,
+            restart_policy=restart,
+            security_context=k8s.V1PodSecurityContext(run_as_user=10001, run_as_non_root=True),
+            containers=[
+                k8s.V1Container(name="main", image=image, image_pull_policy="Never", command=command)
+            ],
+        ),
+    )
+
+
+def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
+    """Cross-node pod networking (flannel VXLAN between devices)."""
+    sonic_agents = [h.name for h in inventory.get_group("k3s_agent") if "sonic" in h.groups]
+    jetsons = [
+        h.name for h in inventory.get_group("jetson") if "k3s_agent" in h.groups or "k3s_server" in h.groups
+    ]
+    if not sonic_agents or not jetsons:
+        pytest.skip("needs a SONiC agent and a Jetson in the inventory")
+    image = api.read_namespaced_pod("task13-server", "edgefaas-task13").spec.containers[0].image
+    namespace = f"crossnode-{uuid.uuid4().hex[:6]}"
+    api.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    try:
+        serve = ["python3", "-m", "http.server", "8080"]
+        api.create_namespaced_pod(namespace, _pod("server", jetsons[0], serve, image, restart="Always"))
+        server_ip = _wait(
+            lambda: (lambda p: p.status.pod_ip if p.status.phase == "Running" else None)(
+                api.read_namespaced_pod("server", namespace)
+            ),
+            90,
+            f"the server pod on {jetsons[0]}",
+        )
+        fetch = [
+            "python3",
+            "-c",
+            "import sys, time, urllib.request\n"
+            "for attempt in range(20):\n"
+            "    try:\n"
+            f"        urllib.request.urlopen('http://{server_ip}:8080/', timeout=2)\n"
+            "        print('reached')\n"
+            "        sys.exit(0)\n"
+            "    except OSError as exc:\n"
+            "        print(exc); time.sleep(1)\n"
+            "sys.exit(1)\n",
+        ]
+        api.create_namespaced_pod(namespace, _pod("client", sonic_agents[0], fetch, image))
+        phase = _wait(
+            lambda: (lambda p: p if p in ("Succeeded", "Failed") else None)(
+                api.read_namespaced_pod("client", namespace).status.phase
+            ),
+            90,
+            f"the client pod on {sonic_agents[0]}",
+        )
+        log = api.read_namespaced_pod_log("client", namespace)
+        assert phase == "Succeeded", log
+        assert "reached" in log
+    finally:
+        api.delete_namespace(namespace)
+
+
+def _deploy(inventory_path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", inventory_path, "deploys/k3s.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_redeploy_changes_nothing_and_never_shows_the_token(inventory_path, server):
+    token = server.host.check_output("cat /etc/rancher/k3s/token").strip()
+    proc = _deploy(inventory_path, "-v")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert token not in output
+    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert total and total.group(2) == "-" and total.group(3) == "-", output[-3000:]
+
+
+def test_an_agent_with_a_wrong_token_fails_alone_and_says_why(inventory_path, inventory):
+    """The broken host fails with the reason; the others are untouched; a good run heals it."""
+    agents = [h.name for h in inventory.get_group("k3s_agent")]
+    victim = agents[-1]
+    bad = _deploy(
+        inventory_path,
+        "--limit",
+        victim,
+        "--data",
+        "k3s_token=not-the-cluster-token",
+        "--data",
+        "k3s_ready_timeout=40",
+    )
+    output = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    assert victim in output and "not Ready" in output
+    assert re.search(r"token|unauthori[sz]ed|401", output, re.I), output[-3000:]
+    healed = _deploy(inventory_path)
+    assert healed.returncode == 0, (healed.stdout + healed.stderr)[-3000:]
