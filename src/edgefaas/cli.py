@@ -135,6 +135,41 @@ def lab_build(names: tuple[str, ...]) -> None:
             _fail(str(exc))
 
 
+@lab.command("kubeconfig")
+@click.option("--name", default=None, help="Lab name.")
+def lab_kubeconfig(name: str | None) -> None:
+    """Write a kubeconfig for the lab's K3S cluster that works from this machine; print its path."""
+    import subprocess
+
+    import yaml
+
+    from edgefaas.lab.lifecycle import ssh_command
+    from edgefaas.lab.state import StateError, load_state
+
+    try:
+        state = load_state(_lab_name(name))
+    except StateError as exc:
+        _fail(str(exc))
+    servers = [d for d in state.spec.devices if "k3s_server" in d.roles]
+    if not servers:
+        _fail(f"lab {state.spec.name} has no k3s_server device")
+    server = servers[0]
+    proc = subprocess.run(
+        ssh_command(state, server.name, "sudo", "cat", "/etc/rancher/k3s/k3s.yaml"),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        _fail(f"no kubeconfig on {server.name} (is K3S deployed? deploys/k3s.py): {proc.stderr.strip()}")
+    config = yaml.safe_load(proc.stdout)
+    for cluster in config.get("clusters", []):
+        cluster["cluster"]["server"] = f"https://{server.address}:6443"
+    path = state.dir / "kubeconfig"
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(config))
+    click.echo(str(path))
+
+
 @lab.command("artifacts")
 def lab_artifacts() -> None:
     """Built upstream artifacts, one per line: name, path, sha256."""

@@ -116,10 +116,14 @@ def device(request) -> Device:
     inventory = _inventory(request.config)
     if isinstance(inventory, Exception):
         pytest.fail(f"cannot load inventory {_inventory_path(request.config)}: {inventory}")
-    name = request.param
+    inv_host = inventory.get_host(request.param)
+    return connect(inv_host.name, inv_host.data, inv_host.groups)
+
+
+def connect(name: str, data: Any, groups) -> Device:
+    """One SSH connection per device for the whole session."""
     if name not in _connections:
-        inv_host = inventory.get_host(name)
-        _connections[name] = Device(name, inv_host.data, set(inv_host.groups), _testinfra_host(inv_host.data))
+        _connections[name] = Device(name, data, set(groups), _testinfra_host(data))
     return _connections[name]
 
 

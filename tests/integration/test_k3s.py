@@ -17,7 +17,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, Device, connect
 from tests.integration.test_platform import _connect
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -25,7 +25,7 @@ from kubernetes import client as k8s  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -36,29 +36,30 @@ def _wait(predicate, timeout: float, what: str, interval: float = 1.0):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-@pytest.fixture(scope="module")
-def server(inventory, request):
-    from tests.integration.conftest import Device, _connections, _testinfra_host
-
+def server_device(inventory) -> Device:
     host = inventory.get_group("k3s_server")[0]
-    if host.name not in _connections:
-        _connections[host.name] = Device(host.name, host.data, set(host.groups), _testinfra_host(host.data))
-    return _connections[host.name]
+    return connect(host.name, host.data, host.groups)
 
 
-@pytest.fixture(scope="module")
-def api(server, tmp_path_factory) -> k8s.CoreV1Api:
-    """A Kubernetes client using the server's kubeconfig, pointed at its node address."""
-    raw = server.host.check_output("cat /etc/rancher/k3s/k3s.yaml")
-    kubeconfig = yaml.safe_load(raw)
+def kubernetes_api(inventory) -> tuple[k8s.CoreV1Api, k8s.ApiClient]:
+    """A Kubernetes client from the server's own kubeconfig, pointed at its node address."""
+    server = server_device(inventory)
+    kubeconfig = yaml.safe_load(server.host.check_output("cat /etc/rancher/k3s/k3s.yaml"))
     port = server.data.get("k3s_api_port", 6443)
     for cluster in kubeconfig["clusters"]:
         cluster["cluster"]["server"] = f"https://{server.address}:{port}"
-    path = tmp_path_factory.mktemp("k3s") / "kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    path.chmod(0o600)
-    api_client = k8s_config.new_client_from_config(config_file=str(path))
-    return k8s.CoreV1Api(api_client)
+    api_client = k8s_config.new_client_from_config_dict(kubeconfig)
+    return k8s.CoreV1Api(api_client), api_client
+
+
+@pytest.fixture(scope="module")
+def server(inventory) -> Device:
+    return server_device(inventory)
+
+
+@pytest.fixture(scope="module")
+def api(inventory) -> k8s.CoreV1Api:
+    return kubernetes_api(inventory)[0]
 
 
 @pytest.mark.devices("k3s_server")
@@ -103,7 +104,7 @@ def test_every_device_is_a_ready_node_with_its_role_and_profile(api, inventory):
 def test_two_pods_run_on_one_sonic_device_and_talk(api, inventory):
     """SoW Task 1.3: the serving and the calling pod share one SONiC node and talk."""
     namespace = "edgefaas-task13"
-    pods = _wait(
+    pods = wait_for(
         lambda: (
             {
                 p.metadata.name: p
@@ -120,7 +121,7 @@ def test_two_pods_run_on_one_sonic_device_and_talk(api, inventory):
     assert len(nodes) == 1, f"the two pods are on {nodes}"
     (node,) = nodes
     assert node in {h.name for h in inventory.get_group("sonic")}, f"{node} is not a SONiC device"
-    answers = _wait(
+    answers = wait_for(
         lambda: [
             line
             for line in api.read_namespaced_pod_log("task13-client", namespace, tail_lines=20).splitlines()
@@ -160,7 +161,7 @@ def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
     try:
         serve = ["python3", "-m", "http.server", "8080"]
         api.create_namespaced_pod(namespace, _pod("server", jetsons[0], serve, image, restart="Always"))
-        server_ip = _wait(
+        server_ip = wait_for(
             lambda: (lambda p: p.status.pod_ip if p.status.phase == "Running" else None)(
                 api.read_namespaced_pod("server", namespace)
             ),
@@ -181,7 +182,7 @@ def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
             "sys.exit(1)\n",
         ]
         api.create_namespaced_pod(namespace, _pod("client", sonic_agents[0], fetch, image))
-        phase = _wait(
+        phase = wait_for(
             lambda: (lambda p: p if p in ("Succeeded", "Failed") else None)(
                 api.read_namespaced_pod("client", namespace).status.phase
             ),

@@ -14,6 +14,7 @@ import shlex
 import uuid
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 SOCKET = "/run/parsec/parsec.sock"
@@ -164,3 +165,49 @@ def test_oversized_payload_is_refused_before_sending(device):
     )
     out = device.host.check_output(f"/opt/edgefaas/venv/bin/python -c {shlex.quote(script)}")
     assert out.startswith("refused: False"), out
+
+
+def test_clients_in_k3s_pods_share_the_one_service(inventory):
+    """SoW 2.4/2.5: three tenants' client pods, each its own uid, on one SONiC device's service."""
+    if not inventory.get_group("k3s_server"):
+        pytest.skip("no K3S in this inventory")
+    import jinja2
+    from kubernetes import utils
+
+    from tests.integration.conftest import REPO
+    from tests.integration.test_k3s import k8s, kubernetes_api, wait_for
+
+    core, api_client = kubernetes_api(inventory)
+    sonic_nodes = [h.name for h in inventory.get_group("sonic") if "k3s_agent" in h.groups] or [
+        h.name for h in inventory.get_group("sonic")
+    ]
+    node = sonic_nodes[0]
+    image = core.read_namespaced_pod("task13-server", "edgefaas-task13").spec.containers[0].image
+    namespace = f"edgefaas-test-parsec-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    template = jinja2.Template((REPO / "templates/parsec/client-pod.yaml.j2").read_text())
+    tenants = {"tenant-a": 20001, "tenant-b": 20002, "tenant-c": 20003}
+    try:
+        for tenant, uid in tenants.items():
+            manifest = template.render(
+                tenant=tenant, uid=uid, node=node, image=image, ops=40, namespace=namespace
+            )
+            utils.create_from_dict(api_client, yaml.safe_load(manifest), namespace=namespace)
+
+        def finished():
+            pods = core.list_namespaced_pod(namespace, label_selector="edgefaas.io/task=parsec").items
+            done = [p for p in pods if p.status.phase in ("Succeeded", "Failed")]
+            return pods if len(done) == len(tenants) else None
+
+        pods = wait_for(finished, 180, "the three Parsec client pods to finish")
+        for pod in pods:
+            log = core.read_namespaced_pod_log(pod.metadata.name, namespace)
+            assert pod.status.phase == "Succeeded", log
+            summary = json.loads(log[log.index("{") :])
+            assert summary["operations"] == 2 * 40 and summary["wrong"] == 0 and summary["errors"] == 0, (
+                summary
+            )
+            assert pod.spec.node_name == node
+        assert {p.spec.security_context.run_as_user for p in pods} == set(tenants.values())
+    finally:
+        core.delete_namespace(namespace)
