@@ -74,3 +74,7 @@ k3s_kube_proxy_args: list[str] = []
 # Only for hosts that cannot lower OOM scores (containers without CAP_SYS_RESOURCE).
 k3s_restrict_oom_score_adj = False
 k3s_ready_timeout = 180
+# SoW Task 1.3: two pods (one serving, one calling it) on one SONiC device, by default
+# the K3S server; name another SONiC device here to move them.
+k3s_two_pods = True
+k3s_two_pods_node = None

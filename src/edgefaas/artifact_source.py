@@ -28,6 +28,7 @@ class ArtifactSource:
     sha256: str
     path: str | None = None
     url: str | None = None
+    version: str = ""
 
 
 def resolve(data: Any, name: str) -> ArtifactSource:
@@ -37,7 +38,7 @@ def resolve(data: Any, name: str) -> ArtifactSource:
         entry = overrides[name]
         if not entry.get("url") or not entry.get("sha256"):
             raise ArtifactError(f"artifacts[{name!r}] needs both 'url' and 'sha256'")
-        return ArtifactSource(name, entry["sha256"], url=entry["url"])
+        return ArtifactSource(name, entry["sha256"], url=entry["url"], version=entry.get("version", ""))
     directory = Path(data.get("artifact_dir") or "")
     manifest = directory / "manifest.json"
     try:
@@ -63,7 +64,7 @@ def resolve(data: Any, name: str) -> ArtifactSource:
         raise ArtifactError(
             f"artifact {name!r}: {path} has sha256 {actual}, the manifest says {entry['sha256']}"
         )
-    return ArtifactSource(name, entry["sha256"], path=str(path))
+    return ArtifactSource(name, entry["sha256"], path=str(path), version=entry.get("version", ""))
 
 
 @lru_cache(maxsize=64)
