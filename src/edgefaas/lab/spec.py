@@ -8,6 +8,7 @@ half-built lab behind.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,7 +196,13 @@ def load_spec(path: Path | None = None, devices: int | None = None) -> LabSpec:
     if path is not None and devices is not None:
         raise SpecError("give either a spec file or --devices, not both")
     if path is None:
-        return parse_spec({"devices": default_devices(devices or 3)}, source="default lab")
+        # EDGEFAAS_LAB / EDGEFAAS_LAB_SUBNET let two labs (say, two CI jobs) share a machine.
+        data = {
+            "name": os.environ.get("EDGEFAAS_LAB", "edgefaas"),
+            "subnet": os.environ.get("EDGEFAAS_LAB_SUBNET", "10.77.0.0/24"),
+            "devices": default_devices(devices or 3),
+        }
+        return parse_spec(data, source="default lab")
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
