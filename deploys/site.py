@@ -2,7 +2,9 @@
 
     pyinfra -y inventories/lab.py deploys/site.py
 
-Each task file also runs alone (`pyinfra -y inventories/lab.py deploys/platform.py`).
+Each task file also runs alone (`pyinfra -y inventories/lab.py deploys/parsec.py`).
+One include per line, not a loop: pyinfra orders operations by the lines that made them,
+so includes from one line of a loop would interleave their files' operations.
 """
 
 from pathlib import Path
@@ -11,5 +13,6 @@ from pyinfra import local
 
 DEPLOYS = Path(__file__).resolve().parent
 
-for task in ("platform.py", "parsec.py", "k3s.py"):
-    local.include(str(DEPLOYS / task))
+local.include(str(DEPLOYS / "platform.py"))
+local.include(str(DEPLOYS / "parsec.py"))
+local.include(str(DEPLOYS / "k3s.py"))
