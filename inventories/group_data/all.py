@@ -78,3 +78,16 @@ k3s_ready_timeout = 180
 # the K3S server; name another SONiC device here to move them.
 k3s_two_pods = True
 k3s_two_pods_node = None
+
+# EdgeFaaS (SoW Task 3): the gateway on the K3S server and the functions it keeps deployed.
+edgefaas_gateway_port = 8080
+edgefaas_namespace = "edgefaas-fn"
+edgefaas_admin_password = None  # None: the gateway makes one, root-only, in <data dir>/admin-password
+edgefaas_gateway_url = None  # None: http://<K3S server node address>:<port>
+# FuncA and FuncB on different kinds of device, so Task 3.3's chain crosses devices.
+edgefaas_functions = {
+    "FuncA": {"constraints": ["edgefaas.io/profile=sonic"], "limits": {"memory": "128Mi"}},
+    "FuncB": {"constraints": ["edgefaas.io/profile=jetson"], "limits": {"memory": "128Mi"}},
+    "FuncC": {"limits": {"memory": "128Mi"}},
+    "system_info": {"public": True, "limits": {"memory": "128Mi"}},
+}

@@ -170,6 +170,20 @@ def lab_kubeconfig(name: str | None) -> None:
     click.echo(str(path))
 
 
+@lab.command("gateway-url")
+@click.option("--name", default=None, help="Lab name.")
+@click.option("--port", default=8080, show_default=True, type=int)
+def lab_gateway_url(name: str | None, port: int) -> None:
+    """The URL of the lab's EdgeFaaS gateway (deploys/edgefaas.py)."""
+    from edgefaas.lab.gateway import gateway_url
+    from edgefaas.lab.state import StateError, load_state
+
+    try:
+        click.echo(gateway_url(load_state(_lab_name(name)), port))
+    except (StateError, SpecError) as exc:
+        _fail(str(exc))
+
+
 @lab.command("artifacts")
 def lab_artifacts() -> None:
     """Built upstream artifacts, one per line: name, path, sha256."""

@@ -3,7 +3,7 @@
 - ``local``: each function a supervised runtime process on this machine (faasd's
   precedent: development, and devices too small for K3S);
 - ``kubernetes``: each function a Deployment + Service on K3S, its code in a ConfigMap
-  (added once the K3S deploy exists).
+  (K3S through the kubernetes client; the gateway reaches functions at their ClusterIP).
 
 The gateway only ever talks to a Backend; it does not know which one.
 """

@@ -21,29 +21,56 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "edgefaas/gateway"
 
 
-def _kubeconfig_present() -> bool:
+# K3S's own kubeconfig: on the K3S server host (where the gateway runs) it is the obvious one.
+K3S_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
+
+
+def _kubeconfig_present(kubeconfig: Path | None = None) -> bool:
     return bool(
-        os.environ.get("KUBECONFIG")
+        kubeconfig
+        or os.environ.get("KUBECONFIG")
         or os.environ.get("KUBERNETES_SERVICE_HOST")
         or (Path.home() / ".kube/config").exists()
+        or os.access(K3S_KUBECONFIG, os.R_OK)
     )
 
 
-def choose_backend(requested: str) -> str:
-    """``auto``: kubernetes when it is installed and a kubeconfig (or in-cluster) is found, else local."""
+def choose_backend(requested: str, kubeconfig: Path | None = None) -> str:
+    """``auto``: kubernetes when installed and a kubeconfig is given, found or in-cluster; else local."""
     available = available_backends()
     if requested == "auto":
-        return "kubernetes" if "kubernetes" in available and _kubeconfig_present() else "local"
+        return "kubernetes" if "kubernetes" in available and _kubeconfig_present(kubeconfig) else "local"
     if requested not in available:
         raise click.ClickException(f"the {requested} backend is not available yet in this installation")
     return requested
 
 
-def make_backend(kind: str, data_dir: Path, gateway_url: str) -> Backend:
+def make_backend(
+    kind: str,
+    data_dir: Path,
+    gateway_url: str,
+    *,
+    kubeconfig: Path | None = None,
+    namespace: str = "edgefaas-fn",
+    runtime_image: str | None = None,
+) -> Backend:
     if kind == "local":
         from edgefaas.backends.local import LocalBackend
 
         return LocalBackend(data_dir / "local", gateway_url=gateway_url)
+    if kind == "kubernetes":
+        try:
+            from edgefaas.backends.kubernetes import KubernetesBackend
+        except ImportError as exc:
+            raise click.ClickException(
+                f"the kubernetes backend needs the kubernetes client (pip install 'edgefaas[gateway]'): {exc}"
+            ) from exc
+        if not runtime_image:
+            raise click.ClickException(
+                "the kubernetes backend needs --runtime-image: the function runtime image every node "
+                "has imported (docker.io/edgefaas/runtime:<key>, see `edgefaas lab artifacts`)"
+            )
+        return KubernetesBackend(runtime_image, gateway_url, namespace=namespace, kubeconfig=kubeconfig)
     raise click.ClickException(f"the {kind} backend is not available yet in this installation")
 
 
@@ -95,6 +122,29 @@ def _gateway_url(host: str, port: int) -> str:
     "--storage", "storage_url", envvar="EDGEFAAS_STORAGE_URL", help="sqlite:///path (default in data dir)."
 )
 @click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EDGEFAAS_KUBECONFIG",
+    help="kubernetes: the kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).",
+)
+@click.option(
+    "--namespace",
+    default="edgefaas-fn",
+    show_default=True,
+    envvar="EDGEFAAS_NAMESPACE",
+    help="kubernetes: the namespace functions run in.",
+)
+@click.option(
+    "--runtime-image",
+    envvar="EDGEFAAS_RUNTIME_IMAGE",
+    help="kubernetes: the function runtime image on every node (docker.io/edgefaas/runtime:<key>).",
+)
+@click.option(
+    "--gateway-url",
+    help="The URL functions call the gateway at (default: loopback for local; required for "
+    "kubernetes when listening on every address, since pods cannot reach the host's loopback).",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 def gateway(
@@ -107,6 +157,10 @@ def gateway(
     upstream_timeout: float,
     ledger_sync: str,
     storage_url: str | None,
+    kubeconfig: Path | None,
+    namespace: str,
+    runtime_image: str | None,
+    gateway_url: str | None,
     log_level: str,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing."""
@@ -117,7 +171,19 @@ def gateway(
     logging.basicConfig(
         stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    kind = choose_backend(backend)
+    if log_level != "debug":
+        # httpx logs each request to a function at INFO: a line per call would flood the journal.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    kind = choose_backend(backend, kubeconfig)
+    if kubeconfig is not None and not kubeconfig.is_file():
+        raise click.BadParameter(f"{kubeconfig} does not exist", param_hint="--kubeconfig")
+    if gateway_url is None:
+        if kind == "kubernetes" and host in ("0.0.0.0", "::", ""):
+            raise click.UsageError(
+                "--gateway-url is required with the kubernetes backend when the gateway listens on every "
+                "address: give the address pods reach this host at (e.g. http://10.77.0.11:8080)"
+            )
+        gateway_url = _gateway_url(host, port)
     settings = GatewaySettings(
         data_dir=(data_dir or default_data_dir()).resolve(),
         admin_password=admin_password,
@@ -127,7 +193,15 @@ def gateway(
         storage_url=storage_url,
     )
     try:
-        app = create_app(settings, make_backend(kind, settings.data_dir, _gateway_url(host, port)))
+        function_backend = make_backend(
+            kind,
+            settings.data_dir,
+            gateway_url,
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            runtime_image=runtime_image,
+        )
+        app = create_app(settings, function_backend)
     except (OSError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if not admin_password:

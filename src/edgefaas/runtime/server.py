@@ -320,6 +320,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(answer.body)))
         self.send_header(CALL_ID_HEADER, call_id)
         self.send_header("X-Duration-Seconds", f"{elapsed:.6f}")
+        # Draining: close kept-alive connections so callers (the gateway's pool, pinned to
+        # this pod through the ClusterIP) reconnect to a new replica and this one goes quiet.
+        if self.server.runner.draining:
+            self.close_connection = True
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()

@@ -21,7 +21,7 @@ from edgefaas.lab.paths import cache_dir
 REPO = Path(__file__).resolve().parents[4]
 DEVICE_PYTHON = "3.11"
 # Extras the devices need besides the core client tools (click, PyYAML, protobuf).
-DEVICE_EXTRAS: tuple[str, ...] = ()
+DEVICE_EXTRAS: tuple[str, ...] = ("gateway",)
 
 
 def _source_key() -> str:

@@ -1,0 +1,414 @@
+"""EdgeFaaS (SoW Task 3): the gateway on the K3S server, the runtime image on every node, the functions.
+
+    pyinfra -y inventories/lab.py deploys/edgefaas.py
+
+Every K3S node gets the function runtime image (imported into K3S's containerd at once,
+no K3S restart). The K3S server (a SONiC switch: Task 3.2) gets the gateway, then the
+functions from functions/ are deployed through the gateway's own API, only those whose
+code, placement, limits or public flag changed; FuncA and FuncB are placed on different
+kinds of device, so the chain FuncA -> FuncB -> FuncC crosses devices (Task 3.3).
+
+Why the gateway is a systemd service on the switch, not a K3S workload: it is the door
+callers pay through, so it must keep answering, billing and holding its ledger while
+K3S restarts (a K3S upgrade, a node rejoining after its Parsec check); pods already
+running keep serving it calls through the kube-proxy rules meanwhile. It lives next to
+Parsec and the authentication service on the SONiC host, and its SQLite ledger wants a
+plain local disk, not a volume that moves with a pod. OpenFaaS's faasd runs its gateway
+outside Kubernetes for the same reasons.
+
+How it reaches Kubernetes: not with K3S's admin kubeconfig (root-only, cluster-admin)
+but as its own ServiceAccount, allowed to manage Deployments, Services and ConfigMaps in
+one namespace and to read nodes. The deploy applies the account with kubectl whenever
+the gateway's own kubeconfig cannot do that (first run, or someone deleted the namespace);
+its token goes into a kubeconfig only the gateway's user can read. The gateway runs as
+the unprivileged `edgefaas` user, with systemd hardening.
+
+Settings (host data; defaults below): edgefaas_functions, edgefaas_gateway_port,
+edgefaas_namespace, edgefaas_admin_password (else the gateway makes one, readable by root
+in <data dir>/admin-password), edgefaas_gateway_url (what pods call the gateway at).
+"""
+
+import hashlib
+import json
+import shlex
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.files import Sha256File
+from pyinfra.facts.hardware import Ipv4Addrs
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATES = REPO / "templates" / "edgefaas"
+
+# Defaults for the settings this deploy reads from host data (group_data may override each).
+DEFAULTS = {
+    # Which functions the deploy keeps deployed, from files in edgefaas_functions_dir.
+    # FuncA on a switch and FuncB on a Jetson: the chain always crosses devices.
+    "edgefaas_functions": {
+        "FuncA": {"constraints": ["edgefaas.io/profile=sonic"], "limits": {"memory": "128Mi"}},
+        "FuncB": {"constraints": ["edgefaas.io/profile=jetson"], "limits": {"memory": "128Mi"}},
+        "FuncC": {"limits": {"memory": "128Mi"}},
+        "system_info": {"public": True, "limits": {"memory": "128Mi"}},
+    },
+    "edgefaas_functions_dir": str(REPO / "functions"),
+    "edgefaas_gateway_port": 8080,
+    "edgefaas_namespace": "edgefaas-fn",
+    # None: the gateway makes a random one on first start.
+    "edgefaas_admin_password": None,
+    # None: http://<the server's K3S node address>:<port>.
+    "edgefaas_gateway_url": None,
+}
+
+K3S_DATA_DIR = "/var/lib/rancher/k3s"
+K3S_IMAGES_DIR = f"{K3S_DATA_DIR}/agent/images"
+CONTAINERD_SOCKET = "/run/k3s/containerd/containerd.sock"
+CTR = f"{K3S_DATA_DIR}/data/edgefaas/bin/ctr"  # linked by deploys/k3s.py
+DATA_DIR = "/var/lib/edgefaas/gateway"
+CONFIG_DIR = "/etc/edgefaas/gateway"
+KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
+RBAC = f"{CONFIG_DIR}/account.yaml"
+FUNCTIONS_DIR = "/etc/edgefaas/functions"
+ACCOUNT = "edgefaas-gateway"
+SYNC_SCRIPT = "/usr/local/sbin/edgefaas-functions"
+KUBECONFIG_SCRIPT = "/usr/local/sbin/edgefaas-gateway-kubeconfig"
+
+
+def setting(key: str):
+    value = host.data.get(key)
+    return DEFAULTS[key] if value is None else value
+
+
+def artifact(name: str) -> ArtifactSource:
+    try:
+        return resolve(host.data, name)
+    except ArtifactError as exc:
+        raise DeployError(f"{host.name}: {exc}") from None
+
+
+class K3sImage(FactBase):
+    """Whether K3S's containerd already has an image (so importing it again is not needed)."""
+
+    def command(self, ref: str) -> str:
+        return (
+            f"crictl --runtime-endpoint unix://{CONTAINERD_SOCKET} inspecti -q {shlex.quote(ref)} "
+            ">/dev/null 2>&1 && echo present || echo missing"
+        )
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[0].strip() == "present"
+
+
+class GatewayAccess(FactBase):
+    """Whether the gateway's kubeconfig lets it run functions in its namespace and read nodes."""
+
+    def command(self, kubeconfig: str, namespace: str) -> str:
+        can = f"kubectl --kubeconfig {kubeconfig} auth can-i"
+        return (
+            f"test -r {kubeconfig} && {can} create deployments -n {namespace} 2>/dev/null "
+            f"&& {can} list nodes 2>/dev/null || echo no"
+        )
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output] == ["yes", "yes"]
+
+
+class MissingWheels(FactBase):
+    """What pip would still install from the device's wheelhouse for ``requirement`` (empty: nothing)."""
+
+    def command(self, pip: str, wheels: str, requirement: str) -> str:
+        return (
+            f"test -x {pip} && {pip} install --dry-run --no-index --find-links {wheels} "
+            f"{shlex.quote(requirement)} 2>/dev/null | sed -n 's/^Would install //p' || true"
+        )
+
+    def process(self, output: list[str]) -> list[str]:
+        return " ".join(output).split()
+
+
+class GatewayFunctions(FactBase):
+    """What the gateway on this host runs: {name: its FunctionStatus}, or None if it does not answer.
+
+    Read as root with the admin password from the gateway's data directory; the password
+    never leaves the host and is never on a command line.
+    """
+
+    _SCRIPT = (
+        "import base64, json, sys, urllib.request\n"
+        "url, secret = sys.argv[1:3]\n"
+        "try:\n"
+        "    password = open(secret).read().strip()\n"
+        "    auth = base64.b64encode(('admin:' + password).encode()).decode()\n"
+        "    headers = {'Authorization': 'Basic ' + auth}\n"
+        "    req = urllib.request.Request(url + '/system/functions', headers=headers)\n"
+        "    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
+        "    with opener.open(req, timeout=10) as answer:\n"
+        "        print(json.dumps({'functions': json.load(answer)}))\n"
+        "except Exception as exc:\n"
+        "    print(json.dumps({'error': str(exc)}))\n"
+    )
+
+    def command(self, python: str, url: str, password_file: str) -> str:
+        return (
+            f"test -x {python} && {python} -c {shlex.quote(self._SCRIPT)} {url} {password_file} "
+            '|| echo \'{"error": "no gateway"}\''
+        )
+
+    def process(self, output: list[str]) -> dict | None:
+        try:
+            answer = json.loads("\n".join(output))
+        except ValueError:
+            return None
+        if "functions" not in answer:
+            return None
+        return {f["name"]: f for f in answer["functions"]}
+
+
+def wanted_functions() -> list[dict]:
+    """The functions to keep deployed, as bodies for POST /system/functions (less the code)."""
+    source = Path(setting("edgefaas_functions_dir"))
+    wanted = []
+    for name, settings in sorted(setting("edgefaas_functions").items()):
+        path = source / settings.get("file", f"{name}.py")
+        if not path.is_file():
+            raise DeployError(f"{host.name}: function {name}: {path} does not exist")
+        wanted.append(
+            {
+                "service": name,
+                "file": path.name,
+                "constraints": list(settings.get("constraints", [])),
+                "limits": dict(settings.get("limits", {})),
+                "public": bool(settings.get("public", False)),
+                "path": str(path),
+                "codeSha256": hashlib.sha256(path.read_text().encode()).hexdigest(),
+            }
+        )
+    return wanted
+
+
+def out_of_date(wanted: list[dict], deployed: dict | None) -> list[str]:
+    """Names of the wanted functions the gateway lacks or runs differently (all if it does not answer)."""
+    if deployed is None:
+        return [w["service"] for w in wanted]
+    stale = []
+    for w in wanted:
+        current = deployed.get(w["service"])
+        if current is None or any(
+            current.get(k) != w[k] for k in ("codeSha256", "constraints", "limits", "public")
+        ):
+            stale.append(w["service"])
+    return stale
+
+
+def server_address() -> str:
+    if host.data.get("k3s_node_ip"):
+        return host.data.k3s_node_ip
+    addresses = host.get_fact(Ipv4Addrs).get(host.data.mgmt_interface)
+    if not addresses:
+        raise DeployError(f"{host.name}: {host.data.mgmt_interface} has no IPv4 address for pods to call")
+    return addresses[0]
+
+
+is_node = "k3s_server" in host.groups or "k3s_agent" in host.groups
+if not is_node:
+    logger.info(f"{host.name}: not a K3S node: no EdgeFaaS here")
+
+# -- every K3S node: the function runtime image ------------------------------------------------
+if is_node:
+    runtime = artifact("runtime-image")
+    runtime_ref = f"docker.io/edgefaas/runtime:{runtime.version}"
+    # Where deploys/k3s.py puts it too (K3S imports that directory at start): the same file.
+    image_file = f"{K3S_IMAGES_DIR}/runtime-image.tar"
+    if runtime.url:
+        files.download(
+            name="Download the function runtime image",
+            src=runtime.url,
+            dest=image_file,
+            sha256sum=runtime.sha256,
+            mode="644",
+        )
+    else:
+        files.put(name="Upload the function runtime image", src=runtime.path, dest=image_file, mode="644")
+    if not host.get_fact(K3sImage, ref=runtime_ref):
+        server.shell(
+            name=f"Import {runtime_ref} into K3S's containerd (no restart)",
+            commands=[f"{CTR} --address {CONTAINERD_SOCKET} -n k8s.io images import {image_file}"],
+        )
+
+# -- the K3S server: the gateway ---------------------------------------------------------------
+if "k3s_server" in host.groups:
+    user = host.data.edgefaas_user
+    venv = host.data.edgefaas_venv
+    namespace = setting("edgefaas_namespace")
+    port = int(setting("edgefaas_gateway_port"))
+    gateway_url = setting("edgefaas_gateway_url") or f"http://{server_address()}:{port}"
+    local_url = f"http://127.0.0.1:{port}"
+    password_file = f"{DATA_DIR}/admin-password"
+
+    # deploys/platform.py installs the package's core on every device; the gateway also needs
+    # its extra (starlette, uvicorn, httpx, the kubernetes client), from the same wheelhouse.
+    missing = host.get_fact(
+        MissingWheels, pip=f"{venv}/bin/pip", wheels="/opt/edgefaas/wheels", requirement="edgefaas[gateway]"
+    )
+    wheels = None
+    if missing:
+        wheels = server.shell(
+            name=f"Install the gateway's dependencies from the wheelhouse ({len(missing)} wheels)",
+            commands=[
+                f"{venv}/bin/pip install -q --no-index --find-links /opt/edgefaas/wheels 'edgefaas[gateway]'"
+            ],
+        )
+
+    files.directory(
+        name=f"Create the gateway's data directory {DATA_DIR} (700)",
+        path=DATA_DIR,
+        user=user,
+        group=user,
+        mode="700",
+    )
+    files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR, user="root", group=user, mode="750")
+    password = None
+    if host.data.get("edgefaas_admin_password"):
+        password = files.put(
+            name="Install the admin password from host data (0600)",
+            src=StringIO(str(host.data.edgefaas_admin_password) + "\n"),
+            dest=password_file,
+            user=user,
+            group=user,
+            mode="600",
+        )
+
+    rbac = files.template(
+        name="Write the gateway's Kubernetes account: namespace, role, token",
+        src=str(TEMPLATES / "gateway-account.yaml.j2"),
+        dest=RBAC,
+        mode="644",
+        namespace=namespace,
+        account=ACCOUNT,
+    )
+    files.template(
+        name="Install the gateway kubeconfig writer",
+        src=str(TEMPLATES / "edgefaas-gateway-kubeconfig.j2"),
+        dest=KUBECONFIG_SCRIPT,
+        mode="755",
+        namespace=namespace,
+        secret=f"{ACCOUNT}-token",
+        account=ACCOUNT,
+        path=KUBECONFIG,
+        service_user=user,
+        server=f"https://127.0.0.1:{host.data.get('k3s_api_port', 6443)}",
+        timeout=60,
+    )
+    # Asked of the cluster with the gateway's own credentials, so a deleted namespace or
+    # token is put back by the next run, and a run with nothing missing changes nothing.
+    has_access = host.get_fact(GatewayAccess, kubeconfig=KUBECONFIG, namespace=namespace)
+    account = server.shell(
+        name=f"Give the gateway its own Kubernetes account, limited to namespace {namespace}",
+        commands=[f"kubectl apply -f {RBAC}"],
+        _if=lambda: rbac.did_change() or not has_access,
+    )
+    kubeconfig = server.shell(
+        name="Write the gateway's kubeconfig from its account's token (0600)",
+        commands=[KUBECONFIG_SCRIPT],
+        _if=account.did_change,
+    )
+
+    if host.data.get("manage_control_plane_acl"):
+        ports = files.put(
+            name=f"Open the gateway's port {port}/tcp in the control-plane ACL",
+            src=StringIO(f"{port}/tcp EdgeFaaS gateway\n"),
+            dest="/etc/edgefaas/cacl.d/edgefaas.ports",
+            mode="644",
+        )
+        server.shell(
+            name="Apply the ACL openings", commands=["/usr/local/sbin/edgefaas-cacl"], _if=ports.did_change
+        )
+
+    unit = files.template(
+        name="Install the edgefaas-gateway unit",
+        src=str(TEMPLATES / "edgefaas-gateway.service.j2"),
+        dest="/etc/systemd/system/edgefaas-gateway.service",
+        service_user=user,
+        venv=venv,
+        kubeconfig=KUBECONFIG,
+        namespace=namespace,
+        runtime_image=runtime_ref,
+        gateway_url=gateway_url,
+        data_dir=DATA_DIR,
+        listen="0.0.0.0",
+        port=port,
+        # The package the gateway runs: a new wheelhouse (deploys/platform.py) restarts it.
+        wheelhouse_sha256=host.get_fact(Sha256File, path="/opt/edgefaas/wheelhouse.tar") or "-",
+    )
+    restart = any_changed(*[op for op in (unit, kubeconfig, password, wheels) if op is not None])
+    systemd.service(
+        name="Run the gateway (restarted after a new version, unit, account or password)",
+        service="edgefaas-gateway.service",
+        running=True,
+        enabled=True,
+        restarted=True,
+        daemon_reload=True,
+        _if=restart,
+    )
+    systemd.service(
+        name="Keep the gateway enabled and running",
+        service="edgefaas-gateway.service",
+        running=True,
+        enabled=True,
+    )
+    server.shell(
+        name="Wait until the restarted gateway answers /healthz",
+        commands=[
+            f"for i in $(seq 120); do curl -fsS -o /dev/null {local_url}/healthz && exit 0; sleep 0.5; done; "
+            "journalctl -u edgefaas-gateway -n 30 --no-pager >&2; exit 1"
+        ],
+        _if=restart,
+    )
+
+    # -- the functions, through the gateway's own API ------------------------------------------
+    wanted = wanted_functions()
+    files.directory(name=f"Create {FUNCTIONS_DIR}", path=FUNCTIONS_DIR, mode="755")
+    for function in wanted:
+        files.put(
+            name=f"Upload function {function['service']}",
+            src=function["path"],
+            dest=f"{FUNCTIONS_DIR}/{function['file']}",
+            mode="644",
+        )
+    manifest = [{k: w[k] for k in ("service", "file", "constraints", "limits", "public")} for w in wanted]
+    files.put(
+        name="Write the list of functions to keep deployed",
+        src=StringIO(json.dumps(manifest, indent=2) + "\n"),
+        dest=f"{FUNCTIONS_DIR}/functions.json",
+        mode="644",
+    )
+    files.template(
+        name="Install the function deployer",
+        src=str(TEMPLATES / "edgefaas-functions.j2"),
+        dest=SYNC_SCRIPT,
+        mode="755",
+        python=f"{venv}/bin/python",
+        gateway=local_url,
+        password_file=password_file,
+        manifest=f"{FUNCTIONS_DIR}/functions.json",
+        timeout=180,
+    )
+    # Asked of the gateway itself, so a function deleted or changed behind the deploy's back
+    # is put right, and a second run with nothing new changes nothing.
+    stale = out_of_date(
+        wanted,
+        host.get_fact(
+            GatewayFunctions, python=f"{venv}/bin/python", url=local_url, password_file=password_file
+        ),
+    )
+    if stale:
+        server.shell(
+            name=f"Deploy or update {', '.join(stale)} through the gateway's API",
+            commands=[SYNC_SCRIPT],
+        )

@@ -1,0 +1,1060 @@
+"""The kubernetes backend: every function a Deployment + Service on K3S, its code a ConfigMap.
+
+What one function is in the cluster (all in one namespace, ``edgefaas-fn`` by default):
+
+- ConfigMap ``<obj>-<code sha256[:10]>``, immutable: the source, mounted read-only at
+  /code/handler.py into the generic runtime image, so deploying or updating a function
+  needs no image build and no registry. Named after its content: an update with new code
+  makes a new one, going back to old code finds the old one again.
+- Deployment ``<obj>``: the runtime image (``imagePullPolicy: Never``: images arrive as
+  tarballs), the runtime's settings in EDGEFAAS_* variables, readiness on /_/ready and
+  liveness on /_/health, uid 10001 with no privileges, limits/requests from the spec,
+  constraints as a nodeSelector (``edgefaas.io/profile=jetson``). The spec itself (less
+  the code), the version and the times are annotations, so ``list``/``get`` rebuild
+  everything from the cluster alone and a restarted gateway needs no state of its own.
+- Service ``<obj>`` (ClusterIP, port 8080): where the gateway calls the function. The
+  gateway runs on the K3S server host, where kube-proxy makes cluster IPs reachable.
+
+``<obj>`` is the function's name as a DNS label: function names are case-sensitive and
+may hold ``_``, object names may not, so ``FuncA`` becomes ``funca-<8 hex of
+sha256("FuncA")>`` (``funca`` and ``FuncA`` stay apart); the real name is an annotation.
+
+Update is Kubernetes' rolling update with maxUnavailable 0 and maxSurge 1: a new pod
+starts next to the old one, and the old one leaves only once the new one is ready. The
+pod template carries the version and the code hash, so every update rolls. A leaving
+pod first sleeps in preStop while the endpoints controller and kube-proxy take it out
+of the Service, then gets SIGTERM and drains (the runtime finishes what is in flight).
+If the new version does not become ready (it crashes, or no node takes it), the
+Deployment is put back as it was and the old pods, which never stopped, keep serving.
+
+``endpoint`` must not do I/O (it is on every call's path): a watcher thread follows the
+Deployments (list, then watch, relist on any error) and keeps a table of each function's
+Service URL and ready replicas; deploy/update/scale/delete write to it too.
+
+What the gateway's Kubernetes identity needs (deploys/edgefaas.py makes it): in the
+namespace, get/list/watch/create/update/patch/delete on deployments, services and
+configmaps, get/list on pods and pods/log; cluster-wide, get/list on nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from edgefaas.runtime.server import HEALTH_PATH, READY_PATH, parse_duration
+
+from .base import (
+    ARCH_LABEL,
+    PROFILE_LABEL,
+    Backend,
+    BackendError,
+    DeployError,
+    FunctionExists,
+    FunctionNotFound,
+    FunctionSpec,
+    FunctionStatus,
+    FunctionUnavailable,
+    NodeInfo,
+    Unsupported,
+)
+
+log = logging.getLogger("edgefaas.backends.kubernetes")
+
+T = TypeVar("T")
+
+DEFAULT_NAMESPACE = "edgefaas-fn"
+PORT = 8080
+RUNTIME_UID = 10001
+CODE_DIR = "/code"
+CODE_FILE = "handler.py"
+SECRETS_DIR = "/var/openfaas/secrets"  # where OpenFaaS functions look for their secrets
+GPU_RESOURCE = "nvidia.com/gpu"
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "edgefaas"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+FUNCTION_LABEL = "edgefaas.io/function"  # the object name: always a valid label value
+NAME_ANNOTATION = "edgefaas.io/function-name"  # the real, case-sensitive name
+SPEC_ANNOTATION = "edgefaas.io/spec"
+VERSION_ANNOTATION = "edgefaas.io/version"
+CREATED_ANNOTATION = "edgefaas.io/created-at"
+UPDATED_ANNOTATION = "edgefaas.io/updated-at"
+CODE_HASH_ANNOTATION = "edgefaas.io/code-sha256"
+# Labels a user may not set: the Deployment and the Service select pods by them.
+_RESERVED_LABELS = frozenset({MANAGED_BY_LABEL, FUNCTION_LABEL, "pod-template-hash"})
+# Our variables win over a spec's envVars of the same name: the runtime must find its code.
+_RUNTIME_ENV = ("EDGEFAAS_CODE", "EDGEFAAS_PORT", "EDGEFAAS_FUNCTION_NAME", "EDGEFAAS_GATEWAY_URL")
+
+# A leaving pod keeps serving this long before SIGTERM: time for the endpoints controller
+# and kube-proxy to stop sending it new connections.
+PRE_STOP_SECONDS = 2
+# Pod states no waiting cures: the deploy fails at once, naming them.
+_FATAL_WAITING = frozenset(
+    {
+        "ErrImageNeverPull",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+def object_name(function: str) -> str:
+    """The DNS label (and DNS-1035 Service name) for a function name: ``FuncA`` -> ``funca-<hash>``."""
+    digest = hashlib.sha256(function.encode()).hexdigest()[:8]
+    # Function names start with a letter, so the stem does too; 54 + 1 + 8 = 63, a label's limit.
+    stem = re.sub(r"[^a-z0-9-]+", "-", function.lower())[:54].strip("-") or "fn"
+    return f"{stem}-{digest}"
+
+
+def config_map_name(obj: str, code_sha256: str) -> str:
+    return f"{obj}-{code_sha256[:10]}"
+
+
+def node_selector(spec: FunctionSpec) -> dict[str, str]:
+    """Constraints as a nodeSelector; DeployError when two of them ask one label for two values."""
+    selector: dict[str, str] = {}
+    for constraint in spec.parsed_constraints:
+        if selector.get(constraint.key, constraint.value) != constraint.value:
+            raise DeployError(
+                f"constraints {constraint.key}={selector[constraint.key]} and {constraint} cannot both hold"
+            )
+        selector[constraint.key] = constraint.value
+    return selector
+
+
+def _drain_seconds(spec: FunctionSpec) -> int:
+    """How long a leaving pod may take to finish its calls: the runtime's exec timeout and a margin."""
+    raw = spec.env_vars.get("exec_timeout") or spec.env_vars.get("EDGEFAAS_EXEC_TIMEOUT") or "30"
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        seconds = 30.0
+    return int(seconds or 30) + 5
+
+
+def _user_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in labels.items() if k not in _RESERVED_LABELS}
+
+
+def _user_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in annotations.items() if not k.startswith("edgefaas.io/")}
+
+
+def build_config_map(spec: FunctionSpec, obj: str) -> dict[str, Any]:
+    if spec.code is None or spec.code_sha256 is None:
+        raise ValueError("only a function deployed from code has a ConfigMap")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": config_map_name(obj, spec.code_sha256),
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, FUNCTION_LABEL: obj},
+            "annotations": {NAME_ANNOTATION: spec.name, CODE_HASH_ANNOTATION: spec.code_sha256},
+        },
+        # Immutable: the kubelet need not watch it, and a version can never change under a pod.
+        "immutable": True,
+        "data": {CODE_FILE: spec.code},
+    }
+
+
+def build_service(spec: FunctionSpec, obj: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": obj,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY, FUNCTION_LABEL: obj},
+            "annotations": {NAME_ANNOTATION: spec.name},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {FUNCTION_LABEL: obj},
+            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_deployment(
+    spec: FunctionSpec,
+    obj: str,
+    *,
+    runtime_image: str | None,
+    gateway_url: str,
+    version: int,
+    created_at: float,
+    updated_at: float,
+) -> dict[str, Any]:
+    """The Deployment manifest for ``spec`` (a plain dict: any client version sends it as is)."""
+    if spec.code is not None and not runtime_image:
+        raise Unsupported("no runtime image is configured (--runtime-image): functions from code need one")
+    image = spec.image or runtime_image
+    ours = {
+        "EDGEFAAS_PORT": str(PORT),
+        "EDGEFAAS_FUNCTION_NAME": spec.name,
+        "EDGEFAAS_GATEWAY_URL": gateway_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    if spec.code is not None:
+        ours["EDGEFAAS_CODE"] = f"{CODE_DIR}/{CODE_FILE}"
+    if spec.env_process:
+        ours["fprocess"] = spec.env_process  # OpenFaaS's watchdog reads the command to run here
+    env = [{"name": k, "value": v} for k, v in spec.env_vars.items() if k not in ours]
+    env += [{"name": k, "value": v} for k, v in ours.items()]
+
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if spec.code is not None and spec.code_sha256 is not None:
+        volumes.append(
+            {
+                "name": "code",
+                "configMap": {
+                    "name": config_map_name(obj, spec.code_sha256),
+                    "items": [{"key": CODE_FILE, "path": CODE_FILE}],
+                    "defaultMode": 0o444,
+                },
+            }
+        )
+        mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
+    if spec.secrets:
+        volumes.append(
+            {
+                "name": "secrets",
+                "projected": {"sources": [{"secret": {"name": name}} for name in spec.secrets]},
+            }
+        )
+        mounts.append({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True})
+    if spec.read_only_root_filesystem:
+        # Python and most libraries still want a writable temporary directory.
+        volumes.append({"name": "tmp", "emptyDir": {}})
+        mounts.append({"name": "tmp", "mountPath": "/tmp"})
+
+    resources = {
+        key: dict(value) for key, value in (("limits", spec.limits), ("requests", spec.requests)) if value
+    }
+    labels = {**_user_labels(spec.labels), MANAGED_BY_LABEL: MANAGED_BY, FUNCTION_LABEL: obj}
+    pod_annotations = {
+        **_user_annotations(spec.annotations),
+        NAME_ANNOTATION: spec.name,
+        VERSION_ANNOTATION: str(version),
+        # A new version or new code changes the pod template, which is what makes Kubernetes roll.
+        CODE_HASH_ANNOTATION: spec.code_sha256 or "",
+    }
+    drain = _drain_seconds(spec)
+    container = {
+        "name": "function",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "env": env,
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": READY_PATH, "port": "http"},
+            # Every second: this is what decides how soon a new pod takes calls (cold start).
+            "periodSeconds": 1,
+            "timeoutSeconds": 1,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": HEALTH_PATH, "port": "http"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
+        "securityContext": {
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": spec.read_only_root_filesystem,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    if resources:
+        container["resources"] = resources
+    if spec.code is not None:
+        container["workingDir"] = CODE_DIR
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        # Functions call each other through the gateway, never the Kubernetes API.
+        "automountServiceAccountToken": False,
+        # No Service variables: nothing uses them, and with many functions they crowd the environment.
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + drain + 3,
+    }
+    selector = node_selector(spec)
+    if selector:
+        pod_spec["nodeSelector"] = selector
+    annotations = {
+        **_user_annotations(spec.annotations),
+        NAME_ANNOTATION: spec.name,
+        SPEC_ANNOTATION: json.dumps(spec.to_json(include_code=False), sort_keys=True),
+        VERSION_ANNOTATION: str(version),
+        CREATED_ANNOTATION: f"{created_at:.3f}",
+        UPDATED_ANNOTATION: f"{updated_at:.3f}",
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": obj, "labels": labels, "annotations": annotations},
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": {FUNCTION_LABEL: obj}},
+            # Zero failed calls: never fewer ready pods than asked for, one extra while rolling.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "revisionHistoryLimit": 2,
+            "progressDeadlineSeconds": 120,
+            "template": {"metadata": {"labels": labels, "annotations": pod_annotations}, "spec": pod_spec},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class _Route:
+    url: str | None  # None until the Service's cluster IP is known
+    replicas: int
+    ready: int
+
+
+@dataclass(frozen=True)
+class _Problem:
+    message: str
+    fatal: bool  # waiting cannot cure it (crash, missing image)
+
+
+def _annotations(obj: Any) -> dict[str, str]:
+    return dict(getattr(obj.metadata, "annotations", None) or {})
+
+
+def _labels(obj: Any) -> dict[str, str]:
+    return dict(getattr(obj.metadata, "labels", None) or {})
+
+
+def _api_message(exc: ApiException) -> str:
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        return str(json.loads(exc.body)["message"])
+    return str(exc.reason or exc.status)
+
+
+def _quantity(value: Any) -> float:
+    from kubernetes.utils import parse_quantity
+
+    try:
+        return float(parse_quantity(str(value)))
+    except (ValueError, TypeError, ArithmeticError):
+        return 0.0
+
+
+class KubernetesBackend(Backend):
+    kind: ClassVar[str] = "kubernetes"
+    orchestration: ClassVar[str] = "kubernetes"
+
+    def __init__(
+        self,
+        runtime_image: str | None,
+        gateway_url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        kubeconfig: str | Path | None = None,
+        core_api: Any = None,
+        apps_api: Any = None,
+        start_timeout: float = 90.0,
+        request_timeout: float = 15.0,
+        poll_interval: float = 0.25,
+        watch: bool = True,
+        watch_timeout: int = 60,
+    ) -> None:
+        self.runtime_image = runtime_image
+        self.gateway_url = gateway_url
+        self.namespace = namespace
+        self.kubeconfig = kubeconfig
+        self.core = core_api
+        self.apps = apps_api
+        self.start_timeout = start_timeout
+        self.request_timeout = request_timeout
+        self.poll_interval = poll_interval
+        self.watch = watch
+        self.watch_timeout = watch_timeout
+        # name -> route; replaced whole on every change, so endpoint() reads it without a lock.
+        self._routes: dict[str, _Route] = {}
+        self._routes_lock = threading.Lock()
+        self._function_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._stream: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.core is None or self.apps is None:
+            self._connect()
+        try:
+            self.refresh()
+        except BackendError as exc:
+            # Not fatal here: the watcher keeps trying until the API server answers.
+            log.error("cannot list functions yet: %s", exc)
+        if self.watch:
+            self._stop.clear()
+            self._watcher = threading.Thread(target=self._watch, name="kubernetes-watch", daemon=True)
+            self._watcher.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.stop()
+        if self._watcher is not None:
+            self._watcher.join(timeout=2)
+
+    def _connect(self) -> None:
+        from kubernetes import client, config
+
+        if self.kubeconfig:
+            api_client = config.new_client_from_config(config_file=str(self.kubeconfig))
+        else:
+            try:
+                config.load_incluster_config()
+                api_client = client.ApiClient()
+            except config.ConfigException:
+                api_client = config.new_client_from_config()
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+
+    # -- the Backend interface ---------------------------------------------------------------
+
+    def deploy(self, spec: FunctionSpec) -> FunctionStatus:
+        obj = object_name(spec.name)
+        now = time.time()
+        manifest = build_deployment(
+            spec,
+            obj,
+            runtime_image=self.runtime_image,
+            gateway_url=self.gateway_url,
+            version=1,
+            created_at=now,
+            updated_at=now,
+        )
+        with self._lock(spec.name):
+            if self._read_deployment(obj) is not None:
+                raise FunctionExists(spec.name)
+            self._check_placement(spec)
+            created: list[tuple[Callable[..., Any], str]] = []
+            try:
+                if spec.code is not None:
+                    cm = build_config_map(spec, obj)
+                    if self._create(self.core.create_namespaced_config_map, cm):
+                        created.append((self.core.delete_namespaced_config_map, cm["metadata"]["name"]))
+                service = self._ensure_service(spec, obj, created)
+                dep = self._call(self.apps.create_namespaced_deployment, self.namespace, manifest)
+                created.append((self.apps.delete_namespaced_deployment, obj))
+                self._set_route(spec.name, self._service_url(service), spec.replicas, 0)
+                dep = self._await_rollout(spec, obj, dep.metadata.generation or 1, version=1)
+            except ApiException as exc:
+                self._undo(created)
+                self._drop_route(spec.name)
+                if exc.status == 409:
+                    raise FunctionExists(spec.name) from None
+                raise self._refused(exc, f"deploy {spec.name}") from None
+            except BaseException:
+                self._undo(created)
+                self._drop_route(spec.name)
+                raise
+            log.info("deployed %s as %s/%s", spec.name, self.namespace, obj)
+            return self._status(dep, spec.code, self._pods(obj))
+
+    def update(self, spec: FunctionSpec) -> FunctionStatus:
+        obj = object_name(spec.name)
+        with self._lock(spec.name):
+            current = self._read_deployment(obj)
+            if current is None or _annotations(current).get(NAME_ANNOTATION) != spec.name:
+                raise FunctionNotFound(spec.name)
+            old = self._status(current, self._read_code(current), ())
+            version = old.version + 1
+            manifest = build_deployment(
+                spec,
+                obj,
+                runtime_image=self.runtime_image,
+                gateway_url=self.gateway_url,
+                version=version,
+                created_at=old.created_at,
+                updated_at=time.time(),
+            )
+            self._check_placement(spec)
+            new_cm: str | None = None
+            try:
+                if spec.code is not None:
+                    cm = build_config_map(spec, obj)
+                    if self._create(self.core.create_namespaced_config_map, cm):
+                        new_cm = cm["metadata"]["name"]
+                self._ensure_service(spec, obj, [])
+                manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
+                dep = self._call(self.apps.replace_namespaced_deployment, obj, self.namespace, manifest)
+            except ApiException as exc:
+                self._delete_config_map(new_cm)
+                raise self._refused(exc, f"update {spec.name}") from None
+            try:
+                dep = self._await_rollout(spec, obj, dep.metadata.generation or 1, version=version)
+            except DeployError as exc:
+                self._roll_back(old, obj)
+                self._delete_config_map(new_cm)
+                raise DeployError(f"{exc}; {spec.name} stays at version {old.version}") from None
+            self._collect_config_maps(obj, keep=spec.code_sha256)
+            log.info("updated %s to version %d", spec.name, version)
+            return self._status(dep, spec.code, self._pods(obj))
+
+    def delete(self, name: str) -> None:
+        obj = object_name(name)
+        with self._lock(name):
+            current = self._read_deployment(obj)
+            if current is None or _annotations(current).get(NAME_ANNOTATION) != name:
+                raise FunctionNotFound(name)
+            try:
+                self._call(self.apps.delete_namespaced_deployment, obj, self.namespace)
+                with contextlib.suppress(ApiException):
+                    self._call(self.core.delete_namespaced_service, obj, self.namespace)
+                self._call(
+                    self.core.delete_collection_namespaced_config_map,
+                    self.namespace,
+                    label_selector=f"{FUNCTION_LABEL}={obj}",
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise self._refused(exc, f"delete {name}") from None
+            self._drop_route(name)
+        log.info("deleted %s", name)
+
+    def get(self, name: str) -> FunctionStatus:
+        obj = object_name(name)
+        dep = self._read_deployment(obj)
+        if dep is None or _annotations(dep).get(NAME_ANNOTATION) != name:
+            raise FunctionNotFound(name)
+        return self._status(dep, self._read_code(dep), self._pods(obj))
+
+    def list(self) -> list[FunctionStatus]:
+        try:
+            deployments = self._call(
+                self.apps.list_namespaced_deployment, self.namespace, label_selector=MANAGED_SELECTOR
+            ).items
+            config_maps = self._call(
+                self.core.list_namespaced_config_map, self.namespace, label_selector=MANAGED_SELECTOR
+            ).items
+            pods = self._call(
+                self.core.list_namespaced_pod, self.namespace, label_selector=MANAGED_SELECTOR
+            ).items
+        except ApiException as exc:
+            raise self._refused(exc, "list functions") from None
+        codes = {cm.metadata.name: (cm.data or {}).get(CODE_FILE) for cm in config_maps}
+        by_function: dict[str, list[Any]] = {}
+        for pod in pods:
+            by_function.setdefault(_labels(pod).get(FUNCTION_LABEL, ""), []).append(pod)
+        statuses = []
+        for dep in deployments:
+            if NAME_ANNOTATION not in _annotations(dep):
+                continue
+            cm = self._config_map_of(dep)
+            code = codes.get(cm) if cm else None
+            statuses.append(self._status(dep, code, by_function.get(dep.metadata.name, ())))
+        return sorted(statuses, key=lambda s: s.name)
+
+    def scale(self, name: str, replicas: int) -> FunctionStatus:
+        if replicas < 0:
+            raise ValueError("replicas cannot be negative")
+        obj = object_name(name)
+        with self._lock(name):
+            current = self._read_deployment(obj)
+            if current is None or _annotations(current).get(NAME_ANNOTATION) != name:
+                raise FunctionNotFound(name)
+            code = self._read_code(current)
+            spec = self._status(current, code, ()).spec.with_replicas(replicas)
+            patch = {
+                "metadata": {
+                    "annotations": {
+                        SPEC_ANNOTATION: json.dumps(spec.to_json(include_code=False), sort_keys=True),
+                        UPDATED_ANNOTATION: f"{time.time():.3f}",
+                    }
+                },
+                "spec": {"replicas": replicas},
+            }
+            try:
+                dep = self._call(self.apps.patch_namespaced_deployment, obj, self.namespace, patch)
+            except ApiException as exc:
+                raise self._refused(exc, f"scale {name}") from None
+            self._observe(dep)
+            if replicas > 0:
+                # Waking from zero: the gateway holds the first call until a replica is ready.
+                try:
+                    dep = self._await_rollout(spec, obj, dep.metadata.generation or 1, version=None)
+                except DeployError as exc:
+                    log.warning("scaling %s to %d: %s", name, replicas, exc)
+            return self._status(dep, code, self._pods(obj))
+
+    def endpoint(self, name: str) -> str:
+        route = self._routes.get(name)
+        if route is None:
+            raise FunctionNotFound(name)
+        if route.ready <= 0 or route.url is None:
+            if route.replicas == 0:
+                raise FunctionUnavailable(f"function {name!r} is scaled to zero", scaled_to_zero=True)
+            raise FunctionUnavailable(f"function {name!r} has no ready replica: it is (re)starting")
+        return route.url
+
+    def nodes(self) -> list[NodeInfo]:
+        try:
+            nodes = self._call(self.core.list_node).items
+            pods = self._call(
+                self.core.list_namespaced_pod, self.namespace, label_selector=MANAGED_SELECTOR
+            ).items
+        except ApiException as exc:
+            raise self._refused(exc, "list nodes") from None
+        placed: dict[str, set[str]] = {}
+        for pod in pods:
+            if (
+                pod.spec.node_name
+                and (pod.status.phase or "") == "Running"
+                and not pod.metadata.deletion_timestamp
+            ):
+                name = _annotations(pod).get(NAME_ANNOTATION)
+                if name:
+                    placed.setdefault(pod.spec.node_name, set()).add(name)
+        return [self._node_info(node, placed.get(node.metadata.name, set())) for node in nodes]
+
+    def logs(self, name: str, tail: int = 100) -> list[str]:
+        obj = object_name(name)
+        if self._read_deployment(obj) is None:
+            raise FunctionNotFound(name)
+        stamped: list[str] = []
+        for pod in self._pods(obj):
+            try:
+                text = self._call(
+                    self.core.read_namespaced_pod_log,
+                    pod.metadata.name,
+                    self.namespace,
+                    tail_lines=max(tail, 0),
+                    timestamps=True,
+                )
+            except ApiException:
+                continue  # a pod that has not started has no log yet
+            stamped.extend(line for line in str(text).splitlines() if line)
+        # "<RFC 3339 time> <line>": sorting the stamped lines interleaves the pods' logs in time.
+        stamped.sort()
+        return [line.partition(" ")[2] for line in stamped[-tail:]] if tail > 0 else []
+
+    def namespaces(self) -> list[str]:
+        return [self.namespace]
+
+    # -- the route table ---------------------------------------------------------------------
+
+    def refresh(self) -> str | None:
+        """Rebuild the route table from the cluster; the list's resourceVersion, to watch from."""
+        try:
+            deployments = self._call(
+                self.apps.list_namespaced_deployment, self.namespace, label_selector=MANAGED_SELECTOR
+            )
+            services = self._call(
+                self.core.list_namespaced_service, self.namespace, label_selector=MANAGED_SELECTOR
+            ).items
+        except ApiException as exc:
+            raise self._refused(exc, "list functions") from None
+        urls = {svc.metadata.name: self._service_url(svc) for svc in services}
+        routes: dict[str, _Route] = {}
+        for dep in deployments.items:
+            name = _annotations(dep).get(NAME_ANNOTATION)
+            if name:
+                routes[name] = self._route_of(dep, urls.get(dep.metadata.name))
+        with self._routes_lock:
+            self._routes = routes
+        return getattr(deployments.metadata, "resource_version", None)
+
+    def _watch(self) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            try:
+                version = self.refresh()
+                self._stream = watch.Watch()
+                for event in self._stream.stream(
+                    self.apps.list_namespaced_deployment,
+                    self.namespace,
+                    label_selector=MANAGED_SELECTOR,
+                    resource_version=version,
+                    timeout_seconds=self.watch_timeout,
+                    _request_timeout=self.watch_timeout + 10,
+                ):
+                    if self._stop.is_set():
+                        return
+                    kind, dep = event.get("type"), event.get("object")
+                    if kind == "ERROR" or dep is None or isinstance(dep, dict):
+                        break  # e.g. 410 Gone: the version is too old; list again
+                    if kind == "DELETED":
+                        name = _annotations(dep).get(NAME_ANNOTATION)
+                        if name:
+                            self._drop_route(name)
+                    else:
+                        self._observe(dep)
+            except Exception as exc:  # the watcher must outlive any API server outage
+                if self._stop.is_set():
+                    return
+                log.warning("watching functions: %s; listing again in 1 s", exc)
+                self._stop.wait(1.0)
+
+    def _observe(self, dep: Any) -> None:
+        name = _annotations(dep).get(NAME_ANNOTATION)
+        if not name:
+            return
+        known = self._routes.get(name)
+        url = known.url if known else None
+        if url is None:
+            with contextlib.suppress(ApiException, BackendError):
+                url = self._service_url(
+                    self._call(self.core.read_namespaced_service, dep.metadata.name, self.namespace)
+                )
+        with self._routes_lock:
+            self._routes = {**self._routes, name: self._route_of(dep, url)}
+
+    def _set_route(self, name: str, url: str | None, replicas: int, ready: int) -> None:
+        with self._routes_lock:
+            self._routes = {**self._routes, name: _Route(url, replicas, ready)}
+
+    def _drop_route(self, name: str) -> None:
+        with self._routes_lock:
+            self._routes = {k: v for k, v in self._routes.items() if k != name}
+
+    @staticmethod
+    def _route_of(dep: Any, url: str | None) -> _Route:
+        status = dep.status
+        ready = (getattr(status, "ready_replicas", None) or 0) if status else 0
+        return _Route(url, dep.spec.replicas or 0, ready)
+
+    @staticmethod
+    def _service_url(service: Any) -> str | None:
+        ip = getattr(service.spec, "cluster_ip", None)
+        if not ip or ip == "None":
+            return None
+        return f"http://[{ip}]:{PORT}" if ":" in ip else f"http://{ip}:{PORT}"
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._function_locks.setdefault(name, threading.Lock())
+
+    def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One API call with a timeout; an unreachable API server becomes a BackendError."""
+        try:
+            return method(*args, _request_timeout=self.request_timeout, **kwargs)
+        except ApiException:
+            raise
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise BackendError(f"the Kubernetes API cannot be reached: {exc}") from exc
+
+    def _refused(self, exc: ApiException, what: str) -> BackendError:
+        message = _api_message(exc)
+        if exc.status in (400, 422):
+            return DeployError(f"Kubernetes refused to {what}: {message}")
+        if exc.status in (401, 403):
+            return BackendError(
+                f"the gateway may not {what} in namespace {self.namespace}: {message} (check its RBAC)"
+            )
+        return BackendError(f"could not {what}: {exc.status} {message}")
+
+    def _create(self, method: Callable[..., Any], body: dict[str, Any]) -> bool:
+        """Create an object; False if one by that name exists (content-addressed: it is the same)."""
+        try:
+            self._call(method, self.namespace, body)
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def _ensure_service(
+        self, spec: FunctionSpec, obj: str, created: list[tuple[Callable[..., Any], str]]
+    ) -> Any:
+        try:
+            service = self._call(
+                self.core.create_namespaced_service, self.namespace, build_service(spec, obj)
+            )
+            created.append((self.core.delete_namespaced_service, obj))
+            return service
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return self._call(self.core.read_namespaced_service, obj, self.namespace)
+
+    def _undo(self, created: Iterable[tuple[Callable[..., Any], str]]) -> None:
+        for delete, name in reversed(list(created)):
+            try:
+                self._call(delete, name, self.namespace)
+            except (ApiException, BackendError) as exc:
+                log.warning("cleaning up %s after a failed deploy: %s", name, exc)
+
+    def _read_deployment(self, obj: str) -> Any:
+        try:
+            return self._call(self.apps.read_namespaced_deployment, obj, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise self._refused(exc, f"read deployment {obj}") from None
+
+    @staticmethod
+    def _config_map_of(dep: Any) -> str | None:
+        for volume in dep.spec.template.spec.volumes or []:
+            if volume.name == "code" and volume.config_map is not None:
+                return str(volume.config_map.name)
+        return None
+
+    def _read_code(self, dep: Any) -> str | None:
+        name = self._config_map_of(dep)
+        if name is None:
+            return None
+        try:
+            cm = self._call(self.core.read_namespaced_config_map, name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise self._refused(exc, f"read ConfigMap {name}") from None
+        return (cm.data or {}).get(CODE_FILE)
+
+    def _delete_config_map(self, name: str | None) -> None:
+        if name is None:
+            return
+        with contextlib.suppress(ApiException, BackendError):
+            self._call(self.core.delete_namespaced_config_map, name, self.namespace)
+
+    def _collect_config_maps(self, obj: str, keep: str | None) -> None:
+        """Remove code versions nothing runs any more (pods still draining keep their copy)."""
+        wanted = config_map_name(obj, keep) if keep else None
+        try:
+            items = self._call(
+                self.core.list_namespaced_config_map, self.namespace, label_selector=f"{FUNCTION_LABEL}={obj}"
+            ).items
+        except (ApiException, BackendError) as exc:
+            log.warning("listing old code of %s: %s", obj, exc)
+            return
+        for cm in items:
+            if cm.metadata.name != wanted:
+                self._delete_config_map(cm.metadata.name)
+
+    def _pods(self, obj: str) -> list[Any]:
+        try:
+            return list(
+                self._call(
+                    self.core.list_namespaced_pod, self.namespace, label_selector=f"{FUNCTION_LABEL}={obj}"
+                ).items
+            )
+        except ApiException as exc:
+            raise self._refused(exc, f"list the pods of {obj}") from None
+
+    def _check_placement(self, spec: FunctionSpec) -> None:
+        """Refuse at once constraints no node has the labels for (a typo would wait forever)."""
+        selector = node_selector(spec)
+        if not selector:
+            return
+        try:
+            nodes = self._call(self.core.list_node).items
+        except ApiException as exc:
+            raise self._refused(exc, "list nodes") from None
+        if any(all(_labels(n).get(k) == v for k, v in selector.items()) for n in nodes):
+            return
+        profiles = ", ".join(f"{n.metadata.name} ({_labels(n).get(PROFILE_LABEL, '-')})" for n in nodes)
+        wanted = ", ".join(f"{k}={v}" for k, v in selector.items())
+        raise DeployError(f"no node satisfies constraints {wanted}: the nodes are {profiles or 'none'}")
+
+    def _await_rollout(self, spec: FunctionSpec, obj: str, generation: int, version: int | None) -> Any:
+        """Wait until every replica of ``version`` is ready and no older pod is left; DeployError if not."""
+        deadline = time.monotonic() + self.start_timeout
+        next_look = time.monotonic() + 1.0
+        problem: _Problem | None = None
+        want = spec.replicas
+        while True:
+            dep = self._read_deployment(obj)
+            if dep is None:
+                raise DeployError(f"{spec.name}: its Deployment disappeared while rolling out")
+            self._observe(dep)
+            status = dep.status
+            if status is not None and (
+                (status.observed_generation or 0) >= generation
+                and (status.updated_replicas or 0) >= want
+                and (status.available_replicas or 0) >= want
+                and (status.replicas or 0) <= want
+            ):
+                return dep
+            now = time.monotonic()
+            if now >= next_look or now >= deadline:
+                next_look = now + 1.0
+                problem = self._pod_problem(obj, version)
+                if problem is not None and problem.fatal:
+                    raise DeployError(f"{spec.name} did not start: {problem.message}")
+            if now >= deadline:
+                why = f": {problem.message}" if problem else ""
+                raise DeployError(f"{spec.name} was not ready within {self.start_timeout:g} s{why}")
+            time.sleep(self.poll_interval)
+
+    def _pod_problem(self, obj: str, version: int | None) -> _Problem | None:
+        """Why the pods of ``version`` (any, if None) are not ready yet, if their state says."""
+        try:
+            pods = self._pods(obj)
+        except BackendError:
+            return None
+        found: _Problem | None = None
+        for pod in pods:
+            if version is not None and _annotations(pod).get(VERSION_ANNOTATION) != str(version):
+                continue
+            where = f"pod {pod.metadata.name}" + (f" on {pod.spec.node_name}" if pod.spec.node_name else "")
+            for cs in pod.status.container_statuses or []:
+                waiting = cs.state.waiting if cs.state else None
+                if waiting is not None and waiting.reason in _FATAL_WAITING:
+                    return _Problem(f"{where}: {waiting.reason}: {waiting.message or ''}".rstrip(": "), True)
+                ended = (cs.state.terminated if cs.state else None) or (
+                    cs.last_state.terminated if cs.last_state else None
+                )
+                if ended is not None and ended.exit_code:
+                    previous = cs.state is None or cs.state.terminated is None
+                    tail = self._log_tail(pod.metadata.name, previous=previous)
+                    return _Problem(f"{where} exited with status {ended.exit_code}: {tail}", True)
+            for condition in pod.status.conditions or []:
+                if condition.type == "PodScheduled" and condition.status == "False":
+                    found = _Problem(
+                        f"{where} is not scheduled: {condition.message or condition.reason}", False
+                    )
+        return found
+
+    def _log_tail(self, pod: str, previous: bool) -> str:
+        """The line that says why a pod failed: the runtime's last ERROR line, else the log's last lines."""
+        try:
+            text = self._call(
+                self.core.read_namespaced_pod_log, pod, self.namespace, tail_lines=40, previous=previous
+            )
+        except (ApiException, BackendError):
+            return "(no log)"
+        lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+        errors = [line for line in lines if " ERROR " in line]
+        return errors[-1] if errors else " | ".join(lines[-3:]) or "(empty log)"
+
+    def _roll_back(self, old: FunctionStatus, obj: str) -> None:
+        """Put the Deployment back as it was: Kubernetes finds the old ReplicaSet, whose pods never left."""
+        manifest = build_deployment(
+            old.spec,
+            obj,
+            runtime_image=self.runtime_image,
+            gateway_url=self.gateway_url,
+            version=old.version,
+            created_at=old.created_at,
+            updated_at=old.updated_at,
+        )
+        for _ in range(3):
+            current = self._read_deployment(obj)
+            if current is None:
+                return
+            manifest["metadata"]["resourceVersion"] = current.metadata.resource_version
+            try:
+                self._observe(
+                    self._call(self.apps.replace_namespaced_deployment, obj, self.namespace, manifest)
+                )
+                log.warning("%s: rolled back to version %d", old.name, old.version)
+                return
+            except ApiException as exc:
+                if exc.status != 409:  # 409: changed under us (status); read it again
+                    log.error("rolling %s back failed: %s", old.name, _api_message(exc))
+                    return
+        log.error("rolling %s back failed: the Deployment kept changing", old.name)
+
+    def _status(self, dep: Any, code: str | None, pods: Iterable[Any]) -> FunctionStatus:
+        annotations = _annotations(dep)
+        try:
+            saved = json.loads(annotations.get(SPEC_ANNOTATION, "{}"))
+        except ValueError:
+            saved = {}
+        name = annotations.get(NAME_ANNOTATION, dep.metadata.name)
+        saved = {**saved, "service": name, "replicas": dep.spec.replicas or 0}
+        if saved.get("image") is None:
+            # A function from code whose ConfigMap is gone still lists, with empty code.
+            saved["code"] = code if code is not None else ""
+        else:
+            saved.pop("code", None)
+        spec = FunctionSpec.from_json(saved)
+        created = _timestamp(annotations.get(CREATED_ANNOTATION), dep.metadata.creation_timestamp)
+        updated = _timestamp(annotations.get(UPDATED_ANNOTATION), None) or created
+        ready_nodes: set[str] = set()
+        restarts = 0
+        for pod in pods:
+            statuses = pod.status.container_statuses or []
+            restarts += sum(cs.restart_count or 0 for cs in statuses)
+            if pod.spec.node_name and statuses and all(cs.ready for cs in statuses):
+                ready_nodes.add(pod.spec.node_name)
+        status = dep.status
+        return FunctionStatus(
+            spec=spec,
+            available_replicas=(getattr(status, "available_replicas", None) or 0) if status else 0,
+            created_at=created,
+            updated_at=updated,
+            version=int(annotations.get(VERSION_ANNOTATION, "1") or 1),
+            nodes=tuple(sorted(ready_nodes)),
+            restarts=restarts,
+        )
+
+    @staticmethod
+    def _node_info(node: Any, functions: set[str]) -> NodeInfo:
+        labels = _labels(node)
+        status = node.status
+        capacity = dict(status.capacity or {})
+        allocatable = dict(status.allocatable or {})
+        info = status.node_info
+        ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
+        gpus: tuple[Mapping[str, str], ...] = ()
+        count = int(_quantity(capacity.get(GPU_RESOURCE, 0)))
+        if count:
+            gpus = tuple(
+                {"vendor": "nvidia", "resource": GPU_RESOURCE, "index": str(i)} for i in range(count)
+            )
+        return NodeInfo(
+            name=node.metadata.name,
+            profile=labels.get(PROFILE_LABEL, "generic"),
+            arch=labels.get(ARCH_LABEL) or (info.architecture if info else ""),
+            os=(f"{info.os_image} ({info.kernel_version})" if info else ""),
+            ready=ready,
+            cpu={
+                "count": _cores(capacity.get("cpu", 0)),
+                "allocatable": _cores(allocatable.get("cpu", 0)),
+            },
+            memory={
+                "total_bytes": int(_quantity(capacity.get("memory", 0))),
+                "allocatable_bytes": int(_quantity(allocatable.get("memory", 0))),
+            },
+            gpus=gpus,
+            labels=labels,
+            functions=tuple(sorted(functions)),
+        )
+
+
+def _cores(value: Any) -> int | float:
+    cores = _quantity(value)
+    return int(cores) if cores.is_integer() else cores
+
+
+def _timestamp(annotation: str | None, fallback: Any) -> float:
+    if annotation:
+        with contextlib.suppress(ValueError):
+            return float(annotation)
+    if fallback is not None and hasattr(fallback, "timestamp"):
+        return float(fallback.timestamp())
+    return 0.0

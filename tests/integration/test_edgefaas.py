@@ -1,0 +1,358 @@
+"""EdgeFaaS checklist (SoW Task 3, deploys/edgefaas.py): the gateway on the K3S server, functions in pods.
+
+    pytest -m lab tests/integration/test_edgefaas.py [--inventory inventories/mylab.py]
+
+The gateway is called from the test runner through the switch's control-plane ACL, as a
+user would; its admin password is read over SSH from its data directory, and the pods'
+placement is checked with the Kubernetes API (the server's kubeconfig, as test_k3s.py).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO
+
+kubernetes = pytest.importorskip("kubernetes")
+from kubernetes import client as k8s  # noqa: E402
+from kubernetes import config as k8s_config  # noqa: E402
+
+DATA_DIR = "/var/lib/edgefaas/gateway"
+NAMESPACE = "edgefaas-fn"
+NAME_ANNOTATION = "edgefaas.io/function-name"
+VERSION_ANNOTATION = "edgefaas.io/version"
+CHAIN = ("FuncA", "FuncB", "FuncC")
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def server(inventory):
+    from tests.integration.conftest import Device, _connections, _testinfra_host
+
+    host = inventory.get_group("k3s_server")[0]
+    if host.name not in _connections:
+        _connections[host.name] = Device(host.name, host.data, set(host.groups), _testinfra_host(host.data))
+    return _connections[host.name]
+
+
+@pytest.fixture(scope="module")
+def port(server) -> int:
+    return int(server.data.get("edgefaas_gateway_port") or 8080)
+
+
+@pytest.fixture(scope="module")
+def admin(server, port):
+    """An admin client of the gateway, from the test runner (through the ACL)."""
+    password = server.host.check_output(f"cat {DATA_DIR}/admin-password").strip()
+    with httpx.Client(
+        base_url=f"http://{server.address}:{port}", auth=("admin", password), timeout=120, trust_env=False
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def caller(admin):
+    """A fresh license on the standard plan and a client that calls functions with it."""
+    answer = admin.post(
+        "/system/licenses", json={"name": f"itest-{uuid.uuid4().hex[:8]}", "plan": "standard"}
+    )
+    assert answer.status_code == 201, answer.text
+    license = answer.json()
+    headers = {"Authorization": f"Bearer {license['token']}"}
+    with httpx.Client(base_url=str(admin.base_url), headers=headers, timeout=60, trust_env=False) as client:
+        client.license_id = license["id"]  # type: ignore[attr-defined]
+        yield client
+    admin.delete(f"/system/licenses/{license['id']}")
+
+
+@pytest.fixture(scope="module")
+def api(server, tmp_path_factory) -> k8s.CoreV1Api:
+    raw = server.host.check_output("cat /etc/rancher/k3s/k3s.yaml")
+    kubeconfig = yaml.safe_load(raw)
+    for cluster in kubeconfig["clusters"]:
+        cluster["cluster"]["server"] = f"https://{server.address}:{server.data.get('k3s_api_port', 6443)}"
+    path = tmp_path_factory.mktemp("k3s") / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+    return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(path)))
+
+
+def _pods(api: k8s.CoreV1Api, function: str) -> list[Any]:
+    """The function's pods that are running and not on their way out."""
+    return [
+        pod
+        for pod in api.list_namespaced_pod(
+            NAMESPACE, label_selector="app.kubernetes.io/managed-by=edgefaas"
+        ).items
+        if (pod.metadata.annotations or {}).get(NAME_ANNOTATION) == function
+        and pod.status.phase == "Running"
+        and not pod.metadata.deletion_timestamp
+    ]
+
+
+def _billed(admin: httpx.Client, license_id: str) -> Counter[str]:
+    answer = admin.get("/system/billing", params={"license": license_id})
+    assert answer.status_code == 200, answer.text
+    return Counter({row["function"]: row["invocations"] for row in answer.json()["functions"]})
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+
+@pytest.mark.devices("k3s_server")
+def test_gateway_service_is_active_enabled_and_unprivileged(device):
+    service = device.host.service("edgefaas-gateway")
+    assert service.is_running
+    assert service.is_enabled
+    owners = device.host.check_output("ps -o user= -C edgefaas").split()
+    assert owners and set(owners) == {device.data.get("edgefaas_user", "edgefaas")}
+    assert device.host.file(DATA_DIR).mode == 0o700
+    assert device.host.file(f"{DATA_DIR}/admin-password").mode == 0o600
+
+
+@pytest.mark.devices("k3s_server")
+def test_gateway_uses_its_own_namespaced_kubernetes_account(device):
+    """Not K3S's admin kubeconfig: an account that may run functions in one namespace, no more."""
+    kubeconfig = device.host.file("/etc/edgefaas/gateway/kubeconfig")
+    assert kubeconfig.user == "edgefaas" and kubeconfig.mode == 0o600
+    assert "token:" in kubeconfig.content_string
+
+    def can(verb: str, *args: str) -> str:
+        result = device.host.run(
+            f"kubectl --kubeconfig /etc/edgefaas/gateway/kubeconfig auth can-i {verb} {' '.join(args)}"
+        )
+        return result.stdout.strip()
+
+    assert can("create", "deployments", "-n", NAMESPACE) == "yes"
+    assert can("list", "nodes") == "yes"
+    assert can("create", "deployments", "-n", "kube-system") == "no"
+    assert can("get", "secrets", "-n", NAMESPACE) == "no"
+
+
+def test_healthz_answers_through_the_control_plane_acl(admin):
+    answer = httpx.get(f"{admin.base_url}/healthz", timeout=5, trust_env=False)
+    assert answer.status_code == 200 and answer.text == "OK"
+
+
+# -- Task 3.3: functions in pods on different devices, calling each other ------------------------
+
+
+def test_funca_and_funcb_run_on_different_devices(api, inventory):
+    placed = {name: _wait(lambda n=name: _pods(api, n), 60, f"a running {name} pod") for name in CHAIN}
+    nodes = {name: {pod.spec.node_name for pod in pods} for name, pods in placed.items()}
+    assert nodes["FuncA"].isdisjoint(nodes["FuncB"]), nodes
+    profiles = {h.name: h.data.device_profile for h in inventory}
+    assert {profiles[n] for n in nodes["FuncA"]} == {"sonic"}, nodes
+    assert {profiles[n] for n in nodes["FuncB"]} == {"jetson"}, nodes
+
+
+def test_the_chain_works_across_devices(caller, api):
+    message = uuid.uuid4().hex
+    answer = caller.post("/function/FuncA", json={"message": message})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-Call-Id"]
+    a = answer.json()
+    b, c = a["FuncB"], a["FuncB"]["FuncC"]
+    assert (a["function"], b["function"], c["function"]) == CHAIN
+    assert c["message"] == message  # FuncC's part, passed back up through FuncB and FuncA
+    pods = {p.metadata.name: p.spec.node_name for name in CHAIN for p in _pods(api, name)}
+    assert pods[a["host"]] != pods[b["host"]], f"FuncA and FuncB both answered from {pods[a['host']]}"
+
+
+# -- the API lists (Demos 2 and 6) ----------------------------------------------------------------
+
+
+def test_apis_lists_the_functions_with_descriptions(admin):
+    answer = admin.get("/system/apis")
+    assert answer.status_code == 200, answer.text
+    apis = {entry["name"]: entry for entry in answer.json()}
+    for name in (*CHAIN, "system_info"):
+        assert name in apis, f"{name} not in /system/apis"
+        assert apis[name]["route"] == f"/function/{name}"
+        assert apis[name]["description"].strip(), f"{name} has no description"
+    assert apis["FuncA"]["input_schema"]["properties"]["message"]["type"] == "string"
+
+
+def test_nodes_lists_every_device_with_its_profile(admin, inventory):
+    answer = admin.get("/system/nodes")
+    assert answer.status_code == 200, answer.text
+    nodes = {node["name"]: node for node in answer.json()}
+    for host in inventory.get_group("k3s_server") + inventory.get_group("k3s_agent"):
+        assert host.name in nodes, f"{host.name} is not in /system/nodes"
+        node = nodes[host.name]
+        assert node["profile"] == host.data.device_profile
+        assert node["ready"] is True
+        assert node["cpu"]["count"] > 0 and node["memory"]["total_bytes"] > 0
+    placed = {name for node in nodes.values() for name in node["functions"]}
+    assert set(CHAIN) <= placed
+
+
+# -- billing and refusals -------------------------------------------------------------------------
+
+
+def test_each_call_is_billed_exactly_once(admin, caller):
+    """Three chain calls bill FuncA, FuncB and FuncC three times each: the nested calls included."""
+    before = _billed(admin, caller.license_id)
+    for _ in range(3):
+        assert caller.post("/function/FuncA", json={"message": "bill"}).status_code == 200
+    for _ in range(2):
+        assert caller.post("/function/FuncC", json={"message": "bill"}).status_code == 200
+    after = _billed(admin, caller.license_id)
+    assert after - before == Counter({"FuncA": 3, "FuncB": 3, "FuncC": 5})
+
+
+def test_a_forged_token_is_refused_and_not_billed(admin, caller):
+    token = caller.headers["Authorization"].removeprefix("Bearer ")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    before = _billed(admin, caller.license_id)
+    answer = httpx.post(
+        f"{admin.base_url}/function/FuncC", headers={"Authorization": f"Bearer {forged}"}, trust_env=False
+    )
+    assert answer.status_code == 403, answer.text
+    assert httpx.post(f"{admin.base_url}/function/FuncC", trust_env=False).status_code == 401
+    assert _billed(admin, caller.license_id) == before
+
+
+def test_an_unknown_function_is_404(caller):
+    answer = caller.post(f"/function/NoSuch{uuid.uuid4().hex[:6]}", json={})
+    assert answer.status_code == 404, answer.text
+
+
+# -- Demo 5: an update under load ----------------------------------------------------------------
+
+
+class Load:
+    """A few threads calling FuncA (so FuncC, through the chain) until told to stop."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], threads: int = 4) -> None:
+        self.base_url, self.headers = base_url, headers
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.revisions: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+    def run(self) -> None:
+        with httpx.Client(
+            base_url=self.base_url, headers=self.headers, timeout=30, trust_env=False
+        ) as client:
+            while not self.stop.is_set():
+                try:
+                    answer = client.post("/function/FuncA", json={"message": "load"})
+                    if answer.status_code == 200:
+                        revision = answer.json()["FuncB"]["FuncC"].get("revision", "original")
+                        with self.lock:
+                            self.ok += 1
+                            self.revisions[revision] += 1
+                    else:
+                        with self.lock:
+                            self.failures.append(f"{answer.status_code} {answer.text[:200]}")
+                except httpx.HTTPError as exc:
+                    with self.lock:
+                        self.failures.append(f"{type(exc).__name__}: {exc}")
+
+
+def test_an_update_under_steady_load_loses_no_call(admin, caller, api):
+    """Demo 5: FuncC gets new code while four threads call FuncA -> FuncB -> FuncC; no call fails."""
+    original = admin.get("/system/function/FuncC").json()
+    source = _function_source(api)
+    revision = uuid.uuid4().hex[:12]
+    marked = source.replace('"message": str(message),', f'"message": str(message), "revision": "{revision}",')
+    assert marked != source, "FuncC's source changed shape: update this test"
+    body = {
+        "service": "FuncC",
+        "code": marked,
+        "constraints": original["constraints"],
+        "limits": original["limits"],
+        "public": original["public"],
+    }
+    try:
+        with Load(str(caller.base_url), dict(caller.headers)) as load:
+            _wait(lambda: load.ok >= 10, 30, "calls flowing before the update")
+            started = time.monotonic()
+            answer = admin.put("/system/functions", json=body)
+            rolled = time.monotonic() - started
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["version"] == original["version"] + 1
+            # Keep calling until every pod of the old version has left (preStop and drain included).
+            _wait(
+                lambda: all(
+                    (p.metadata.annotations or {}).get(VERSION_ANNOTATION) == str(original["version"] + 1)
+                    for p in api.list_namespaced_pod(NAMESPACE).items
+                    if (p.metadata.annotations or {}).get(NAME_ANNOTATION) == "FuncC"
+                ),
+                90,
+                "the old FuncC pods to leave",
+            )
+            time.sleep(1)
+        print(f"rollout {rolled:.1f} s; {load.ok} calls, revisions {dict(load.revisions)}")
+        assert not load.failures, (
+            f"{len(load.failures)} failed of {load.ok + len(load.failures)}: {load.failures[:5]}"
+        )
+        assert load.revisions[revision] > 0, "no call reached the new version"
+        assert load.ok >= 20
+    finally:
+        restore = {**body, "code": source}
+        answer = admin.put("/system/functions", json=restore)
+        assert answer.status_code == 200, answer.text
+
+
+def _function_source(api) -> str:
+    """FuncC's source as deployed (its code ConfigMap), the one the deploy will compare with."""
+    pods = _pods(api, "FuncC")
+    assert pods, "FuncC has no running pod"
+    volume = next(v for v in pods[0].spec.volumes if v.name == "code")
+    return api.read_namespaced_config_map(volume.config_map.name, NAMESPACE).data["handler.py"]
+
+
+# -- the deploy ----------------------------------------------------------------------------------
+
+
+def test_redeploy_changes_nothing(inventory_path, admin):
+    """Idempotence: with nothing new, a second run changes nothing, functions included."""
+    before = {f["name"]: f["version"] for f in admin.get("/system/functions").json()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", inventory_path, "deploys/edgefaas.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert total and total.group(2) == "-" and total.group(3) == "-", output[-3000:]
+    after = {f["name"]: f["version"] for f in admin.get("/system/functions").json()}
+    assert after == before
