@@ -15,6 +15,8 @@ lab: setup
 	@.venv/bin/edgefaas lab status
 	@echo
 	@echo "Devices:   .venv/bin/edgefaas lab ssh sonic-1   (or sonic-2, jetson-1)"
+	@echo "K3S:       kubeconfig at $$(.venv/bin/edgefaas lab kubeconfig)"
+	@echo "Gateway:   $$(.venv/bin/edgefaas lab gateway-url)   (admin password: sudo cat /var/lib/edgefaas/gateway/admin-password on sonic-1)"
 	@echo "Reports:   reports/integration.xml"
 	@echo "Tear down: make down"
 

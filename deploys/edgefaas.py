@@ -119,19 +119,6 @@ class GatewayAccess(FactBase):
         return [line.strip() for line in output] == ["yes", "yes"]
 
 
-class MissingWheels(FactBase):
-    """What pip would still install from the device's wheelhouse for ``requirement`` (empty: nothing)."""
-
-    def command(self, pip: str, wheels: str, requirement: str) -> str:
-        return (
-            f"test -x {pip} && {pip} install --dry-run --no-index --find-links {wheels} "
-            f"{shlex.quote(requirement)} 2>/dev/null | sed -n 's/^Would install //p' || true"
-        )
-
-    def process(self, output: list[str]) -> list[str]:
-        return " ".join(output).split()
-
-
 class GatewayFunctions(FactBase):
     """What the gateway on this host runs: {name: its FunctionStatus}, or None if it does not answer.
 
@@ -251,20 +238,7 @@ if "k3s_server" in host.groups:
     local_url = f"http://127.0.0.1:{port}"
     password_file = f"{DATA_DIR}/admin-password"
 
-    # deploys/platform.py installs the package's core on every device; the gateway also needs
-    # its extra (starlette, uvicorn, httpx, the kubernetes client), from the same wheelhouse.
-    missing = host.get_fact(
-        MissingWheels, pip=f"{venv}/bin/pip", wheels="/opt/edgefaas/wheels", requirement="edgefaas[gateway]"
-    )
-    wheels = None
-    if missing:
-        wheels = server.shell(
-            name=f"Install the gateway's dependencies from the wheelhouse ({len(missing)} wheels)",
-            commands=[
-                f"{venv}/bin/pip install -q --no-index --find-links /opt/edgefaas/wheels 'edgefaas[gateway]'"
-            ],
-        )
-
+    # deploys/platform.py installs edgefaas[gateway] here (group_data/k3s_server.py).
     files.directory(
         name=f"Create the gateway's data directory {DATA_DIR} (700)",
         path=DATA_DIR,
@@ -346,7 +320,7 @@ if "k3s_server" in host.groups:
         # The package the gateway runs: a new wheelhouse (deploys/platform.py) restarts it.
         wheelhouse_sha256=host.get_fact(Sha256File, path="/opt/edgefaas/wheelhouse.tar") or "-",
     )
-    restart = any_changed(*[op for op in (unit, kubeconfig, password, wheels) if op is not None])
+    restart = any_changed(*[op for op in (unit, kubeconfig, password) if op is not None])
     systemd.service(
         name="Run the gateway (restarted after a new version, unit, account or password)",
         service="edgefaas-gateway.service",

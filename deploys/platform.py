@@ -8,6 +8,7 @@ task deploys rely on, sets the kernel settings K3S needs, the time zone and NTP,
 their ports in the control-plane ACL. Safe to re-run: a second run changes nothing.
 """
 
+from io import StringIO
 from pathlib import Path
 
 from pyinfra import host
@@ -113,18 +114,26 @@ wheels = files.put(
     mode="644",
 )
 installed = host.get_fact(File, path=f"{venv}/bin/edgefaas")
+extras = host.data.edgefaas_extras
+requirement = f"edgefaas[{','.join(extras)}]" if extras else "edgefaas"
+wanted = files.put(
+    name=f"Record what this device runs: {requirement}",
+    src=StringIO(requirement + "\n"),
+    dest="/opt/edgefaas/requirement.txt",
+    mode="644",
+)
 pip = f"{venv}/bin/pip install -q --no-index --find-links /opt/edgefaas/wheels"
 server.shell(
-    name="Install the EdgeFaaS package from the wheelhouse",
+    name=f"Install {requirement} from the wheelhouse",
     commands=[
         f"test -x {venv}/bin/python || python3 -m venv {venv}",
         "rm -rf /opt/edgefaas/wheels && mkdir -p /opt/edgefaas/wheels",
         "tar -xf /opt/edgefaas/wheelhouse.tar -C /opt/edgefaas/wheels",
-        f"{pip} edgefaas",
+        f"{pip} '{requirement}'",
         # Same version number, new code: replace the project itself, keep its dependencies.
         f"{pip} --no-deps --force-reinstall edgefaas",
     ],
-    _if=(lambda: True) if not installed else wheels.did_change,
+    _if=(lambda: True) if not installed else any_changed(wheels, wanted),
 )
 files.link(name="Put edgefaas on PATH", path="/usr/local/bin/edgefaas", target=f"{venv}/bin/edgefaas")
 

@@ -91,3 +91,5 @@ edgefaas_functions = {
     "FuncC": {"limits": {"memory": "128Mi"}},
     "system_info": {"public": True, "limits": {"memory": "128Mi"}},
 }
+# Extras of the EdgeFaaS package a device needs besides the client tools.
+edgefaas_extras: list[str] = []
