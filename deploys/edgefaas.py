@@ -37,7 +37,6 @@ from pathlib import Path
 from pyinfra import host, logger
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.files import Sha256File
 from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -318,7 +317,9 @@ if "k3s_server" in host.groups:
         listen="0.0.0.0",
         port=port,
         # The package the gateway runs: a new wheelhouse (deploys/platform.py) restarts it.
-        wheelhouse_sha256=host.get_fact(Sha256File, path="/opt/edgefaas/wheelhouse.tar") or "-",
+        # Taken from the artifact, not read from the device: in a site.py run this line is
+        # evaluated before deploys/platform.py has uploaded anything.
+        wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
     )
     restart = any_changed(*[op for op in (unit, kubeconfig, password) if op is not None])
     systemd.service(
