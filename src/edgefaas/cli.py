@@ -118,7 +118,7 @@ def lab_build(names: tuple[str, ...]) -> None:
     \b
     rootfs         Debian bookworm root filesystem for lab devices (debootstrap)
     wheelhouse     the edgefaas package and its dependencies as wheels, for devices
-    parsec         parsec-service and parsec-tool (cargo, crates.io)
+    parsec         parsec-service and parsec-tool (cargo)
     k3s            k3s from its Go module, and flannel's CNI plugin (go, ~15 min cold)
     pause-image    K3S pod sandbox image from Debian's catatonit (docker-archive tarball)
     runtime-image  function runtime image: Debian + the wheelhouse in a venv (docker-archive)

@@ -9,6 +9,7 @@ shapes it, and unpacked once per key as the read-only lower layer of every devic
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +20,6 @@ from edgefaas.lab import artifacts
 from edgefaas.lab.paths import cache_dir, state_root
 
 SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
 # Bumped whenever the customisation below changes, so caches rebuild.
 LAYOUT_VERSION = "3"
 
@@ -60,8 +60,36 @@ PACKAGES = (
 Log = Callable[[str], None]
 
 
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (EDGEFAAS_DEBIAN_MIRROR overrides it).
+
+    Labs are often built behind a site mirror or proxy: take what apt already trusts.
+    """
+    override = os.environ.get("EDGEFAAS_DEBIAN_MIRROR")
+    if override:
+        return override.rstrip("/")
+    sources = [*sorted(Path("/etc/apt/sources.list.d").glob("*.sources")), Path("/etc/apt/sources.list")]
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            if line.startswith("URIs:"):
+                candidates = words[1:]
+            elif words[:1] == ["deb"]:
+                candidates = [w for w in words[1:] if "://" in w][:1]
+            else:
+                continue
+            for uri in candidates:
+                if uri.rstrip("/").endswith("/debian"):
+                    return uri.rstrip("/")
+    raise RuntimeError("rootfs: no Debian mirror in apt's sources; set EDGEFAAS_DEBIAN_MIRROR")
+
+
 def cache_key() -> str:
-    text = "\n".join([SUITE, MIRROR, LAYOUT_VERSION, *sorted(PACKAGES)])
+    text = "\n".join([SUITE, debian_mirror(), LAYOUT_VERSION, *sorted(PACKAGES)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -124,7 +152,14 @@ def build_tarball(log: Log = print, force: bool = False) -> Path:
         root = Path(tmp) / "root"
         log(f"rootfs: debootstrap {SUITE} with {len(PACKAGES)} packages (about 2 minutes)")
         _run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), MIRROR],
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(root),
+                debian_mirror(),
+            ],
             "debootstrap",
             log,
         )

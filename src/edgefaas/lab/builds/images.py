@@ -39,6 +39,7 @@ from typing import Any
 from edgefaas.lab import artifacts
 from edgefaas.lab.builds.steps import Log, run
 from edgefaas.lab.paths import cache_dir
+from edgefaas.lab.rootfs import debian_mirror
 
 PAUSE_IMAGE = "docker.io/edgefaas/pause:3.6"
 PAUSE_ENTRYPOINT = ("/catatonit", "-P")
@@ -47,7 +48,6 @@ PAUSE_USER = "65535:65535"
 RUNTIME_REPO = "docker.io/edgefaas/runtime"
 
 SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
 RUNTIME_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 VENV = "/opt/edgefaas/venv"
 APP_USER, APP_UID = "app", 10001
@@ -287,7 +287,9 @@ def build_pause_image(log: Log = print) -> artifacts.Artifact:
 
 def base_key() -> str:
     """Cache key of the runtime image's Debian layer: what debootstrap and the slimming make."""
-    text = "\n".join([SUITE, MIRROR, BASE_LAYOUT_VERSION, APP_USER, str(APP_UID), *sorted(RUNTIME_PACKAGES)])
+    text = "\n".join(
+        [SUITE, debian_mirror(), BASE_LAYOUT_VERSION, APP_USER, str(APP_UID), *sorted(RUNTIME_PACKAGES)]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -350,7 +352,7 @@ def build_runtime_base(log: Log = print) -> Path:
         root = Path(tmp) / "root"
         log(f"runtime-image: debootstrap {SUITE} minbase + {', '.join(RUNTIME_PACKAGES)} (about a minute)")
         argv = ["debootstrap", "--variant=minbase", f"--include={','.join(RUNTIME_PACKAGES)}"]
-        run([*argv, SUITE, str(root), MIRROR], "runtime-image: debootstrap")
+        run([*argv, SUITE, str(root), debian_mirror()], "runtime-image: debootstrap")
         # Pods run as this user (runAsUser); the image's default user stays root.
         useradd = ["useradd", "-u", str(APP_UID), "-U", "-m", "-s", "/usr/sbin/nologin", APP_USER]
         run(["chroot", str(root), *useradd], "runtime-image: create user app")

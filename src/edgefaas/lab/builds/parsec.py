@@ -1,4 +1,4 @@
-"""The real Parsec service and parsec-tool, built with cargo from crates.io.
+"""The real Parsec service and parsec-tool, built with cargo from the crates registry.
 
 Both are pinned; the cache key is the version, the feature set and the Rust toolchain,
 so a warm machine reuses them and any change rebuilds. Cargo's own registry cache and a
@@ -20,7 +20,7 @@ from edgefaas.lab.paths import artifact_dir, cache_dir
 PARSEC_SERVICE_VERSION = "1.5.0"
 # The default feature set already has the unix-peer-credentials authenticator.
 PARSEC_SERVICE_FEATURES = ("mbed-crypto-provider", "direct-authenticator")
-PARSEC_TOOL_VERSION = "0.7.0"  # newer parsec-tool does not build plainly from crates.io
+PARSEC_TOOL_VERSION = "0.7.0"  # newer parsec-tool does not build plainly from the crates registry
 
 COMPILING = re.compile(r"^\s*(Compiling|Downloaded|Downloading)\b")
 
