@@ -27,8 +27,9 @@ if host.get_fact(File, path="/usr/local/bin/k3s") or host.get_fact(
         name="Stop K3S's containerd and every pod it ran",
         commands=[
             # containerd here is a separate instance: match it by K3S's socket, never SONiC's Docker.
-            "pkill -f 'containerd .*-a /run/k3s/containerd/containerd.sock' || true",
-            "pkill -9 -f 'containerd-shim-runc-v2 -namespace k8s.io' || true",
+            # The [c] keeps pkill from matching the shell that runs it.
+            "pkill -f '[c]ontainerd .*-a /run/k3s/containerd/containerd.sock' || true",
+            "pkill -9 -f '[c]ontainerd-shim-runc-v2 -namespace k8s.io' || true",
             "sleep 1",
         ],
     )
@@ -52,8 +53,6 @@ if host.get_fact(File, path="/usr/local/bin/k3s") or host.get_fact(
 
 for path in (
     "/usr/local/bin/k3s",
-    "/usr/local/bin/kubectl",
-    "/usr/local/bin/crictl",
     "/etc/systemd/system/k3s.service",
     "/etc/systemd/system/k3s.service.env",
     "/etc/systemd/system/k3s-agent.service",
@@ -61,6 +60,8 @@ for path in (
     "/usr/local/sbin/edgefaas-k3s-wait",
 ):
     files.file(name=f"Remove {path}", path=path, present=False)
+for path in ("/usr/local/bin/kubectl", "/usr/local/bin/crictl"):
+    files.link(name=f"Remove the {path} link", path=path, present=False)
 for path in ("/etc/rancher/k3s", DATA, "/var/lib/kubelet", "/var/lib/cni", "/run/flannel", "/run/k3s"):
     files.directory(name=f"Remove {path}", path=path, present=False)
 ports = files.file(
