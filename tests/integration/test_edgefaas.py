@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import REPO
+from tests.integration.test_k3s import wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402
@@ -35,15 +36,8 @@ VERSION_ANNOTATION = "edgefaas.io/version"
 CHAIN = ("FuncA", "FuncB", "FuncC")
 
 
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+def _wait(predicate, timeout: float, what: str):
+    return wait_for(predicate, timeout, what, interval=0.5)
 
 
 @pytest.fixture(scope="module")
