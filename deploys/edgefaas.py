@@ -41,7 +41,7 @@ from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+from edgefaas.deploy_artifacts import artifact
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates" / "edgefaas"
@@ -82,13 +82,6 @@ KUBECONFIG_SCRIPT = "/usr/local/sbin/edgefaas-gateway-kubeconfig"
 def setting(key: str):
     value = host.data.get(key)
     return DEFAULTS[key] if value is None else value
-
-
-def artifact(name: str) -> ArtifactSource:
-    try:
-        return resolve(host.data, name)
-    except ArtifactError as exc:
-        raise DeployError(f"{host.name}: {exc}") from None
 
 
 class K3sImage(FactBase):

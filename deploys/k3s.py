@@ -23,7 +23,7 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+from edgefaas.deploy_artifacts import artifact, install
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
 BINARY = "/usr/local/bin/k3s"
@@ -49,21 +49,6 @@ ACL_PORTS = {
     "server": ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/udp flannel VXLAN"],
     "agent": ["10250/tcp kubelet", "8472/udp flannel VXLAN"],
 }
-
-
-def artifact(name: str) -> ArtifactSource:
-    try:
-        return resolve(host.data, name)
-    except ArtifactError as exc:
-        raise DeployError(f"{host.name}: {exc}") from None
-
-
-def install(source: ArtifactSource, dest: str, what: str, mode: str = "755"):
-    if source.url:
-        return files.download(
-            name=f"Download {what}", src=source.url, dest=dest, sha256sum=source.sha256, mode=mode
-        )
-    return files.put(name=f"Install {what}", src=source.path, dest=dest, mode=mode)
 
 
 def cluster_token() -> str:

@@ -16,7 +16,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+from edgefaas.deploy_artifacts import artifact, install
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "parsec"
 BINARY = "/usr/libexec/parsec/parsec"
@@ -25,21 +25,6 @@ CONFIG = "/etc/parsec/config.toml"
 STATE_DIR = "/var/lib/parsec"
 SOCKET = "/run/parsec/parsec.sock"
 AUTHENTICATORS = ("UnixPeerCredentials", "Direct")
-
-
-def artifact(name: str) -> ArtifactSource:
-    try:
-        return resolve(host.data, name)
-    except ArtifactError as exc:
-        raise DeployError(f"{host.name}: {exc}") from None
-
-
-def install(source: ArtifactSource, dest: str, what: str):
-    if source.url:
-        return files.download(
-            name=f"Download {what}", src=source.url, dest=dest, sha256sum=source.sha256, mode="755"
-        )
-    return files.put(name=f"Install {what}", src=source.path, dest=dest, mode="755")
 
 
 if "sonic" in host.groups:

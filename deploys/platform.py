@@ -18,18 +18,11 @@ from pyinfra.facts.server import KernelVersion
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.artifact_source import ArtifactError, resolve
+from edgefaas.deploy_artifacts import artifact
 from edgefaas.facts import WritableSysctls
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
 PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}
-
-
-def artifact(name: str):
-    try:
-        return resolve(host.data, name)
-    except ArtifactError as exc:
-        raise DeployError(f"{host.name}: {exc}") from None
 
 
 profile = host.data.get("device_profile")
