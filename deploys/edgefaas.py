@@ -5,7 +5,7 @@
 Every K3S node gets the function runtime image (imported into K3S's containerd at once,
 no K3S restart). The K3S server (a SONiC switch: Task 3.2) gets the gateway, then the
 functions from functions/ are deployed through the gateway's own API, only those whose
-code, placement, limits or public flag changed; FuncA and FuncB are placed on different
+code, placement, limits, environment or public flag changed; FuncA and FuncB are placed on different
 kinds of device, so the chain FuncA -> FuncB -> FuncC crosses devices (Task 3.3).
 
 Why the gateway is a systemd service on the switch, not a K3S workload: it is the door
@@ -23,7 +23,8 @@ the gateway's own kubeconfig cannot do that (first run, or someone deleted the n
 its token goes into a kubeconfig only the gateway's user can read. The gateway runs as
 the unprivileged `edgefaas` user, with systemd hardening.
 
-Settings (host data; defaults below): edgefaas_functions, edgefaas_gateway_port,
+Settings (host data): edgefaas_functions and edgefaas_public_functions (in
+inventories/group_data/all.py), and with defaults below edgefaas_gateway_port,
 edgefaas_namespace, edgefaas_admin_password (else the gateway makes one, readable by root
 in <data dir>/admin-password), edgefaas_gateway_url (what pods call the gateway at).
 """
@@ -34,28 +35,22 @@ import shlex
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host, logger
+from pyinfra import host, inventory, logger
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.hardware import Ipv4Addrs
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
+from edgefaas.control_plane_acl import open_ports
 from edgefaas.deploy_artifacts import artifact
+from edgefaas.deploy_services import keep_running
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates" / "edgefaas"
 
 # Defaults for the settings this deploy reads from host data (group_data may override each).
 DEFAULTS = {
-    # Which functions the deploy keeps deployed, from files in edgefaas_functions_dir.
-    # FuncA on a switch and FuncB on a Jetson: the chain always crosses devices.
-    "edgefaas_functions": {
-        "FuncA": {"constraints": ["edgefaas.io/profile=sonic"], "limits": {"memory": "128Mi"}},
-        "FuncB": {"constraints": ["edgefaas.io/profile=jetson"], "limits": {"memory": "128Mi"}},
-        "FuncC": {"limits": {"memory": "128Mi"}},
-        "system_info": {"public": True, "limits": {"memory": "128Mi"}},
-    },
     "edgefaas_functions_dir": str(REPO / "functions"),
     "edgefaas_gateway_port": 8080,
     "edgefaas_namespace": "edgefaas-fn",
@@ -76,11 +71,17 @@ RBAC = f"{CONFIG_DIR}/account.yaml"
 FUNCTIONS_DIR = "/etc/edgefaas/functions"
 ACCOUNT = "edgefaas-gateway"
 SYNC_SCRIPT = "/usr/local/sbin/edgefaas-functions"
+# What makes a deployed function differ from the wanted one (the sync script compares the same).
+COMPARED = ("codeSha256", "constraints", "limits", "public", "envVars")
 KUBECONFIG_SCRIPT = "/usr/local/sbin/edgefaas-gateway-kubeconfig"
 
 
 def setting(key: str):
     value = host.data.get(key)
+    if value is None and key not in DEFAULTS:
+        raise DeployError(
+            f"{host.name}: set {key} in the inventory's group_data (see inventories/group_data/all.py)"
+        )
     return DEFAULTS[key] if value is None else value
 
 
@@ -149,21 +150,36 @@ class GatewayFunctions(FactBase):
         return {f["name"]: f for f in answer["functions"]}
 
 
+def triton_urls() -> str:
+    """HTTP endpoints of every Triton server in the inventory (deploys/triton.py), comma-separated."""
+    urls = []
+    for other in iter(inventory):
+        if other.data.get("triton_server"):
+            address = other.data.get("k3s_node_ip") or other.data.get("ssh_hostname") or other.name
+            urls.append(f"http://{address}:{other.data.get('triton_http_port') or 8000}")
+    return ",".join(urls)
+
+
 def wanted_functions() -> list[dict]:
     """The functions to keep deployed, as bodies for POST /system/functions (less the code)."""
     source = Path(setting("edgefaas_functions_dir"))
+    public = set(setting("edgefaas_public_functions"))
     wanted = []
     for name, settings in sorted(setting("edgefaas_functions").items()):
         path = source / settings.get("file", f"{name}.py")
         if not path.is_file():
             raise DeployError(f"{host.name}: function {name}: {path} does not exist")
+        env = {str(k): str(v) for k, v in settings.get("envVars", {}).items()}
+        if path.name == "face_expression.py" and "TRITON_URLS" not in env:
+            env["TRITON_URLS"] = triton_urls()
         wanted.append(
             {
                 "service": name,
                 "file": path.name,
                 "constraints": list(settings.get("constraints", [])),
                 "limits": dict(settings.get("limits", {})),
-                "public": bool(settings.get("public", False)),
+                "public": bool(settings.get("public", name in public)),
+                "envVars": env,
                 "path": str(path),
                 "codeSha256": hashlib.sha256(path.read_text().encode()).hexdigest(),
             }
@@ -178,9 +194,7 @@ def out_of_date(wanted: list[dict], deployed: dict | None) -> list[str]:
     stale = []
     for w in wanted:
         current = deployed.get(w["service"])
-        if current is None or any(
-            current.get(k) != w[k] for k in ("codeSha256", "constraints", "limits", "public")
-        ):
+        if current is None or any((current.get(k) or type(w[k])()) != w[k] for k in COMPARED):
             stale.append(w["service"])
     return stale
 
@@ -285,16 +299,7 @@ if "k3s_server" in host.groups:
         _if=account.did_change,
     )
 
-    if host.data.get("manage_control_plane_acl"):
-        ports = files.put(
-            name=f"Open the gateway's port {port}/tcp in the control-plane ACL",
-            src=StringIO(f"{port}/tcp EdgeFaaS gateway\n"),
-            dest="/etc/edgefaas/cacl.d/edgefaas.ports",
-            mode="644",
-        )
-        server.shell(
-            name="Apply the ACL openings", commands=["/usr/local/sbin/edgefaas-cacl"], _if=ports.did_change
-        )
+    open_ports("edgefaas", [f"{port}/tcp EdgeFaaS gateway"], f"the gateway's port {port}/tcp")
 
     unit = files.template(
         name="Install the edgefaas-gateway unit",
@@ -315,20 +320,8 @@ if "k3s_server" in host.groups:
         wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
     )
     restart = any_changed(*[op for op in (unit, kubeconfig, password) if op is not None])
-    systemd.service(
-        name="Run the gateway (restarted after a new version, unit, account or password)",
-        service="edgefaas-gateway.service",
-        running=True,
-        enabled=True,
-        restarted=True,
-        daemon_reload=True,
-        _if=restart,
-    )
-    systemd.service(
-        name="Keep the gateway enabled and running",
-        service="edgefaas-gateway.service",
-        running=True,
-        enabled=True,
+    keep_running(
+        "edgefaas-gateway.service", "the gateway", restart, "a new version, unit, account or password"
     )
     server.shell(
         name="Wait until the restarted gateway answers /healthz",
@@ -349,7 +342,7 @@ if "k3s_server" in host.groups:
             dest=f"{FUNCTIONS_DIR}/{function['file']}",
             mode="644",
         )
-    manifest = [{k: w[k] for k in ("service", "file", "constraints", "limits", "public")} for w in wanted]
+    manifest = [{k: w[k] for k in ("service", "file", *COMPARED[1:])} for w in wanted]
     files.put(
         name="Write the list of functions to keep deployed",
         src=StringIO(json.dumps(manifest, indent=2) + "\n"),

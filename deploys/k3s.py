@@ -23,6 +23,7 @@ from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from edgefaas.control_plane_acl import open_ports
 from edgefaas.deploy_artifacts import artifact, install
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
@@ -151,16 +152,7 @@ else:
         restrict_oom_score_adj=host.data.k3s_restrict_oom_score_adj,
     )
 
-    if host.data.get("manage_control_plane_acl"):
-        ports = files.put(
-            name="Open K3S's ports in the control-plane ACL",
-            src=StringIO("\n".join(ACL_PORTS[role]) + "\n"),
-            dest="/etc/edgefaas/cacl.d/k3s.ports",
-            mode="644",
-        )
-        server.shell(
-            name="Apply the ACL openings", commands=["/usr/local/sbin/edgefaas-cacl"], _if=ports.did_change
-        )
+    open_ports("k3s", ACL_PORTS[role], "K3S's ports")
 
     unit_name = "k3s" if role == "server" else "k3s-agent"
     unit = files.template(

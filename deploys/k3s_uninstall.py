@@ -12,6 +12,8 @@ from pyinfra import host
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
+from edgefaas.control_plane_acl import close_ports
+
 DATA = "/var/lib/rancher/k3s"
 
 for unit in ("k3s", "k3s-agent"):
@@ -64,9 +66,5 @@ for path in ("/usr/local/bin/kubectl", "/usr/local/bin/crictl"):
     files.link(name=f"Remove the {path} link", path=path, present=False)
 for path in ("/etc/rancher/k3s", DATA, "/var/lib/kubelet", "/var/lib/cni", "/run/flannel", "/run/k3s"):
     files.directory(name=f"Remove {path}", path=path, present=False)
-ports = files.file(
-    name="Close K3S's ports in the control-plane ACL", path="/etc/edgefaas/cacl.d/k3s.ports", present=False
-)
-if host.data.get("manage_control_plane_acl"):
-    server.shell(name="Apply the ACL", commands=["/usr/local/sbin/edgefaas-cacl"], _if=ports.did_change)
+close_ports("k3s", "K3S's ports")
 systemd.daemon_reload(name="Reload systemd")

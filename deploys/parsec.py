@@ -13,10 +13,11 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
 from edgefaas.deploy_artifacts import artifact, install
+from edgefaas.deploy_services import keep_running
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "parsec"
 BINARY = "/usr/libexec/parsec/parsec"
@@ -79,24 +80,11 @@ if "sonic" in host.groups:
         binary=BINARY,
         config=CONFIG,
     )
-    systemd.service(
-        name="Run the Parsec service (restarted after a new version or configuration)",
-        service="parsec.service",
-        running=True,
-        enabled=True,
-        restarted=True,
-        daemon_reload=True,
-        _if=any_changed(binary, config, unit),
-    )
-    systemd.service(
-        name="Keep the Parsec service enabled and running",
-        service="parsec.service",
-        running=True,
-        enabled=True,
-    )
+    changed = any_changed(binary, config, unit)
+    keep_running("parsec.service", "the Parsec service", changed, "a new version or configuration")
     server.shell(
         name="Check that the restarted Parsec service answers",
-        _if=any_changed(binary, config, unit),
+        _if=changed,
         commands=[
             f"for i in $(seq 50); do test -S {SOCKET} && break; sleep 0.1; done",
             f"PARSEC_SERVICE_ENDPOINT=unix:{SOCKET} {host.data.edgefaas_venv}/bin/edgefaas parsec ping",

@@ -16,4 +16,5 @@ DEPLOYS = Path(__file__).resolve().parent
 local.include(str(DEPLOYS / "platform.py"))
 local.include(str(DEPLOYS / "parsec.py"))
 local.include(str(DEPLOYS / "k3s.py"))
+local.include(str(DEPLOYS / "triton.py"))
 local.include(str(DEPLOYS / "edgefaas.py"))

@@ -89,7 +89,27 @@ edgefaas_functions = {
     "FuncA": {"constraints": ["edgefaas.io/profile=sonic"], "limits": {"memory": "128Mi"}},
     "FuncB": {"constraints": ["edgefaas.io/profile=jetson"], "limits": {"memory": "128Mi"}},
     "FuncC": {"limits": {"memory": "128Mi"}},
-    "system_info": {"public": True, "limits": {"memory": "128Mi"}},
+    "system_info": {"limits": {"memory": "128Mi"}},
+    # Demo 4: a Jetson carries the camera. Demo 3: inference on the Triton servers of
+    # deploys/triton.py; TRITON_URLS (envVars) is filled in from the inventory when not given.
+    "camera": {"constraints": ["edgefaas.io/profile=jetson"], "limits": {"memory": "256Mi"}},
+    "face-expression": {"file": "face_expression.py", "limits": {"memory": "384Mi"}},
 }
+# Functions anyone may call without a license (the demos' browser calls these).
+edgefaas_public_functions = ["system_info", "camera", "face-expression"]
 # Extras of the EdgeFaaS package a device needs besides the client tools.
-edgefaas_extras: list[str] = []
+# "vision": OpenCV, TFLite and the Triton client, which the Triton models and the
+# face-expression function use (deploys/triton.py).
+edgefaas_extras: list[str] = ["vision"]
+
+# Triton Inference Server (SoW Task 4, deploys/triton.py): on every SONiC and Jetson device.
+triton_server = True
+triton_http_port = 8000
+triton_grpc_port = 8001
+triton_metrics_port = 8002
+# Models of templates/triton/models to serve, with their settings (instances per device).
+triton_models = {"face_expression": {"instances": 1}, "add_sub": {"instances": 1}}
+# None: GPU instance groups where the device has an NVIDIA GPU (/dev/nvidia0), else CPU.
+triton_gpu = None
+# Task 4.3: the two Triton test cases, K3S Jobs on two devices, each calling another's server.
+triton_testcases = True

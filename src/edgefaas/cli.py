@@ -121,7 +121,8 @@ def lab_build(names: tuple[str, ...]) -> None:
     parsec         parsec-service and parsec-tool (cargo)
     k3s            k3s from its Go module, and flannel's CNI plugin (go, ~15 min cold)
     pause-image    K3S pod sandbox image from Debian's catatonit (docker-archive tarball)
-    runtime-image  function runtime image: Debian + the wheelhouse in a venv (docker-archive)
+    runtime-image  function runtime image: Debian + edgefaas[vision] in a venv (docker-archive)
+    triton         tritonserver 2.51.0 + Python backend + perf_analyzer, from PyPI wheels
     """
     from edgefaas.lab.builds import BUILDERS
 

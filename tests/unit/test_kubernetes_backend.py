@@ -426,7 +426,7 @@ def test_the_deployment_runs_the_runtime_image_with_the_code_mounted():
     pod_spec = dep["spec"]["template"]["spec"]
     box = pod_spec["containers"][0]
     assert box["image"] == IMAGE and box["imagePullPolicy"] == "Never"
-    env = {e["name"]: e["value"] for e in box["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in box["env"]}
     # The spec's variables pass, but never over the runtime's own.
     assert env["EDGEFAAS_CODE"] == "/code/handler.py"
     assert env["MODE"] == "fast"
@@ -434,6 +434,8 @@ def test_the_deployment_runs_the_runtime_image_with_the_code_mounted():
     assert env["EDGEFAAS_FUNCTION_NAME"] == "FuncA"
     assert env["EDGEFAAS_GATEWAY_URL"] == GATEWAY
     assert [e["name"] for e in box["env"]].count("EDGEFAAS_CODE") == 1
+    # The device it landed on, from the downward API (offloading starts from it).
+    assert env["EDGEFAAS_NODE_IP"] == "status.hostIP" and env["EDGEFAAS_NODE_NAME"] == "spec.nodeName"
     assert box["volumeMounts"] == [{"name": "code", "mountPath": "/code", "readOnly": True}]
     volume = pod_spec["volumes"][0]["configMap"]
     assert volume["name"] == kb.config_map_name(kb.object_name("FuncA"), spec.code_sha256)

@@ -216,6 +216,13 @@ def build_deployment(
         ours["fprocess"] = spec.env_process  # OpenFaaS's watchdog reads the command to run here
     env = [{"name": k, "value": v} for k, v in spec.env_vars.items() if k not in ours]
     env += [{"name": k, "value": v} for k, v in ours.items()]
+    # Which device the pod landed on: a function that can offload (face-expression) starts
+    # from its own device's services.
+    env += [
+        {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+        for name, path in (("EDGEFAAS_NODE_NAME", "spec.nodeName"), ("EDGEFAAS_NODE_IP", "status.hostIP"))
+        if name not in spec.env_vars
+    ]
 
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []

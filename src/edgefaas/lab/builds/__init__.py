@@ -50,6 +50,12 @@ def _k3s(log: Log) -> None:
     artifacts.record("flannel-cni", k3s.FLANNEL_CNI_VERSION, k3s.build_flannel_cni(cache_dir(), log))
 
 
+def _triton(log: Log) -> None:
+    from edgefaas.lab.builds import triton
+
+    triton.build(log)
+
+
 # In the order `edgefaas lab build` runs them when given no names.
 BUILDERS: dict[str, Callable[[Log], None]] = {
     "rootfs": _rootfs,
@@ -58,4 +64,5 @@ BUILDERS: dict[str, Callable[[Log], None]] = {
     "pause-image": _pause_image,
     "runtime-image": _runtime_image,
     "k3s": _k3s,
+    "triton": _triton,
 }

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefaas.lab import artifacts
+from edgefaas.lab.builds.samples import PHOTOS, sample_photos
 from edgefaas.lab.builds.steps import Log, run
 from edgefaas.lab.paths import cache_dir
 from edgefaas.lab.rootfs import debian_mirror
@@ -54,10 +55,15 @@ APP_USER, APP_UID = "app", 10001
 RUNTIME_PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # What a pod runs when its spec names no command: configured by EDGEFAAS_CODE/EDGEFAAS_PORT.
 RUNTIME_CMD = ("python3", "-m", "edgefaas.runtime")
+# What functions may import besides the runtime: numpy, OpenCV and the Triton client
+# (camera, face-expression) and the Task 4.3 test-case Jobs.
+RUNTIME_EXTRAS = ("vision",)
 TAR = ("tar", "--numeric-owner", "--xattrs")
 # Bumped whenever what follows changes the image, so caches rebuild.
 BASE_LAYOUT_VERSION = "1"
-IMAGE_LAYOUT_VERSION = "1"
+IMAGE_LAYOUT_VERSION = "2"
+# The camera function replays these when a device has no /dev/video* (the lab's case).
+FRAMES_DIR = "/opt/edgefaas/frames"
 
 # Timestamps written where the input has none of its own (the archive's files, the image's
 # `created`): 1980-01-01, the usual SOURCE_DATE_EPOCH of reproducible builds.
@@ -295,7 +301,18 @@ def base_key() -> str:
 
 def runtime_key(wheelhouse_key: str) -> str:
     """Cache key (and tag) of the runtime image: its Debian base and the wheelhouse in it."""
-    text = "\n".join([base_key(), wheelhouse_key, VENV, IMAGE_LAYOUT_VERSION, *RUNTIME_CMD])
+    text = "\n".join(
+        [
+            base_key(),
+            wheelhouse_key,
+            VENV,
+            IMAGE_LAYOUT_VERSION,
+            FRAMES_DIR,
+            *PHOTOS,
+            *RUNTIME_EXTRAS,
+            *RUNTIME_CMD,
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -403,7 +420,8 @@ def _venv_layer(root: Path, wheels_tar: Path, layer: Path) -> None:
         raise RuntimeError("runtime-image: no pip wheel in /usr/share/python-wheels (python3-pip-whl)")
     pip = [f"{VENV}/bin/python", f"/usr/share/python-wheels/{pip_wheel.name}/pip"]
     pip_flags = ["--disable-pip-version-check", "--no-cache-dir", "--no-compile", "-q"]
-    install = ["install", *pip_flags, "--no-index", "--find-links", "/tmp/wheels", "edgefaas"]
+    requirement = f"edgefaas[{','.join(RUNTIME_EXTRAS)}]" if RUNTIME_EXTRAS else "edgefaas"
+    install = ["install", *pip_flags, "--no-index", "--find-links", "/tmp/wheels", requirement]
     run([*chroot, *pip, *install], "runtime-image: pip install the wheelhouse", env=env)
     # Unchecked-hash pycs do not depend on file times, and the venv never changes in a pod.
     compile_argv = [f"{VENV}/bin/python", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
@@ -420,6 +438,16 @@ def _venv_layer(root: Path, wheels_tar: Path, layer: Path) -> None:
     _copy_dir_meta(root / "usr/local", layer / "usr/local")
     _copy_dir_meta(root / "usr/local/bin", layer / "usr/local/bin")
     (layer / "usr/local/bin/edgefaas").symlink_to(f"{VENV}/bin/edgefaas")
+
+
+def _frames(layer: Path, photos: list[Path]) -> None:
+    """Sample photos into FRAMES_DIR, readable by the pods' unprivileged user."""
+    frames = layer / FRAMES_DIR.lstrip("/")
+    frames.mkdir(parents=True, exist_ok=True)
+    frames.chmod(0o755)
+    for photo in photos:
+        shutil.copyfile(photo, frames / photo.name)
+        (frames / photo.name).chmod(0o644)
 
 
 def build_runtime_image(log: Log = print) -> artifacts.Artifact:
@@ -447,6 +475,7 @@ def build_runtime_image(log: Log = print) -> artifacts.Artifact:
         # Packed before anything runs in the tree: its bytes follow from the cached base alone.
         pack_layer(root, base_layer)
         _venv_layer(root, Path(wheel_artifact.path), venv_layer)
+        _frames(venv_layer, sample_photos(log))
         config = {
             "created": REPRODUCIBLE_CREATED,
             "config": {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -72,3 +73,30 @@ def stream(
     elapsed = time.monotonic() - started
     log(f"{step}: done, {count} {unit} in {elapsed:.0f} s")
     return elapsed
+
+
+def download_wheels(
+    dest: Path, requirements: list[str], platforms: list[str], step: str, python: str = "3.11"
+) -> None:
+    """pip download `requirements` (no dependencies, wheels only) for the devices, whatever the host is."""
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--disable-pip-version-check",
+            "-q",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            *(arg for tag in platforms for arg in ("--platform", tag)),
+            "-d",
+            str(dest),
+            *requirements,
+        ],
+        step,
+    )

@@ -21,7 +21,16 @@ from edgefaas.lab.paths import cache_dir
 REPO = Path(__file__).resolve().parents[4]
 DEVICE_PYTHON = "3.11"
 # Extras the devices need besides the core client tools (click, PyYAML, protobuf).
-DEVICE_EXTRAS: tuple[str, ...] = ("gateway",)
+DEVICE_EXTRAS: tuple[str, ...] = ("gateway", "vision")
+# Debian bookworm's glibc is 2.36, so a wheel for any manylinux up to 2_36 runs on the devices.
+# pip takes each --platform literally except manylinux2014, which it widens to 2010 and 1
+# (tritonclient is manylinux1); tflite-runtime for aarch64 is manylinux_2_34.
+DEVICE_GLIBC_MINOR = 36
+
+
+def _platforms(arch: str) -> list[str]:
+    tags = [f"manylinux2014_{arch}", *(f"manylinux_2_{m}_{arch}" for m in range(DEVICE_GLIBC_MINOR, 16, -1))]
+    return [arg for tag in tags for arg in ("--platform", tag)]
 
 
 def _source_key() -> str:
@@ -51,7 +60,7 @@ def build(log: Log = print, arch: str = "x86_64") -> artifacts.Artifact:
         project = next(wheels.glob("edgefaas-*.whl"))
         extras = f"[{','.join(DEVICE_EXTRAS)}]" if DEVICE_EXTRAS else ""
         target_python = ["--python-version", DEVICE_PYTHON, "--implementation", "cp"]
-        platforms = ["--platform", f"manylinux2014_{arch}", "--platform", f"manylinux_2_28_{arch}"]
+        platforms = _platforms(arch)
         run(
             [
                 *pip,

@@ -1,0 +1,262 @@
+"""Triton Inference Server (SoW Task 4): NVIDIA's tritonserver on SONiC switches and Jetsons.
+
+    pyinfra -y inventories/lab.py deploys/triton.py
+
+On every device whose host data says `triton_server` (all of them by default, Task 4.2):
+the server from the `tritonserver` artifact (sha256-verified) in /opt/tritonserver/<version>,
+the model repository of templates/triton/models in /var/lib/triton/models, and a
+`tritonserver` systemd service running as the unprivileged `triton` user, health-checked
+until the server and every model are ready; the deploy names the host and shows the
+server's log if not. GPU instance groups where the device has an NVIDIA GPU (Jetson),
+CPU elsewhere.
+
+The server runs in explicit model-control mode: a changed model is reloaded through
+Triton's repository API while the others keep serving; only a new server version or
+unit restarts the service. SONiC: the HTTP, gRPC and metrics ports are opened in the
+control-plane ACL.
+
+Task 4.3: from the K3S server, two Jobs (edgefaas.triton.testcases) run on two different
+devices, each against another device's server: face_expression over HTTP on a real photo,
+and metadata plus a numeric model over gRPC. tests/integration/test_triton.py reads their
+verdicts.
+"""
+
+import json
+import shlex
+from pathlib import Path
+
+from pyinfra import host, inventory, logger
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import DeployError
+from pyinfra.operations import files, server
+from pyinfra.operations.util import any_changed
+
+from edgefaas.control_plane_acl import open_ports
+from edgefaas.deploy_artifacts import artifact, install
+from edgefaas.deploy_services import keep_running
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "triton"
+STATE_DIR = "/var/lib/triton"
+MODELS_DIR = f"{STATE_DIR}/models"
+SERVICE_USER = "triton"
+TESTCASE_NAMESPACE = "edgefaas-triton"
+PHOTO = "/opt/edgefaas/frames/grace_hopper.jpg"  # in the runtime image (images.FRAMES_DIR)
+
+
+class NvidiaGpu(FactBase):
+    """Whether the device has an NVIDIA GPU that containers and Triton can use."""
+
+    command = "ls /dev/nvidia0 /dev/nvhost-ctrl-gpu 2>/dev/null | head -1; true"
+
+    def process(self, output: list[str]) -> bool:
+        return any(line.strip() for line in output)
+
+
+class InstalledArtifact(FactBase):
+    """The sha256 of the artifact a complete unpack of the server recorded, or None."""
+
+    def command(self, home: str) -> str:
+        return f"test -x {home}/bin/tritonserver && cat {home}/.artifact-sha256 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output and output[0].strip() else None
+
+
+def address(other) -> str:
+    return other.data.get("k3s_node_ip") or other.data.get("ssh_hostname") or other.name
+
+
+def testcases() -> list[dict]:
+    """The two Task 4.3 Jobs: each on its own K3S node, each calling a server on another device.
+
+    The HTTP case runs on a switch against a Jetson's server when the inventory has both,
+    the gRPC case on that Jetson against the K3S server's: traffic crosses device kinds.
+    """
+    nodes = [h for h in iter(inventory) if {"k3s_server", "k3s_agent"} & set(h.groups)]
+    servers = [h for h in iter(inventory) if h.data.get("triton_server")]
+    if len(nodes) < 2 or len(servers) < 2:
+        return []
+    agents = [h for h in nodes if "k3s_agent" in h.groups] or nodes
+    sonic_agent = next((h for h in agents if "sonic" in h.groups), agents[0])
+    jetson = next((h for h in nodes if "jetson" in h.groups and h is not sonic_agent), None)
+    second = jetson or next(h for h in nodes if h is not sonic_agent)
+    http_server = next(h for h in servers if h is not sonic_agent and (h is second or jetson is None))
+    grpc_server = next(h for h in servers if h is not second)
+
+    def url(server_host, port_key: str, default: int) -> str:
+        return f"{address(server_host)}:{server_host.data.get(port_key) or default}"
+
+    return [
+        {
+            "name": "triton-http-face",
+            "case": "http-face",
+            "node": sonic_agent.name,
+            "command": [
+                "python3", "-m", "edgefaas.triton.testcases", "http-face",
+                "--url", "http://" + url(http_server, "triton_http_port", 8000), "--photo", PHOTO,
+            ],
+        },
+        {
+            "name": "triton-grpc-numeric",
+            "case": "grpc-numeric",
+            "node": second.name,
+            "command": [
+                "python3", "-m", "edgefaas.triton.testcases", "grpc-numeric",
+                "--url", url(grpc_server, "triton_grpc_port", 8001),
+            ],
+        },
+    ]  # fmt: skip
+
+
+if host.data.get("triton_server"):
+    tritonserver = artifact("tritonserver")
+    version = tritonserver.version
+    home = f"/opt/tritonserver/{version}"
+    gpu = host.data.get("triton_gpu")
+    if gpu is None:
+        gpu = host.get_fact(NvidiaGpu)
+    if "jetson" in host.groups and not gpu:
+        logger.info(f"{host.name}: no NVIDIA GPU found: Triton's models use CPU instance groups")
+    ports = {
+        "http_port": int(host.data.triton_http_port),
+        "grpc_port": int(host.data.triton_grpc_port),
+        "metrics_port": int(host.data.triton_metrics_port),
+    }
+    models = host.data.triton_models
+    unknown = sorted(set(models) - {p.name for p in (TEMPLATES / "models").iterdir() if p.is_dir()})
+    if unknown:
+        raise DeployError(f"{host.name}: triton_models names models with no template: {', '.join(unknown)}")
+
+    server.user(
+        name="Create the triton service user",
+        user=SERVICE_USER,
+        system=True,
+        shell="/usr/sbin/nologin",
+        home=STATE_DIR,
+        create_home=False,
+    )
+    files.directory(
+        name=f"Create {STATE_DIR}", path=STATE_DIR, user=SERVICE_USER, group=SERVICE_USER, mode="750"
+    )
+    files.directory(name="Create /opt/tritonserver", path="/opt/tritonserver", mode="755")
+
+    # Unpacked into a fresh directory and moved into place, so an interrupted unpack never
+    # leaves a half-installed server that looks complete; the next run converges.
+    archive = install(
+        tritonserver, f"/opt/tritonserver/tritonserver-{version}.tar", "tritonserver", mode="644"
+    )
+    installed = host.get_fact(InstalledArtifact, home=home)
+    unpacked = server.shell(
+        name=f"Unpack tritonserver {version} into {home}",
+        commands=[
+            f"rm -rf {home}.new && mkdir -p {home}.new",
+            f"tar -xf /opt/tritonserver/tritonserver-{version}.tar -C {home}.new",
+            f"echo {tritonserver.sha256} > {home}.new/.artifact-sha256",
+            f"rm -rf {home} && mv {home}.new {home}",
+        ],
+        _if=lambda: archive.did_change() or installed != tritonserver.sha256,
+    )
+
+    # The model repository: root-owned, readable by the service.
+    files.directory(name=f"Create {MODELS_DIR}", path=MODELS_DIR, group=SERVICE_USER, mode="750")
+    changed_models: dict[str, list] = {}
+    for model, settings in sorted(models.items()):
+        source = TEMPLATES / "models" / model
+        files.directory(
+            name=f"Create model {model}", path=f"{MODELS_DIR}/{model}/1", group=SERVICE_USER, mode="750"
+        )
+        config = files.template(
+            name=f"Write {model}'s config.pbtxt ({'GPU' if gpu else 'CPU'})",
+            src=str(source / "config.pbtxt.j2"),
+            dest=f"{MODELS_DIR}/{model}/config.pbtxt",
+            group=SERVICE_USER,
+            mode="640",
+            gpu=gpu,
+            instances=int((settings or {}).get("instances", 1)),
+            tflite_model=f"{home}/models-data/emotion_model_quantized.tflite",
+        )
+        code = files.put(
+            name=f"Install {model}'s model.py",
+            src=str(source / "1" / "model.py"),
+            dest=f"{MODELS_DIR}/{model}/1/model.py",
+            group=SERVICE_USER,
+            mode="640",
+        )
+        changed_models[model] = [config, code]
+
+    open_ports(
+        "triton",
+        [f"{port}/tcp Triton {kind.split('_')[0]}" for kind, port in ports.items()],
+        "Triton's HTTP, gRPC and metrics ports",
+    )
+
+    unit = files.template(
+        name="Install the tritonserver unit",
+        src=str(TEMPLATES / "tritonserver.service.j2"),
+        dest="/etc/systemd/system/tritonserver.service",
+        version=version,
+        service_user=SERVICE_USER,
+        state_dir=STATE_DIR,
+        venv=host.data.edgefaas_venv,
+        home=home,
+        models=MODELS_DIR,
+        gpu=gpu,
+        # The models import edgefaas.vision from this venv: a new wheelhouse restarts the server.
+        wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
+        **ports,
+    )
+    restart = any_changed(archive, unpacked, unit)
+    keep_running("tritonserver.service", "tritonserver", restart, "a new version or unit")
+
+    base = f"http://127.0.0.1:{ports['http_port']}"
+    for model, ops in changed_models.items():
+        server.shell(
+            name=f"Reload {model} in the running server (no restart)",
+            commands=[
+                f"curl -fsS -X POST {base}/v2/repository/models/{model}/load -o /dev/null "
+                f"|| {{ curl -sS -X POST {base}/v2/repository/models/{model}/load >&2; exit 1; }}"
+            ],
+            _if=lambda ops=ops: any(op.did_change() for op in ops) and not restart(),
+        )
+    names = " ".join(shlex.quote(m) for m in sorted(models))
+    server.shell(
+        name="Wait until Triton and every model are ready",
+        commands=[
+            f"for i in $(seq 240); do curl -fsS -o /dev/null {base}/v2/health/ready && break; sleep .5; done",
+            f"for m in {names}; do curl -fsS -o /dev/null {base}/v2/models/$m/ready "
+            f'|| {{ echo "model $m is not ready" >&2; '
+            f"journalctl -u tritonserver -n 40 --no-pager >&2; exit 1; }}; done",
+        ],
+        _if=lambda: (
+            restart()
+            or unpacked.did_change()
+            or any(op.did_change() for ops in changed_models.values() for op in ops)
+        ),
+    )
+
+# -- Task 4.3: two test cases as K3S Jobs, applied from the K3S server ---------------------
+if "k3s_server" in host.groups and host.data.get("triton_testcases"):
+    cases = testcases()
+    if not cases:
+        logger.info(f"{host.name}: Task 4.3 needs two K3S nodes and two Triton servers: no test Jobs")
+    else:
+        runtime = artifact("runtime-image")
+        manifest = files.template(
+            name="Write the Task 4.3 Triton test-case Jobs",
+            src=str(TEMPLATES / "testcase-jobs.yaml.j2"),
+            dest="/etc/edgefaas/triton-testcases.yaml",
+            mode="644",
+            namespace=TESTCASE_NAMESPACE,
+            image=f"docker.io/edgefaas/runtime:{runtime.version}",
+            cases=cases,
+        )
+        job_names = " ".join(case["name"] for case in cases)
+        server.shell(
+            name=f"Run the Triton test cases as Jobs ({', '.join(c['node'] for c in cases)})",
+            commands=[
+                f"kubectl -n {TESTCASE_NAMESPACE} delete job --ignore-not-found --wait=true {job_names}",
+                "kubectl apply -f /etc/edgefaas/triton-testcases.yaml",
+            ],
+            _if=manifest.did_change,
+        )
+        logger.info(json.dumps({"triton_testcases": [{k: c[k] for k in ("name", "node")} for c in cases]}))

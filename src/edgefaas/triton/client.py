@@ -1,0 +1,96 @@
+"""Face-expression inference over Triton's HTTP protocol, with binary tensors.
+
+Binary tensors matter: a 640x480 frame as JSON took 187 ms on these machines and 11.7 ms
+as binary. One client per thread: tritonclient's HTTP client is not thread-safe, and its
+`async_infer` was slower than sync calls from several threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgefaas.triton import FACE_MODEL
+
+
+class InferenceError(RuntimeError):
+    """Triton refused or failed a request (the message is Triton's, plus the server's URL)."""
+
+
+@dataclass(frozen=True)
+class Face:
+    box: tuple[int, int, int, int]  # x, y, width, height in the image's pixels
+    expression: str
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "expression": self.expression, "score": round(self.score, 4)}
+
+
+def faces_from_outputs(boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> list[Face]:
+    """The model's three output tensors as Face records (they are parallel arrays)."""
+    if not (len(boxes) == len(labels) == len(scores)):
+        raise InferenceError(
+            f"outputs disagree: {len(boxes)} boxes, {len(labels)} labels, {len(scores)} scores"
+        )
+    faces = []
+    for box, label, score in zip(boxes.reshape(-1, 4), labels.reshape(-1), scores.reshape(-1), strict=True):
+        text = label.decode() if isinstance(label, bytes) else str(label)
+        x, y, w, h = (int(v) for v in box)
+        faces.append(Face((x, y, w, h), text, float(score)))
+    return faces
+
+
+def http_url(url: str) -> str:
+    """tritonclient wants host:port; people write http://host:port."""
+    return url.split("://", 1)[-1].rstrip("/")
+
+
+class FaceExpressionClient:
+    """Calls face_expression on one Triton server; safe to share between threads."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import tritonclient.http as httpclient
+
+            client = httpclient.InferenceServerClient(
+                http_url(self.url), connection_timeout=self.timeout, network_timeout=self.timeout
+            )
+            self._local.client = client
+        return client
+
+    def recognize(self, image: np.ndarray) -> tuple[list[Face], float]:
+        """Faces in an RGB uint8 HxWx3 image, and the round trip in milliseconds."""
+        import tritonclient.http as httpclient
+        from tritonclient.utils import InferenceServerException
+
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
+        tensor = httpclient.InferInput("IMAGE", list(image.shape), "UINT8")
+        tensor.set_data_from_numpy(np.ascontiguousarray(image), binary_data=True)
+        outputs = [
+            httpclient.InferRequestedOutput(name, binary_data=True) for name in ("BOXES", "LABELS", "SCORES")
+        ]
+        started = time.perf_counter()
+        try:
+            result = self._client().infer(FACE_MODEL, [tensor], outputs=outputs)
+        except InferenceServerException as exc:
+            raise InferenceError(f"{self.url}: {exc.message()}") from None
+        except OSError as exc:
+            self._local.client = None  # a broken connection: the next call opens a new one
+            raise InferenceError(f"{self.url}: {exc}") from None
+        elapsed = (time.perf_counter() - started) * 1000
+        faces = faces_from_outputs(
+            result.as_numpy("BOXES"), result.as_numpy("LABELS"), result.as_numpy("SCORES")
+        )
+        return faces, elapsed

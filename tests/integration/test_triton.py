@@ -1,0 +1,247 @@
+"""Triton checklist (SoW Task 4, deploys/triton.py): the server on each device, the two test
+cases as K3S Jobs, and the vision functions through the gateway.
+
+    pytest -m lab tests/integration/test_triton.py [--inventory inventories/mylab.py]
+
+Servers are called from the test runner through each device's control-plane ACL, as a
+client elsewhere in the network would; the photo is a real one with one face in it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
+from edgefaas.triton.client import FaceExpressionClient, InferenceError
+from tests.integration.test_edgefaas import port, server  # noqa: F401 (fixtures)
+from tests.integration.test_k3s import kubernetes_api, wait_for
+
+tritonclient = pytest.importorskip("tritonclient.http")
+cv2 = pytest.importorskip("cv2")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+EXPRESSIONS = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+TESTCASE_NAMESPACE = "edgefaas-triton"
+
+
+def _photo_path() -> Path:
+    try:
+        import matplotlib.cbook
+
+        return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    except Exception:
+        from edgefaas.lab.builds.samples import sample_photos
+
+        return sample_photos()[0]
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(_photo_path())), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def photo_jpeg() -> bytes:
+    return _photo_path().read_bytes()
+
+
+def _servers(inventory) -> list:
+    return [h for h in inventory if h.data.get("triton_server")]
+
+
+def _http(host) -> str:
+    return f"{host.data.get('ssh_hostname') or host.name}:{host.data.get('triton_http_port') or 8000}"
+
+
+@pytest.fixture
+def triton(device):
+    if not device.data.get("triton_server"):
+        pytest.skip(f"{device.name}: triton_server is off in the inventory")
+    url = f"{device.address}:{device.data.get('triton_http_port') or 8000}"
+    client = tritonclient.InferenceServerClient(url)
+    wait_for(lambda: _ready(client), 120, f"Triton ready on {device.name}")
+    return device, url, client
+
+
+def _ready(client) -> bool:
+    try:
+        return client.is_server_ready()
+    except Exception:
+        return False
+
+
+# -- the server on each device (Task 4.2) -----------------------------------------------------
+
+
+@pytest.mark.devices("all")
+def test_the_service_is_active_enabled_and_unprivileged(triton):
+    device, _, _ = triton
+    service = device.host.service("tritonserver")
+    assert service.is_running and service.is_enabled
+    user = device.host.check_output("ps -o user= -C tritonserver | head -1").strip()
+    assert user == "triton"
+
+
+@pytest.mark.devices("all")
+def test_every_model_is_ready(triton):
+    device, _, client = triton
+    index = {m["name"]: m.get("state") for m in client.get_model_repository_index()}
+    wanted = set(device.data.get("triton_models") or (FACE_MODEL, NUMERIC_MODEL))
+    assert {name: index.get(name) for name in wanted} == dict.fromkeys(wanted, "READY")
+
+
+@pytest.mark.devices("all")
+def test_a_real_photo_gives_one_face_and_a_blank_frame_none(triton, photo):
+    _, url, _ = triton
+    client = FaceExpressionClient(url)
+    faces, _ = client.recognize(photo)
+    assert len(faces) == 1
+    face = faces[0]
+    x, y, w, h = face.box
+    assert face.expression in EXPRESSIONS and 0.0 <= face.score <= 1.0
+    # The box is in the photo's own pixels and covers a face-sized part of it.
+    assert 0 <= x < x + w <= photo.shape[1] and 0 <= y < y + h <= photo.shape[0]
+    assert w * h > 0.02 * photo.shape[0] * photo.shape[1]
+    assert client.recognize(np.zeros_like(photo))[0] == []
+
+
+@pytest.mark.devices("all")
+def test_a_malformed_tensor_is_refused_and_the_server_keeps_serving(triton, photo):
+    _, url, client = triton
+    bad = tritonclient.InferInput("IMAGE", [4, 4], "UINT8")  # no colour axis
+    bad.set_data_from_numpy(np.zeros((4, 4), np.uint8))
+    with pytest.raises(InferenceServerException, match=r"(?i)dims|shape|IMAGE"):
+        client.infer(FACE_MODEL, [bad])
+    wrong = tritonclient.InferInput("IMAGE", [2, 2, 3], "FP32")  # wrong type
+    wrong.set_data_from_numpy(np.zeros((2, 2, 3), np.float32))
+    with pytest.raises(InferenceServerException, match=r"(?i)type|FP32|UINT8"):
+        client.infer(FACE_MODEL, [wrong])
+    assert client.is_server_ready() and client.is_model_ready(FACE_MODEL)
+    assert len(FaceExpressionClient(url).recognize(photo)[0]) == 1
+
+
+@pytest.mark.devices("all")
+def test_the_numeric_model_adds_and_subtracts(triton):
+    _, _, client = triton
+    rng = np.random.default_rng()
+    a, b = rng.random(4, dtype=np.float32), rng.random(4, dtype=np.float32)
+    inputs = [tritonclient.InferInput("INPUT0", [4], "FP32"), tritonclient.InferInput("INPUT1", [4], "FP32")]
+    inputs[0].set_data_from_numpy(a)
+    inputs[1].set_data_from_numpy(b)
+    result = client.infer(NUMERIC_MODEL, inputs)
+    assert np.allclose(result.as_numpy("OUTPUT0"), a + b)
+    assert np.allclose(result.as_numpy("OUTPUT1"), a - b)
+
+
+def test_an_unreachable_server_is_a_clear_error():
+    with pytest.raises(InferenceError, match=re.escape("127.0.0.1:9")):
+        FaceExpressionClient("http://127.0.0.1:9", timeout=2).recognize(np.zeros((8, 8, 3), np.uint8))
+
+
+# -- Task 4.3: two test cases in pods on different devices ----------------------------------
+
+
+def test_the_two_test_case_jobs_pass_on_different_devices(inventory):
+    from kubernetes import client as k8s
+
+    core, api_client = kubernetes_api(inventory)
+    batch = k8s.BatchV1Api(api_client)
+
+    def finished():
+        jobs = batch.list_namespaced_job(TESTCASE_NAMESPACE).items
+        done = [j for j in jobs if (j.status.succeeded or 0) + (j.status.failed or 0) > 0]
+        return (
+            jobs
+            if len(jobs) >= 2 and len(done) == len(jobs) and all(j.status.succeeded for j in jobs)
+            else None
+        )
+
+    jobs = wait_for(finished, 300, "both Triton test-case Jobs to succeed")
+    reports, nodes = {}, set()
+    for job in jobs:
+        pods = core.list_namespaced_pod(
+            TESTCASE_NAMESPACE, label_selector=f"job-name={job.metadata.name}"
+        ).items
+        winner = next(p for p in pods if p.status.phase == "Succeeded")
+        nodes.add(winner.spec.node_name)
+        log = core.read_namespaced_pod_log(winner.metadata.name, TESTCASE_NAMESPACE)
+        report = json.loads(log.strip().splitlines()[-1])
+        reports[report["case"]] = report
+        # Each case calls a server on a device other than its own.
+        node_address = next(h.data.get("ssh_hostname") for h in inventory if h.name == winner.spec.node_name)
+        assert node_address not in report["server"]
+    assert len(nodes) == 2
+    assert reports["http-face"]["passed"] and len(reports["http-face"]["faces"]) == 1
+    assert reports["http-face"]["blank_faces"] == 0
+    assert reports["grpc-numeric"]["passed"] and all(reports["grpc-numeric"]["checks"].values())
+
+
+# -- the vision functions through the gateway (Demos 3 and 4) --------------------------------
+
+
+@pytest.fixture(scope="module")
+def public(server, port):  # noqa: F811
+    with httpx.Client(base_url=f"http://{server.address}:{port}", timeout=120, trust_env=False) as client:
+        yield client
+
+
+def _until_ok(call, what: str):
+    return wait_for(lambda: (r := call()).status_code == 200 and r, 180, what, interval=1.0)
+
+
+def test_the_camera_function_answers_a_frame(public):
+    answer = _until_ok(lambda: public.get("/function/camera"), "the camera function")
+    assert answer.headers["content-type"] == "image/jpeg"
+    frame = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_COLOR)
+    assert frame is not None and frame.ndim == 3 and frame.shape[0] >= 100
+    assert answer.headers["x-camera-source"]
+
+
+def test_face_expression_finds_the_face_and_says_which_server_ran_it(public, photo_jpeg, inventory):
+    answer = _until_ok(
+        lambda: public.post("/function/face-expression", content=photo_jpeg), "the face-expression function"
+    )
+    result = answer.json()
+    assert len(result["faces"]) == 1 and result["faces"][0]["expression"] in EXPRESSIONS
+    servers = {f"http://{_http(h)}" for h in _servers(inventory)}
+    assert result["served_by"] in servers and result["reason"]
+    assert result["latency_ms"] > 0
+
+
+def test_face_expression_on_the_camera_frame(public):
+    answer = _until_ok(
+        lambda: public.post("/function/face-expression", params={"source": "camera"}),
+        "face-expression on camera",
+    )
+    assert isinstance(answer.json()["faces"], list)
+
+
+@pytest.mark.parametrize("body", [b"", b"GIF89a not a photo", b"\xff\xd8\xff\xe0 truncated"])
+def test_face_expression_refuses_a_body_that_is_not_a_photo(public, body):
+    _until_ok(lambda: public.get("/function/camera"), "the functions")
+    answer = public.post("/function/face-expression", content=body)
+    assert answer.status_code == 400
+    assert "JPEG" in answer.text or "image" in answer.text
+
+
+def test_the_smart_monitor_keeps_the_latest_result(public):
+    _until_ok(lambda: public.get("/function/face-expression/monitor"), "the smart monitor")
+    status = wait_for(
+        lambda: (s := public.get("/function/face-expression/monitor").json())["frames"] >= 2 and s,
+        60,
+        "two monitored frames",
+    )
+    assert status["latest"]["served_by"] and isinstance(status["latest"]["faces"], list)
+    frame = public.get("/function/face-expression/monitor/frame")
+    assert frame.status_code == 200 and frame.content.startswith(b"\xff\xd8\xff")
+    assert isinstance(json.loads(frame.headers["x-faces"]), list)
+    first = status["latest"]["at"]
+    time.sleep(2)
+    assert public.get("/function/face-expression/monitor").json()["latest"]["at"] > first
