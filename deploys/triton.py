@@ -41,6 +41,8 @@ MODELS_DIR = f"{STATE_DIR}/models"
 SERVICE_USER = "triton"
 TESTCASE_NAMESPACE = "edgefaas-triton"
 PHOTO = "/opt/edgefaas/frames/grace_hopper.jpg"  # in the runtime image (images.FRAMES_DIR)
+# The verdict as the pod's termination message: kept in the pod's status, unlike its log.
+REPORT = ("--report", "/dev/termination-log")
 
 
 class NvidiaGpu(FactBase):
@@ -93,7 +95,7 @@ def testcases() -> list[dict]:
             "node": sonic_agent.name,
             "command": [
                 "python3", "-m", "edgefaas.triton.testcases", "http-face",
-                "--url", "http://" + url(http_server, "triton_http_port", 8000), "--photo", PHOTO,
+                "--url", "http://" + url(http_server, "triton_http_port", 8000), "--photo", PHOTO, *REPORT,
             ],
         },
         {
@@ -102,7 +104,7 @@ def testcases() -> list[dict]:
             "node": second.name,
             "command": [
                 "python3", "-m", "edgefaas.triton.testcases", "grpc-numeric",
-                "--url", url(grpc_server, "triton_grpc_port", 8001),
+                "--url", url(grpc_server, "triton_grpc_port", 8001), *REPORT,
             ],
         },
     ]  # fmt: skip

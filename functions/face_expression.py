@@ -8,6 +8,9 @@ one is measurably faster (edgefaas.triton.offload); the answer says which ran it
 Smart monitor: GET .../monitor starts (once) a loop that analyses the camera at
 MONITOR_FPS frames per second and answers the latest result; .../monitor/frame answers
 the JPEG that result was computed on, with the faces in the X-Faces header.
+
+Answers 400 for a body that is not a JPEG or PNG, and 503 (with Triton's reason) when no
+Triton server could run the inference.
 """
 
 import json
@@ -17,6 +20,7 @@ import time
 
 from edgefaas.runtime import BadRequest, Context
 from edgefaas.triton import HTTP_PORT
+from edgefaas.triton.client import InferenceError
 from edgefaas.triton.offload import Offloader
 from edgefaas.vision.images import decode_image
 
@@ -144,4 +148,7 @@ def handle(event, context):
         image = decode_image(body)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
-    return analyse(image)
+    try:
+        return analyse(image)
+    except InferenceError as exc:  # no server answered: the caller may retry, it sent nothing wrong
+        return {"error": f"no Triton server could run the inference: {exc}"}, 503, {"Retry-After": "5"}

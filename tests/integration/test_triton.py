@@ -171,8 +171,7 @@ def test_the_two_test_case_jobs_pass_on_different_devices(inventory):
         ).items
         winner = next(p for p in pods if p.status.phase == "Succeeded")
         nodes.add(winner.spec.node_name)
-        log = core.read_namespaced_pod_log(winner.metadata.name, TESTCASE_NAMESPACE)
-        report = json.loads(log.strip().splitlines()[-1])
+        report = json.loads(winner.status.container_statuses[0].state.terminated.message)
         reports[report["case"]] = report
         # Each case calls a server on a device other than its own.
         node_address = next(h.data.get("ssh_hostname") for h in inventory if h.name == winner.spec.node_name)
@@ -245,3 +244,24 @@ def test_the_smart_monitor_keeps_the_latest_result(public):
     first = status["latest"]["at"]
     time.sleep(2)
     assert public.get("/function/face-expression/monitor").json()["latest"]["at"] > first
+
+
+def test_with_every_triton_server_down_the_function_answers_503_and_recovers(public, photo_jpeg, inventory):
+    from tests.integration.conftest import connect
+
+    _until_ok(lambda: public.post("/function/face-expression", content=photo_jpeg), "face-expression")
+    devices = [connect(h.name, h.data, h.groups) for h in _servers(inventory)]
+    try:
+        for device in devices:
+            device.host.check_output("systemctl stop tritonserver")
+        answer = public.post("/function/face-expression", content=photo_jpeg)
+        assert answer.status_code == 503
+        assert "Triton" in answer.json()["error"]
+    finally:
+        for device in devices:
+            device.host.check_output("systemctl start tritonserver")
+    for host in _servers(inventory):
+        client = tritonclient.InferenceServerClient(_http(host))
+        wait_for(lambda c=client: _ready(c), 120, f"Triton back on {host.name}")
+    answer = _until_ok(lambda: public.post("/function/face-expression", content=photo_jpeg), "recovery")
+    assert len(answer.json()["faces"]) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,14 @@ def test_model_outputs_become_faces_and_mismatched_outputs_are_refused():
     assert faces[0].as_dict() == {"box": [10, 20, 30, 40], "expression": "happy", "score": 0.9}
     with pytest.raises(InferenceError, match="disagree"):
         faces_from_outputs(np.zeros((2, 4), np.int32), np.array([b"x"], object), np.array([0.1], np.float32))
+
+
+def test_a_test_case_against_no_server_fails_and_writes_its_verdict(tmp_path):
+    from edgefaas.triton import testcases
+
+    report = tmp_path / "termination-log"
+    # The argument order the Jobs of deploys/triton.py use: options after the case name.
+    code = testcases.main(["grpc-numeric", "--url", "127.0.0.1:9", "--wait", "0", "--report", str(report)])
+    verdict = json.loads(report.read_text())
+    assert code == 1 and verdict["passed"] is False and verdict["case"] == "grpc-numeric"
+    assert "127.0.0.1:9" in verdict["server"] and verdict["error"]

@@ -113,3 +113,19 @@ def test_face_expression_bad_input_is_a_400_naming_the_problem(monkeypatch, body
     with pytest.raises(BadRequest, match=message):
         fn.handle(Event(body=body, path=path), Context("face-expression"))
     assert fake.images == []
+
+
+def test_face_expression_answers_503_with_the_reason_when_no_triton_server_answers(monkeypatch):
+    from edgefaas.triton.client import InferenceError
+
+    fn = load("face_expression")
+
+    class Down:
+        def recognize(self, image):
+            raise InferenceError("http://10.0.0.9:8000: connection refused")
+
+    monkeypatch.setattr(fn, "offloader", lambda: Down())
+    body, status, headers = fn.handle(
+        Event(body=jpeg(np.zeros((8, 8, 3), np.uint8))), Context("face-expression")
+    )
+    assert status == 503 and "connection refused" in body["error"] and headers["Retry-After"]

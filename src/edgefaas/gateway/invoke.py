@@ -14,6 +14,7 @@ under load without failing a call.
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import logging
 import time
 import urllib.parse
@@ -63,6 +64,21 @@ _GATEWAY_SET = frozenset(
     {"x-call-id", LICENSE_HEADER.lower(), "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
 )
 _NOT_RETURNED = _HOP_BY_HOP | {"x-call-id", "x-duration-seconds", REJECTED_HEADER.lower(), "server", "date"}
+
+
+class _KeepNoCookies(http.cookiejar.CookieJar):
+    """The upstream client's cookie jar, which never keeps one.
+
+    A function's Set-Cookie is relayed to its caller, whose cookie it is. The gateway's one
+    client serves every caller: a cookie it kept would go to the function again with other
+    callers' calls, as if they had sent it.
+    """
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        return
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -144,6 +160,7 @@ class Invoker:
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
             trust_env=False,  # functions are the gateway's neighbours: never through a proxy
             follow_redirects=False,
+            cookies=_KeepNoCookies(),
         )
         self._queue = asyncio.Queue(maxsize=self.settings.async_queue_size)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.async_workers)]

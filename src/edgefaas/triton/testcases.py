@@ -7,7 +7,8 @@
 real photo and none in a blank frame. `grpc-numeric`: over gRPC, the server is live and
 ready, face_expression's metadata declares the tensors clients rely on, and add_sub adds
 and subtracts random vectors correctly. Each prints one JSON line with what it checked and
-exits 0 only if every check passed, so the Job's success is the verdict.
+exits 0 only if every check passed, so the Job's success is the verdict; `--report FILE`
+writes the same JSON line to FILE.
 """
 
 from __future__ import annotations
@@ -88,13 +89,21 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server [60]")
+    common.add_argument(
+        "--report", type=Path, help="also write the JSON verdict here (a pod: /dev/termination-log)"
+    )
     cases = parser.add_subparsers(dest="case", required=True)
-    face = cases.add_parser("http-face", help="face_expression over HTTP on a real photo and a blank frame")
+    face = cases.add_parser(
+        "http-face", parents=[common], help="face_expression over HTTP on a real photo and a blank frame"
+    )
     face.add_argument("--url", required=True, help="Triton's HTTP endpoint, e.g. http://10.77.0.13:8000")
     face.add_argument("--photo", type=Path, required=True, help="a photo with exactly one face")
-    numeric = cases.add_parser("grpc-numeric", help="liveness, metadata and add_sub over gRPC")
+    numeric = cases.add_parser(
+        "grpc-numeric", parents=[common], help="liveness, metadata and add_sub over gRPC"
+    )
     numeric.add_argument("--url", required=True, help="Triton's gRPC endpoint, e.g. 10.77.0.11:8001")
-    parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server [60]")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.wait
     while True:
@@ -106,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                 report = {"case": args.case, "server": args.url, "error": str(exc), "passed": False}
                 break
             time.sleep(2)
-    print(json.dumps(report), flush=True)
+    line = json.dumps(report)
+    print(line, flush=True)
+    if args.report:
+        # In a pod: the termination message, which the API keeps in the pod's status after
+        # the container and its log are gone.
+        args.report.write_text(line)
     return 0 if report["passed"] else 1
 
 
