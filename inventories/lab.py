@@ -15,3 +15,9 @@ sonic = _groups["sonic"]
 jetson = _groups["jetson"]
 k3s_server = _groups["k3s_server"]
 k3s_agent = _groups["k3s_agent"]
+
+# The lab runs Triton both ways: a systemd service on most devices, a K3S workload on the
+# second switch (host data triton_as_k3s_workload), so the Triton suite covers both.
+for _name, _data in k3s_agent:
+    if _name == "sonic-2":
+        _data["triton_as_k3s_workload"] = True

@@ -81,12 +81,24 @@ def _ready(client) -> bool:
 
 
 @pytest.mark.devices("all")
-def test_the_service_is_active_enabled_and_unprivileged(triton):
+def test_the_server_runs_unprivileged_as_a_service_or_as_a_k3s_workload(triton, inventory):
     device, _, _ = triton
     service = device.host.service("tritonserver")
-    assert service.is_running and service.is_enabled
     user = device.host.check_output("ps -o user= -C tritonserver | head -1").strip()
-    assert user == "triton"
+    if not device.data.get("triton_as_k3s_workload"):
+        assert service.is_running and service.is_enabled
+        assert user == "triton"
+        return
+    # A K3S workload: the systemd service stays down, one pod on this node holds the ports.
+    assert not service.is_running and not service.is_enabled
+    assert user not in ("", "root")
+    core, _ = kubernetes_api(inventory)
+    pods = core.list_namespaced_pod(
+        TESTCASE_NAMESPACE, label_selector=f"edgefaas.io/tritonserver={device.name}"
+    )
+    running = [p for p in pods.items if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+    assert len(running) == 1
+    assert running[0].spec.node_name == device.name and running[0].spec.host_network
 
 
 @pytest.mark.devices("all")
@@ -247,21 +259,36 @@ def test_the_smart_monitor_keeps_the_latest_result(public):
 
 
 def test_with_every_triton_server_down_the_function_answers_503_and_recovers(public, photo_jpeg, inventory):
+    from kubernetes import client as k8s
+
     from tests.integration.conftest import connect
 
     _until_ok(lambda: public.post("/function/face-expression", content=photo_jpeg), "face-expression")
-    devices = [connect(h.name, h.data, h.groups) for h in _servers(inventory)]
+    _, api_client = kubernetes_api(inventory)
+    apps = k8s.AppsV1Api(api_client)
+
+    def set_running(host, up: bool) -> None:
+        if host.data.get("triton_as_k3s_workload"):
+            body = {"spec": {"replicas": 1 if up else 0}}
+            apps.patch_namespaced_deployment_scale(f"tritonserver-{host.name}", TESTCASE_NAMESPACE, body)
+            if not up:  # the pod must be gone, not just on its way out
+                wait_for(lambda: not _ready(tritonclient.InferenceServerClient(_http(host))), 60, "pod gone")
+        else:
+            device = connect(host.name, host.data, host.groups)
+            device.host.check_output(f"systemctl {'start' if up else 'stop'} tritonserver")
+
+    servers = _servers(inventory)
     try:
-        for device in devices:
-            device.host.check_output("systemctl stop tritonserver")
+        for host in servers:
+            set_running(host, False)
         answer = public.post("/function/face-expression", content=photo_jpeg)
         assert answer.status_code == 503
         assert "Triton" in answer.json()["error"]
     finally:
-        for device in devices:
-            device.host.check_output("systemctl start tritonserver")
-    for host in _servers(inventory):
+        for host in servers:
+            set_running(host, True)
+    for host in servers:
         client = tritonclient.InferenceServerClient(_http(host))
-        wait_for(lambda c=client: _ready(c), 120, f"Triton back on {host.name}")
+        wait_for(lambda c=client: _ready(c), 180, f"Triton back on {host.name}")
     answer = _until_ok(lambda: public.post("/function/face-expression", content=photo_jpeg), "recovery")
     assert len(answer.json()["faces"]) == 1

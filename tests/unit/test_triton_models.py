@@ -207,3 +207,17 @@ def test_face_expression_model_answers_each_request(pb_utils, tmp_path):
     assert blank.outputs["BOXES"].shape == (0, 4) and blank.outputs["BOXES"].dtype == np.int32
     assert blank.outputs["LABELS"].shape == (0,) and blank.outputs["SCORES"].dtype == np.float32
     assert floats.error is not None and "dtype float32" in floats.error.message()
+
+
+def test_detection_settings_reach_the_config_as_parameters_and_absent_ones_stay_out():
+    config = parse(
+        render(
+            "face_expression",
+            gpu=False,
+            instances=1,
+            tflite_model="/m.tflite",
+            detection={"scale_factor": 1.2},
+        )
+    )
+    assert config.parameters["scale_factor"].string_value == "1.2"
+    assert "min_neighbors" not in config.parameters and "detect_max_side" not in config.parameters

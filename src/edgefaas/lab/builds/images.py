@@ -49,7 +49,8 @@ PAUSE_USER = "65535:65535"
 RUNTIME_REPO = "docker.io/edgefaas/runtime"
 
 SUITE = "bookworm"
-RUNTIME_PACKAGES = ("python3", "python3-venv", "ca-certificates")
+# libpython3.11: Triton's Python-backend stub links it when Triton runs as a K3S workload.
+RUNTIME_PACKAGES = ("python3", "python3-venv", "ca-certificates", "libpython3.11")
 VENV = "/opt/edgefaas/venv"
 APP_USER, APP_UID = "app", 10001
 RUNTIME_PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -27,10 +27,11 @@ def _parameter(config: dict, key: str) -> str | None:
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
-        side = _parameter(config, "detect_max_side")
-        self.recognizer = FaceExpressionRecognizer(
-            _parameter(config, "tflite_model"), detect_max_side=int(side) if side else 320
-        )
+        # Detection settings from the config's parameters (deploys/triton.py: triton_models);
+        # any not given keeps edgefaas.vision's default.
+        casts = {"detect_max_side": int, "scale_factor": float, "min_neighbors": int, "min_face": int}
+        settings = {k: cast(v) for k, cast in casts.items() if (v := _parameter(config, k)) is not None}
+        self.recognizer = FaceExpressionRecognizer(_parameter(config, "tflite_model"), **settings)
 
     def _infer(self, request) -> "pb_utils.InferenceResponse":
         try:
