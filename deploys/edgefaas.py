@@ -58,6 +58,9 @@ DEFAULTS = {
     "edgefaas_admin_password": None,
     # None: http://<the server's K3S node address>:<port>.
     "edgefaas_gateway_url": None,
+    # parsec: license tokens signed by an ES256 key held in Parsec (needs deploys/parsec.py on
+    # the host, as on SONiC); hmac: a random key in the gateway's data directory.
+    "edgefaas_license_signer": "hmac",
 }
 
 K3S_DATA_DIR = "/var/lib/rancher/k3s"
@@ -301,6 +304,20 @@ if "k3s_server" in host.groups:
 
     open_ports("edgefaas", [f"{port}/tcp EdgeFaaS gateway"], f"the gateway's port {port}/tcp")
 
+    # Licenses signed by a key held in Parsec (tamper-proof, issue 7) where Parsec runs here.
+    signer = setting("edgefaas_license_signer")
+    if signer not in ("parsec", "hmac"):
+        raise DeployError(f"{host.name}: edgefaas_license_signer must be parsec or hmac, not {signer!r}")
+    parsec_access = None
+    if signer == "parsec":
+        parsec_access = server.user(
+            name=f"Let {user} use Parsec (group parsec-clients)",
+            user=user,
+            groups=["parsec-clients"],
+            append=True,
+        )
+        # A key from the days of HMAC signing is a secret nothing uses any more: gone.
+        files.file(name="Remove the old HMAC license key", path=f"{DATA_DIR}/license-key", present=False)
     unit = files.template(
         name="Install the edgefaas-gateway unit",
         src=str(TEMPLATES / "edgefaas-gateway.service.j2"),
@@ -312,6 +329,7 @@ if "k3s_server" in host.groups:
         runtime_image=runtime_ref,
         gateway_url=gateway_url,
         data_dir=DATA_DIR,
+        license_signer=signer,
         listen="0.0.0.0",
         port=port,
         # The package the gateway runs: a new wheelhouse (deploys/platform.py) restarts it.
@@ -319,7 +337,8 @@ if "k3s_server" in host.groups:
         # evaluated before deploys/platform.py has uploaded anything.
         wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
     )
-    restart = any_changed(*[op for op in (unit, kubeconfig, password) if op is not None])
+    # A new group takes effect only in a new process: joining parsec-clients restarts too.
+    restart = any_changed(*[op for op in (unit, kubeconfig, password, parsec_access) if op is not None])
     keep_running(
         "edgefaas-gateway.service", "the gateway", restart, "a new version, unit, account or password"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.files import Directory, File
+from pyinfra.facts.files import Directory, File, FileContents
 from pyinfra.facts.server import KernelVersion
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -106,27 +106,35 @@ wheels = files.put(
     dest="/opt/edgefaas/wheelhouse.tar",
     mode="644",
 )
-installed = host.get_fact(File, path=f"{venv}/bin/edgefaas")
 extras = host.data.edgefaas_extras
 requirement = f"edgefaas[{','.join(extras)}]" if extras else "edgefaas"
-wanted = files.put(
+files.put(
     name=f"Record what this device runs: {requirement}",
     src=StringIO(requirement + "\n"),
     dest="/opt/edgefaas/requirement.txt",
     mode="644",
 )
+# Written only after a complete install: a run cut short (or a failed pip) leaves the old
+# stamp, so the next run installs again instead of trusting a half-installed venv.
+stamp = f"{venv}/.edgefaas-installed"
+expected = f"{wheelhouse.sha256} {requirement}"
+installed = host.get_fact(FileContents, path=stamp) or []
 pip = f"{venv}/bin/pip install -q --no-index --find-links /opt/edgefaas/wheels"
 server.shell(
     name=f"Install {requirement} from the wheelhouse",
     commands=[
         f"test -x {venv}/bin/python || python3 -m venv {venv}",
+        f"rm -f {stamp}",
         "rm -rf /opt/edgefaas/wheels && mkdir -p /opt/edgefaas/wheels",
         "tar -xf /opt/edgefaas/wheelhouse.tar -C /opt/edgefaas/wheels",
-        f"{pip} '{requirement}'",
-        # Same version number, new code: replace the project itself, keep its dependencies.
+        # Same version number, new code: replace the project itself first, so that the next
+        # line resolves the new release's dependencies (pip judges an installed edgefaas 0.1.0
+        # by its old metadata otherwise, and would miss a dependency the new code added).
         f"{pip} --no-deps --force-reinstall edgefaas",
+        f"{pip} '{requirement}'",
+        f"echo '{expected}' > {stamp}",
     ],
-    _if=(lambda: True) if not installed else any_changed(wheels, wanted),
+    _if=lambda: wheels.did_change() or [line.strip() for line in installed] != [expected],
 )
 files.link(name="Put edgefaas on PATH", path="/usr/local/bin/edgefaas", target=f"{venv}/bin/edgefaas")
 

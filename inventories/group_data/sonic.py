@@ -14,3 +14,6 @@ parsec_log_level = "info"
 parsec_thread_pool_size = 8
 parsec_idle_listener_sleep_ms = 10
 parsec_listener_timeout_ms = 200
+
+# The gateway signs license tokens with a key held in this Parsec service (deploys/edgefaas.py).
+edgefaas_license_signer = "parsec"

@@ -9,6 +9,8 @@ placement is checked with the Kubernetes API (the server's kubeconfig, as test_k
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 import sys
@@ -225,6 +227,35 @@ def test_a_forged_token_is_refused_and_not_billed(admin, caller):
     )
     assert answer.status_code == 403, answer.text
     assert httpx.post(f"{admin.base_url}/function/FuncC", trust_env=False).status_code == 401
+    assert _billed(admin, caller.license_id) == before
+
+
+def test_license_tokens_are_signed_by_a_key_that_lives_only_in_parsec(server, caller):
+    """Issue 7: tamper-proof licenses. The signing key is in Parsec, never in a file."""
+    if server.data.get("edgefaas_license_signer") != "parsec":
+        pytest.skip("this inventory's gateway signs licenses with HMAC (edgefaas_license_signer)")
+    token = caller.headers["Authorization"].removeprefix("Bearer ")
+    claims = token.split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["alg"] == "ES256"
+    keys = server.host.check_output("sudo -u edgefaas /opt/edgefaas/venv/bin/edgefaas parsec keys")
+    assert "edgefaas-license" in keys
+    # No HMAC key and no private key file beside the ledger.
+    assert not server.host.file(f"{DATA_DIR}/license-key").exists
+    listing = server.host.check_output(f"grep -rlI 'PRIVATE KEY' {DATA_DIR} /etc/edgefaas || true")
+    assert listing.strip() == ""
+
+
+def test_a_token_edited_by_one_byte_is_refused_and_not_billed(admin, caller):
+    token = caller.headers["Authorization"].removeprefix("Bearer ")
+    claims = token.split(".")[1]
+    index = len(claims) // 2
+    swapped = "B" if claims[index] == "A" else "A"
+    edited = token.replace(claims, claims[:index] + swapped + claims[index + 1 :])
+    before = _billed(admin, caller.license_id)
+    answer = httpx.post(
+        f"{admin.base_url}/function/FuncC", headers={"Authorization": f"Bearer {edited}"}, trust_env=False
+    )
+    assert answer.status_code in (401, 403), answer.text
     assert _billed(admin, caller.license_id) == before
 
 

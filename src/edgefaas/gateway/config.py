@@ -27,6 +27,10 @@ class GatewaySettings:
     storage_url: str | None = None
     # None: read <data_dir>/license-key, or create it. Every gateway replica must share it.
     license_key: bytes | None = None
+    # "parsec": license tokens signed by an ECDSA key held in the Parsec service at
+    # parsec_endpoint (None: PARSEC_SERVICE_ENDPOINT or Parsec's default socket).
+    license_signer: Literal["hmac", "parsec"] = "hmac"
+    parsec_endpoint: str | None = None
 
     @property
     def admin_password_file(self) -> Path:

@@ -5,12 +5,11 @@ Token format (version 1)::
     efl1.<base64url(JSON claims)>.<base64url(signature)>
 
 with claims ``{"alg", "kid", "lic", "iat"}`` and the signature over the first two parts.
-The signature is made by a TokenSigner. Today that is HmacSigner (HMAC-SHA256, a random key
-in the data dir). Its interface is sign/verify over bytes plus an algorithm name and a key
-id, which is what an ECDSA key held in Parsec provides too, so a later ParsecSigner
-("ES256", the private key never leaving Parsec; verifying with the public key) drops in
-without changing the token format or the gateway. A verifier accepts only its own
-algorithm, so a token cannot pick a weaker one.
+The signature is made by a TokenSigner: ParsecSigner ("ES256", an ECDSA key held in Parsec,
+so the private key never exists outside the service; tamper-proof tokens, issue 7) where
+the gateway runs next to Parsec, as on a SONiC switch, or HmacSigner (HMAC-SHA256, a random
+key in the data dir) elsewhere. A verifier accepts only its own algorithm, so a token
+cannot pick a weaker one; tokens made by one signer do not verify under the other.
 
 Verification is stateless (no lookup to tell a forged token from a real one), then the
 license is looked up (cached) to check it still exists and is not revoked: revoking one
@@ -155,6 +154,68 @@ class HmacSigner(TokenSigner):
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         return hmac.compare_digest(self.sign(message), signature)
+
+
+class ParsecSigner(TokenSigner):
+    """ES256 (ECDSA P-256, SHA-256) with the private key held in Parsec: it never leaves the service.
+
+    The key (`key_name`, made on first use) belongs to the gateway's own Parsec identity (its
+    Unix user under the UnixPeerCredentials authenticator). Signing asks Parsec; verifying
+    needs only the public key, exported once, so a call costs no round trip to the service.
+    A token is verified in full the first time it is seen; the exact bytes that verified are
+    then remembered (a bounded LRU), so a caller's repeated calls cost a dictionary lookup and
+    any edited token is a different key and is verified afresh.
+    """
+
+    algorithm = "ES256"
+    CACHE_SIZE = 4096
+
+    def __init__(self, client: Any, key_name: str = "edgefaas-license") -> None:
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+        from edgefaas.parsec.errors import ParsecError
+
+        self._client = client
+        self._key = key_name
+        if key_name not in {key.name for key in client.list_keys()}:
+            try:
+                client.generate_ecc_sign_key(key_name)
+            except ParsecError:  # another replica made it first: use that one
+                if key_name not in {key.name for key in client.list_keys()}:
+                    raise
+        spki = client.export_public_key(key_name, "der")
+        self._public = load_der_public_key(spki)
+        self.key_id = hashlib.sha256(spki).hexdigest()[:12]
+        self._verified: dict[bytes, None] = {}
+        self._lock = threading.Lock()
+
+    def sign(self, message: bytes) -> bytes:
+        # r || s, as Parsec returns it and as JOSE's ES256 writes it.
+        return self._client.sign_hash(self._key, hashlib.sha256(message).digest())
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from edgefaas.parsec.der import ecdsa_raw_to_der
+
+        if len(signature) != 64:
+            return False
+        seen = message + b"." + signature
+        with self._lock:
+            if seen in self._verified:
+                self._verified[seen] = self._verified.pop(seen)  # most recently used last
+                return True
+        try:
+            self._public.verify(ecdsa_raw_to_der(signature), message, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, ValueError):
+            return False
+        with self._lock:
+            self._verified[seen] = None
+            while len(self._verified) > self.CACHE_SIZE:
+                self._verified.pop(next(iter(self._verified)))
+        return True
 
 
 def _b64(data: bytes) -> str:

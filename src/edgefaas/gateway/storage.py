@@ -32,7 +32,14 @@ def open_storage(settings: GatewaySettings) -> tuple[LicenseStore, Ledger]:
 
 
 def license_signer(settings: GatewaySettings) -> TokenSigner:
-    """The HMAC signer, its key from settings or <data-dir>/license-key (made on first start, 0600)."""
+    """Parsec's ES256 signer when settings ask for it; else the HMAC signer, its key from settings
+    or <data-dir>/license-key (made on first start, 0600)."""
+    if settings.license_signer == "parsec":
+        from edgefaas.parsec.client import ParsecClient
+
+        from .licenses import ParsecSigner
+
+        return ParsecSigner(ParsecClient(settings.parsec_endpoint))
     if settings.license_key:
         return HmacSigner(settings.license_key)
     path = settings.license_key_file
