@@ -7,20 +7,34 @@ Copy this file (e.g. to inventories/mylab.py), fill in the FILL-IN values, then:
 
 Every value here is what the deploys and tests need to reach a device; everything else
 (versions, ports, which tasks run where) lives in group_data/ and has lab-tested defaults.
+
+Credentials from the environment: where EDGEFAAS_SSH_KEY is set (a private key file), every
+device is reached with that key, and where EDGEFAAS_SSH_USER is set, as that user (one sudo-
+capable account on every device). The Jenkinsfile sets both from the Jenkins credential named
+by its LAB_CREDENTIALS parameter (withCredentials + sshUserPrivateKey), so no key or user has
+to be written here for CI; by hand:
+
+    EDGEFAAS_SSH_KEY=~/.ssh/lab_ci EDGEFAAS_SSH_USER=ci scripts/task k3s --inventory inventories/mylab.py
 """
+
+import os
 
 from edgefaas.inventory import check_groups
 
+# From the environment (Jenkins credentials) where set, else the values below.
+_env_key = os.environ.get("EDGEFAAS_SSH_KEY") or None
+_env_user = os.environ.get("EDGEFAAS_SSH_USER") or None
+
 # SSH as the switch's admin user (SONiC's default is `admin`); deploys use sudo.
 _sonic_login = {
-    "ssh_user": "admin",
-    "ssh_key": "~/.ssh/id_ed25519",  # FILL IN: the key authorised on the switches
+    "ssh_user": _env_user or "admin",
+    "ssh_key": _env_key or "~/.ssh/id_ed25519",  # FILL IN: the key authorised on the switches
     # SONiC's management interface; K3S binds to it (node-ip / flannel-iface).
     "mgmt_interface": "eth0",
 }
 _jetson_login = {
-    "ssh_user": "nvidia",  # FILL IN: the user made at JetPack's first boot (needs sudo)
-    "ssh_key": "~/.ssh/id_ed25519",  # FILL IN
+    "ssh_user": _env_user or "nvidia",  # FILL IN: the user made at JetPack's first boot (needs sudo)
+    "ssh_key": _env_key or "~/.ssh/id_ed25519",  # FILL IN
     "mgmt_interface": "eth0",
 }
 

@@ -99,8 +99,8 @@ edgefaas_functions = {
 edgefaas_public_functions = ["system_info", "camera", "face-expression"]
 # Extras of the EdgeFaaS package a device needs besides the client tools.
 # "vision": OpenCV, TFLite and the Triton client, which the Triton models and the
-# face-expression function use (deploys/triton.py).
-edgefaas_extras: list[str] = ["vision"]
+# face-expression function use (deploys/triton.py); "nodeauth": certificate checks.
+edgefaas_extras: list[str] = ["vision", "nodeauth"]
 
 # Triton Inference Server (SoW Task 4, deploys/triton.py): on every SONiC and Jetson device.
 triton_server = True

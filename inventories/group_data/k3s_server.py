@@ -2,4 +2,4 @@
 
 k3s_role = "server"
 # The EdgeFaaS gateway runs here (deploys/edgefaas.py): its web stack and the kubernetes client.
-edgefaas_extras = ["gateway", "vision"]
+edgefaas_extras = ["gateway", "vision", "nodeauth"]

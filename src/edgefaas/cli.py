@@ -208,6 +208,15 @@ def _attach_subcommands() -> None:
 _attach_subcommands()
 
 
+def _attach_perf() -> None:
+    from edgefaas.perf.cli import perf
+
+    main.add_command(perf)
+
+
+_attach_perf()
+
+
 def _lab_name(name: str | None) -> str:
     from edgefaas.lab.state import DEFAULT_LAB
 

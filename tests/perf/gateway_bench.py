@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.perf.gateway_bench [--duration 20] [--users 1,16] [--function FuncC]
         [--rounds 2] [--public] [--locust-cpus 0] [--server-cpus 1] [--out DIR] [--strict]
+        [--workers N]
 
 What runs: a real gateway (``edgefaas gateway --backend local``) on loopback with a fresh data
 dir in a temp folder; the function (functions/<name>.py) deployed through the admin API
@@ -28,7 +29,9 @@ its cores. Directly, two processes compete (locust, runtime); through the gatewa
 and queueing rather than only as its own latency. --locust-cpus / --server-cpus pin the
 load generator and the servers (gateway and function, which inherits it) with taskset, the
 same for both sides. Figures also go to DIR/gateway_bench.json (default: a fresh folder
-under tests/perf/out/, which git ignores), with locust's own CSV files and the gateway log.
+under tests/perf/out/, which git ignores), with locust's own CSV files, stats history and HTML
+reports, and the gateway log. --workers N runs each locust run as a master and N local workers
+(tests/perf/locust_run.py).
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.perf.locust_run import LatencyFigures, LocustRunError, free_port, locust_env
+from tests.perf.locust_run import run_locust as run_locust_shared
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile_functions.py")
@@ -65,16 +70,7 @@ class BenchError(RuntimeError):
     """The benchmark itself broke (a server would not start, a call failed): not a missed target."""
 
 
-@dataclass
-class SideFigures:
-    calls: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    rps: float
+SideFigures = LatencyFigures
 
 
 @dataclass
@@ -162,12 +158,6 @@ def summarize(runs: list[dict[str, Any]], warmup: float) -> SideFigures:
 
 
 # -- the servers ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def taskset(cpus: str | None) -> list[str]:
@@ -288,29 +278,17 @@ def run_locust(
     function: str,
     token: str | None,
     cpus: str | None,
+    workers: int = 0,
 ) -> dict[str, Any]:
-    samples = out / f"samples-{tag}.json"
-    command = [
-        *taskset(cpus), sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), USER_CLASS[side],
-        "--headless", "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds:g}s",
-        "--host", url, "--function", function, "--samples-file", str(samples),
-        "--csv", str(out / f"locust-{tag}"), "--only-summary", "--loglevel", "WARNING", "--stop-timeout", "5",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    env = locust_env()
     env["LOCUST_LICENSE_TOKEN"] = token or ""  # not on the command line, where ps would show it
-    with (out / f"locust-{tag}.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        try:
-            process.wait(timeout=seconds + 60)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            process.kill()
-            process.wait()
-            raise
-    if not samples.exists():
-        log_text = (out / f"locust-{tag}.log").read_text(errors="replace")[-2000:]
-        status = process.returncode
-        raise BenchError(f"locust ({side}, {users} users) wrote no samples (status {status}):\n{log_text}")
-    return json.loads(samples.read_text())
+    options = ["--host", url, "--function", function]
+    try:
+        return run_locust_shared(
+            LOCUSTFILE, USER_CLASS[side], users, seconds, out, tag, options, env, workers, taskset(cpus), 60
+        )
+    except LocustRunError as exc:
+        raise BenchError(f"locust ({side}, {users} users): {exc}") from None
 
 
 def measure(args: argparse.Namespace, urls: dict[str, str], token: str | None, out: Path) -> list[Row]:
@@ -324,7 +302,7 @@ def measure(args: argparse.Namespace, urls: dict[str, str], token: str | None, o
                 print(f"  {users:>3} users, round {round_ + 1}/{args.rounds}: {side} ...", flush=True)
                 run = run_locust(
                     side, urls[side], users, seconds + args.warmup, out, f"{side}-u{users}-r{round_ + 1}",
-                    args.function, token if side == "gateway" else None, args.locust_cpus,
+                    args.function, token if side == "gateway" else None, args.locust_cpus, args.workers,
                 )  # fmt: skip
                 runs[side].append(run)
         row = Row(users, summarize(runs["direct"], args.warmup), summarize(runs["gateway"], args.warmup))
@@ -396,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--locust-cpus", help="pin locust with taskset -c, e.g. 0")
     parser.add_argument("--server-cpus", help="pin the gateway and its function with taskset -c, e.g. 1")
     parser.add_argument("--out", type=Path, help="output folder (default: a new one under tests/perf/out/)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="run locust as a master with this many local workers"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0:
@@ -445,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_s": args.warmup,
         "locust_cpus": args.locust_cpus,
         "server_cpus": args.server_cpus,
+        "locust_workers": args.workers,
         "cpus": os.cpu_count(),
         "note": note,
         "targets": {

@@ -1,26 +1,31 @@
 """K3S deploy and pod-start figures for an inventory (the virtual lab by default).
 
     sudo .venv/bin/python -m tests.perf.k3s_bench [--inventory inventories/lab.py] [--pods 20]
+        [--json tests/perf/scale-figures.json]
 
 Measured in one run: deploys/k3s_uninstall.py (the cluster goes away), deploys/k3s.py from
 clean to every node Ready, its no-change re-run, and pod start latency (create to Running)
 over N pods spread across the nodes. This removes and rebuilds the cluster: run it on a lab,
-not on a cluster that serves anything.
+not on a cluster that serves anything. --json adds (or replaces) this node count's deploy and
+re-run times in a scale-figures file, which `edgefaas perf --scale-json` plots.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import yaml
 
 from edgefaas.inventory import load_inventory
+from edgefaas.perf.scale import K3S_SERIES, record_point
 from tests.integration.conftest import REPO, connect
 from tests.integration.test_k3s import _pod, k8s, kubernetes_api
 
@@ -70,6 +75,9 @@ def main() -> None:
     )
     parser.add_argument("--inventory", default="inventories/lab.py")
     parser.add_argument("--pods", type=int, default=20)
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="record the figures in this scale-figures file"
+    )
     args = parser.parse_args()
     inventory = load_inventory(args.inventory, cwd=str(REPO))
     nodes = len(inventory.get_group("k3s_server") + inventory.get_group("k3s_agent"))
@@ -100,6 +108,10 @@ def main() -> None:
             {"nodes": nodes, "deploy_s": first, "rerun_s": rerun, "pod_p50_s": p50, "pod_p95_s": p95}
         )
     )
+    if args.json:
+        recorded = f"recorded {time.strftime('%Y-%m-%d')} on a {os.cpu_count()}-core machine"
+        record_point(args.json, K3S_SERIES, nodes, first, rerun, recorded, unit="nodes")
+        print(f"figures recorded in {args.json}")
 
 
 if __name__ == "__main__":

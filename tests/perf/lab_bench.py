@@ -1,10 +1,12 @@
 """Lab and platform-deploy timings for labs of several sizes, side by side in one run.
 
-    sudo .venv/bin/python -m tests.perf.lab_bench [--sizes 3,20]
+    sudo .venv/bin/python -m tests.perf.lab_bench [--sizes 3,20] [--json tests/perf/scale-figures.json]
 
 For each size: lab up to all devices SSH-ready (the rootfs cache is warmed first and not
 timed), the platform deploy's first run and its no-change re-run, and lab down. The labs
-are named bench<N> on their own subnet, so a running default lab is left alone.
+are named bench<N> on their own subnet, so a running default lab is left alone. --json adds
+(or replaces) each size's deploy and re-run times in a scale-figures file, which
+`edgefaas perf --scale-json` plots.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from edgefaas.lab import lifecycle, rootfs
 from edgefaas.lab.spec import default_devices, parse_spec
+from edgefaas.perf.scale import PLATFORM_SERIES, record_point
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = {"up": 15.0, "down": 10.0}  # seconds, for the 3-device lab (issue #2)
@@ -72,6 +75,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="3,20", help="comma-separated device counts (default 3,20)")
     parser.add_argument("--subnet", default="10.78.0.0/24")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="record the figures in this scale-figures file"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     rootfs.lower_dir(log=lambda m: print(m, file=sys.stderr))
@@ -83,6 +89,11 @@ def main() -> None:
     for size, r in results.items():
         times = f"{r['up']:>7.1f} {r['deploy']:>9.1f} {r['rerun']:>9.1f} {r['down']:>7.1f}"
         print(f"{size:>7} {times}  {r['rerun_changes']}")
+    if args.json:
+        recorded = f"recorded {time.strftime('%Y-%m-%d')} on a {os.cpu_count()}-core machine"
+        for size, r in results.items():
+            record_point(args.json, PLATFORM_SERIES, size, float(r["deploy"]), float(r["rerun"]), recorded)
+        print(f"figures recorded in {args.json}")
     base = results[sizes[0]]
     for size in sizes[1:]:
         r = results[size]

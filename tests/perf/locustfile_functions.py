@@ -26,14 +26,22 @@ file's name). This is what tests/perf/gateway_bench.py reads.
 
 from __future__ import annotations
 
-import json
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, events, task
-from locust.runners import WorkerRunner
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # for tests.perf.locust_run when locust runs from elsewhere
+    sys.path.insert(0, str(REPO))
+
+from tests.perf.locust_run import (  # noqa: E402  (after the path fix above)
+    add_license_token_option,
+    locust_option,
+    write_samples,
+)
 
 DEFAULT_PAYLOAD = '{"message": "bench"}'
 
@@ -43,12 +51,8 @@ def _options(parser: Any) -> None:
     parser.add_argument(
         "--function", default="FuncC", env_var="LOCUST_FUNCTION", help="function name (default FuncC)"
     )
-    parser.add_argument(
-        "--license-token",
-        default="",
-        env_var="LOCUST_LICENSE_TOKEN",
-        is_secret=True,
-        help="a license token for GatewayUser (Authorization: Bearer); empty for a public function",
+    add_license_token_option(
+        parser, "a license token for GatewayUser (Authorization: Bearer); empty for a public function"
     )
     parser.add_argument(
         "--gateway-url",
@@ -106,14 +110,10 @@ def _start(environment: Any, **_: Any) -> None:
 def _stop(environment: Any, **_: Any) -> None:
     if _samples is None or not environment.parsed_options:
         return
-    path = Path(environment.parsed_options.samples_file)
-    if isinstance(environment.runner, WorkerRunner):
-        path = path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = [
         {"t": round(t, 6), "ms": round(ms, 4), "ok": ok, "name": name} for t, ms, ok, name in _samples.rows
     ]
-    path.write_text(json.dumps({"users": [u.__name__ for u in environment.user_classes], "samples": rows}))
+    write_samples(environment, environment.parsed_options.samples_file, rows)
 
 
 class _FunctionCaller(FastHttpUser):
@@ -136,9 +136,7 @@ class _FunctionCaller(FastHttpUser):
         return type(self).__name__
 
 
-def _option(environment: Any, name: str, default: str = "") -> str:
-    options = environment.parsed_options
-    return getattr(options, name, default) if options else default
+_option = locust_option
 
 
 class GatewayUser(_FunctionCaller):

@@ -46,13 +46,17 @@ from typing import Any
 
 import numpy as np
 from locust import FastHttpUser, User, events, task
-from locust.runners import WorkerRunner
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # for tests.perf.triton_bench when locust runs from elsewhere
     sys.path.insert(0, str(REPO))
 
-from tests.perf.triton_bench import (  # noqa: E402  (after the path fix above)
+from tests.perf.locust_run import (  # noqa: E402  (after the path fix above)
+    add_license_token_option,
+    locust_option,
+    write_samples,
+)
+from tests.perf.triton_bench import (  # noqa: E402
     DEFAULT_FRAME,
     FACE_MODEL,
     NUMERIC_MODEL,
@@ -88,13 +92,7 @@ def _options(parser: Any) -> None:
     parser.add_argument(
         "--function", default="face-expression", env_var="LOCUST_FUNCTION", help="default face-expression"
     )
-    parser.add_argument(
-        "--license-token",
-        default="",
-        env_var="LOCUST_LICENSE_TOKEN",
-        is_secret=True,
-        help="Bearer token for FunctionUser; empty for a public function",
-    )
+    add_license_token_option(parser, "Bearer token for FunctionUser; empty for a public function")
     parser.add_argument(
         "--frame-image",
         default="",
@@ -116,9 +114,7 @@ def _options(parser: Any) -> None:
     )
 
 
-def _option(environment: Any, name: str, default: str = "") -> str:
-    options = environment.parsed_options
-    return getattr(options, name, default) if options else default
+_option = locust_option
 
 
 @cache
@@ -178,12 +174,7 @@ def _start(environment: Any, **_: Any) -> None:
 def _stop(environment: Any, **_: Any) -> None:
     if _samples is None:
         return
-    path = Path(_option(environment, "samples_file"))
-    if isinstance(environment.runner, WorkerRunner):
-        path = path.with_name(f"{path.stem}.{os.getpid()}{path.suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    users = [u.__name__ for u in environment.user_classes]
-    path.write_text(json.dumps({"users": users, "samples": _samples.rows}))
+    write_samples(environment, _option(environment, "samples_file"), _samples.rows)
 
 
 # -- the users ----------------------------------------------------------------------------------------
@@ -203,13 +194,17 @@ def _output_bytes(result: Any, names: tuple[str, ...]) -> int:
     return total
 
 
-class TritonUser(User):
-    """Inference with tritonclient.http, binary tensors; one client (one connection) per user."""
+class _ClosedLoop:
+    """What both users share: no wait but after a failure, and timeouts that fail a lost call fast."""
 
     wait_time = _closed_loop
     network_timeout = 30.0
     connection_timeout = 5.0
     last_failed = False
+
+
+class TritonUser(_ClosedLoop, User):
+    """Inference with tritonclient.http, binary tensors; one client (one connection) per user."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -275,13 +270,8 @@ class TritonUser(User):
         )
 
 
-class FunctionUser(FastHttpUser):
+class FunctionUser(_ClosedLoop, FastHttpUser):
     """POSTs the frame as JPEG to /function/<name> on the gateway (the EdgeFaaS function path)."""
-
-    wait_time = _closed_loop
-    network_timeout = 30.0
-    connection_timeout = 5.0
-    last_failed = False
 
     def __init__(self, environment: Any) -> None:
         if not type(self).host:

@@ -338,7 +338,7 @@ def print_floor(floor: dict) -> None:
         print("  -> the setting does not move the floor noticeably on this machine.")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -350,7 +350,7 @@ def main() -> None:
         "--idle-sleep", type=int, metavar="MS", help="idle_listener_sleep_duration of the private service"
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write every figure to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ops = args.ops.split(",")
     if unknown := set(ops) - set(OPS):
         parser.error(f"unknown ops {sorted(unknown)}; choose from {', '.join(OPS)}")
@@ -367,7 +367,13 @@ def main() -> None:
     if args.json:
         idle = "default" if args.idle_sleep is None else f"{args.idle_sleep} ms"
         used = args.endpoint or f"private, idle_listener_sleep_duration {idle}"
-        figures = {"service": used, "duration_s": args.duration, "cells": cells, "floor": floor}
+        figures = {
+            "service": used,
+            "duration_s": args.duration,
+            "target_ratio": TARGET_RATIO,
+            "cells": cells,
+            "floor": floor,
+        }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     failed = sum(side["errors"] for c in cells for side in (c["python"], c["rust"]))
     failed += sum(side["errors"] for f in floor.values() for side in (f["python"], f["rust"]))

@@ -1,7 +1,7 @@
 """Triton figures (issue 6): face_expression on 640x480 frames, direct and through EdgeFaaS, in one run.
 
     .venv/bin/python -m tests.perf.triton_bench [--inventory inventories/lab.py] [--duration 20]
-        [--rounds 4] [--server NAME|URL] [--gateway-url URL] [--out DIR] [--strict]
+        [--rounds 4] [--server NAME|URL] [--gateway-url URL] [--out DIR] [--strict] [--workers N]
 
 Targets come from the inventory: every host whose data says `triton_server` is a Triton server
 at http://<ssh_hostname>:<triton_http_port, default 8000>; the EdgeFaaS gateway is on the
@@ -67,6 +67,8 @@ from typing import Any
 import numpy as np
 
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
+from tests.perf.locust_run import LatencyFigures, LocustRunError, locust_env
+from tests.perf.locust_run import run_locust as run_locust_shared
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile_triton.py")
@@ -406,15 +408,7 @@ def pick_server(
 
 
 @dataclass
-class Figures:
-    calls: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    rps: float
+class Figures(LatencyFigures):
     served_by: dict[str, int] = field(default_factory=dict)
     # function path only: p50 of the function's own Triton round trip, and of the rest of the path
     inference_p50_ms: float = math.nan
@@ -563,56 +557,29 @@ def ratio_verdict(
 
 
 def run_locust(
-    user_class: str, users: int, seconds: int, out: Path, tag: str, frame: Path, target: str, function: str
+    user_class: str,
+    users: int,
+    seconds: int,
+    out: Path,
+    tag: str,
+    frame: Path,
+    target: str,
+    function: str,
+    workers: int = 0,
 ) -> dict[str, Any]:
-    """One headless locust run; its samples file's content."""
-    samples = out / f"samples-{tag}.json"
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        user_class,
-        "--headless",
-        "--users",
-        str(users),
-        "--spawn-rate",
-        str(users),
-        "--run-time",
-        f"{seconds}s",
-        "--stop-timeout",
-        "5",
-        "--csv",
-        str(out / f"locust-{tag}"),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        "--samples-file",
-        str(samples),
-        "--frame-image",
-        str(frame),
-    ]
+    """One headless locust run (master and `workers` local workers if asked); its samples."""
+    options = ["--frame-image", str(frame)]
     if user_class == "TritonUser":
-        command += ["--triton-url", target]
+        options += ["--triton-url", target]
     else:
-        command += ["--host", target, "--function", function]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_") or k == "LOCUST_LICENSE_TOKEN"}
+        options += ["--host", target, "--function", function]
+    env = locust_env(keep=("LOCUST_LICENSE_TOKEN",))
     env.pop("TRITON_URL", None)
     env.pop("GATEWAY_URL", None)
-    log_path = out / f"locust-{tag}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        try:
-            process.wait(timeout=seconds + 90)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-            raise BenchError(f"locust {tag} did not stop; see {log_path}") from None
-    if not samples.exists():
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise BenchError(f"locust {tag} wrote no samples (status {process.returncode}):\n{tail}")
-    return json.loads(samples.read_text())
+    try:
+        return run_locust_shared(LOCUSTFILE, user_class, users, seconds, out, tag, options, env, workers)
+    except LocustRunError as exc:
+        raise BenchError(str(exc)) from None
 
 
 # -- checks before measuring ----------------------------------------------------------------------
@@ -642,9 +609,12 @@ def sample_function(gateway: str, function: str, jpeg: bytes, calls: int) -> tup
     answers = []
     with httpx.Client(timeout=30, trust_env=False) as client:
         for index in range(calls + 2):
-            answer = client.post(
-                f"{gateway}/function/{function}", content=jpeg, headers={"Content-Type": "image/jpeg"}
-            )
+            try:
+                answer = client.post(
+                    f"{gateway}/function/{function}", content=jpeg, headers={"Content-Type": "image/jpeg"}
+                )
+            except httpx.HTTPError as exc:
+                raise BenchError(f"the gateway {gateway} did not answer: {exc!r}") from None
             if answer.status_code != 200:
                 raise BenchError(
                     f"{function} through {gateway}: HTTP {answer.status_code} {answer.text[:300]}"
@@ -860,6 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-perf-analyzer", action="store_true")
     parser.add_argument("--out", type=Path, help="default: tests/perf/out/triton-<timestamp>")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="run locust as a master with this many local workers"
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.rounds < 1 or args.sample_calls < 1:
         parser.error("--duration must be > 0, --rounds and --sample-calls >= 1")
@@ -974,9 +947,10 @@ def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
                 )
                 target = server.http_url if user_class == "TritonUser" else gateway
                 tag = f"{'direct' if user_class == 'TritonUser' else 'function'}-u{users}-r{round_ + 1}"
-                runs[user_class].append(
-                    run_locust(user_class, users, run_seconds, out, tag, frame_path, target, args.function)
+                run = run_locust(
+                    user_class, users, run_seconds, out, tag, frame_path, target, args.function, args.workers
                 )
+                runs[user_class].append(run)
         still_ready(f"the runs at {users} users")
         d = summarize(runs["TritonUser"], args.warmup)
         f = summarize(runs["FunctionUser"], args.warmup)
@@ -1015,6 +989,7 @@ def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
                 frame_path,
                 server.http_url,
                 args.function,
+                args.workers,
             )
             figures = summarize([run], args.warmup)
             if figures.calls == 0:
@@ -1041,6 +1016,7 @@ def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
         "duration_s": args.duration,
         "rounds": args.rounds,
         "warmup_s": args.warmup,
+        "locust_workers": args.workers,
         "perf_analyzer": pa,
         "function_vs_direct": comparison,
         "clients": clients,

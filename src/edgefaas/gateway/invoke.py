@@ -9,6 +9,11 @@ timeouts the runtime reports included). What is not: calls refused before the fu
 answer for (502/503/504). A connection that was never made is retried on a fresh
 endpoint (the function never saw it), which is what lets a rollout or a restart happen
 under load without failing a call.
+
+The hop to the function goes through ``upstream.Pool``, a lean keep-alive client (httpx cost
+several times the CPU per call there). httpx stays for callbacks to callers' URLs (any
+scheme, rare) and, through ``_HttpxUpstream``, wherever a transport is given in place of the
+network (the tests call ASGI apps) or an endpoint is not plain http.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .licenses import Caller, LicenseAuthority
 from .metrics import Metrics
 from .quota import QuotaGate, Ticket
 from .registry import FunctionInfo, FunctionRegistry
+from .upstream import Answer, AnswerTimeout, BrokenAnswer, Pool, Unreached
 
 log = logging.getLogger("edgefaas.gateway.invoke")
 
@@ -63,11 +69,12 @@ _HOP_BY_HOP = frozenset(
 _GATEWAY_SET = frozenset(
     {"x-call-id", LICENSE_HEADER.lower(), "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
 )
+_REJECTED = REJECTED_HEADER.lower().encode()
 _NOT_RETURNED = _HOP_BY_HOP | {"x-call-id", "x-duration-seconds", REJECTED_HEADER.lower(), "server", "date"}
 
 
 class _KeepNoCookies(http.cookiejar.CookieJar):
-    """The upstream client's cookie jar, which never keeps one.
+    """The httpx client's cookie jar, which never keeps one (``upstream.Pool`` has no jar).
 
     A function's Set-Cookie is relayed to its caller, whose cookie it is. The gateway's one
     client serves every caller: a cookie it kept would go to the function again with other
@@ -148,6 +155,8 @@ class Invoker:
         self.settings = settings
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self._pool: Pool | None = None
+        self._fallback: _HttpxUpstream | None = None
         self._queue: asyncio.Queue[_AsyncJob] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._waking: dict[str, asyncio.Lock] = {}
@@ -162,6 +171,13 @@ class Invoker:
             follow_redirects=False,
             cookies=_KeepNoCookies(),
         )
+        # Only what the caller sent goes to the function (and to a callback): not httpx's own
+        # Accept, Accept-Encoding (the answer is relayed undecoded), User-Agent or Connection.
+        for name in list(self._client.headers):
+            del self._client.headers[name]
+        self._fallback = _HttpxUpstream(self._client)
+        if self._transport is None:
+            self._pool = Pool(connect_timeout=2.0, max_connections=1000, max_idle=200)
         self._queue = asyncio.Queue(maxsize=self.settings.async_queue_size)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.async_workers)]
 
@@ -169,6 +185,8 @@ class Invoker:
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._pool:
+            await self._pool.aclose()
         if self._client:
             await self._client.aclose()
 
@@ -265,7 +283,7 @@ class Invoker:
         return upstream
 
     async def _forward(self, admitted: _Admitted, method: str, call_id: str) -> Upstream:
-        assert self._client is not None, "invoker not started"
+        assert self._fallback is not None, "invoker not started"
         name = admitted.info.name
         headers = [*admitted.headers, (b"x-call-id", call_id.encode())]
         loop = asyncio.get_running_loop()
@@ -287,30 +305,31 @@ class Invoker:
                     raise ApiError(503, str(exc), {"Retry-After": "1"}) from None
                 delay = await _pause(delay, give_up - loop.time())
                 continue
+            client = self._pool if self._pool is not None and base.startswith("http://") else self._fallback
             began = time.perf_counter()
             try:
-                response = await self._client.request(
-                    method, base + admitted.target, headers=headers, content=admitted.body
+                answer = await client.request(
+                    method, base, admitted.target, headers, admitted.body, self.settings.upstream_timeout
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            except Unreached as exc:
                 # The function never saw this request: trying again cannot run it twice.
                 if loop.time() >= give_up:
                     raise ApiError(502, f"function {name!r} could not be reached: {exc}") from None
                 delay = await _pause(delay, give_up - loop.time())
                 continue
-            except httpx.TimeoutException:
+            except AnswerTimeout:
                 raise ApiError(
                     504, f"function {name!r} did not answer within {self.settings.upstream_timeout:g}s"
                 ) from None
-            except httpx.HTTPError as exc:
+            except BrokenAnswer as exc:
                 raise ApiError(502, f"function {name!r} broke off its answer: {exc}") from None
             duration_us = int((time.perf_counter() - began) * 1_000_000)
             return Upstream(
-                status=response.status_code,
-                headers=list(response.headers.raw),
-                body=response.content,
+                status=answer.status,
+                headers=answer.headers,
+                body=answer.body,
                 duration_us=duration_us,
-                reached=REJECTED_HEADER.lower() not in response.headers,
+                reached=not any(key.lower() == _REJECTED for key, _ in answer.headers),
             )
 
     async def _wake(self, name: str) -> None:
@@ -365,6 +384,37 @@ class Invoker:
     @property
     def queued(self) -> int:
         return self._queue.qsize() if self._queue else 0
+
+
+class _HttpxUpstream:
+    """``upstream.Pool``'s interface on httpx: errors sorted the same way, the body relayed raw."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    async def request(
+        self,
+        method: str,
+        base: str,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout: float,  # the client's own timeouts apply
+    ) -> Answer:
+        try:
+            request = self._client.build_request(method, base + target, headers=headers, content=body)
+            response = await self._client.send(request, stream=True)
+            try:
+                raw = b"".join([chunk async for chunk in response.aiter_raw()])
+            finally:
+                await response.aclose()
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise Unreached(str(exc)) from None
+        except httpx.TimeoutException as exc:
+            raise AnswerTimeout(str(exc)) from None
+        except httpx.HTTPError as exc:
+            raise BrokenAnswer(str(exc)) from None
+        return Answer(response.status_code, list(response.headers.raw), raw)
 
 
 async def _pause(delay: float, remaining: float) -> float:

@@ -1,0 +1,1 @@
+"""Performance suites and their combined report (`edgefaas perf`)."""

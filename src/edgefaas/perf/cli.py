@@ -1,0 +1,48 @@
+"""`edgefaas perf`: the performance suites, headless, into one combined report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command("perf")
+@click.option("--inventory", default="inventories/lab.py", show_default=True, help="pyinfra inventory.")
+@click.option("--duration", default="60s", show_default=True, help="Measured time per side and load level.")
+@click.option("--users", default=16, show_default=True, type=click.IntRange(1), help="Most concurrent users.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output folder (default tests/perf/out/perf-<time>)."
+)
+@click.option("--suites", default="gateway,triton,parsec", show_default=True, help="Comma-separated suites.")
+@click.option(
+    "--workers", default=0, show_default=True, type=click.IntRange(0), help="Local locust workers (0: none)."
+)
+@click.option("--scale-json", type=click.Path(path_type=Path), help="Scale figures (default tests/perf/...).")
+def perf(
+    inventory: str,
+    duration: str,
+    users: int,
+    out: Path | None,
+    suites: str,
+    workers: int,
+    scale_json: Path | None,
+) -> None:
+    """Run the suites headless and write OUT/report.html.
+
+    Exit 0 when every threshold holds, 1 when one is broken, 2 when a suite could not run.
+    """
+    from edgefaas.perf.runner import SUITES, PerfOptions, parse_duration, repo_root, run_perf
+
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from None
+    chosen = tuple(s.strip() for s in suites.split(",") if s.strip())
+    unknown = sorted(set(chosen) - set(SUITES))
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {', '.join(SUITES)}", param_hint="--suites")
+    folder = out or repo_root() / "tests" / "perf" / "out" / time.strftime("perf-%Y%m%d-%H%M%S")
+    options = PerfOptions(inventory, seconds, users, folder.resolve(), chosen, workers, scale_json)
+    raise SystemExit(run_perf(options, log=click.echo))
