@@ -1,5 +1,8 @@
 """Parsec (SoW Task 2): the real Parsec service, run directly on every SONiC switch.
 
+Also on the devices whose host data sets `parsec_service` (Jetsons: their node keys for
+edge-node certification live there).
+
     pyinfra -y inventories/lab.py deploys/parsec.py
 
 Installs parsec-service and parsec-tool from the artifact directory (or URLs, by host
@@ -28,7 +31,7 @@ SOCKET = "/run/parsec/parsec.sock"
 AUTHENTICATORS = ("UnixPeerCredentials", "Direct")
 
 
-if "sonic" in host.groups:
+if host.data.get("parsec_service"):
     authenticator = host.data.parsec_authenticator
     if authenticator not in AUTHENTICATORS:
         raise DeployError(

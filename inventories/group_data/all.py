@@ -122,3 +122,12 @@ triton_gpu = None
 triton_as_k3s_workload = False
 # Task 4.3: the two Triton test cases, K3S Jobs on two devices, each calling another's server.
 triton_testcases = True
+
+# Parsec (deploys/parsec.py) where host data says parsec_service (sonic.py, jetson.py).
+parsec_service = False
+parsec_authenticator = "UnixPeerCredentials"  # or "Direct" (clients then send an app name)
+parsec_admins: list[str] = []  # uids (UnixPeerCredentials) or app names (Direct) allowed admin ops
+parsec_log_level = "info"
+parsec_thread_pool_size = 8
+parsec_idle_listener_sleep_ms = 10
+parsec_listener_timeout_ms = 200

@@ -8,12 +8,7 @@ mgmt_interface = "eth0"
 manage_control_plane_acl = True
 
 # Parsec (SoW Task 2): the platform security service runs directly on the switch.
-parsec_authenticator = "UnixPeerCredentials"  # or "Direct" (clients then send an app name)
-parsec_admins: list[str] = []  # uids (UnixPeerCredentials) or app names (Direct) allowed admin ops
-parsec_log_level = "info"
-parsec_thread_pool_size = 8
-parsec_idle_listener_sleep_ms = 10
-parsec_listener_timeout_ms = 200
+parsec_service = True
 
 # The gateway signs license tokens with a key held in this Parsec service (deploys/edgefaas.py).
 edgefaas_license_signer = "parsec"

@@ -63,3 +63,11 @@ def test_no_private_key_is_left_readable_on_disk(device):
     assert [path for path in found if "edgefaas" in path] == []
     for path in found:  # tried as an unprivileged user: directory modes count too
         assert device.host.run(f"sudo -u nobody test -r {path}").rc != 0, f"{path} is readable beyond root"
+
+
+@pytest.mark.devices("jetson")
+def test_parsec_runs_on_jetsons_too_for_their_node_keys(device):
+    if not device.data.get("parsec_service"):
+        pytest.skip(f"{device.name}: parsec_service is off in the inventory")
+    assert device.host.service("parsec").is_running
+    assert "wire protocol 1.0" in device.host.check_output("/usr/local/bin/edgefaas parsec ping")
