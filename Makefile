@@ -1,5 +1,6 @@
 # Entry points shared by people, .ci/run and the Jenkinsfile. Run as root.
-.PHONY: setup lab test down bench lint
+# One SoW task at a time: ./scripts/task <platform|parsec|k3s|triton|edgefaas|perf> [--inventory INV]
+.PHONY: setup lab test down bench lint jenkinsfile-test
 
 setup:
 	./scripts/setup
@@ -9,15 +10,14 @@ lab: setup
 	mkdir -p reports
 	.venv/bin/edgefaas lab build
 	.venv/bin/edgefaas lab up
-	.venv/bin/pyinfra -y inventories/lab.py deploys/site.py
-	.venv/bin/pytest -m lab tests/integration -q --junitxml=reports/integration.xml
+	for task in platform parsec k3s triton edgefaas; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
 	@echo
 	@.venv/bin/edgefaas lab status
 	@echo
 	@echo "Devices:   .venv/bin/edgefaas lab ssh sonic-1   (or sonic-2, jetson-1)"
 	@echo "K3S:       kubeconfig at $$(.venv/bin/edgefaas lab kubeconfig)"
 	@echo "Gateway:   $$(.venv/bin/edgefaas lab gateway-url)   (admin password: sudo cat /var/lib/edgefaas/gateway/admin-password on sonic-1)"
-	@echo "Reports:   reports/integration.xml"
+	@echo "Reports:   reports/<task>.xml (platform parsec k3s triton edgefaas)"
 	@echo "Tear down: make down"
 
 test: setup
@@ -27,7 +27,11 @@ down:
 	.venv/bin/edgefaas lab down
 
 lint: setup
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	./scripts/task lint
+
+# The Jenkinsfile's own tests (tests/jenkins/: our DeclarativePipelineHarness); scripts/test runs them too.
+jenkinsfile-test: setup
+	mvn -q -B -f tests/jenkins/pom.xml test -Dmaven.repo.local=$${EDGEFAAS_CACHE:-/var/cache/edgefaas}/m2
 
 bench: setup
 	.venv/bin/python -m tests.perf.lab_bench

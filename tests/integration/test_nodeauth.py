@@ -71,3 +71,32 @@ def test_parsec_runs_on_jetsons_too_for_their_node_keys(device):
         pytest.skip(f"{device.name}: parsec_service is off in the inventory")
     assert device.host.service("parsec").is_running
     assert "wire protocol 1.0" in device.host.check_output("/usr/local/bin/edgefaas parsec ping")
+
+
+FLOW = """
+import json
+from edgefaas.parsec.client import ParsecClient
+from edgefaas.nodeauth.certificates import CertificateAuthority, certificate_request
+from edgefaas.nodeauth import flow
+parsec = ParsecClient()
+ca = CertificateAuthority(parsec, key="itest-flow-ca")
+ca_cert = ca.self_signed()
+cert = ca.issue(certificate_request(parsec, "itest-node", key="itest-flow-node"))
+challenge = flow.new_challenge("itest-node", flow.server_public_key(parsec))
+reply = flow.answer(parsec, challenge, cert, node_key="itest-flow-node")
+good = flow.judge(parsec, challenge, reply, ca_cert)
+replay = flow.judge(parsec, flow.new_challenge("itest-node", flow.server_public_key(parsec)), reply, ca_cert)
+for key in parsec.list_keys():
+    if key.name.startswith(("itest-flow", "edgefaas-nodeauth")):
+        parsec.destroy_key(key.name)
+print(json.dumps({"good": [good.certified, good.reason], "replay": [replay.certified, replay.reason]}))
+"""
+
+
+@pytest.mark.devices("sonic")
+def test_the_challenge_flow_runs_on_the_real_parsec(device):
+    python = f"{device.data.get('edgefaas_venv') or '/opt/edgefaas/venv'}/bin/python"
+    out = device.host.check_output(f"{python} -c {shlex.quote(FLOW)}")
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["good"][0] is True, result
+    assert result["replay"] == [False, "the challenge came back wrong"]

@@ -128,6 +128,16 @@ def rsa_encrypt_key_attributes(bits: int = 2048, oaep_hash: int | None = None) -
     return attrs
 
 
+def rsa_public_encrypt_key_attributes(bits: int = 2048, oaep_hash: int | None = None) -> KeyAttributes:
+    """Another party's RSA public key, imported to encrypt to it (PKCS#1 v1.5, or OAEP)."""
+    attrs = KeyAttributes(key_bits=bits)
+    attrs.key_type.rsa_public_key.SetInParent()
+    attrs.key_policy.key_usage_flags.encrypt = True
+    alg = rsa_pkcs1v15_crypt() if oaep_hash is None else rsa_oaep(oaep_hash)
+    attrs.key_policy.key_algorithm.asymmetric_encryption.CopyFrom(alg)
+    return attrs
+
+
 def ecc_sign_key_attributes(
     curve: int = EccFamily.SECP_R1, bits: int = 256, hash_alg: int = Hash.SHA_256
 ) -> KeyAttributes:
