@@ -1,0 +1,161 @@
+"""The authentication agent over real HTTP, and the server's decisions on a fake cluster."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from edgefaas.nodeauth.agent import Agent, serve
+from edgefaas.nodeauth.certificates import NODE_KEY, CertificateAuthority, certificate_request
+from edgefaas.nodeauth.flow import server_public_key
+from edgefaas.nodeauth.server import CERTIFIED_LABEL, Certifier, Node, ask_agent
+
+from .parsec_fakes import FakeParsecWithRsa
+
+pytestmark = pytest.mark.unit
+
+
+class FakeNodes:
+    """The cluster as the server sees it: nodes, their labels, and what was done to them."""
+
+    def __init__(self, nodes: list[Node]) -> None:
+        self.current = {n.name: n for n in nodes}
+        self.removed: dict[str, str] = {}
+        self.annotations: dict[str, dict[str, str]] = {}
+
+    def nodes(self) -> list[Node]:
+        return list(self.current.values())
+
+    def certify(self, node: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
+        old = self.current[node]
+        self.current[node] = Node(old.name, old.address, {**old.labels, **labels})
+        self.annotations[node] = annotations
+
+    def remove(self, node: str, reason: str) -> None:
+        del self.current[node]
+        self.removed[node] = reason
+
+
+def running(server: ThreadingHTTPServer) -> int:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+@pytest.fixture
+def authority():
+    parsec = FakeParsecWithRsa()
+    ca = CertificateAuthority(parsec)
+    return parsec, ca, ca.self_signed(), server_public_key(parsec)
+
+
+def agent_for(
+    tmp_path, name: str, ca: CertificateAuthority | None, allowed=("127.0.0.1",)
+) -> tuple[int, Agent]:
+    parsec = FakeParsecWithRsa()
+    certificate = tmp_path / f"{name}.crt"
+    request = certificate_request(parsec, name)
+    if ca is not None:
+        certificate.write_bytes(ca.issue(request))
+    agent = Agent(parsec, certificate, allowed, NODE_KEY)
+    server = serve(agent, "127.0.0.1", 0)
+    return running(server), agent
+
+
+def certifier(authority, nodes: FakeNodes, port: int, **kw) -> Certifier:
+    parsec, _, ca_cert, public = authority
+    return Certifier(nodes, ask_agent(port, timeout=1.0), parsec, ca_cert, public, exempt={"sonic-1"}, **kw)
+
+
+def test_a_node_with_a_good_certificate_is_labelled_certified_once(tmp_path, authority):
+    port, _ = agent_for(tmp_path, "jetson-1", authority[1])
+    nodes = FakeNodes([Node("sonic-1", "127.0.0.9", {}), Node("jetson-1", "127.0.0.1", {})])
+    server = certifier(authority, nodes, port)
+    assert server.review()["jetson-1"].certified
+    assert nodes.current["jetson-1"].labels[CERTIFIED_LABEL] == "true"
+    assert set(nodes.annotations["jetson-1"]) == {
+        "edgefaas.io/certified-at",
+        "edgefaas.io/certificate-serial",
+    }
+    first = dict(nodes.annotations)
+    server.review()  # a second pass: still certified, not certified again
+    assert nodes.annotations == first and "sonic-1" not in nodes.removed
+
+
+def test_an_impostor_is_removed_with_the_reason(tmp_path, authority):
+    port, _ = agent_for(tmp_path, "jetson-2", CertificateAuthority(FakeParsecWithRsa()))
+    nodes = FakeNodes([Node("jetson-2", "127.0.0.1", {})])
+    certifier(authority, nodes, port).review()
+    assert "certificate rejected" in nodes.removed["jetson-2"]
+
+
+def test_a_revoked_node_is_removed_on_the_next_review(tmp_path, authority):
+    port, _ = agent_for(tmp_path, "jetson-1", authority[1])
+    nodes = FakeNodes([Node("jetson-1", "127.0.0.1", {})])
+    revoked: set[int] = set()
+    server = certifier(authority, nodes, port, revoked=lambda: revoked)
+    revoked.add(server.review()["jetson-1"].serial)
+    server.review()
+    assert "revoked" in nodes.removed["jetson-1"]
+
+
+def test_no_agent_is_a_removal_not_a_crash(authority):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = FakeNodes([Node("sonic-3", "127.0.0.1", {})])
+    certifier(authority, nodes, port).review()
+    assert "no answer from an agent" in nodes.removed["sonic-3"]
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    mode = "garbage"
+
+    def do_POST(self) -> None:
+        if self.mode == "slow":
+            time.sleep(2.5)
+        if self.mode == "close":
+            self.connection.close()
+            return
+        body = b"<html>not json</html>" if self.mode == "garbage" else b'{"ciphertext": 7}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        return
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("garbage", "no answer"), ("slow", "timed out"), ("close", "no answer"), ("wrong", "malformed answer")],
+)
+def test_an_agent_that_misbehaves_is_refused_with_the_reason(authority, mode, reason):
+    handler = type("Handler", (Misbehaving,), {"mode": mode})
+    port = running(ThreadingHTTPServer(("127.0.0.1", 0), handler))
+    nodes = FakeNodes([Node("jetson-3", "127.0.0.1", {})])
+    certifier(authority, nodes, port).review()
+    assert reason in nodes.removed["jetson-3"]
+
+
+def test_the_agent_answers_only_the_server_and_refuses_bad_requests(tmp_path, authority):
+    port, agent = agent_for(tmp_path, "jetson-1", authority[1], allowed=("10.0.0.1",))
+    assert agent.respond("10.0.0.2", "POST", "/v1/challenge", b"{}")[0] == 403
+    assert agent.respond("10.0.0.1", "POST", "/v1/challenge", b"not json")[0] == 400
+    assert agent.respond("10.0.0.1", "POST", "/v1/challenge", b'{"nonce": "!"}')[0] == 400
+    assert agent.respond("10.0.0.1", "GET", "/v1/nothing", b"")[0] == 404
+    with pytest.raises(urllib.error.HTTPError) as refused:  # over HTTP from a peer not allowed
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}/v1/challenge", data=b"{}", method="POST"),
+            timeout=5,
+        )
+    assert (
+        refused.value.code == 403
+        and "not the authentication server" in json.loads(refused.value.read())["error"]
+    )
