@@ -10,14 +10,14 @@ lab: setup
 	mkdir -p reports
 	.venv/bin/edgefaas lab build
 	.venv/bin/edgefaas lab up
-	for task in platform parsec k3s triton edgefaas; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
+	for task in platform k3s parsec edgefaas triton; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
 	@echo
 	@.venv/bin/edgefaas lab status
 	@echo
 	@echo "Devices:   .venv/bin/edgefaas lab ssh sonic-1   (or sonic-2, jetson-1)"
 	@echo "K3S:       kubeconfig at $$(.venv/bin/edgefaas lab kubeconfig)"
 	@echo "Gateway:   $$(.venv/bin/edgefaas lab gateway-url)   (admin password: sudo cat /var/lib/edgefaas/gateway/admin-password on sonic-1)"
-	@echo "Reports:   reports/<task>.xml (platform parsec k3s triton edgefaas)"
+	@echo "Reports:   reports/<task>.xml (platform k3s parsec edgefaas triton)"
 	@echo "Tear down: make down"
 
 test: setup

@@ -4,7 +4,9 @@
 
 Each task file also runs alone (`pyinfra -y inventories/lab.py deploys/parsec.py`).
 One include per line, not a loop: pyinfra orders operations by the lines that made them,
-so includes from one line of a loop would interleave their files' operations.
+so includes from one line of a loop would interleave their files' operations. K3S comes
+before Parsec because Parsec's checks include client pods in K3S (SoW 2.4/2.5), and
+EdgeFaaS before Triton because Triton's checks call the vision functions through the gateway.
 """
 
 from pathlib import Path
@@ -14,7 +16,7 @@ from pyinfra import local
 DEPLOYS = Path(__file__).resolve().parent
 
 local.include(str(DEPLOYS / "platform.py"))
-local.include(str(DEPLOYS / "parsec.py"))
 local.include(str(DEPLOYS / "k3s.py"))
-local.include(str(DEPLOYS / "triton.py"))
+local.include(str(DEPLOYS / "parsec.py"))
 local.include(str(DEPLOYS / "edgefaas.py"))
+local.include(str(DEPLOYS / "triton.py"))

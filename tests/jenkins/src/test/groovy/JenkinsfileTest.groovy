@@ -25,7 +25,7 @@ class JenkinsfileTest {
 
     static final List<String> ALL_STAGES = [
         'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform',
-        'Parsec (SoW Task 2)', 'K3S (SoW Task 1)', 'Triton (SoW Task 4)', 'EdgeFaaS (SoW Task 3)', 'Perf',
+        'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'EdgeFaaS (SoW Task 3)', 'Triton (SoW Task 4)', 'Perf',
     ]
     // RUN_* parameter -> [its stage, the scripts/task task it runs]
     static final Map<String, List<String>> TOGGLES = [
@@ -177,7 +177,7 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'platform', 'parsec', 'k3s', 'triton', 'edgefaas', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'platform', 'k3s', 'parsec', 'edgefaas', 'triton', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
@@ -306,7 +306,7 @@ class JenkinsfileTest {
     void aRealLabGetsItsCredentialsForEveryTask() {
         runJenkinsfile(INVENTORY: REAL, LAB_CREDENTIALS: 'lab-ssh')
         def creds = calls('sshUserPrivateKey')
-        assertEquals(['platform', 'parsec', 'k3s', 'triton', 'edgefaas', 'perf'].size(), creds.size())
+        assertEquals(['platform', 'k3s', 'parsec', 'edgefaas', 'triton', 'perf'].size(), creds.size())
         creds.each {
             assertEquals([credentialsId: 'lab-ssh', keyFileVariable: 'EDGEFAAS_SSH_KEY',
                           usernameVariable: 'EDGEFAAS_SSH_USER'], it.args[0])
