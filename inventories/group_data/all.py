@@ -108,9 +108,9 @@ triton_http_port = 8000
 triton_grpc_port = 8001
 triton_metrics_port = 8002
 # Models of templates/triton/models to serve, with their settings: instances per device, and
-# face detection. scale_factor 1.2 / min_neighbors 3 halve the Haar cascade's cost against
-# fer's 1.1 / 5 (measured: 0.54x), keeping every face of 100 px and wider in a 640x480 frame
-# but finding 60-80 px faces less often: a camera watching people near it, not a crowd.
+# face detection. scale_factor 1.2 / min_neighbors 3 cost about 0.55-0.6x of fer's 1.1 / 5 per
+# 640x480 frame (`python -m tests.perf.vision_bench` prints the ratio and the faces each finds),
+# and find small (60-80 px) faces less often: a camera watching people near it, not a crowd.
 triton_models = {
     "face_expression": {"instances": 1, "detection": {"scale_factor": 1.2, "min_neighbors": 3}},
     "add_sub": {"instances": 1},

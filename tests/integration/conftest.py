@@ -8,6 +8,10 @@ applies to with `@pytest.mark.devices("sonic")`; it then runs once per device in
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,50 @@ import testinfra
 from edgefaas.inventory import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
+# The last line of pyinfra's results table: operations, changed ("Success"), errors, unchanged.
+_GRAND_TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class DeployRun:
+    """One `pyinfra -y INVENTORY DEPLOY` run: exit status, output, time, and its grand total."""
+
+    returncode: int
+    output: str
+    seconds: float
+    operations: int | None = None
+    changed: str | None = None  # pyinfra's "Success" column: "-" when nothing changed
+    errors: str | None = None
+    unchanged: str | None = None
+
+    @property
+    def changed_nothing(self) -> bool:
+        return self.changed == "-" and self.errors == "-"
+
+    def summary(self) -> str:
+        return f"{self.changed} of {self.operations} operations changed" if self.operations else "?"
+
+
+def run_deploy(
+    inventory: str, deploy: str, *args: str, env: dict[str, str] | None = None, timeout: float | None = 900
+) -> DeployRun:
+    """Run a deploy file of this repository the way a lab engineer does, and read its results."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", inventory, deploy, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    seconds = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    total = _GRAND_TOTAL.search(output)
+    if total is None:
+        return DeployRun(proc.returncode, output, seconds)
+    operations, changed, errors, unchanged = total.groups()
+    return DeployRun(proc.returncode, output, seconds, int(operations), changed, errors, unchanged)
 
 
 def pytest_configure(config):

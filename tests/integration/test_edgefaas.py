@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import run_deploy
 from tests.integration.test_k3s import wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -368,16 +365,8 @@ def _function_source(api) -> str:
 def test_redeploy_changes_nothing(inventory_path, admin):
     """Idempotence: with nothing new, a second run changes nothing, functions included."""
     before = {f["name"]: f["version"] for f in admin.get("/system/functions").json()}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", inventory_path, "deploys/edgefaas.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    assert total and total.group(2) == "-" and total.group(3) == "-", output[-3000:]
+    run = run_deploy(inventory_path, "deploys/edgefaas.py", timeout=300)
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.operations and run.changed_nothing, run.output[-3000:]
     after = {f["name"]: f["version"] for f in admin.get("/system/functions").json()}
     assert after == before

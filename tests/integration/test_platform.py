@@ -8,14 +8,11 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import run_deploy
 
 PROBE_PORT = 18087
 
@@ -123,19 +120,11 @@ def test_control_plane_acl_drops_unopened_ports_and_deploys_can_open_them(device
 
 def test_platform_redeploy_changes_nothing(inventory_path):
     """Idempotence: a second run of the deploy reports no change on any host."""
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", inventory_path, "deploys/platform.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run = run_deploy(inventory_path, "deploys/platform.py", timeout=300)
+    assert run.returncode == 0, run.output[-5000:]
+    assert run.operations, run.output[-2000:]
+    assert (run.changed, run.errors) == ("-", "-"), (
+        f"re-run changed or failed something:\n{run.output[-3000:]}"
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    output = proc.stdout + proc.stderr
-    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    assert total, output[-2000:]
-    operations, success, error, no_change = total.groups()
-    assert (success, error) == ("-", "-"), f"re-run changed or failed something:\n{output[-3000:]}"
-    assert no_change == operations
-    print(f"platform re-run: {operations} operations, no change, {time.monotonic() - started:.1f} s")
+    assert run.unchanged == str(run.operations)
+    print(f"platform re-run: {run.operations} operations, no change, {run.seconds:.1f} s")

@@ -122,14 +122,6 @@ class Row:
         }
 
 
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (q in 0..100)."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 def summarize(runs: list[dict[str, Any]], warmup: float) -> SideFigures:
     """Figures for one side from its runs' samples, each run's first ``warmup`` seconds left out."""
     times: list[float] = []
@@ -144,17 +136,7 @@ def summarize(runs: list[dict[str, Any]], warmup: float) -> SideFigures:
         calls += len(ok)
         errors += len(kept) - len(ok)
         times.extend(ok)
-    times.sort()
-    return SideFigures(
-        calls=calls,
-        errors=errors,
-        seconds=round(seconds, 3),
-        p50_ms=round(percentile(times, 50), 4),
-        p90_ms=round(percentile(times, 90), 4),
-        p99_ms=round(percentile(times, 99), 4),
-        mean_ms=round(sum(times) / len(times), 4) if times else float("nan"),
-        rps=round(calls / seconds, 1) if seconds > 0 else 0.0,
-    )
+    return SideFigures.of(times, calls, errors, seconds, digits=4, rps_digits=1)
 
 
 # -- the servers ------------------------------------------------------------------------------------

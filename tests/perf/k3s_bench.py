@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,21 +23,15 @@ import yaml
 
 from edgefaas.inventory import load_inventory
 from edgefaas.perf.scale import K3S_SERIES, record_point
-from tests.integration.conftest import REPO, connect
+from tests.integration.conftest import REPO, connect, run_deploy
 from tests.integration.test_k3s import _pod, k8s, kubernetes_api
 
 
 def _pyinfra(inventory: str, deploy: str) -> tuple[float, str]:
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", inventory, deploy], cwd=REPO, capture_output=True, text=True
-    )
-    elapsed = time.monotonic() - started
-    output = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise SystemExit(f"{deploy} failed:\n{output[-3000:]}")
-    total = re.search(r"Grand total\s+(\d+)\s+(\S+)", output)
-    return elapsed, (f"{total.group(2)} of {total.group(1)} operations changed" if total else "?")
+    run = run_deploy(inventory, deploy, timeout=None)
+    if run.returncode != 0:
+        raise SystemExit(f"{deploy} failed:\n{run.output[-3000:]}")
+    return run.seconds, run.summary()
 
 
 def pod_start_latencies(inventory, count: int) -> list[float]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 from edgefaas.lab import lifecycle, rootfs
 from edgefaas.lab.spec import default_devices, parse_spec
 from edgefaas.perf.scale import PLATFORM_SERIES, record_point
+from tests.integration.conftest import run_deploy
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = {"up": 15.0, "down": 10.0}  # seconds, for the 3-device lab (issue #2)
@@ -29,20 +28,10 @@ TARGETS = {"up": 15.0, "down": 10.0}  # seconds, for the 3-device lab (issue #2)
 
 def _deploy(lab: str) -> tuple[float, str]:
     env = {**os.environ, "EDGEFAAS_LAB": lab}
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "inventories/lab.py", "deploys/platform.py"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    elapsed = time.monotonic() - started
-    output = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise SystemExit(f"platform deploy on {lab} failed:\n{output[-3000:]}")
-    total = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    return elapsed, (f"{total.group(2)} changed" if total else "?")
+    run = run_deploy("inventories/lab.py", "deploys/platform.py", env=env, timeout=None)
+    if run.returncode != 0:
+        raise SystemExit(f"platform deploy on {lab} failed:\n{run.output[-3000:]}")
+    return run.seconds, (f"{run.changed} changed" if run.operations else "?")
 
 
 def measure(size: int, subnet: str) -> dict[str, float | str]:

@@ -48,6 +48,39 @@ class LatencyFigures:
     mean_ms: float
     rps: float
 
+    @classmethod
+    def of(
+        cls,
+        times: Sequence[float],
+        calls: int,
+        errors: int,
+        seconds: float,
+        digits: int = 3,
+        rps_digits: int = 2,
+        **extra: Any,
+    ) -> Any:
+        """The figures of successful calls' `times` (ms) over `seconds`; `extra` for subclasses' fields."""
+        ordered = sorted(times)
+        return cls(
+            calls=calls,
+            errors=errors,
+            seconds=round(seconds, 3),
+            p50_ms=round(percentile(ordered, 50), digits),
+            p90_ms=round(percentile(ordered, 90), digits),
+            p99_ms=round(percentile(ordered, 99), digits),
+            mean_ms=round(sum(ordered) / len(ordered), digits) if ordered else math.nan,
+            rps=round(calls / seconds, rps_digits) if seconds > 0 else 0.0,
+            **extra,
+        )
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence (q in 0..100); NaN when empty."""
+    if not ordered:
+        return math.nan
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
-from tests.perf.locust_run import LatencyFigures, LocustRunError, locust_env
+from tests.perf.locust_run import LatencyFigures, LocustRunError, locust_env, percentile
 from tests.perf.locust_run import run_locust as run_locust_shared
 
 REPO = Path(__file__).resolve().parents[2]
@@ -415,14 +415,6 @@ class Figures(LatencyFigures):
     outside_inference_p50_ms: float = math.nan
 
 
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (q in 0..100); NaN when empty."""
-    if not ordered:
-        return math.nan
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
-
-
 def summarize(runs: Iterable[dict[str, Any]], warmup: float, server: str | None = None) -> Figures:
     """Figures over runs' samples, each run's first `warmup` seconds left out.
 
@@ -453,21 +445,14 @@ def summarize(runs: Iterable[dict[str, Any]], warmup: float, server: str | None 
                 if isinstance(sample.get("inference_ms"), int | float):
                     inference.append(sample["inference_ms"])
                     outside.append(sample["ms"] - sample["inference_ms"])
-    times.sort()
-    inference.sort()
-    outside.sort()
-    return Figures(
-        calls=calls,
-        errors=errors,
-        seconds=round(seconds, 3),
-        p50_ms=round(percentile(times, 50), 3),
-        p90_ms=round(percentile(times, 90), 3),
-        p99_ms=round(percentile(times, 99), 3),
-        mean_ms=round(sum(times) / len(times), 3) if times else math.nan,
-        rps=round(calls / seconds, 2) if seconds > 0 else 0.0,
+    return Figures.of(
+        times,
+        calls,
+        errors,
+        seconds,
         served_by=dict(served.most_common()),
-        inference_p50_ms=round(percentile(inference, 50), 3),
-        outside_inference_p50_ms=round(percentile(outside, 50), 3),
+        inference_p50_ms=round(percentile(sorted(inference), 50), 3),
+        outside_inference_p50_ms=round(percentile(sorted(outside), 50), 3),
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +27,7 @@ from edgefaas.vision.images import check_image, decode_image  # noqa: E402
 
 def tflite_model_path(scratch: Path) -> Path | None:
     """The expression model from wherever it is on this machine, or None."""
-    try:
-        return default_model_path()
-    except FileNotFoundError:
-        pass
-    tarball = triton.tarball_path()
-    if not tarball.exists():
-        return None
-    with tarfile.open(tarball) as tar:
-        tar.extract(f"models-data/{triton.TFLITE_MODEL}", scratch, filter="data")
-    return scratch / "models-data" / triton.TFLITE_MODEL
+    return triton.expression_model(scratch)
 
 
 @pytest.fixture(scope="module")

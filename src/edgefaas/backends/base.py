@@ -130,6 +130,20 @@ class FunctionSpec:
         return [Constraint.parse(text) for text in self.constraints]
 
     @property
+    def exec_timeout(self) -> float:
+        """Seconds the runtime lets one call run (OpenFaaS's exec_timeout); 30 when unset or unreadable.
+
+        Backends give a retiring replica this long, plus a margin, to finish its calls.
+        """
+        from edgefaas.runtime.server import parse_duration
+
+        raw = self.env_vars.get("exec_timeout") or self.env_vars.get("EDGEFAAS_EXEC_TIMEOUT") or "30"
+        try:
+            return parse_duration(raw) or 30.0
+        except ValueError:
+            return 30.0
+
+    @property
     def code_sha256(self) -> str | None:
         return hashlib.sha256(self.code.encode()).hexdigest() if self.code is not None else None
 

@@ -53,7 +53,7 @@ from typing import Any, ClassVar, TypeVar
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from edgefaas.runtime.server import HEALTH_PATH, READY_PATH, parse_duration
+from edgefaas.runtime.server import HEALTH_PATH, READY_PATH
 
 from .base import (
     ARCH_LABEL,
@@ -140,12 +140,7 @@ def node_selector(spec: FunctionSpec) -> dict[str, str]:
 
 def _drain_seconds(spec: FunctionSpec) -> int:
     """How long a leaving pod may take to finish its calls: the runtime's exec timeout and a margin."""
-    raw = spec.env_vars.get("exec_timeout") or spec.env_vars.get("EDGEFAAS_EXEC_TIMEOUT") or "30"
-    try:
-        seconds = parse_duration(raw)
-    except ValueError:
-        seconds = 30.0
-    return int(seconds or 30) + 5
+    return int(spec.exec_timeout) + 5
 
 
 def _user_labels(labels: Mapping[str, str]) -> dict[str, str]:

@@ -42,7 +42,7 @@ from typing import ClassVar
 
 import edgefaas
 from edgefaas.runtime.hostinfo import describe_host
-from edgefaas.runtime.server import READY_PATH, parse_duration
+from edgefaas.runtime.server import READY_PATH
 
 from .base import (
     ARCH_LABEL,
@@ -100,11 +100,7 @@ class _Function:
 
 def _drain_grace(spec: FunctionSpec) -> float:
     """How long a retiring replica may take to finish its calls: its exec timeout, plus a margin."""
-    raw = spec.env_vars.get("exec_timeout") or spec.env_vars.get("EDGEFAAS_EXEC_TIMEOUT") or "30"
-    try:
-        return parse_duration(raw) + 5.0
-    except ValueError:
-        return 35.0
+    return spec.exec_timeout + 5.0
 
 
 class LocalBackend(Backend):

