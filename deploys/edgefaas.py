@@ -18,9 +18,8 @@ outside Kubernetes for the same reasons.
 
 How it reaches Kubernetes: not with K3S's admin kubeconfig (root-only, cluster-admin)
 but as its own ServiceAccount, allowed to manage Deployments, Services and ConfigMaps in
-one namespace and to read nodes. The deploy applies the account with kubectl whenever
-the gateway's own kubeconfig cannot do that (first run, or someone deleted the namespace);
-its token goes into a kubeconfig only the gateway's user can read. The gateway runs as
+one namespace, to read nodes, and to read the Events that say why the node authentication
+server removed a node (edgefaas.deploy_kube_account). The gateway runs as
 the unprivileged `edgefaas` user, with systemd hardening.
 
 Settings (host data): edgefaas_functions and edgefaas_public_functions (in
@@ -44,6 +43,7 @@ from pyinfra.operations.util import any_changed
 
 from edgefaas.control_plane_acl import open_ports
 from edgefaas.deploy_artifacts import artifact
+from edgefaas.deploy_kube_account import service_account
 from edgefaas.deploy_services import keep_running
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ ACCOUNT = "edgefaas-gateway"
 SYNC_SCRIPT = "/usr/local/sbin/edgefaas-functions"
 # What makes a deployed function differ from the wanted one (the sync script compares the same).
 COMPARED = ("codeSha256", "constraints", "limits", "public", "envVars")
-KUBECONFIG_SCRIPT = "/usr/local/sbin/edgefaas-gateway-kubeconfig"
+OLD_KUBECONFIG_SCRIPT = "/usr/local/sbin/edgefaas-gateway-kubeconfig"
 
 
 def setting(key: str):
@@ -99,20 +99,6 @@ class K3sImage(FactBase):
 
     def process(self, output: list[str]) -> bool:
         return bool(output) and output[0].strip() == "present"
-
-
-class GatewayAccess(FactBase):
-    """Whether the gateway's kubeconfig lets it run functions in its namespace and read nodes."""
-
-    def command(self, kubeconfig: str, namespace: str) -> str:
-        can = f"kubectl --kubeconfig {kubeconfig} auth can-i"
-        return (
-            f"test -r {kubeconfig} && {can} create deployments -n {namespace} 2>/dev/null "
-            f"&& {can} list nodes 2>/dev/null || echo no"
-        )
-
-    def process(self, output: list[str]) -> bool:
-        return [line.strip() for line in output] == ["yes", "yes"]
 
 
 class GatewayFunctions(FactBase):
@@ -267,39 +253,18 @@ if "k3s_server" in host.groups:
             mode="600",
         )
 
-    rbac = files.template(
-        name="Write the gateway's Kubernetes account: namespace, role, token",
-        src=str(TEMPLATES / "gateway-account.yaml.j2"),
-        dest=RBAC,
-        mode="644",
-        namespace=namespace,
+    kubeconfig = service_account(
+        what="gateway",
+        template=TEMPLATES / "gateway-account.yaml.j2",
+        rbac_file=RBAC,
         account=ACCOUNT,
-    )
-    files.template(
-        name="Install the gateway kubeconfig writer",
-        src=str(TEMPLATES / "edgefaas-gateway-kubeconfig.j2"),
-        dest=KUBECONFIG_SCRIPT,
-        mode="755",
         namespace=namespace,
-        secret=f"{ACCOUNT}-token",
-        account=ACCOUNT,
-        path=KUBECONFIG,
+        kubeconfig=KUBECONFIG,
         service_user=user,
-        server=f"https://127.0.0.1:{host.data.get('k3s_api_port', 6443)}",
-        timeout=60,
+        checks=[f"create deployments -n {namespace}", "list nodes", "list events -n default"],
     )
-    # Asked of the cluster with the gateway's own credentials, so a deleted namespace or
-    # token is put back by the next run, and a run with nothing missing changes nothing.
-    has_access = host.get_fact(GatewayAccess, kubeconfig=KUBECONFIG, namespace=namespace)
-    account = server.shell(
-        name=f"Give the gateway its own Kubernetes account, limited to namespace {namespace}",
-        commands=[f"kubectl apply -f {RBAC}"],
-        _if=lambda: rbac.did_change() or not has_access,
-    )
-    kubeconfig = server.shell(
-        name="Write the gateway's kubeconfig from its account's token (0600)",
-        commands=[KUBECONFIG_SCRIPT],
-        _if=account.did_change,
+    files.file(  # its place before the writer was shared with deploys/nodeauth.py
+        name="Remove the gateway's old kubeconfig writer", path=OLD_KUBECONFIG_SCRIPT, present=False
     )
 
     open_ports("edgefaas", [f"{port}/tcp EdgeFaaS gateway"], f"the gateway's port {port}/tcp")

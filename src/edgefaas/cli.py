@@ -199,10 +199,12 @@ def lab_artifacts() -> None:
 
 def _attach_subcommands() -> None:
     from edgefaas.gateway.cli import gateway
+    from edgefaas.nodeauth.cli import nodeauth
     from edgefaas.parsec.cli import parsec
 
     main.add_command(parsec)
     main.add_command(gateway)
+    main.add_command(nodeauth)
 
 
 _attach_subcommands()

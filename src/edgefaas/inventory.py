@@ -82,6 +82,8 @@ def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, An
             "lab_gateway": state.spec.gateway,
             # One cluster token per lab, kept beside the lab's SSH key.
             "k3s_token_file": str(state.dir / "k3s-token"),
+            # And the key every device's enrollment secret derives from (deploys/nodeauth.py).
+            "nodeauth_enrollment_key_file": str(state.dir / "nodeauth-enrollment-key"),
             # Lab devices are containers on a shared kernel: they cannot lower OOM scores,
             # and nf_conntrack_max is the lab machine's, read-only inside them.
             "k3s_restrict_oom_score_adj": True,

@@ -20,6 +20,9 @@ class FakeParsec:
     def generate_ecc_sign_key(self, name: str) -> None:
         self.keys[name] = ec.generate_private_key(ec.SECP256R1())
 
+    def destroy_key(self, name: str) -> None:
+        del self.keys[name]
+
     def export_public_key(self, name: str, format: str = "der") -> bytes:
         return (
             self.keys[name]

@@ -105,6 +105,7 @@ class FakeCluster:
             "Service": {},
             "ConfigMap": {},
             "Pod": {},
+            "Event": {},
         }
         self.nodes = (
             nodes if nodes is not None else [node("sonic-1", "sonic"), node("jetson-1", "jetson", gpus=1)]
@@ -239,6 +240,7 @@ _KINDS = {
     "service": "Service",
     "config_map": "ConfigMap",
     "pod": "Pod",
+    "event": "Event",
 }
 
 
@@ -654,6 +656,55 @@ def test_nodes_report_profile_resources_gpus_and_functions(backend):
     assert nodes["sonic-1"].cpu == {"count": 4, "allocatable": 3.5}
     assert nodes["sonic-1"].memory["total_bytes"] == 8 * 1024**3
     assert nodes["jetson-1"].arch == "arm64" and nodes["jetson-1"].ready
+
+
+def test_certification_is_shown_only_where_the_node_authentication_server_labels_nodes(cluster, backend):
+    assert all(n.certification is None for n in backend.nodes())  # no nodeauth in this cluster
+    sonic, jetson = cluster.nodes
+    sonic["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = "true"
+    jetson["metadata"]["labels"]["edgefaas.io/certified"] = "true"
+    jetson["metadata"]["annotations"] = {
+        "edgefaas.io/certified-at": "2026-11-22T20:00:00+00:00",
+        "edgefaas.io/certificate-serial": "1f",
+    }
+    cluster.nodes.append(node("jetson-2", "jetson"))
+    cluster.nodes[2]["metadata"]["annotations"] = {"edgefaas.io/quarantined": "no agent listens"}
+    nodes = {n.name: n.to_json() for n in backend.nodes()}
+    assert nodes["sonic-1"]["role"] == "server" and nodes["jetson-1"]["role"] == "agent"
+    assert nodes["sonic-1"]["certification"]["state"] == "authority"
+    assert nodes["jetson-1"]["certification"] == {
+        "state": "certified",
+        "reason": None,
+        "at": "2026-11-22T20:00:00+00:00",
+        "serial": "1f",
+    }
+    assert nodes["jetson-2"]["certification"] == {"state": "pending", "reason": "no agent listens"}
+
+
+def test_node_removals_come_from_the_authentication_servers_events_newest_first(cluster, backend):
+    import datetime as dt
+
+    def event(name: str, reason: str, node_name: str, minute: int) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "labels": {}},
+            "involvedObject": {"kind": "Node", "name": node_name},
+            "reason": reason,
+            "message": f"removed from the cluster: {name}",
+            "lastTimestamp": dt.datetime(2026, 11, 22, 20, minute, tzinfo=dt.UTC),
+        }
+
+    cluster.objects["Event"] = {
+        "a": event("a", "CertificationFailed", "jetson-9", 1),
+        "b": event("b", "Certified", "jetson-1", 2),
+        "c": event("c", "CertificationFailed", "sonic-7", 3),
+    }
+    removals = backend.node_removals()
+    assert [r["node"] for r in removals] == ["sonic-7", "jetson-9"]
+    assert removals[0] == {
+        "node": "sonic-7",
+        "reason": "removed from the cluster: c",
+        "at": "2026-11-22T20:03:00+00:00",
+    }
 
 
 def test_logs_come_from_the_functions_pods_without_their_timestamps(backend):

@@ -22,7 +22,12 @@ class FakeCore:
 
     def list_node(self):
         node = NS(
-            metadata=NS(name="jetson-1", labels={"edgefaas.io/profile": "jetson"}),
+            metadata=NS(
+                name="jetson-1",
+                labels={"edgefaas.io/profile": "jetson"},
+                annotations=None,
+                creation_timestamp=None,
+            ),
             status=NS(
                 addresses=[
                     NS(type="Hostname", address="jetson-1"),
@@ -103,3 +108,17 @@ def test_certifying_labels_annotates_and_records_an_event():
         },
     )
     assert core.calls[1][1] == "Certified"
+
+
+def test_a_quarantined_node_is_cordoned_with_an_event_and_certifying_lifts_it():
+    core = FakeCore()
+    nodes(core).quarantine("jetson-1", "no agent yet")
+    assert core.calls[0][:2] == ("event", "AwaitingCertification")
+    patch = core.calls[1][2]
+    assert patch["spec"] == {"unschedulable": True}
+    assert patch["metadata"]["annotations"]["edgefaas.io/quarantined"] == "no agent yet"
+    core.calls.clear()
+    nodes(core).certify("jetson-1", {"edgefaas.io/certified": "true"}, {}, uncordon=True)
+    patch = core.calls[0][2]
+    assert patch["spec"] == {"unschedulable": False}
+    assert patch["metadata"]["annotations"]["edgefaas.io/quarantined"] is None  # deleted by the patch

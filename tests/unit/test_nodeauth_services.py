@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,7 +16,7 @@ import pytest
 from edgefaas.nodeauth.agent import Agent, serve
 from edgefaas.nodeauth.certificates import NODE_KEY, CertificateAuthority, certificate_request
 from edgefaas.nodeauth.flow import server_public_key
-from edgefaas.nodeauth.server import CERTIFIED_LABEL, Certifier, Node, ask_agent
+from edgefaas.nodeauth.server import CERTIFIED_LABEL, QUARANTINED, Certifier, Node, ask_agent
 
 from .parsec_fakes import FakeParsecWithRsa
 
@@ -28,14 +30,25 @@ class FakeNodes:
         self.current = {n.name: n for n in nodes}
         self.removed: dict[str, str] = {}
         self.annotations: dict[str, dict[str, str]] = {}
+        self.cordoned: set[str] = set()
+        self.certified_times: dict[str, int] = {}
 
     def nodes(self) -> list[Node]:
         return list(self.current.values())
 
-    def certify(self, node: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
+    def certify(self, node: str, labels: dict[str, str], annotations: dict[str, str], uncordon: bool) -> None:
         old = self.current[node]
-        self.current[node] = Node(old.name, old.address, {**old.labels, **labels})
+        kept = {k: v for k, v in old.annotations.items() if not (uncordon and k == QUARANTINED)}
+        self.current[node] = Node(old.name, old.address, {**old.labels, **labels}, {**kept, **annotations})
         self.annotations[node] = annotations
+        self.certified_times[node] = self.certified_times.get(node, 0) + 1
+        if uncordon:
+            self.cordoned.discard(node)
+
+    def quarantine(self, node: str, reason: str) -> None:
+        old = self.current[node]
+        self.current[node] = Node(old.name, old.address, old.labels, {**old.annotations, QUARANTINED: reason})
+        self.cordoned.add(node)
 
     def remove(self, node: str, reason: str) -> None:
         del self.current[node]
@@ -76,7 +89,7 @@ def test_a_node_with_a_good_certificate_is_labelled_certified_once(tmp_path, aut
     port, _ = agent_for(tmp_path, "jetson-1", authority[1])
     nodes = FakeNodes([Node("sonic-1", "127.0.0.9", {}), Node("jetson-1", "127.0.0.1", {})])
     server = certifier(authority, nodes, port)
-    assert server.review()["jetson-1"].certified
+    assert server.review()["jetson-1"].verdict.certified
     assert nodes.current["jetson-1"].labels[CERTIFIED_LABEL] == "true"
     assert set(nodes.annotations["jetson-1"]) == {
         "edgefaas.io/certified-at",
@@ -99,18 +112,91 @@ def test_a_revoked_node_is_removed_on_the_next_review(tmp_path, authority):
     nodes = FakeNodes([Node("jetson-1", "127.0.0.1", {})])
     revoked: set[int] = set()
     server = certifier(authority, nodes, port, revoked=lambda: revoked)
-    revoked.add(server.review()["jetson-1"].serial)
+    revoked.add(server.review()["jetson-1"].verdict.serial)
     server.review()
     assert "revoked" in nodes.removed["jetson-1"]
 
 
-def test_no_agent_is_a_removal_not_a_crash(authority):
+def free_port() -> int:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+def test_no_agent_is_a_removal_not_a_crash(authority):
     nodes = FakeNodes([Node("sonic-3", "127.0.0.1", {})])
-    certifier(authority, nodes, port).review()
-    assert "no answer from an agent" in nodes.removed["sonic-3"]
+    certifier(authority, nodes, free_port()).review()
+    assert "no authentication agent answers" in nodes.removed["sonic-3"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def test_a_node_whose_agent_is_not_up_yet_waits_cordoned_then_is_certified_and_uncordoned(
+    tmp_path, authority
+):
+    port = free_port()
+    nodes = FakeNodes([Node("jetson-1", "127.0.0.1", {})])
+    clock = Clock()
+    server = certifier(authority, nodes, port, grace=60, clock=clock)
+    assert server.review()["jetson-1"].action == "quarantined"
+    assert "jetson-1" in nodes.cordoned and not nodes.removed
+    clock.now += dt.timedelta(seconds=30)
+    assert server.review()["jetson-1"].action == "waiting"  # cordoned once, not again
+    # The device's agent starts (on the port the server asks), holding a certificate.
+    parsec = FakeParsecWithRsa()
+    certificate = tmp_path / "jetson-1.crt"
+    certificate.write_bytes(authority[1].issue(certificate_request(parsec, "jetson-1")))
+    running(serve(Agent(parsec, certificate, (), NODE_KEY), "127.0.0.1", port))
+    assert server.review()["jetson-1"].action == "certified"
+    assert "jetson-1" not in nodes.cordoned and QUARANTINED not in nodes.current["jetson-1"].annotations
+
+
+def test_a_node_whose_agent_never_comes_is_removed_when_the_grace_ends(authority):
+    nodes = FakeNodes([Node("jetson-1", "127.0.0.1", {})])
+    clock = Clock()
+    server = certifier(authority, nodes, free_port(), grace=60, clock=clock)
+    server.review()
+    clock.now += dt.timedelta(seconds=61)
+    assert server.review()["jetson-1"].action == "removed"
+    assert "no authentication agent answers" in nodes.removed["jetson-1"]
+
+
+def test_an_impostor_gets_no_grace(tmp_path, authority):
+    port, _ = agent_for(tmp_path, "jetson-2", CertificateAuthority(FakeParsecWithRsa()))
+    nodes = FakeNodes([Node("jetson-2", "127.0.0.1", {})])
+    assert certifier(authority, nodes, port, grace=600).review()["jetson-2"].action == "removed"
+
+
+def test_a_server_restarted_mid_flow_certifies_each_node_once_and_loses_none(tmp_path, authority):
+    port, _ = agent_for(tmp_path, "jetson-1", authority[1])
+    nodes = FakeNodes([Node("jetson-1", "127.0.0.1", {}), Node("sonic-2", "127.0.0.1", {})])
+    crashing = certifier(authority, nodes, port)
+    calls = 0
+    real_ask = crashing.ask
+
+    def crash_after_first(address, challenge):  # the server dies during the second node's flow
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        return real_ask(address, challenge)
+
+    crashing.ask = crash_after_first
+    with pytest.raises(KeyboardInterrupt):
+        crashing.review()
+    restarted = certifier(authority, nodes, port)  # a new process: only the cluster's labels remain
+    restarted.review()
+    restarted.review()
+    certified = {n for n, node in nodes.current.items() if node.labels.get(CERTIFIED_LABEL) == "true"}
+    # jetson-1 certified once; sonic-2 (an agent answering with jetson-1's certificate) removed.
+    assert nodes.certified_times == {"jetson-1": 1} and certified == {"jetson-1"}
+    assert "certificate rejected" in nodes.removed["sonic-2"]
 
 
 class Misbehaving(BaseHTTPRequestHandler):
@@ -134,7 +220,12 @@ class Misbehaving(BaseHTTPRequestHandler):
 
 @pytest.mark.parametrize(
     ("mode", "reason"),
-    [("garbage", "no answer"), ("slow", "timed out"), ("close", "no answer"), ("wrong", "malformed answer")],
+    [
+        ("garbage", "no valid answer"),
+        ("slow", "timed out"),
+        ("close", "no valid answer"),
+        ("wrong", "malformed answer"),
+    ],
 )
 def test_an_agent_that_misbehaves_is_refused_with_the_reason(authority, mode, reason):
     handler = type("Handler", (Misbehaving,), {"mode": mode})
@@ -159,3 +250,18 @@ def test_the_agent_answers_only_the_server_and_refuses_bad_requests(tmp_path, au
         refused.value.code == 403
         and "not the authentication server" in json.loads(refused.value.read())["error"]
     )
+
+
+def test_a_port_that_drops_connections_is_an_agent_not_there_yet_but_a_stalling_agent_fails(authority):
+    nodes = FakeNodes([Node("sonic-2", "127.0.0.1", {}), Node("jetson-3", "127.0.0.1", {})])
+    server = certifier(authority, nodes, free_port(), grace=60, clock=Clock())
+
+    def ask(address, challenge):
+        if challenge["node"] == "sonic-2":  # SONiC's ACL drops the SYN: connecting times out
+            raise urllib.error.URLError(TimeoutError("timed out"))
+        raise TimeoutError("timed out")  # connected, then no answer in time
+
+    server.ask = ask
+    decided = server.review()
+    assert decided["sonic-2"].action == "quarantined" and "sonic-2" in nodes.cordoned
+    assert decided["jetson-3"].action == "removed" and "timed out" in nodes.removed["jetson-3"]

@@ -228,6 +228,8 @@ class NodeInfo:
     gpus: tuple[Mapping[str, str], ...]
     labels: Mapping[str, str]
     functions: tuple[str, ...]
+    role: str = ""
+    certification: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -241,6 +243,8 @@ class NodeInfo:
             "gpus": [dict(g) for g in self.gpus],
             "labels": dict(self.labels),
             "functions": list(self.functions),
+            "role": self.role,
+            "certification": dict(self.certification) if self.certification is not None else None,
         }
 
 
@@ -286,6 +290,10 @@ class Backend(ABC):
 
     @abstractmethod
     def nodes(self) -> list[NodeInfo]: ...
+
+    def node_removals(self) -> list[dict[str, Any]]:
+        """Nodes the node authentication server removed: {node, reason, at}, newest first."""
+        return []
 
     def logs(self, name: str, tail: int = 100) -> list[str]:
         """The function's last log lines (its stdout), oldest first."""

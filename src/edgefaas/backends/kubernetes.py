@@ -53,6 +53,7 @@ from typing import Any, ClassVar, TypeVar
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from edgefaas.nodeauth.server import CERTIFICATE_SERIAL, CERTIFIED_AT, CERTIFIED_LABEL, QUARANTINED
 from edgefaas.runtime.server import HEALTH_PATH, READY_PATH
 
 from .base import (
@@ -70,6 +71,8 @@ from .base import (
     Unsupported,
 )
 
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+MASTER_LABEL = "node-role.kubernetes.io/master"
 log = logging.getLogger("edgefaas.backends.kubernetes")
 
 T = TypeVar("T")
@@ -637,7 +640,29 @@ class KubernetesBackend(Backend):
                 name = _annotations(pod).get(NAME_ANNOTATION)
                 if name:
                     placed.setdefault(pod.spec.node_name, set()).add(name)
-        return [self._node_info(node, placed.get(node.metadata.name, set())) for node in nodes]
+        # Certification is shown only where the node authentication server runs (it labels nodes).
+        certifying = any(
+            CERTIFIED_LABEL in _labels(n) or QUARANTINED in (n.metadata.annotations or {}) for n in nodes
+        )
+        return [self._node_info(node, placed.get(node.metadata.name, set()), certifying) for node in nodes]
+
+    def node_removals(self) -> list[dict[str, Any]]:
+        try:
+            events = self._call(self.core.list_namespaced_event, "default").items
+        except ApiException as exc:
+            raise self._refused(exc, "list the node authentication server's events") from None
+        removals = []
+        for event in events:
+            if event.reason == "CertificationFailed" and event.involved_object.kind == "Node":
+                when = event.last_timestamp or event.first_timestamp or event.metadata.creation_timestamp
+                removals.append(
+                    {
+                        "node": event.involved_object.name,
+                        "reason": event.message or "",
+                        "at": when.isoformat() if when else None,
+                    }
+                )
+        return sorted(removals, key=lambda r: r["at"] or "", reverse=True)[:100]
 
     def logs(self, name: str, tail: int = 100) -> list[str]:
         obj = object_name(name)
@@ -1015,8 +1040,23 @@ class KubernetesBackend(Backend):
         )
 
     @staticmethod
-    def _node_info(node: Any, functions: set[str]) -> NodeInfo:
+    def _node_info(node: Any, functions: set[str], certifying: bool = False) -> NodeInfo:
         labels = _labels(node)
+        annotations = dict(node.metadata.annotations or {})
+        server = labels.get(CONTROL_PLANE_LABEL) == "true" or labels.get(MASTER_LABEL) == "true"
+        certification: dict[str, Any] | None = None
+        if certifying and labels.get(CERTIFIED_LABEL) == "true":
+            certification = {
+                "state": "certified",
+                "reason": None,
+                "at": annotations.get(CERTIFIED_AT),
+                "serial": annotations.get(CERTIFICATE_SERIAL),
+            }
+        elif certifying and server:
+            certification = {"state": "authority", "reason": "the K3S server certifies the other nodes"}
+        elif certifying:
+            reason = annotations.get(QUARANTINED) or "not certified yet"
+            certification = {"state": "pending", "reason": reason}
         status = node.status
         capacity = dict(status.capacity or {})
         allocatable = dict(status.allocatable or {})
@@ -1045,6 +1085,8 @@ class KubernetesBackend(Backend):
             gpus=gpus,
             labels=labels,
             functions=tuple(sorted(functions)),
+            role="server" if server else "agent",
+            certification=certification,
         )
 
 

@@ -188,6 +188,29 @@ NODE: Schema = {
         "gpus": {"type": "array", "items": {"type": "object"}},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "functions": {"type": "array", "items": {"type": "string"}},
+        "role": {"type": "string", "description": "K3S role: server or agent ('' where unknown)"},
+        "certification": {
+            "type": "object",
+            "nullable": True,
+            "description": "edge-node certification (deploys/nodeauth.py); null where not applicable",
+            "required": ["state"],
+            "properties": {
+                "state": {"type": "string", "enum": ["certified", "pending", "authority"]},
+                "reason": {"type": "string", "nullable": True},
+                "at": {"type": "string", "nullable": True},
+                "serial": {"type": "string", "nullable": True},
+            },
+        },
+    },
+}
+
+NODE_REMOVAL: Schema = {
+    "type": "object",
+    "required": ["node", "reason", "at"],
+    "properties": {
+        "node": {"type": "string"},
+        "reason": {"type": "string"},
+        "at": {"type": "string", "nullable": True},
     },
 }
 

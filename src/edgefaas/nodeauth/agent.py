@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from edgefaas.nodeauth.flow import answer
+from edgefaas.nodeauth.http import json_service
 
-MAX_BODY = 64 * 1024
 log = logging.getLogger("edgefaas.nodeauth.agent")
 
 
@@ -53,38 +53,6 @@ class Agent:
         return 200, reply
 
 
-def handler(agent: Agent) -> Callable[..., BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                status, reply = 413, {"error": f"body over {MAX_BODY} bytes"}
-            else:
-                body = self.rfile.read(length) if length > 0 else b""
-                try:
-                    status, reply = agent.respond(self.client_address[0], method, self.path, body)
-                except Exception as exc:  # Parsec down and the like: the server records the reason
-                    log.exception("challenge failed")
-                    status, reply = 503, {"error": f"{type(exc).__name__}: {exc}"}
-            data = json.dumps(reply).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def log_message(self, format: str, *args: Any) -> None:  # the agent logs its own lines
-            return
-
-    return Handler
-
-
 def serve(agent: Agent, host: str, port: int) -> ThreadingHTTPServer:
     """A started server (call serve_forever); port 0 picks a free one."""
-    return ThreadingHTTPServer((host, port), handler(agent))
+    return json_service(agent.respond, host, port, log)

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from edgefaas.nodeauth.server import Node
+from edgefaas.nodeauth.server import CERTIFICATE_SERIAL, QUARANTINED, Node
 
 COMPONENT = "edgefaas-nodeauth"
 
@@ -28,17 +28,40 @@ class KubernetesNodes:
         for item in self.core.list_node().items:
             addresses = {a.type: a.address for a in (item.status.addresses or [])}
             address = addresses.get("InternalIP") or addresses.get("Hostname") or item.metadata.name
-            found.append(Node(item.metadata.name, address, dict(item.metadata.labels or {})))
+            found.append(
+                Node(
+                    item.metadata.name,
+                    address,
+                    dict(item.metadata.labels or {}),
+                    dict(item.metadata.annotations or {}),
+                    item.metadata.creation_timestamp,
+                )
+            )
         return found
 
-    def certify(self, node: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
-        self.core.patch_node(node, {"metadata": {"labels": labels, "annotations": annotations}})
-        self._event(
-            node,
-            "Certified",
-            "Normal",
-            f"certified: serial {annotations.get('edgefaas.io/certificate-serial')}",
-        )
+    def certify(
+        self, node: str, labels: dict[str, str], annotations: dict[str, str], uncordon: bool = False
+    ) -> None:
+        patch: dict[str, Any] = {"metadata": {"labels": labels, "annotations": {**annotations}}}
+        if uncordon:  # lifted only where quarantine() cordoned the node
+            patch["metadata"]["annotations"][QUARANTINED] = None
+            patch["spec"] = {"unschedulable": False}
+        self.core.patch_node(node, patch)
+        self._event(node, "Certified", "Normal", f"certified: serial {annotations.get(CERTIFICATE_SERIAL)}")
+
+    def quarantine(self, node: str, reason: str) -> None:
+        """Cordon a node whose agent is not there yet, and say so; certify() lifts it."""
+        from kubernetes.client.exceptions import ApiException
+
+        self._event(node, "AwaitingCertification", "Warning", f"cordoned until certified: {reason}")
+        try:
+            self.core.patch_node(
+                node,
+                {"metadata": {"annotations": {QUARANTINED: reason[:250]}}, "spec": {"unschedulable": True}},
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def remove(self, node: str, reason: str) -> None:
         from kubernetes.client.exceptions import ApiException

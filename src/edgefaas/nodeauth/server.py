@@ -1,13 +1,21 @@
 """The authentication server on the K3S server: certify every node, remove those that fail.
 
-For each node the server has not certified (and, on each review, each certified one, so
-a revoked certificate is noticed), it sends a challenge to the node's authentication
+For each node the server has not certified (and, on each full review, each certified one,
+so a revoked certificate is noticed), it sends a challenge to the node's authentication
 agent and judges the answer (edgefaas.nodeauth.flow). Certified: the node is labelled
-`edgefaas.io/certified=true` and annotated with when and which certificate. Refused, no
-agent, or no answer in time: the node is cordoned, its pods are evicted, it is deleted
-from the cluster, and a Kubernetes Event on it says why. The state lives in the node's
-own labels, so a server restarted mid-flow simply reviews again: no node is certified
-twice or forgotten. The K3S server itself is exempt: it is the authority.
+`edgefaas.io/certified=true` and annotated with when and which certificate. Refused,
+garbage, a closed connection or no answer in time: the node is cordoned, its pods are
+evicted, it is deleted from the cluster, and a Kubernetes Event on it says why.
+
+One case waits: a node whose agent is not there yet (connection refused, or the agent
+holds no certificate yet) is quarantined, cordoned with an Event, for `grace` seconds,
+then removed if it still cannot answer. A device's K3S agent may register before its
+authentication agent has started or enrolled (at boot, or while a deploy is still
+running); removing it at once would leave it out of the cluster until K3S restarts.
+
+The state lives in the nodes' own labels and annotations, so a server restarted mid-flow
+simply reviews again: no node is certified twice or forgotten. The K3S server itself is
+exempt: it is the authority.
 
 Kubernetes is reached through the narrow NodeApi (KubernetesNodes in production), so the
 decisions are tested without a cluster.
@@ -18,17 +26,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edgefaas.nodeauth.flow import Verdict, judge, new_challenge
 
+# Answers that mean "no agent here yet" rather than "an agent that fails": they get the grace.
+NOT_YET = (409, 503)
+
 CERTIFIED_LABEL = "edgefaas.io/certified"
 CERTIFIED_AT = "edgefaas.io/certified-at"
 CERTIFICATE_SERIAL = "edgefaas.io/certificate-serial"
+QUARANTINED = "edgefaas.io/quarantined"
 AGENT_PORT = 8471
 log = logging.getLogger("edgefaas.nodeauth.server")
 
@@ -38,12 +51,27 @@ class Node:
     name: str
     address: str
     labels: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    joined: dt.datetime | None = None  # when it registered (its creationTimestamp)
 
 
 class NodeApi(Protocol):
     def nodes(self) -> list[Node]: ...
-    def certify(self, node: str, labels: dict[str, str], annotations: dict[str, str]) -> None: ...
+    def certify(
+        self, node: str, labels: dict[str, str], annotations: dict[str, str], uncordon: bool
+    ) -> None: ...
+    def quarantine(self, node: str, reason: str) -> None: ...
     def remove(self, node: str, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one review did to one node, and how long its authentication took."""
+
+    verdict: Verdict
+    action: str  # certified | confirmed | quarantined | waiting | removed
+    seconds: float
+    joined: dt.datetime | None = None
 
 
 Ask = Callable[[str, dict[str, str]], Any]
@@ -75,41 +103,74 @@ class Certifier:
         ca_certificate: bytes,
         public_key: bytes,
         exempt: set[str],
-        revoked: Callable[[], set[int]] = set,
+        revoked: Callable[[], set[int] | frozenset[int]] = set,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        grace: float = 0.0,
     ) -> None:
         self.api, self.ask, self.parsec = nodes, ask, parsec
         self.ca_certificate, self.public_key = ca_certificate, public_key
-        self.exempt, self.revoked, self.clock = exempt, revoked, clock
+        self.exempt, self.revoked, self.clock, self.grace = exempt, revoked, clock, grace
+        self.absent_since: dict[str, dt.datetime] = {}  # nodes whose agent is not there yet
 
-    def authenticate(self, node: Node) -> Verdict:
-        """The flow against one node's agent; a silent, slow or broken agent is a refusal."""
+    def authenticate(self, node: Node) -> tuple[Verdict, bool]:
+        """The flow against one node's agent, and whether a refusal means "no agent yet"."""
         challenge = new_challenge(node.name, self.public_key)
         try:
             reply = self.ask(node.address, challenge)
         except urllib.error.HTTPError as exc:
-            return Verdict(False, f"the agent at {node.address} answered {exc.code}")
-        except (OSError, ValueError) as exc:  # refused, timed out, closed, or not JSON
-            return Verdict(False, f"no answer from an agent at {node.address}: {exc}")
-        return judge(self.parsec, challenge, reply, self.ca_certificate, frozenset(self.revoked()))
+            return Verdict(False, f"the agent at {node.address} answered {exc.code}"), exc.code in NOT_YET
+        except urllib.error.URLError as exc:
+            # Refused, or no connection in time (a SONiC ACL drops what it was not told to open):
+            # no agent there yet. An agent that accepted and then stalls is a failure below.
+            if isinstance(exc.reason, ConnectionRefusedError | TimeoutError):
+                return Verdict(
+                    False, f"no authentication agent answers at {node.address}: {exc.reason}"
+                ), True
+            return Verdict(False, f"no valid answer from the agent at {node.address}: {exc.reason}"), False
+        except (OSError, ValueError) as exc:  # timed out, closed, or not JSON
+            return Verdict(False, f"no valid answer from the agent at {node.address}: {exc}"), False
+        verdict = judge(self.parsec, challenge, reply, self.ca_certificate, frozenset(self.revoked()))
+        return verdict, False
 
-    def review(self) -> dict[str, Verdict]:
-        """One pass over the cluster's nodes; what was decided for each (exempt ones left out)."""
-        decided: dict[str, Verdict] = {}
-        for node in self.api.nodes():
-            if node.name in self.exempt:
+    def review(self, full: bool = True) -> dict[str, Decision]:
+        """One pass over the cluster's nodes (certified ones only if `full`); what was done to each."""
+        decided: dict[str, Decision] = {}
+        nodes = self.api.nodes()
+        for gone in set(self.absent_since) - {n.name for n in nodes}:
+            del self.absent_since[gone]
+        for node in nodes:
+            certified = node.labels.get(CERTIFIED_LABEL) == "true"
+            if node.name in self.exempt or (certified and not full):
                 continue
-            verdict = self.authenticate(node)
-            decided[node.name] = verdict
-            if verdict.certified:
-                if node.labels.get(CERTIFIED_LABEL) != "true":
-                    log.info("%s certified: %s", node.name, verdict.reason)
-                    self.api.certify(
-                        node.name,
-                        {CERTIFIED_LABEL: "true"},
-                        {CERTIFIED_AT: self.clock().isoformat(), CERTIFICATE_SERIAL: f"{verdict.serial:x}"},
-                    )
-            else:
-                log.warning("%s refused and removed: %s", node.name, verdict.reason)
-                self.api.remove(node.name, verdict.reason)
+            started = time.perf_counter()
+            verdict, not_yet = self.authenticate(node)
+            action = self._act(node, certified, verdict, not_yet)
+            decided[node.name] = Decision(verdict, action, time.perf_counter() - started, node.joined)
         return decided
+
+    def _act(self, node: Node, certified: bool, verdict: Verdict, not_yet: bool) -> str:
+        now = self.clock()
+        if verdict.certified:
+            self.absent_since.pop(node.name, None)
+            quarantined = QUARANTINED in node.annotations
+            if certified and not quarantined:
+                return "confirmed"
+            log.info("%s certified: %s", node.name, verdict.reason)
+            self.api.certify(
+                node.name,
+                {CERTIFIED_LABEL: "true"},
+                {CERTIFIED_AT: now.isoformat(), CERTIFICATE_SERIAL: f"{verdict.serial:x}"},
+                uncordon=quarantined,
+            )
+            return "certified"
+        waited = (now - self.absent_since.setdefault(node.name, now)).total_seconds() if not_yet else None
+        if waited is not None and waited < self.grace:
+            if certified or QUARANTINED in node.annotations:
+                return "waiting"
+            log.warning("%s quarantined for up to %.0f s: %s", node.name, self.grace, verdict.reason)
+            self.api.quarantine(node.name, verdict.reason)
+            return "quarantined"
+        self.absent_since.pop(node.name, None)
+        log.warning("%s refused and removed: %s", node.name, verdict.reason)
+        self.api.remove(node.name, verdict.reason)
+        return "removed"

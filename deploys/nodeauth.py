@@ -1,0 +1,240 @@
+"""Edge-node certification (Scenario 2, Demo 1): the authentication server and agents.
+
+    pyinfra -y inventories/lab.py deploys/nodeauth.py
+
+After deploys/k3s.py and deploys/parsec.py (both services keep their keys in Parsec).
+
+The K3S server gets the authentication server (`edgefaas-nodeauth-server`, port 8472): its
+CA key and its challenge key are made inside its Parsec, it runs as its own user with its
+own Kubernetes account, and it certifies every K3S node that joins, or removes it.
+
+Every K3S agent gets an enrollment secret for its own name, enrolls (a certificate for
+a key made inside its Parsec) and runs the authentication agent (`edgefaas-nodeauth-agent`,
+port 8471), which answers the server's address alone (and, on SONiC, the control-plane
+ACL opens the port to that address alone).
+
+Admitting a device is adding it to the inventory and running this deploy; revoking one is
+`edgefaas nodeauth revoke NODE` on the server (edgefaas.nodeauth.enrollment says how).
+The enrollment key that derives every device's secret is taken from host data
+`nodeauth_enrollment_key`, or from the file `nodeauth_enrollment_key_file` on the machine
+running pyinfra, made on first use (like the K3S token).
+"""
+
+import os
+import secrets
+import shlex
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host, inventory
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import DeployError
+from pyinfra.operations import files, server
+from pyinfra.operations.util import any_changed
+
+from edgefaas.control_plane_acl import open_ports
+from edgefaas.deploy_artifacts import artifact
+from edgefaas.deploy_kube_account import service_account
+from edgefaas.deploy_services import keep_running
+from edgefaas.nodeauth.enrollment import ENROLL_PORT, enrollment_secret
+from edgefaas.nodeauth.server import AGENT_PORT
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "nodeauth"
+USER = "edgefaas-nodeauth"
+CONFIG_DIR = "/etc/edgefaas/nodeauth"
+STATE_DIR = "/var/lib/edgefaas/nodeauth"
+KEY_FILE = f"{CONFIG_DIR}/enrollment.key"
+SECRET_FILE = f"{CONFIG_DIR}/enrollment.secret"
+KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
+ACCOUNT = "edgefaas-nodeauth"
+
+# Defaults for the settings this deploy reads from host data.
+DEFAULTS = {
+    "nodeauth_interval": 1.0,  # seconds between reviews of new nodes
+    "nodeauth_recheck": 30.0,  # seconds between reviews of every node (revocations take effect at once)
+    "nodeauth_grace": 120.0,  # seconds a new node may wait, cordoned, for its agent to start
+    "nodeauth_enrollment_key": None,
+    "nodeauth_enrollment_key_file": "~/.config/edgefaas/nodeauth-enrollment-key",
+}
+
+
+def setting(key: str):
+    value = host.data.get(key)
+    return DEFAULTS[key] if value is None else value
+
+
+def enrollment_key() -> bytes:
+    """The key every device's secret derives from: host data, else the operator's file."""
+    if setting("nodeauth_enrollment_key"):
+        return str(setting("nodeauth_enrollment_key")).encode()
+    path = Path(os.path.expanduser(setting("nodeauth_enrollment_key_file")))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+    key = path.read_text().strip().encode()
+    if len(key) < 32:
+        raise DeployError(f"{host.name}: the enrollment key in {path} is shorter than 32 characters")
+    return key
+
+
+def node_name(data_host) -> str:
+    return data_host.data.get("k3s_node_name") or data_host.name
+
+
+def address_of(data_host) -> str:
+    return data_host.data.get("k3s_node_ip") or data_host.data.get("ssh_hostname") or data_host.name
+
+
+class NodeCertificate(FactBase):
+    """Whether this node holds a valid certificate from the server's CA for its Parsec key."""
+
+    def command(self, venv: str, server_url: str, node: str) -> str:
+        enroll = (
+            f"runuser -u {USER} -- {venv}/bin/edgefaas nodeauth enroll --check "
+            f"--server-url {shlex.quote(server_url)} --secret-file {SECRET_FILE} --node {shlex.quote(node)} "
+            f"--state-dir {STATE_DIR}"
+        )
+        return f"id -u {USER} >/dev/null 2>&1 && {enroll} 2>/dev/null || echo needed"
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output] == ["valid"]
+
+
+servers = inventory.get_group("k3s_server")
+server_restarted = lambda: False  # noqa: E731 - replaced on the server by "its unit restarted"
+role = "server" if "k3s_server" in host.groups else "agent" if "k3s_agent" in host.groups else None
+if role is not None:
+    if not host.data.get("parsec_service"):
+        raise DeployError(
+            f"{host.name}: node certification keeps its keys in Parsec: set parsec_service = True "
+            "for this host (inventories/group_data) and run deploys/parsec.py first"
+        )
+    if not servers:
+        raise DeployError(
+            f"{host.name}: the inventory has no k3s_server host to run the authentication server"
+        )
+    venv = host.data.edgefaas_venv
+    server_host = servers[0]
+    server_url = f"http://{address_of(server_host)}:{ENROLL_PORT}"
+    wheelhouse = artifact("edgefaas-wheelhouse").sha256
+
+    server.user(
+        name=f"Create the {USER} service user (Parsec client)",
+        user=USER,
+        groups=["parsec-clients"],
+        system=True,
+        shell="/usr/sbin/nologin",
+        home=STATE_DIR,
+        create_home=False,
+    )
+    files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR, user="root", group=USER, mode="750")
+    files.directory(name=f"Create {STATE_DIR} (700)", path=STATE_DIR, user=USER, group=USER, mode="700")
+
+# -- the K3S server: the authentication server ----------------------------------------------------
+if role == "server":
+    key = files.put(
+        name="Install the enrollment key (0640, the server's user reads it)",
+        src=StringIO(enrollment_key().decode() + "\n"),
+        dest=KEY_FILE,
+        user="root",
+        group=USER,
+        mode="640",
+    )
+    kubeconfig = service_account(
+        what="authentication server",
+        template=TEMPLATES / "account.yaml.j2",
+        rbac_file=f"{CONFIG_DIR}/account.yaml",
+        account=ACCOUNT,
+        namespace="kube-system",
+        kubeconfig=KUBECONFIG,
+        service_user=USER,
+        checks=[
+            "patch nodes",
+            "delete nodes",
+            "create pods --subresource=eviction",
+            "create events -n default",
+        ],
+    )
+    open_ports("nodeauth", [f"{ENROLL_PORT}/tcp node enrollment"], f"node enrollment {ENROLL_PORT}/tcp")
+    unit = files.template(
+        name="Install the edgefaas-nodeauth-server unit",
+        src=str(TEMPLATES / "edgefaas-nodeauth-server.service.j2"),
+        dest="/etc/systemd/system/edgefaas-nodeauth-server.service",
+        service_user=USER,
+        venv=venv,
+        kubeconfig=KUBECONFIG,
+        state_dir=STATE_DIR,
+        key_file=KEY_FILE,
+        exempt=[node_name(host)],
+        port=ENROLL_PORT,
+        agent_port=AGENT_PORT,
+        interval=setting("nodeauth_interval"),
+        recheck=setting("nodeauth_recheck"),
+        grace=setting("nodeauth_grace"),
+        wheelhouse_sha256=wheelhouse,
+    )
+    restart = any_changed(unit, key, kubeconfig)
+    server_restarted = restart
+    keep_running(
+        "edgefaas-nodeauth-server.service",
+        "the authentication server",
+        restart,
+        "a new version, unit, key or account",
+    )
+
+# -- every K3S node: the server answers ----------------------------------------------------------
+# One operation on every node, from one line: pyinfra orders each host's operations and joins
+# the hosts' orders where they share one, so this keeps the agents' enrollment after the
+# server's start, and tells from each agent that the ACL lets it reach the server.
+if role is not None:
+    needs_certificate = role == "agent" and not host.get_fact(
+        NodeCertificate, venv=venv, server_url=server_url, node=node_name(host)
+    )
+    server.shell(
+        name=f"Wait until the authentication server answers at {server_url}",
+        commands=[
+            f"for i in $(seq 120); do curl -fsS -o /dev/null {server_url}/v1/ca && exit 0; sleep 0.5; done; "
+            f"echo 'no answer from the authentication server at {server_url} in 60 s' >&2; "
+            "journalctl -u edgefaas-nodeauth-server -n 30 --no-pager >&2 2>/dev/null; exit 1"
+        ],
+        _if=lambda: server_restarted() or needs_certificate,
+    )
+
+# -- every K3S agent: its enrollment and the authentication agent ---------------------------------
+if role == "agent":
+    files.put(
+        name="Install this node's enrollment secret (0640, the agent's user reads it)",
+        src=StringIO(enrollment_secret(enrollment_key(), node_name(host)) + "\n"),
+        dest=SECRET_FILE,
+        user="root",
+        group=USER,
+        mode="640",
+    )
+    if needs_certificate:
+        server.shell(
+            name=f"Enroll {node_name(host)}: a certificate for its Parsec-held key, from {server_url}",
+            commands=[
+                f"runuser -u {USER} -- {venv}/bin/edgefaas nodeauth enroll --server-url {server_url} "
+                f"--secret-file {SECRET_FILE} --node {shlex.quote(node_name(host))} --state-dir {STATE_DIR}"
+            ],
+        )
+    server_address = address_of(server_host)
+    open_ports(
+        "nodeauth",
+        [f"{AGENT_PORT}/tcp from={server_address}/32 node authentication agent"],
+        f"the authentication agent's port {AGENT_PORT}/tcp to {server_address} only",
+    )
+    unit = files.template(
+        name="Install the edgefaas-nodeauth-agent unit",
+        src=str(TEMPLATES / "edgefaas-nodeauth-agent.service.j2"),
+        dest="/etc/systemd/system/edgefaas-nodeauth-agent.service",
+        service_user=USER,
+        venv=venv,
+        server_addresses=[server_address],
+        state_dir=STATE_DIR,
+        port=AGENT_PORT,
+        wheelhouse_sha256=wheelhouse,
+    )
+    keep_running("edgefaas-nodeauth-agent.service", "the authentication agent", unit.did_change, "a new unit")
