@@ -25,16 +25,21 @@ class JenkinsfileTest {
 
     static final List<String> ALL_STAGES = [
         'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform',
-        'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'EdgeFaaS (SoW Task 3)', 'Triton (SoW Task 4)', 'Perf',
+        'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'Node certification (Scenario 2)', 'EdgeFaaS (SoW Task 3)',
+        'Triton (SoW Task 4)', 'Console', 'Perf',
     ]
     // RUN_* parameter -> [its stage, the scripts/task task it runs]
     static final Map<String, List<String>> TOGGLES = [
         RUN_PARSEC  : ['Parsec (SoW Task 2)', 'parsec'],
         RUN_K3S     : ['K3S (SoW Task 1)', 'k3s'],
+        RUN_NODEAUTH: ['Node certification (Scenario 2)', 'nodeauth'],
         RUN_TRITON  : ['Triton (SoW Task 4)', 'triton'],
+        RUN_CONSOLE : ['Console', 'console'],
         RUN_EDGEFAAS: ['EdgeFaaS (SoW Task 3)', 'edgefaas'],
         RUN_PERF    : ['Perf', 'perf'],
     ]
+    // Tasks that deploy nothing (the console is served by the gateway): they only verify.
+    static final Set<String> VERIFY_ONLY = ['console'] as Set
     // Commands a shell step may use that are not this repository's: the agent's basics.
     static final Set<String> SYSTEM_COMMANDS = ['mkdir', 'tee', 'true'] as Set
 
@@ -162,6 +167,10 @@ class JenkinsfileTest {
                 String task = words.size() > 1 ? words[1] : '(none)'
                 if (!(task in knownTasks())) {
                     found << "scripts/task does not know the task '${task}'".toString()
+                } else if (task in VERIFY_ONLY) {
+                    if (!new File(ROOT, "tests/integration/test_${task}.py").isFile()) {
+                        found << "scripts/task ${task}: tests/integration/test_${task}.py does not exist".toString()
+                    }
                 } else if (!(task in ['perf', 'lint', 'unit', 'suites']) && !new File(ROOT, "deploys/${task}.py").isFile()) {
                     found << "scripts/task ${task}: deploys/${task}.py does not exist".toString()
                 }
@@ -177,7 +186,7 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'platform', 'k3s', 'parsec', 'edgefaas', 'triton', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'platform', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
@@ -186,10 +195,12 @@ class JenkinsfileTest {
     @Test
     void tasksRunInTheOrderOfSitePyAndScriptsTest() {
         runJenkinsfile()
-        List<String> deployTasks = tasksRun().findAll { !(it in ['lint', 'unit', 'perf']) }
+        List<String> labTasks = tasksRun().findAll { !(it in ['lint', 'unit', 'perf']) }
+        List<String> deployTasks = labTasks.findAll { !(it in VERIFY_ONLY) }
         assertEquals('the Jenkinsfile deploys in deploys/site.py\'s order', siteOrder(), deployTasks)
-        assertEquals('the Jenkinsfile and scripts/test deploy the same tasks in the same order',
-                     scriptsTestOrder(), deployTasks)
+        assertEquals('the verify-only tasks come after every deploy', deployTasks + (labTasks - deployTasks), labTasks)
+        assertEquals('the Jenkinsfile and scripts/test run the same tasks in the same order',
+                     scriptsTestOrder(), labTasks)
     }
 
     @Test
@@ -271,7 +282,8 @@ class JenkinsfileTest {
     void postAlwaysTakesTheVirtualLabDownWhenAStageFails() {
         // A failure in each stage after the lab is up, and in bringing it up.
         ['edgefaas lab up', 'scripts/task platform', 'scripts/task parsec', 'scripts/task k3s',
-         'scripts/task triton', 'scripts/task edgefaas', 'scripts/task perf'].each { String failing ->
+         'scripts/task nodeauth', 'scripts/task triton', 'scripts/task edgefaas', 'scripts/task console',
+         'scripts/task perf'].each { String failing ->
             reset()
             failOn = failing
             runJenkinsfile()
@@ -306,14 +318,14 @@ class JenkinsfileTest {
     void aRealLabGetsItsCredentialsForEveryTask() {
         runJenkinsfile(INVENTORY: REAL, LAB_CREDENTIALS: 'lab-ssh')
         def creds = calls('sshUserPrivateKey')
-        assertEquals(['platform', 'k3s', 'parsec', 'edgefaas', 'triton', 'perf'].size(), creds.size())
+        assertEquals(['platform', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'].size(), creds.size())
         creds.each {
             assertEquals([credentialsId: 'lab-ssh', keyFileVariable: 'EDGEFAAS_SSH_KEY',
                           usernameVariable: 'EDGEFAAS_SSH_USER'], it.args[0])
         }
         List<Map> shells = shells()
-        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|parsec|k3s|triton|edgefaas|perf) / }
-        assertEquals(6, taskShells.size())
+        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|parsec|k3s|nodeauth|triton|edgefaas|console|perf) / }
+        assertEquals(8, taskShells.size())
         taskShells.each {
             assertEquals("${it.script} ran without the SSH key bound".toString(), '/tmp/credentials/lab-ssh.key', it.sshKey)
             assertEquals('user-of-lab-ssh', it.sshUser)
