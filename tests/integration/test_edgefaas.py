@@ -201,6 +201,23 @@ def test_nodes_lists_every_device_with_its_profile(admin, inventory):
     assert set(CHAIN) <= placed
 
 
+def test_nodes_show_their_k3s_role_and_certification_and_removals_say_why(admin, inventory):
+    nodes = {node["name"]: node for node in admin.get("/system/nodes").json()}
+    for host in inventory.get_group("k3s_server"):
+        assert nodes[host.name]["role"] == "server"
+    certifying = any(h.data.get("parsec_service") for h in inventory.get_group("k3s_agent"))
+    for host in inventory.get_group("k3s_agent"):
+        node = nodes[host.name]
+        assert node["role"] == "agent"
+        if certifying:  # deploys/nodeauth.py ran: every agent was certified, with when and which serial
+            assert node["certification"]["state"] == "certified", node["certification"]
+            assert node["certification"]["at"] and node["certification"]["serial"]
+    removals = admin.get("/system/node-removals")
+    assert removals.status_code == 200, removals.text
+    for removal in removals.json():  # the node authentication suite leaves some behind in the lab
+        assert removal["reason"].startswith("removed from the cluster: ") and removal["node"]
+
+
 # -- billing and refusals -------------------------------------------------------------------------
 
 
