@@ -1,5 +1,5 @@
 # Entry points shared by people, .ci/run and the Jenkinsfile. Run as root.
-# One SoW task at a time: ./scripts/task <platform|parsec|k3s|triton|edgefaas|perf> [--inventory INV]
+# One SoW task at a time: ./scripts/task <platform|k3s|parsec|nodeauth|edgefaas|triton|console|perf> [--inventory INV]
 .PHONY: setup lab test down bench lint jenkinsfile-test
 
 setup:
@@ -10,14 +10,16 @@ lab: setup
 	mkdir -p reports
 	.venv/bin/edgefaas lab build
 	.venv/bin/edgefaas lab up
-	for task in platform k3s parsec edgefaas triton; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
+	for task in platform k3s parsec nodeauth edgefaas triton console; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
 	@echo
 	@.venv/bin/edgefaas lab status
 	@echo
 	@echo "Devices:   .venv/bin/edgefaas lab ssh sonic-1   (or sonic-2, jetson-1)"
 	@echo "K3S:       kubeconfig at $$(.venv/bin/edgefaas lab kubeconfig)"
-	@echo "Gateway:   $$(.venv/bin/edgefaas lab gateway-url)   (admin password: sudo cat /var/lib/edgefaas/gateway/admin-password on sonic-1)"
-	@echo "Reports:   reports/<task>.xml (platform k3s parsec edgefaas triton)"
+	@echo "Console:   $$(.venv/bin/edgefaas lab gateway-url)/   in a browser: user admin, password from"
+	@echo "           .venv/bin/edgefaas lab ssh sonic-1 -- sudo cat /var/lib/edgefaas/gateway/admin-password"
+	@echo "Reports:   reports/<task>.xml (platform k3s parsec nodeauth edgefaas triton console),"
+	@echo "           reports/console/*.png (the console, page by page)"
 	@echo "Tear down: make down"
 
 test: setup

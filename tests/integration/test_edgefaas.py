@@ -21,8 +21,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import run_deploy
-from tests.integration.test_k3s import wait_for
+from tests.integration.conftest import Device, run_deploy
+from tests.integration.test_k3s import server_device, wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402
@@ -40,13 +40,8 @@ def _wait(predicate, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def server(inventory):
-    from tests.integration.conftest import Device, _connections, _testinfra_host
-
-    host = inventory.get_group("k3s_server")[0]
-    if host.name not in _connections:
-        _connections[host.name] = Device(host.name, host.data, set(host.groups), _testinfra_host(host.data))
-    return _connections[host.name]
+def server(inventory) -> Device:
+    return server_device(inventory)
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +113,9 @@ def test_gateway_service_is_active_enabled_and_unprivileged(device):
     service = device.host.service("edgefaas-gateway")
     assert service.is_running
     assert service.is_enabled
-    owners = device.host.check_output("ps -o user= -C edgefaas").split()
-    assert owners and set(owners) == {device.data.get("edgefaas_user", "edgefaas")}
+    pid = device.host.check_output("systemctl show -p MainPID --value edgefaas-gateway")
+    owner = device.host.check_output(f"ps -o user= -p {pid}")
+    assert owner == device.data.get("edgefaas_user", "edgefaas")
     assert device.host.file(DATA_DIR).mode == 0o700
     assert device.host.file(f"{DATA_DIR}/admin-password").mode == 0o600
 

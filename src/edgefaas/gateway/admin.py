@@ -13,12 +13,15 @@ import io
 import json
 import os
 import platform
+import tempfile
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from edgefaas.backends.base import (
     BackendError,
@@ -47,6 +50,11 @@ T = TypeVar("T")
 Route = Callable[[Request], Awaitable[Response]]
 
 _KUBE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+
+PERF_REPORT_FILE = "perf-report.html"
+# `edgefaas perf` reports embed their plots as base64 PNGs: ~200 KB today, so 4 MiB leaves room
+# for longer runs while keeping a stray upload from filling the gateway's data dir.
+PERF_REPORT_MAX_BYTES = 4 * 1024 * 1024
 
 
 def admin(route: Callable[[Request, Gateway], Awaitable[Response]]) -> Route:
@@ -216,6 +224,19 @@ async def get_function(request: Request, gateway: Gateway) -> Response:
 
 
 @admin
+async def function_code(request: Request, gateway: Gateway) -> Response:
+    name = request.path_params["name"]
+    if not valid_function_name(name):
+        raise not_found(f"function {name!r}")
+    status = await _backend(gateway.backend.get, name)
+    if status.spec.code is None:
+        raise ApiError(
+            404, f"function {name!r} was deployed from an image: the gateway holds no source for it"
+        )
+    return PlainTextResponse(status.spec.code, media_type="text/x-python")
+
+
+@admin
 async def scale_function(request: Request, gateway: Gateway) -> Response:
     name = request.path_params["name"]
     if not valid_function_name(name):
@@ -256,6 +277,50 @@ async def list_apis(request: Request, gateway: Gateway) -> Response:
 async def list_nodes(request: Request, gateway: Gateway) -> Response:
     nodes = await _backend(gateway.backend.nodes)
     return JSONResponse([node.to_json() for node in nodes])
+
+
+@admin
+async def node_removals(request: Request, gateway: Gateway) -> Response:
+    """Nodes the node authentication server removed, and why (they are gone from /system/nodes)."""
+    return JSONResponse(await _backend(gateway.backend.node_removals))
+
+
+# -- EdgeFaaS: the perf report the console shows -------------------------------------------------
+
+
+def perf_report_path(gateway: Gateway) -> Path:
+    return gateway.settings.data_dir / PERF_REPORT_FILE
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text.lstrip("\ufeff \t\r\n")[:64].lower()
+    return head.startswith("<!doctype html") or head.startswith("<html")
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    # Write-then-rename: a reader never sees half a report, even while a new one arrives.
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(data)
+    Path(handle.name).replace(path)
+
+
+@admin
+async def put_perf_report(request: Request, gateway: Gateway) -> Response:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "text/html":
+        raise ApiError(415, "send the report as Content-Type: text/html")
+    body = await read_body(request, min(PERF_REPORT_MAX_BYTES, gateway.settings.max_body_bytes))
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the report is not UTF-8 text") from None
+    if not _looks_like_html(text):
+        raise ApiError(400, "not an HTML document: it must start with <!DOCTYPE html> or <html>")
+    await run_in_threadpool(_replace_file, perf_report_path(gateway), body)
+    return JSONResponse(
+        {"bytes": len(body), "stored_at": iso_time(time.time()), "url": "/console/perf-report"},
+        status_code=201,
+    )
 
 
 # -- EdgeFaaS: plans, licenses, billing ----------------------------------------------------------

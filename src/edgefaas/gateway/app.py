@@ -20,6 +20,7 @@ from edgefaas.backends.base import Backend
 from . import admin
 from .auth import AdminAuth, ensure_admin_password
 from .config import GatewaySettings
+from .console import console_routes
 from .errors import ApiError
 from .invoke import Invoker
 from .ledger import Ledger
@@ -162,19 +163,23 @@ def create_app(
             DELETE=admin.delete_function,
         ),
         Route("/system/function/{name}", admin.get_function, methods=["GET"]),
+        Route("/system/function/{name}/code", admin.function_code, methods=["GET"]),
         Route("/system/scale-function/{name}", admin.scale_function, methods=["POST"]),
         Route("/system/namespaces", admin.namespaces, methods=["GET"]),
         Route("/system/logs", admin.function_logs, methods=["GET"]),
         Route("/system/apis", admin.list_apis, methods=["GET"]),
         Route("/system/nodes", admin.list_nodes, methods=["GET"]),
+        Route("/system/node-removals", admin.node_removals, methods=["GET"]),
         _route("/system/plans", GET=admin.list_plans, POST=admin.create_plan),
         _route("/system/licenses", GET=admin.list_licenses, POST=admin.create_license),
         Route("/system/licenses/{license_id}", admin.revoke_license, methods=["DELETE"]),
         Route("/system/billing", admin.billing, methods=["GET"]),
+        Route("/system/perf-report", admin.put_perf_report, methods=["PUT"]),
         Route("/function/{name}", invoker.call, methods=ALL_METHODS),
         Route("/function/{name}/{path:path}", invoker.call, methods=ALL_METHODS),
         Route("/async-function/{name}", invoker.call_async, methods=["POST"]),
         Route("/async-function/{name}/{path:path}", invoker.call_async, methods=["POST"]),
+        *console_routes(),
     ]
     app = Starlette(
         routes=routes,

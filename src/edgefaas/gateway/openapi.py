@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import schemas
+from .admin import PERF_REPORT_MAX_BYTES
 
 JSON = "application/json"
 FUNCTION_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
@@ -149,6 +150,19 @@ def build_openapi(version: str) -> dict[str, Any]:
                 parameters=[_NAME_PARAM],
             ),
         },
+        "/system/function/{name}/code": {
+            "get": _admin(
+                "a function's source, as deployed (the web console shows and edits it)",
+                {
+                    "200": {
+                        "description": "the source",
+                        "content": {"text/x-python": {"schema": {"type": "string"}}},
+                    },
+                    "404": _error("no such function, or one deployed from an image (no source)"),
+                },
+                parameters=[_NAME_PARAM],
+            ),
+        },
         "/system/scale-function/{name}": {
             "post": _admin(
                 "set a function's replicas",
@@ -189,8 +203,14 @@ def build_openapi(version: str) -> dict[str, Any]:
         },
         "/system/nodes": {
             "get": _admin(
-                "devices: profile, CPU, memory, GPU, functions placed on each",
+                "devices: profile, K3S role, certification, CPU, memory, GPU, functions placed on each",
                 {"200": _json({"type": "array", "items": schemas.NODE}, "nodes")},
+            ),
+        },
+        "/system/node-removals": {
+            "get": _admin(
+                "nodes the node authentication server removed from K3S, and why, newest first",
+                {"200": _json({"type": "array", "items": schemas.NODE_REMOVAL}, "removals")},
             ),
         },
         "/system/plans": {
@@ -238,6 +258,79 @@ def build_openapi(version: str) -> dict[str, Any]:
                         "schema": {"type": "string", "enum": ["summary", "calls"]},
                     },
                 ],
+            ),
+        },
+        "/system/perf-report": {
+            "put": _admin(
+                "store the latest `edgefaas perf` report.html for the console (replaces the previous one)",
+                {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["bytes", "stored_at", "url"],
+                            "properties": {
+                                "bytes": {"type": "integer"},
+                                "stored_at": {"type": "string", "format": "date-time"},
+                                "url": {"type": "string"},
+                            },
+                        },
+                        "stored",
+                    ),
+                    "400": _error("not UTF-8, or not an HTML document"),
+                    "415": _error("the content type is not text/html"),
+                },
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "text/html": {"schema": {"type": "string", "maxLength": PERF_REPORT_MAX_BYTES}}
+                    },
+                },
+            ),
+        },
+        "/": {
+            "get": {
+                "summary": "the web console (one page; it signs in as the admin itself)",
+                "responses": {
+                    "200": {
+                        "description": "the page",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/console/static/{asset}": {
+            "get": {
+                "summary": "a file of the web console",
+                "parameters": [
+                    {
+                        "name": "asset",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[a-z][a-z0-9-]*[.](js|css|html)$"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the file",
+                        "content": {
+                            t: {"schema": {"type": "string"}}
+                            for t in ("text/javascript", "text/css", "text/html")
+                        },
+                    },
+                    "404": _error("no such file"),
+                },
+            }
+        },
+        "/console/perf-report": {
+            "get": _admin(
+                "the latest perf report, sandboxed (no scripts, an opaque origin)",
+                {
+                    "200": {
+                        "description": "report.html",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "404": _error("no report stored yet"),
+                },
             ),
         },
     }

@@ -20,6 +20,12 @@ import click
     "--workers", default=0, show_default=True, type=click.IntRange(0), help="Local locust workers (0: none)."
 )
 @click.option("--scale-json", type=click.Path(path_type=Path), help="Scale figures (default tests/perf/...).")
+@click.option(
+    "--publish/--no-publish",
+    default=True,
+    show_default=True,
+    help="Upload report.html to the inventory's gateway for its web console (a failure is only printed).",
+)
 def perf(
     inventory: str,
     duration: str,
@@ -28,6 +34,7 @@ def perf(
     suites: str,
     workers: int,
     scale_json: Path | None,
+    publish: bool,
 ) -> None:
     """Run the suites headless and write OUT/report.html.
 
@@ -44,5 +51,5 @@ def perf(
     if unknown or not chosen:
         raise click.BadParameter(f"choose from {', '.join(SUITES)}", param_hint="--suites")
     folder = out or repo_root() / "tests" / "perf" / "out" / time.strftime("perf-%Y%m%d-%H%M%S")
-    options = PerfOptions(inventory, seconds, users, folder.resolve(), chosen, workers, scale_json)
+    options = PerfOptions(inventory, seconds, users, folder.resolve(), chosen, workers, scale_json, publish)
     raise SystemExit(run_perf(options, log=click.echo))

@@ -63,6 +63,8 @@ class PerfOptions:
     suites: tuple[str, ...]
     workers: int = 0
     scale_json: Path | None = None
+    # Upload report.html to the inventory's gateway (its console's Performance page).
+    publish: bool = False
 
 
 def suite_command(name: str, options: PerfOptions, out: Path) -> list[str]:
@@ -250,4 +252,8 @@ def run_perf(options: PerfOptions, log: Callable[[str], None] = print) -> int:
         if not suite.ran:
             log(f"  suite {suite.name} could not run: {suite.problem}")
     log(f"perf: report {options.out / 'report.html'}; exit code {code}")
+    if options.publish:
+        from edgefaas.perf.publish import publish
+
+        publish(options.out / "report.html", options.inventory, log=log)
     return code
