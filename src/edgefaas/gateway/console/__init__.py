@@ -49,8 +49,10 @@ REPORT_HEADERS = {
 
 # The page loads only its own files and talks only to this gateway: were a function's answer or
 # a device name ever rendered as markup, no injected script or outside address would run.
+# Inline styles are allowed for one reason: the perf report is shown from a blob: frame, which
+# inherits this policy, and its layout is inline CSS; a style cannot run code or reach outside.
 PAGE_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
     "img-src 'self' blob: data:; frame-src blob:; base-uri 'none'; form-action 'none'"
 )
 
