@@ -405,3 +405,35 @@ def test_concurrent_calls_get_their_own_answers():
         await server.stop()
 
     run(main())
+
+
+def test_forgetting_an_upstream_never_reuses_its_connections_idle_or_busy():
+    """After a function's update its address is the same but its old pods may still answer."""
+
+    async def main():
+        release = asyncio.Event()
+
+        async def answer(head, body):
+            if body == b"slow":
+                await release.wait()
+            return OK
+
+        server = Scripted(answer)
+        base = await server.start()
+        pool = Pool()
+        await pool.request("POST", base, "/", [], b"fast", 5)  # one idle connection now
+        busy = asyncio.create_task(pool.request("POST", base, "/", [], b"slow", 5))
+        await asyncio.sleep(0.05)  # the slow call took the idle connection, still in flight
+        assert server.connections == 1
+        pool.forget(base)
+        release.set()
+        assert (await busy).status == 200  # the call in flight finishes on its connection...
+        await pool.request("POST", base, "/", [], b"fast", 5)
+        assert server.connections == 2  # ...which is not reused: a new one reaches the new pods
+        await pool.request("POST", base, "/", [], b"fast", 5)
+        assert server.connections == 2  # and connections made after forgetting are kept alive
+        pool.forget("http://127.0.0.1:1")  # an upstream never called: nothing to do
+        await pool.aclose()
+        await server.stop()
+
+    run(main())

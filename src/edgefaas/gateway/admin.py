@@ -203,6 +203,7 @@ async def update_function(request: Request, gateway: Gateway) -> Response:
     spec = _spec(data, default_replicas=current.replicas)
     status = await _backend(gateway.backend.update, spec)
     gateway.registry.remember(status)
+    gateway.invoker.forget_connections(spec.name)
     return JSONResponse(function_json(status, gateway), status_code=200)
 
 

@@ -192,6 +192,16 @@ class Invoker:
 
     # -- routes ------------------------------------------------------------------------------
 
+    def forget_connections(self, name: str) -> None:
+        """After ``name`` is updated or deleted: no kept-alive connection to its old pods is reused."""
+        if self._pool is None:
+            return
+        try:
+            base = self.backend.endpoint(name)
+        except (FunctionNotFound, FunctionUnavailable):
+            return  # nothing answers there now, so nothing is pooled for it that could be reused
+        self._pool.forget(base)
+
     async def call(self, request: Request) -> Response:
         call_id = uuid.uuid4().hex
         name = request.path_params["name"]

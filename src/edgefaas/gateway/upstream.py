@@ -79,6 +79,7 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.closed = False
         self.idle_since = 0.0
+        self.generation = 0  # its origin's generation when it connected (see Pool.forget)
         # The idle list this connection sits in, so a close while idle takes it out at once.
         self.idle_in: deque[_Connection] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -182,7 +183,7 @@ class _Connection(asyncio.Protocol):
 class _Origin:
     """One upstream (scheme http, host, port): how to name it, and its idle connections."""
 
-    __slots__ = ("host", "host_header", "idle", "port", "prefix")
+    __slots__ = ("generation", "host", "host_header", "idle", "port", "prefix")
 
     def __init__(self, base: str) -> None:
         parts = urllib.parse.urlsplit(base)
@@ -194,6 +195,7 @@ class _Origin:
         self.prefix = parts.path.rstrip("/")
         # Most recently used last: a call takes the warmest connection, and the oldest age out.
         self.idle: deque[_Connection] = deque()
+        self.generation = 0
 
 
 class Pool:
@@ -269,6 +271,20 @@ class Pool:
         finally:
             self._slots.release()
 
+    def forget(self, base: str) -> None:
+        """Never reuse a connection made to ``base`` so far: idle ones close now, busy ones after.
+
+        A function's address (its Service) stays the same across an update, but a kept-alive
+        connection stays with the pod it first reached, which may be an old one still draining:
+        after an update the gateway's next call must reach the new version.
+        """
+        origin = self._origins.get(base)
+        if origin is None:
+            return
+        origin.generation += 1
+        while origin.idle:
+            origin.idle.pop().close()
+
     async def aclose(self) -> None:
         for origin in self._origins.values():
             while origin.idle:
@@ -306,10 +322,11 @@ class Pool:
             raise Unreached(f"no connection within {self.connect_timeout:g}s") from None
         except OSError as exc:
             raise Unreached(str(exc) or type(exc).__name__) from None
+        connection.generation = origin.generation
         return connection
 
     def _checkin(self, origin: _Origin, connection: _Connection, loop: asyncio.AbstractEventLoop) -> None:
-        if len(origin.idle) >= self.max_idle:
+        if len(origin.idle) >= self.max_idle or connection.generation != origin.generation:
             connection.close()
             return
         connection.idle_since = loop.time()
