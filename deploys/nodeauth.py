@@ -103,7 +103,6 @@ class NodeCertificate(FactBase):
 
 
 servers = inventory.get_group("k3s_server")
-server_restarted = lambda: False  # noqa: E731 - replaced on the server by "its unit restarted"
 role = "server" if "k3s_server" in host.groups else "agent" if "k3s_agent" in host.groups else None
 if role is not None:
     if not host.data.get("parsec_service"):
@@ -176,7 +175,6 @@ if role == "server":
         wheelhouse_sha256=wheelhouse,
     )
     restart = any_changed(unit, key, kubeconfig)
-    server_restarted = restart
     keep_running(
         "edgefaas-nodeauth-server.service",
         "the authentication server",
@@ -199,7 +197,8 @@ if role is not None:
             f"echo 'no answer from the authentication server at {server_url} in 60 s' >&2; "
             "journalctl -u edgefaas-nodeauth-server -n 30 --no-pager >&2 2>/dev/null; exit 1"
         ],
-        _if=lambda: server_restarted() or needs_certificate,
+        # The server waits for itself after a restart; an agent, when it has to enroll.
+        _if=restart if role == "server" else lambda: needs_certificate,
     )
 
 # -- every K3S agent: its enrollment and the authentication agent ---------------------------------

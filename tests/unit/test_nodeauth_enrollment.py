@@ -200,3 +200,22 @@ def wait_for(condition, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_concurrent_enrollments_each_have_their_serial_recorded(enroller):
+    issuing, records = enroller
+    nodes = [f"jetson-{i}" for i in range(16)]
+    requests = {node: request_for(node) for node in nodes}
+    start = threading.Barrier(len(nodes))
+
+    def enroll_one(node: str) -> None:
+        start.wait()
+        issuing.enroll(node, requests[node], enrollment_secret(KEY, node))
+
+    threads = [threading.Thread(target=enroll_one, args=(node,)) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Revoking needs every serial: none may be lost to a concurrent rewrite of the record.
+    assert sorted(records.issued()) == sorted(nodes)

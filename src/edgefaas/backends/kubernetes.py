@@ -648,7 +648,12 @@ class KubernetesBackend(Backend):
 
     def node_removals(self) -> list[dict[str, Any]]:
         try:
-            events = self._call(self.core.list_namespaced_event, "default").items
+            # Filtered by the API server: the console asks every few seconds, and most events are not these.
+            events = self._call(
+                self.core.list_namespaced_event,
+                "default",
+                field_selector="reason=CertificationFailed,involvedObject.kind=Node",
+            ).items
         except ApiException as exc:
             raise self._refused(exc, "list the node authentication server's events") from None
         removals = []

@@ -215,20 +215,23 @@ async def delete_function(request: Request, gateway: Gateway) -> Response:
     return JSONResponse({"deleted": data["functionName"]})
 
 
-@admin
-async def get_function(request: Request, gateway: Gateway) -> Response:
+def _named_function(request: Request) -> str:
+    """The {name} of the path, 404 if no function could have it."""
     name = request.path_params["name"]
     if not valid_function_name(name):
         raise not_found(f"function {name!r}")
-    status = await _backend(gateway.backend.get, name)
+    return name
+
+
+@admin
+async def get_function(request: Request, gateway: Gateway) -> Response:
+    status = await _backend(gateway.backend.get, _named_function(request))
     return JSONResponse(function_json(status, gateway))
 
 
 @admin
 async def function_code(request: Request, gateway: Gateway) -> Response:
-    name = request.path_params["name"]
-    if not valid_function_name(name):
-        raise not_found(f"function {name!r}")
+    name = _named_function(request)
     status = await _backend(gateway.backend.get, name)
     if status.spec.code is None:
         raise ApiError(
@@ -239,9 +242,7 @@ async def function_code(request: Request, gateway: Gateway) -> Response:
 
 @admin
 async def scale_function(request: Request, gateway: Gateway) -> Response:
-    name = request.path_params["name"]
-    if not valid_function_name(name):
-        raise not_found(f"function {name!r}")
+    name = _named_function(request)
     data = await _json_body(request, gateway, schemas.SCALE_REQUEST)
     await _backend(gateway.backend.get, name)  # an unknown function is a 404 before anything else
     if data.get("serviceName", name) != name:

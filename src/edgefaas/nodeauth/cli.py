@@ -185,27 +185,14 @@ def enroll_command(
 
     Prints "enrolled" or "unchanged".
     """
-    from edgefaas.nodeauth.certificates import NODE_KEY, ensure_key
-    from edgefaas.nodeauth.enrollment import (
-        CERTIFICATE_FILE,
-        EnrollmentRefused,
-        enroll,
-        fetch_ca,
-        holds_valid_certificate,
-    )
+    from edgefaas.nodeauth.enrollment import EnrollmentRefused, enroll, fetch_ca, holds_valid_certificate
     from edgefaas.parsec.client import ParsecClient
     from edgefaas.parsec.errors import ParsecError
 
+    name = node or socket.gethostname()
     if check:
-        name = node or socket.gethostname()
-        if not (state_dir / CERTIFICATE_FILE).exists():
-            click.echo("needed (no certificate yet)")
-            return
         try:
-            ca, revoked = fetch_ca(server_url.rstrip("/"))
-            valid = holds_valid_certificate(
-                state_dir / CERTIFICATE_FILE, ca, name, ensure_key(ParsecClient(), NODE_KEY), revoked
-            )
+            valid = holds_valid_certificate(ParsecClient(), state_dir, name, fetch_ca(server_url.rstrip("/")))
         except (OSError, ValueError, KeyError, ParsecError) as exc:
             click.echo(f"needed ({exc})")
             return
@@ -217,7 +204,6 @@ def enroll_command(
     except OSError as exc:
         _fail(f"cannot read the enrollment secret {secret_file}: {exc.strerror}")
     state_dir.mkdir(parents=True, exist_ok=True)
-    name = node or socket.gethostname()
     try:
         issued = enroll(ParsecClient(), server_url.rstrip("/"), name, secret, state_dir)
     except EnrollmentRefused as exc:

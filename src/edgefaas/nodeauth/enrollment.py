@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -84,11 +85,14 @@ class Records:
         self.dir = state_dir
         self.issued_file = state_dir / ISSUED_FILE
         self.revoked_file = state_dir / REVOKED_FILE
+        # Enrollments arrive on concurrent HTTP threads: one read-modify-write of issued.json at a time.
+        self._lock = threading.Lock()
 
     def issued(self) -> dict[str, list[str]]:
         return _read_json(self.issued_file, {})
 
     def revocations(self) -> Revocations:
+        # Read afresh each time (a few hundred bytes): the CLI rewrites it beside the server.
         data = _read_json(self.revoked_file, {})
         return Revocations(
             frozenset(int(s, 16) for s in data.get("serials", [])), frozenset(data.get("nodes", []))
@@ -102,9 +106,10 @@ class Records:
             return 0.0
 
     def record_issue(self, node: str, serial: int) -> None:
-        issued = self.issued()
-        issued.setdefault(node, []).append(f"{serial:x}")
-        _write_atomically(self.issued_file, json.dumps(issued, indent=1, sort_keys=True).encode())
+        with self._lock:
+            issued = self.issued()
+            issued.setdefault(node, []).append(f"{serial:x}")
+            _write_atomically(self.issued_file, json.dumps(issued, indent=1, sort_keys=True).encode())
 
     def _write_revocations(self, serials: set[int], nodes: set[str]) -> None:
         data = {"serials": sorted(f"{s:x}" for s in serials), "nodes": sorted(nodes)}
@@ -202,41 +207,41 @@ def fetch_ca(server_url: str, timeout: float = 10.0) -> tuple[bytes, frozenset[i
 
 
 def holds_valid_certificate(
-    certificate_file: Path,
-    ca_certificate: bytes,
-    node: str,
-    node_key: bytes,
-    revoked: frozenset[int] = frozenset(),
-    margin_days: int = 30,
+    parsec: Any, state_dir: Path, node: str, ca: tuple[bytes, frozenset[int]], margin_days: int = 30
 ) -> bool:
-    """Whether the stored certificate is this CA's, for `node` and its key, unrevoked, valid a while."""
+    """Whether `state_dir` holds a certificate from CA `ca` (certificate, revoked serials) for
+    `node` and the node key now in its Parsec, unrevoked and valid `margin_days` more."""
     import datetime as dt
 
     from cryptography.hazmat.primitives import serialization
 
-    if not certificate_file.exists():
+    from edgefaas.nodeauth.certificates import NODE_KEY, ensure_key
+
+    certificate_file = state_dir / CERTIFICATE_FILE
+    if not certificate_file.exists():  # asked before Parsec is: a check makes no key
         return False
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=margin_days)
+    ca_certificate, revoked = ca
     try:
         cert = check_certificate(certificate_file.read_bytes(), ca_certificate, node=node, revoked=revoked)
-        check_certificate(certificate_file.read_bytes(), ca_certificate, node=node, now=later)
     except CertificateRejected:
+        return False
+    if cert.not_valid_after_utc < dt.datetime.now(dt.UTC) + dt.timedelta(days=margin_days):
         return False
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return spki == node_key  # else Parsec holds a new node key (its store was wiped)
+    return spki == ensure_key(parsec, NODE_KEY)  # else Parsec holds a new node key (its store was wiped)
 
 
 def enroll(
     parsec: Any, server_url: str, node: str, secret: str, state_dir: Path, timeout: float = 10.0
 ) -> bool:
     """Make sure `state_dir` holds a valid certificate for this node; True if one was issued now."""
-    from edgefaas.nodeauth.certificates import NODE_KEY, certificate_request, ensure_key
+    from edgefaas.nodeauth.certificates import certificate_request
 
-    ca_certificate, revoked = fetch_ca(server_url, timeout)
-    certificate_file = state_dir / CERTIFICATE_FILE
-    if holds_valid_certificate(certificate_file, ca_certificate, node, ensure_key(parsec, NODE_KEY), revoked):
+    ca = fetch_ca(server_url, timeout)
+    ca_certificate = ca[0]
+    if holds_valid_certificate(parsec, state_dir, node, ca):
         _write_atomically(state_dir / CA_FILE, ca_certificate)
         return False
     request = certificate_request(parsec, node)
@@ -247,6 +252,6 @@ def enroll(
     )
     certificate = base64.b64decode(reply["certificate"])
     check_certificate(certificate, ca_certificate, node=node)  # the server's answer is checked too
-    _write_atomically(certificate_file, certificate)
+    _write_atomically(state_dir / CERTIFICATE_FILE, certificate)
     _write_atomically(state_dir / CA_FILE, ca_certificate)
     return True

@@ -6,25 +6,10 @@ import { admin } from "./api.js";
 import { $, bytes, el, poll } from "./ui.js";
 
 const REFRESH_MS = 2500;
-const CERTIFIED_LABEL = "edgefaas.io/certified";
-const ROLE_LABELS = ["node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master"];
 
-/** {state, reason, at}: the gateway's own field when it has one, else the nodeauth label. */
+/** {state, reason, at} as the gateway reports it; "none" where no node is certified at all. */
 export function certification(node) {
-  const given = node.certification;
-  if (given && typeof given === "object" && given.state) {
-    return { state: String(given.state), reason: given.reason ?? null, at: given.at ?? null };
-  }
-  const label = (node.labels || {})[CERTIFIED_LABEL];
-  if (label === "true") return { state: "certified", reason: null, at: null };
-  if (label) return { state: "refused", reason: `label ${CERTIFIED_LABEL}=${label}`, at: null };
-  return { state: "none", reason: "no certification recorded", at: null };
-}
-
-export function k3sRole(node) {
-  if (node.role) return node.role;
-  const labels = node.labels || {};
-  return ROLE_LABELS.some((key) => labels[key] === "true" || labels[key] === "") ? "server" : "agent";
+  return node.certification ?? { state: "none", reason: "no certification recorded", at: null };
 }
 
 function cpuText(cpu = {}) {
@@ -53,7 +38,7 @@ function row(node, removed) {
     class: removed ? "removed" : "" },
     el("td", { "data-test": "device-name" }, node.name, removed ? el("span", { class: "reason" }, "removed from the cluster") : null),
     el("td", { "data-test": "device-profile" }, node.profile),
-    el("td", { "data-test": "device-role" }, k3sRole(node)),
+    el("td", { "data-test": "device-role" }, node.role || "-"),
     el("td", {}, node.arch),
     el("td", {}, el("span", { class: `pill ${node.ready && !removed ? "yes" : "no"}` }, node.ready && !removed ? "ready" : "not ready")),
     el("td", {}, cpuText(node.cpu)),
@@ -69,15 +54,11 @@ export function create(section) {
   const seen = new Map();
   let stop = null;
 
-  let removalsKnown = true;
-
   async function removals() {
-    // Older gateways have no /system/node-removals: then what this page saw vanish is all there is.
-    if (!removalsKnown) return [];
+    // Secondary to the node list: without it the page still shows what vanished, with no reason.
     try {
       return await admin("/system/node-removals");
-    } catch (error) {
-      if (error.status === 404 || error.status === 405) removalsKnown = false;
+    } catch {
       return [];
     }
   }
