@@ -112,28 +112,64 @@ def lab_ssh(device: str, command: tuple[str, ...], name: str | None) -> None:
 
 @lab.command("build")
 @click.argument("names", nargs=-1)
-def lab_build(names: tuple[str, ...]) -> None:
+@click.option(
+    "--arch",
+    "arches",
+    default="native",
+    show_default=True,
+    help="Devices' architectures: amd64, arm64, a comma list, 'all', or 'native' (this machine's).",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only verify that every prerequisite of these builds is installed (seconds); build nothing.",
+)
+def lab_build(names: tuple[str, ...], arches: str, check: bool) -> None:
     """Build (or reuse from the cache) upstream artifacts: all of them, or the NAMES given.
 
     \b
-    rootfs         Debian bookworm root filesystem for lab devices (debootstrap)
+    rootfs         Debian root filesystem for lab devices (debootstrap)
     wheelhouse     the edgefaas package and its dependencies as wheels, for devices
     parsec         parsec-service and parsec-tool (cargo)
     k3s            k3s from its Go module, and flannel's CNI plugin (go, ~15 min cold)
     pause-image    K3S pod sandbox image from Debian's catatonit (docker-archive tarball)
     runtime-image  function runtime image: Debian + edgefaas[vision] in a venv (docker-archive)
     triton         tritonserver 2.51.0 + Python backend + perf_analyzer, from PyPI wheels
+
+    \b
+    Examples:
+      edgefaas lab build                      # everything, for this machine's architecture
+      edgefaas lab build --arch all k3s       # k3s for amd64 and arm64 devices
+      edgefaas lab build --check --arch all   # are the toolchains and packages all there?
     """
-    from edgefaas.lab.builds import BUILDERS
+    from edgefaas.lab.artifacts import UnsupportedArch
+    from edgefaas.lab.builds import BUILDERS, prerequisites
 
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         _fail(f"unknown artifact {unknown[0]!r}; choose from {', '.join(BUILDERS)}")
-    for name in names or BUILDERS:
-        try:
-            BUILDERS[name](_log)
-        except RuntimeError as exc:
-            _fail(str(exc))
+    try:
+        targets = prerequisites.parse_arches(arches)
+    except UnsupportedArch as exc:
+        _fail(str(exc))
+    selected = list(names or BUILDERS)
+    missing = prerequisites.missing(selected, targets)
+    if missing:
+        for item in missing:
+            click.echo(f"missing: {item.describe()}", err=True)
+        _fail(
+            f"{len(missing)} prerequisite(s) of {', '.join(selected)} ({', '.join(targets)}) missing: "
+            "run scripts/setup as root, or the commands above"
+        )
+    if check:
+        click.echo(f"prerequisites of {', '.join(selected)} for {', '.join(targets)}: all installed")
+        return
+    for arch in targets:
+        for name in selected:
+            try:
+                BUILDERS[name](_log, arch)
+            except RuntimeError as exc:
+                _fail(str(exc))
 
 
 @lab.command("kubeconfig")
@@ -187,14 +223,14 @@ def lab_gateway_url(name: str | None, port: int) -> None:
 
 @lab.command("artifacts")
 def lab_artifacts() -> None:
-    """Built upstream artifacts, one per line: name, path, sha256."""
+    """Built upstream artifacts, one per line: name, arch, version, path, sha256 (tab-separated)."""
     from edgefaas.lab import artifacts
 
     found = artifacts.present()
     if not found:
-        _log("no artifacts built yet (`edgefaas lab up` builds the rootfs)")
-    for item in sorted(found, key=lambda a: a.name):
-        click.echo(f"{item.name}\t{item.path}\t{item.sha256}")
+        _log("no artifacts built yet (`edgefaas lab build`)")
+    for item in sorted(found, key=lambda a: (a.name, a.arch)):
+        click.echo(f"{item.name}\t{item.arch}\t{item.version}\t{item.path}\t{item.sha256}")
 
 
 def _attach_subcommands() -> None:

@@ -1,7 +1,8 @@
 """Artifacts inside a pyinfra deploy: find one for the current host, and install it there.
 
-Shared by the task deploys (platform, parsec, k3s, edgefaas) so that every one of them
-resolves, checks and uploads upstream artifacts the same way.
+Shared by the task deploys (platform, parsec, k3s, edgefaas, triton) so that every one of
+them resolves, checks and uploads upstream artifacts the same way, each for the device's
+own architecture (read once per host from `uname -m`).
 """
 
 from __future__ import annotations
@@ -10,17 +11,35 @@ from typing import Any
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.server import Arch
 from pyinfra.operations import files
 
 from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+from edgefaas.lab.artifacts import UnsupportedArch, arch_of
+
+
+def device_arch() -> str:
+    """The host's architecture in Debian's naming; an unsupported one fails that host."""
+    machine = host.get_fact(Arch) or ""
+    try:
+        return arch_of(machine)
+    except UnsupportedArch as exc:
+        raise DeployError(f"{host.name}: {exc}") from None
 
 
 def artifact(name: str) -> ArtifactSource:
     """Artifact `name` for the host being deployed; a missing or corrupt one fails that host."""
+    arch = device_arch()
     try:
-        return resolve(host.data, name)
+        return resolve(host.data, name, arch)
     except ArtifactError as exc:
         raise DeployError(f"{host.name}: {exc}") from None
+
+
+def require(*names: str) -> dict[str, ArtifactSource]:
+    """Resolve every artifact a deploy file needs before its first operation, so a device
+    whose architecture lacks one fails before anything is installed on it."""
+    return {name: artifact(name) for name in names}
 
 
 def install(source: ArtifactSource, dest: str, what: str, mode: str = "755") -> Any:

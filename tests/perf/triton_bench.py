@@ -247,9 +247,9 @@ def unpack_perf_analyzer(tarball: Path, dest: Path) -> Path:
 
 
 def perf_analyzer_tarball() -> Path | None:
-    from edgefaas.lab.artifacts import load_manifest
+    from edgefaas.lab.artifacts import lookup
 
-    artifact = load_manifest().get("tritonserver")
+    artifact = lookup("tritonserver")
     if artifact is None or not Path(artifact.path).is_file():
         return None
     return Path(artifact.path)

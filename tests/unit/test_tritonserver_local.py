@@ -371,7 +371,7 @@ def test_build_lays_out_the_tarball(monkeypatch, lab_cache):
     built = triton.build(lines.append)
     tarball = triton.tarball_path()
     assert Path(built.path) == tarball and tarball.name == "tritonserver-2.51.0-x86_64-1.tar"
-    assert artifacts.load_manifest()["tritonserver"].sha256 == artifacts.sha256_file(tarball)
+    assert artifacts.lookup("tritonserver", "amd64").sha256 == artifacts.sha256_file(tarball)
     assert any("tritonserver-2.51.0-x86_64-1.tar" in line for line in lines)
 
     with tarfile.open(tarball) as tar:

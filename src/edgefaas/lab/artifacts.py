@@ -4,6 +4,11 @@ Deploys take upstream components from an artifact directory (or a URL) and verif
 sha256, because the edge labs this blueprint targets are usually air-gapped. The lab
 builds those artifacts from package registries and records them in one manifest, which
 `edgefaas lab artifacts` prints and deploys read.
+
+Every artifact is built per architecture (Debian's names: amd64, arm64), because the
+blueprint's boards and many of its switches are arm64 while others are x86_64. The
+manifest keys an entry by `name/arch`; a deploy picks the entry of the device's own
+architecture.
 """
 
 from __future__ import annotations
@@ -11,11 +16,43 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgefaas.lab.paths import artifact_dir
+
+# Debian's (and Go's, and OCI's) names for the architectures the blueprint's devices have.
+ARCHES = ("amd64", "arm64")
+_MACHINE_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+# The GNU names (uname -m, toolchain triplets) of the same architectures.
+GNU_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+class UnsupportedArch(ValueError):
+    """An architecture no artifact is built for."""
+
+
+def arch_of(machine: str) -> str:
+    """Debian's name for `uname -m`'s `machine` (x86_64 -> amd64, aarch64 -> arm64)."""
+    try:
+        return _MACHINE_ARCH[machine.strip()]
+    except KeyError:
+        raise UnsupportedArch(
+            f"architecture {machine.strip() or '(empty)'!r} is not supported (supported: {', '.join(ARCHES)})"
+        ) from None
+
+
+def native_arch() -> str:
+    """The architecture of the machine running this code."""
+    return arch_of(platform.machine())
+
+
+def check_arch(arch: str) -> str:
+    if arch not in ARCHES:
+        raise UnsupportedArch(f"architecture {arch!r} is not supported (supported: {', '.join(ARCHES)})")
+    return arch
 
 
 @dataclass(frozen=True)
@@ -24,6 +61,15 @@ class Artifact:
     version: str
     path: str
     sha256: str
+    arch: str = "amd64"
+
+    @property
+    def key(self) -> str:
+        return manifest_key(self.name, self.arch)
+
+
+def manifest_key(name: str, arch: str) -> str:
+    return f"{name}/{arch}"
 
 
 def sha256_file(path: Path) -> str:
@@ -38,19 +84,41 @@ def manifest_path() -> Path:
     return artifact_dir() / "manifest.json"
 
 
+def parse_manifest(data: dict[str, dict[str, str]]) -> dict[str, Artifact]:
+    """Manifest entries by `name/arch`; an entry written before artifacts had an
+    architecture (no `arch` field, keyed by name) is the amd64 build it always was."""
+    entries = {}
+    for entry in data.values():
+        artifact = Artifact(**{"arch": "amd64", **entry})
+        entries[artifact.key] = artifact
+    return entries
+
+
 def load_manifest() -> dict[str, Artifact]:
     try:
         data = json.loads(manifest_path().read_text())
     except FileNotFoundError:
         return {}
-    return {name: Artifact(**entry) for name, entry in data.items()}
+    return parse_manifest(data)
 
 
-def record(name: str, version: str, path: Path) -> Artifact:
-    """Checksum a built file and add it to the manifest (replacing an older entry)."""
-    artifact = Artifact(name=name, version=version, path=str(path), sha256=sha256_file(path))
+def lookup(name: str, arch: str | None = None) -> Artifact | None:
+    """The manifest's entry for `name` built for `arch` (default: this machine's)."""
+    return load_manifest().get(manifest_key(name, arch or native_arch()))
+
+
+def record(name: str, version: str, path: Path, arch: str | None = None) -> Artifact:
+    """Checksum a built file and add it to the manifest (replacing an older entry of the
+    same name and architecture); `arch` defaults to this machine's."""
+    artifact = Artifact(
+        name=name,
+        version=version,
+        path=str(path),
+        sha256=sha256_file(path),
+        arch=check_arch(arch or native_arch()),
+    )
     entries = load_manifest()
-    entries[name] = artifact
+    entries[artifact.key] = artifact
     target = manifest_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest-")

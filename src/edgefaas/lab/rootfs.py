@@ -137,11 +137,15 @@ def _customise(root: Path, log: Log) -> None:
     (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
 
 
-def build_tarball(log: Log = print, force: bool = False) -> Path:
+def build_tarball(log: Log = print, force: bool = False, arch: str | None = None) -> Path:
     """Return the cached rootfs tarball, running debootstrap (~1.5 min) if it is missing."""
+    if arch not in (None, artifacts.native_arch()):
+        raise RuntimeError(
+            f"rootfs: no {arch} lab rootfs yet (this machine boots {artifacts.native_arch()} devices)"
+        )
     target = tarball_path()
     if target.exists() and not force:
-        listed = artifacts.load_manifest().get("debian-rootfs")
+        listed = artifacts.lookup("debian-rootfs")
         if listed is None or listed.path != str(target):
             artifacts.record("debian-rootfs", f"{SUITE}-{cache_key()}", target)
         return target

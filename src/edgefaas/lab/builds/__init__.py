@@ -1,7 +1,10 @@
 """Builds of the upstream components the deploys install, from package registries only.
 
-Each builder is idempotent and cached under the lab cache keyed on versions; each records
-what it built in the artifact manifest (`edgefaas lab artifacts`).
+Each builder is idempotent, cached under the lab cache keyed on versions and architecture,
+and records what it built in the artifact manifest (`edgefaas lab artifacts`). A builder
+takes the architecture of the devices it builds for (Debian's name: amd64, arm64); builds
+for another architecture than the build machine's are cross builds that never need to run
+foreign code, except where a module says otherwise.
 """
 
 from __future__ import annotations
@@ -10,54 +13,53 @@ from collections.abc import Callable
 
 from edgefaas.lab.builds.steps import Log
 
+Builder = Callable[[Log, str], object]
 
-def _rootfs(log: Log) -> None:
+
+def _rootfs(log: Log, arch: str) -> None:
     from edgefaas.lab import rootfs
 
-    rootfs.build_tarball(log)
+    rootfs.build_tarball(log, arch=arch)
 
 
-def _wheelhouse(log: Log) -> None:
+def _wheelhouse(log: Log, arch: str) -> None:
     from edgefaas.lab.builds import wheelhouse
 
-    wheelhouse.build(log)
+    wheelhouse.build(log, arch=arch)
 
 
-def _parsec(log: Log) -> None:
+def _parsec(log: Log, arch: str) -> None:
     from edgefaas.lab.builds import parsec
 
-    parsec.build(log)
+    parsec.build(log, arch=arch)
 
 
-def _pause_image(log: Log) -> None:
+def _pause_image(log: Log, arch: str) -> None:
     from edgefaas.lab.builds import images
 
-    images.build_pause_image(log)
+    images.build_pause_image(log, arch=arch)
 
 
-def _runtime_image(log: Log) -> None:
+def _runtime_image(log: Log, arch: str) -> None:
     from edgefaas.lab.builds import images
 
-    images.build_runtime_image(log)
+    images.build_runtime_image(log, arch=arch)
 
 
-def _k3s(log: Log) -> None:
-    from edgefaas.lab import artifacts
+def _k3s(log: Log, arch: str) -> None:
     from edgefaas.lab.builds import k3s
-    from edgefaas.lab.paths import cache_dir
 
-    artifacts.record("k3s", k3s.K3S_VERSION, k3s.build_k3s(cache_dir(), log))
-    artifacts.record("flannel-cni", k3s.FLANNEL_CNI_VERSION, k3s.build_flannel_cni(cache_dir(), log))
+    k3s.build(log, arch=arch)
 
 
-def _triton(log: Log) -> None:
+def _triton(log: Log, arch: str) -> None:
     from edgefaas.lab.builds import triton
 
-    triton.build(log)
+    triton.build(log, arch=arch)
 
 
 # In the order `edgefaas lab build` runs them when given no names.
-BUILDERS: dict[str, Callable[[Log], None]] = {
+BUILDERS: dict[str, Builder] = {
     "rootfs": _rootfs,
     "wheelhouse": _wheelhouse,
     "parsec": _parsec,

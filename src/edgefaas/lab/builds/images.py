@@ -235,19 +235,23 @@ def _catatonit_version() -> str:
     raise RuntimeError("pause-image: apt-cache show catatonit printed no Version (run apt-get update)")
 
 
-def build_pause_image(log: Log = print) -> artifacts.Artifact:
+def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
     """Build (or reuse) the pod sandbox image from Debian's static catatonit.
 
     K3S's default pause image comes from a registry the devices cannot reach; catatonit
     in pause mode (`-P`: run nothing, wait for a signal) does the same job as Kubernetes'
     pause binary and Debian ships it statically linked, so the image is that one file.
     """
+    if arch != artifacts.native_arch():
+        raise RuntimeError(
+            f"pause image: no {arch} build yet (this machine builds {artifacts.native_arch()})"
+        )
     version = _catatonit_version()
     key_text = "\n".join([PAUSE_IMAGE, version, *PAUSE_ENTRYPOINT, PAUSE_USER, IMAGE_LAYOUT_VERSION])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     target = images_dir() / f"pause-3.6-{key}.tar"
     if target.exists() and target.with_suffix(".json").exists():
-        return artifacts.record("pause-image", "3.6", target)
+        return artifacts.record("pause-image", "3.6", target, arch=arch)
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
     log(f"pause-image: catatonit {version} from Debian as {PAUSE_IMAGE}")
@@ -286,7 +290,7 @@ def build_pause_image(log: Log = print) -> artifacts.Artifact:
             old.unlink()
             old.with_suffix(".json").unlink(missing_ok=True)
     log(f"pause-image: {target} ({image.size} bytes) in {time.monotonic() - started:.1f} s")
-    return artifacts.record("pause-image", "3.6", target)
+    return artifacts.record("pause-image", "3.6", target, arch=arch)
 
 
 # ---------------------------------------------------------------- runtime image
@@ -451,12 +455,16 @@ def _frames(layer: Path, photos: list[Path]) -> None:
         (frames / photo.name).chmod(0o644)
 
 
-def build_runtime_image(log: Log = print) -> artifacts.Artifact:
+def build_runtime_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
     """Build (or reuse) the function runtime image `docker.io/edgefaas/runtime:<key>`.
 
     The artifact's version is the key, which is also the image tag: the deploy reads it
     from the manifest (or `<tar>.json`) and names `runtime_image_ref(version)` in pods.
     """
+    if arch != artifacts.native_arch():
+        raise RuntimeError(
+            f"runtime image: no {arch} build yet (this machine builds {artifacts.native_arch()})"
+        )
     from edgefaas.lab.builds import wheelhouse
 
     wheel_artifact = wheelhouse.build(log)
@@ -464,7 +472,7 @@ def build_runtime_image(log: Log = print) -> artifacts.Artifact:
     ref = runtime_image_ref(key)
     target = images_dir() / f"runtime-{key}.tar"
     if target.exists() and target.with_suffix(".json").exists():
-        return artifacts.record("runtime-image", key, target)
+        return artifacts.record("runtime-image", key, target, arch=arch)
     started = time.monotonic()
     base = build_runtime_base(log)
     log(f"runtime-image: building {ref}")
@@ -500,4 +508,4 @@ def build_runtime_image(log: Log = print) -> artifacts.Artifact:
             old.unlink()
             old.with_suffix(".json").unlink(missing_ok=True)
     log(f"runtime-image: {ref} ({image.size >> 20} MiB) in {time.monotonic() - started:.0f} s")
-    return artifacts.record("runtime-image", key, target)
+    return artifacts.record("runtime-image", key, target, arch=arch)

@@ -30,7 +30,10 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from edgefaas.lab import artifacts
+from edgefaas.lab.artifacts import native_arch
 from edgefaas.lab.builds.steps import Log, run, stream
+from edgefaas.lab.paths import cache_dir
 
 K3S_MODULE = "github.com/k3s-io/k3s"
 K3S_PSEUDO_VERSION = "v1.25.5-0.20221115215439-0dc63334c0db"
@@ -70,6 +73,14 @@ FLANNEL_CNI_VERSION = "v0.9.1"
 GO_PARALLELISM = 2
 
 _PACKAGE_LINE = re.compile(r"^[\w.\-~]+(/[\w.\-~+]+)*$")
+
+
+def build(log: Log = print, arch: str = "amd64") -> None:
+    """Build (or reuse) k3s and flannel's CNI plugin for devices of `arch` and record them."""
+    if arch != native_arch():
+        raise RuntimeError(f"k3s: no {arch} build yet (this machine builds {native_arch()})")
+    artifacts.record("k3s", K3S_VERSION, build_k3s(cache_dir(), log), arch=arch)
+    artifacts.record("flannel-cni", FLANNEL_CNI_VERSION, build_flannel_cni(cache_dir(), log), arch=arch)
 
 
 def k3s_binary_path(cache_dir: Path) -> Path:

@@ -50,11 +50,13 @@ def _install(crate: str, version: str, features: tuple[str, ...], binary: str, l
     return target
 
 
-def build(log: Log = print) -> list[artifacts.Artifact]:
-    """Build (or reuse) parsec-service and parsec-tool and record them in the manifest."""
+def build(log: Log = print, arch: str = "amd64") -> list[artifacts.Artifact]:
+    """Build (or reuse) parsec-service and parsec-tool for `arch` and record them in the manifest."""
+    if arch != artifacts.native_arch():
+        raise RuntimeError(f"parsec: no {arch} build yet (this machine builds {artifacts.native_arch()})")
     service = _install("parsec-service", PARSEC_SERVICE_VERSION, PARSEC_SERVICE_FEATURES, "parsec", log)
     tool = _install("parsec-tool", PARSEC_TOOL_VERSION, (), "parsec-tool", log)
     return [
-        artifacts.record("parsec-service", PARSEC_SERVICE_VERSION, service),
-        artifacts.record("parsec-tool", PARSEC_TOOL_VERSION, tool),
+        artifacts.record("parsec-service", PARSEC_SERVICE_VERSION, service, arch=arch),
+        artifacts.record("parsec-tool", PARSEC_TOOL_VERSION, tool, arch=arch),
     ]

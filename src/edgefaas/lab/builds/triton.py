@@ -188,11 +188,12 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def build(log: Log = print, arch: str = "x86_64") -> artifacts.Artifact:
-    """Build (or reuse) the tritonserver tarball for devices of `arch` and record it."""
+def build(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
+    """Build (or reuse) the tritonserver tarball for devices of `arch` (amd64, arm64) and record it."""
+    debian_arch, arch = artifacts.check_arch(arch), artifacts.GNU_ARCH[arch]
     target = tarball_path(arch)
     if target.exists():
-        return artifacts.record("tritonserver", TRITON_VERSION, target)
+        return artifacts.record("tritonserver", TRITON_VERSION, target, arch=debian_arch)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     log(
@@ -217,7 +218,7 @@ def build(log: Log = print, arch: str = "x86_64") -> artifacts.Artifact:
         partial.replace(target)
     size = target.stat().st_size / 1e6
     log(f"triton: {target.name}, {size:.0f} MB in {time.monotonic() - started:.0f} s")
-    return artifacts.record("tritonserver", TRITON_VERSION, target)
+    return artifacts.record("tritonserver", TRITON_VERSION, target, arch=debian_arch)
 
 
 def expression_model(scratch: Path) -> Path | None:

@@ -43,14 +43,15 @@ def _source_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def build(log: Log = print, arch: str = "x86_64") -> artifacts.Artifact:
-    """Build (or reuse) the wheelhouse tarball for devices of `arch`."""
+def build(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
+    """Build (or reuse) the wheelhouse tarball for devices of `arch` (amd64, arm64)."""
+    machine = artifacts.GNU_ARCH[artifacts.check_arch(arch)]
     if not (REPO / "pyproject.toml").exists():
         raise RuntimeError("wheelhouse: build it from a checkout of the project (pip install -e .)")
     key = _source_key()
-    target = cache_dir() / "wheelhouse" / f"edgefaas-wheelhouse-{arch}-{key}.tar"
+    target = cache_dir() / "wheelhouse" / f"edgefaas-wheelhouse-{machine}-{key}.tar"
     if target.exists():
-        return artifacts.record("edgefaas-wheelhouse", key, target)
+        return artifacts.record("edgefaas-wheelhouse", key, target, arch=arch)
     target.parent.mkdir(parents=True, exist_ok=True)
     log(f"wheelhouse: building the edgefaas wheel and fetching its dependencies for {arch}")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -60,7 +61,7 @@ def build(log: Log = print, arch: str = "x86_64") -> artifacts.Artifact:
         project = next(wheels.glob("edgefaas-*.whl"))
         extras = f"[{','.join(DEVICE_EXTRAS)}]" if DEVICE_EXTRAS else ""
         target_python = ["--python-version", DEVICE_PYTHON, "--implementation", "cp"]
-        platforms = _platforms(arch)
+        platforms = _platforms(machine)
         run(
             [
                 *pip,
@@ -78,8 +79,8 @@ def build(log: Log = print, arch: str = "x86_64") -> artifacts.Artifact:
         with tarfile.open(partial, "w") as tar:
             for wheel in sorted(wheels.glob("*.whl")):
                 tar.add(wheel, arcname=wheel.name)
-        for old in target.parent.glob(f"edgefaas-wheelhouse-{arch}-*.tar"):
+        for old in target.parent.glob(f"edgefaas-wheelhouse-{machine}-*.tar"):
             old.unlink()
         partial.replace(target)
     log(f"wheelhouse: {target.name}")
-    return artifacts.record("edgefaas-wheelhouse", key, target)
+    return artifacts.record("edgefaas-wheelhouse", key, target, arch=arch)
