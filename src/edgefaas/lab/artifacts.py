@@ -13,6 +13,7 @@ architecture.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -117,16 +118,19 @@ def record(name: str, version: str, path: Path, arch: str | None = None) -> Arti
         sha256=sha256_file(path),
         arch=check_arch(arch or native_arch()),
     )
-    entries = load_manifest()
-    entries[artifact.key] = artifact
     target = manifest_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest-")
-    with os.fdopen(fd, "w") as out:
-        json.dump({k: asdict(v) for k, v in sorted(entries.items())}, out, indent=2)
-        out.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    # Builds for several architectures may record at once: read-modify-write under a lock.
+    with open(target.with_name(".manifest.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = load_manifest()
+        entries[artifact.key] = artifact
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest-")
+        with os.fdopen(fd, "w") as out:
+            json.dump({k: asdict(v) for k, v in sorted(entries.items())}, out, indent=2)
+            out.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
     return artifact
 
 
