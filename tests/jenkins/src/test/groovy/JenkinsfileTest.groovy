@@ -171,7 +171,7 @@ class JenkinsfileTest {
                     if (!new File(ROOT, "tests/integration/test_${task}.py").isFile()) {
                         found << "scripts/task ${task}: tests/integration/test_${task}.py does not exist".toString()
                     }
-                } else if (!(task in ['perf', 'lint', 'unit', 'suites']) && !new File(ROOT, "deploys/${task}.py").isFile()) {
+                } else if (!(task in ['perf', 'lint', 'unit', 'suites', 'arm64']) && !new File(ROOT, "deploys/${task}.py").isFile()) {
                     found << "scripts/task ${task}: deploys/${task}.py does not exist".toString()
                 }
             }
@@ -186,16 +186,19 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'platform', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'arm64', 'platform', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
+        // Prerequisites are checked before anything is built, for both architectures.
+        assertTrue(s.indexOf('edgefaas lab build --check --arch all') < s.indexOf('edgefaas lab build --arch all'))
+        assertTrue(s.indexOf('edgefaas lab build --arch all') < s.indexOf('scripts/task arm64'))
     }
 
     @Test
     void tasksRunInTheOrderOfSitePyAndScriptsTest() {
         runJenkinsfile()
-        List<String> labTasks = tasksRun().findAll { !(it in ['lint', 'unit', 'perf']) }
+        List<String> labTasks = tasksRun().findAll { !(it in ['lint', 'unit', 'arm64', 'perf']) }
         List<String> deployTasks = labTasks.findAll { !(it in VERIFY_ONLY) }
         assertEquals('the Jenkinsfile deploys in deploys/site.py\'s order', siteOrder(), deployTasks)
         assertEquals('the verify-only tasks come after every deploy', deployTasks + (labTasks - deployTasks), labTasks)
