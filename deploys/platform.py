@@ -18,8 +18,9 @@ from pyinfra.facts.server import KernelVersion
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from edgefaas.deploy import userland
 from edgefaas.deploy_artifacts import artifact
-from edgefaas.facts import WritableSysctls
+from edgefaas.facts import Userland, WritableSysctls
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
 PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}
@@ -33,6 +34,17 @@ if not host.get_fact(File, path=PROFILE_MARKERS[profile]):
         f"{host.name}: in group '{profile}' but {PROFILE_MARKERS[profile]} is missing: "
         f"this does not look like a {profile} device; fix the inventory"
     )
+# The device-side package comes from the wheelhouse: refuse a userland its wheels cannot
+# install on before any operation runs (an artifact given by URL cannot be read here).
+wheelhouse = artifact("edgefaas-wheelhouse")
+if wheelhouse.path:
+    refused = userland.refusal(
+        host.name,
+        userland.from_fact(host.get_fact(Userland)),
+        userland.wheelhouse_requirement(userland.wheel_names(wheelhouse.path)),
+    )
+    if refused:
+        raise DeployError(refused)
 
 apt.packages(
     name="Install the packages later tasks need",
@@ -98,7 +110,6 @@ files.directory(name="Create /etc/edgefaas", path="/etc/edgefaas", mode="755")
 # The EdgeFaaS package (operator tools such as `edgefaas parsec`, and the services later
 # tasks run) from the wheelhouse: devices install with no package index.
 venv = host.data.edgefaas_venv
-wheelhouse = artifact("edgefaas-wheelhouse")
 files.directory(name="Create /opt/edgefaas", path="/opt/edgefaas", mode="755")
 wheels = files.put(
     name="Upload the EdgeFaaS wheelhouse",

@@ -19,3 +19,20 @@ class WritableSysctls(FactBase[set[str]]):
 
     def process(self, output: list[str]) -> set[str]:
         return {line.strip() for line in output if line.strip()}
+
+
+class Userland(FactBase[dict[str, str]]):
+    """The device's OS release, glibc and python3 versions, for the supported-userland check.
+
+    Written for the oldest shells and Pythons a board may have (JetPack 4's Python 3.6).
+    """
+
+    command = (
+        ". /etc/os-release 2>/dev/null; "
+        'echo "id=${ID:-unknown}"; echo "version_id=${VERSION_ID:-}"; echo "pretty=${PRETTY_NAME:-}"; '
+        'echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null)"; '
+        "echo python=$(python3 -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
+    )
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in output if "=" in line)

@@ -1,0 +1,1 @@
+"""Helpers that run on the control machine inside pyinfra deploys; never shipped to devices."""
