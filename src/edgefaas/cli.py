@@ -21,6 +21,7 @@ def _log(message: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgefaas", message="%(prog)s %(version)s")
 def main() -> None:
     """EdgeFaaS on SONiC: deploy K3S, Parsec, EdgeFaaS and Triton onto SONiC switches and
     Jetson boards, or onto the virtual device lab that stands in for them.
