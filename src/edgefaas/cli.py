@@ -59,6 +59,9 @@ def lab_up(devices: int | None, spec_file: Path | None, ssh_timeout: float) -> N
       devices:
         - {name: sonic-1, profile: sonic, roles: [k3s_server]}
         - {name: jetson-1, profile: jetson, roles: [k3s_agent]}
+        # optional per device: userland bookworm (default) or bullseye;
+        # arch amd64 (default) or arm64 (booted under qemu-user)
+        - {name: jetson-2, profile: jetson, userland: bullseye}
     """
     from edgefaas.lab import lifecycle
     from edgefaas.lab.spec import load_spec

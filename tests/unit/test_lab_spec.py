@@ -53,6 +53,8 @@ def test_unknown_device_field_is_named_with_its_position():
         ({"name": "x", "profile": "sonic", "roles": ["master"]}, "roles"),
         ({"name": "x", "profile": "sonic", "roles": ["k3s_server", "k3s_agent"]}, "either"),
         ({"name": "x", "profile": "sonic", "address": "10.99.0.5"}, "not a host address"),
+        ({"name": "x", "profile": "jetson", "userland": "buster"}, r"\(x\): userland 'buster' must be one of"),
+        ({"name": "x", "profile": "jetson", "arch": "riscv64"}, r"\(x\): arch 'riscv64' must be one of"),
     ],
 )
 def test_bad_device_fields_are_refused(device, message):
@@ -121,3 +123,19 @@ def test_spec_file_errors_name_the_file(tmp_path):
         load_spec(path)
     with pytest.raises(SpecError, match="either a spec file or --devices"):
         load_spec(path, devices=3)
+
+
+def test_a_device_may_have_its_own_userland_and_architecture():
+    spec = parse_spec(
+        {
+            "devices": [
+                {"name": "sonic-1", "profile": "sonic", "roles": ["k3s_server"]},
+                {"name": "jetson-1", "profile": "jetson", "userland": "bullseye", "arch": "arm64"},
+            ]
+        }
+    )
+    sonic, jetson = spec.devices
+    assert (sonic.userland, sonic.arch) == ("bookworm", "amd64")
+    assert (jetson.userland, jetson.arch) == ("bullseye", "arm64")
+    # What the state file keeps reads back as the same spec.
+    assert parse_spec(spec.to_dict()) == spec

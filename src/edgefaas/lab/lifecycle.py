@@ -189,8 +189,8 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
         )
 
     _ensure_inotify_limits(log)
-    lower = rootfs.lower_dir(log)
-    state.rootfs_key = rootfs.cache_key()
+    lowers = {(d.userland, d.arch) for d in spec.devices}
+    lower = {key: rootfs.lower_dir(log, suite=key[0], arch=key[1]) for key in sorted(lowers)}
     public_key = _ensure_ssh_key(state)
     changed = network.ensure_bridge(spec.bridge, spec.gateway, spec.network.prefixlen, spec.name)
     if changed:
@@ -207,7 +207,7 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
             device.teardown(paths, spec.name, dev.name, dev_state.pid)
             shutil.rmtree(paths.root, ignore_errors=True)
         paths.root.mkdir(parents=True, exist_ok=True)
-        device.mount_overlay(paths, lower)
+        device.mount_overlay(paths, lower[dev.userland, dev.arch])
         device.prepare_root(paths, spec, dev, public_key)
         dev_state.netns = network.ensure_device_netns(spec.name, dev.name, spec.bridge)
         dev_state.pid = device.start(paths, spec, dev, dev_state.netns)

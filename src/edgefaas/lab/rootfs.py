@@ -1,9 +1,11 @@
-"""The Debian bookworm root filesystem every lab device boots from.
+"""The Debian root filesystems lab devices boot from.
 
-SONiC's host OS is Debian, so a bookworm rootfs is an honest stand-in for a SONiC
-switch's host; the Jetson stand-in is the same rootfs with a Jetson profile laid on top.
-It is built once with debootstrap, packed as a .tar.zst keyed on everything that
-shapes it, and unpacked once per key as the read-only lower layer of every device.
+SONiC's host OS is Debian (bookworm from SONiC 202311 on, bullseye before), so a Debian
+rootfs is an honest stand-in for a SONiC switch's host; the Jetson stand-in is a Debian
+rootfs with a Jetson profile laid on top (bullseye's glibc 2.31 is JetPack 5's). Each
+(release, architecture) is built once with debootstrap, packed as a .tar.zst keyed on
+everything that shapes it, and unpacked once per key as the read-only lower layer of
+every device that uses it. A foreign architecture's second stage runs under qemu-user.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from edgefaas.lab import artifacts
 from edgefaas.lab.paths import cache_dir, state_root
 
 SUITE = "bookworm"
+# Each release's Python, whose libpython Triton's Python backend stub embeds.
+SUITE_PYTHON = {"bookworm": "3.11", "bullseye": "3.9"}
 # Bumped whenever the customisation below changes, so caches rebuild.
 LAYOUT_VERSION = "3"
 
@@ -31,7 +35,7 @@ PACKAGES = (
     "python3-venv",
     "python3-pip",
     "python3-numpy",
-    "libpython3.11",
+    "libpython{python}",
     "systemd",
     "systemd-sysv",
     "dbus",
@@ -88,13 +92,25 @@ def debian_mirror() -> str:
     raise RuntimeError("rootfs: no Debian mirror in apt's sources; set EDGEFAAS_DEBIAN_MIRROR")
 
 
-def cache_key() -> str:
-    text = "\n".join([SUITE, debian_mirror(), LAYOUT_VERSION, *sorted(PACKAGES)])
+def packages(suite: str = SUITE) -> tuple[str, ...]:
+    return tuple(name.format(python=SUITE_PYTHON[suite]) for name in PACKAGES)
+
+
+def cache_key(suite: str = SUITE, arch: str | None = None) -> str:
+    arch = arch or artifacts.native_arch()
+    # The machine's own architecture keeps the key it had before foreign ones existed.
+    own = [] if arch == artifacts.native_arch() else [arch]
+    text = "\n".join([suite, debian_mirror(), LAYOUT_VERSION, *own, *sorted(packages(suite))])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tarball_path() -> Path:
-    return cache_dir() / "rootfs" / f"{SUITE}-{cache_key()}.tar.zst"
+def _name(suite: str, arch: str) -> str:
+    own = arch == artifacts.native_arch()
+    return f"{suite}-{cache_key(suite, arch)}" if own else f"{suite}-{arch}-{cache_key(suite, arch)}"
+
+
+def tarball_path(suite: str = SUITE, arch: str | None = None) -> Path:
+    return cache_dir() / "rootfs" / f"{_name(suite, arch or artifacts.native_arch())}.tar.zst"
 
 
 def _run(cmd: list[str], step: str, log: Log) -> None:
@@ -137,34 +153,35 @@ def _customise(root: Path, log: Log) -> None:
     (root / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
 
 
-def build_tarball(log: Log = print, force: bool = False, arch: str | None = None) -> Path:
+def build_tarball(log: Log = print, force: bool = False, arch: str | None = None, suite: str = SUITE) -> Path:
     """Return the cached rootfs tarball, running debootstrap (~1.5 min) if it is missing."""
-    if arch not in (None, artifacts.native_arch()):
-        raise RuntimeError(
-            f"rootfs: no {arch} lab rootfs yet (this machine boots {artifacts.native_arch()} devices)"
-        )
-    target = tarball_path()
+    arch = artifacts.check_arch(arch or artifacts.native_arch())
+    name = "debian-rootfs" if suite == SUITE else f"debian-rootfs-{suite}"
+    target = tarball_path(suite, arch)
     if target.exists() and not force:
-        listed = artifacts.lookup("debian-rootfs")
+        listed = artifacts.lookup(name, arch)
         if listed is None or listed.path != str(target):
-            artifacts.record("debian-rootfs", f"{SUITE}-{cache_key()}", target)
+            artifacts.record(name, _name(suite, arch), target, arch=arch)
         return target
     if not shutil.which("debootstrap"):
         raise RuntimeError("rootfs: debootstrap is not installed (apt-get install debootstrap)")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
         root = Path(tmp) / "root"
-        log(f"rootfs: debootstrap {SUITE} with {len(PACKAGES)} packages (about 2 minutes)")
+        foreign = arch != artifacts.native_arch()
+        pace = "under qemu-user, about 10 minutes" if foreign else "about 2 minutes"
+        log(f"rootfs: debootstrap {suite} {arch} with {len(PACKAGES)} packages ({pace})")
         _run(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
-                SUITE,
+                f"--arch={arch}",
+                f"--include={','.join(packages(suite))}",
+                suite,
                 str(root),
                 debian_mirror(),
             ],
-            "debootstrap",
+            f"debootstrap {suite} {arch}",
             log,
         )
         log("rootfs: customising")
@@ -188,15 +205,16 @@ def build_tarball(log: Log = print, force: bool = False, arch: str | None = None
             log,
         )
         partial.replace(target)
-    artifacts.record("debian-rootfs", f"{SUITE}-{cache_key()}", target)
+    artifacts.record(name, _name(suite, arch), target, arch=arch)
     log(f"rootfs: cached {target} ({target.stat().st_size // (1 << 20)} MiB)")
     return target
 
 
-def lower_dir(log: Log = print) -> Path:
-    """Return the unpacked rootfs for the current key, unpacking the tarball once."""
-    tarball = build_tarball(log)
-    lower = state_root() / "rootfs" / cache_key()
+def lower_dir(log: Log = print, suite: str = SUITE, arch: str | None = None) -> Path:
+    """Return the unpacked rootfs of `suite` for `arch`, unpacking its tarball once."""
+    tarball = build_tarball(log, arch=arch, suite=suite)
+    key = cache_key(suite, arch)
+    lower = state_root() / "rootfs" / key
     marker = lower.with_name(lower.name + ".complete")
     if marker.exists() and lower.is_dir():
         return lower
@@ -212,5 +230,5 @@ def lower_dir(log: Log = print) -> Path:
         log,
     )
     partial.rename(lower)
-    marker.write_text(cache_key())
+    marker.write_text(key)
     return lower

@@ -17,13 +17,18 @@ from typing import Any
 import yaml
 
 PROFILES = ("sonic", "jetson")
+# The Debian releases a device's root filesystem can be: bookworm is SONiC 202311 and later;
+# bullseye is SONiC 202305 and, with glibc 2.31, the closest to JetPack 5's Ubuntu 20.04.
+USERLANDS = ("bookworm", "bullseye")
+# Debian's names; a device of another architecture than the lab machine's runs under qemu-user.
+ARCHES = ("amd64", "arm64")
 ROLES = ("k3s_server", "k3s_agent")
 # Host addresses below this offset stay free for the machine's own bridge address
 # and anything an operator wants to add by hand (an apt proxy, a PC browser...).
 FIRST_DEVICE_OFFSET = 11
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SPEC_FIELDS = {"name", "subnet", "devices"}
-_DEVICE_FIELDS = {"name", "profile", "roles", "address"}
+_DEVICE_FIELDS = {"name", "profile", "roles", "address", "userland", "arch"}
 
 
 class SpecError(ValueError):
@@ -36,6 +41,8 @@ class DeviceSpec:
     profile: str
     roles: tuple[str, ...]
     address: str
+    userland: str = "bookworm"
+    arch: str = "amd64"
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -75,7 +82,14 @@ class LabSpec:
             "name": self.name,
             "subnet": self.subnet,
             "devices": [
-                {"name": d.name, "profile": d.profile, "roles": list(d.roles), "address": d.address}
+                {
+                    "name": d.name,
+                    "profile": d.profile,
+                    "roles": list(d.roles),
+                    "address": d.address,
+                    "userland": d.userland,
+                    "arch": d.arch,
+                }
                 for d in self.devices
             ],
         }
@@ -180,7 +194,13 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
         if str(addr) in seen_addresses:
             raise SpecError(f"{where} ({dev_name}): address {addr} is already taken in this lab")
         seen_addresses.add(str(addr))
-        devices.append(DeviceSpec(dev_name, profile, tuple(roles), str(addr)))
+        userland = raw.get("userland", "bookworm")
+        if userland not in USERLANDS:
+            raise SpecError(f"{where} ({dev_name}): userland {userland!r} must be one of {list(USERLANDS)}")
+        arch = raw.get("arch", "amd64")
+        if arch not in ARCHES:
+            raise SpecError(f"{where} ({dev_name}): arch {arch!r} must be one of {list(ARCHES)}")
+        devices.append(DeviceSpec(dev_name, profile, tuple(roles), str(addr), userland, arch))
 
     servers = [d.name for d in devices if "k3s_server" in d.roles]
     if len(servers) > 1:

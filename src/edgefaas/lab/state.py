@@ -34,7 +34,6 @@ class DeviceState:
 class LabState:
     spec: LabSpec
     devices: dict[str, DeviceState] = field(default_factory=dict)
-    rootfs_key: str | None = None
 
     @property
     def dir(self) -> Path:
@@ -55,7 +54,6 @@ class LabState:
         return {
             "spec": self.spec.to_dict(),
             "devices": {name: asdict(dev) for name, dev in self.devices.items()},
-            "rootfs_key": self.rootfs_key,
             "ssh_key": str(self.ssh_key),
             "known_hosts": str(self.known_hosts),
             "bridge": self.spec.bridge,
@@ -66,7 +64,7 @@ class LabState:
     def from_dict(cls, data: dict[str, Any]) -> LabState:
         spec = parse_spec(data["spec"], source="state file")
         devices = {name: DeviceState(**dev) for name, dev in data.get("devices", {}).items()}
-        return cls(spec=spec, devices=devices, rootfs_key=data.get("rootfs_key"))
+        return cls(spec=spec, devices=devices)
 
     def save(self) -> None:
         path = state_file(self.spec.name)
