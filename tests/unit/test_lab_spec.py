@@ -53,7 +53,10 @@ def test_unknown_device_field_is_named_with_its_position():
         ({"name": "x", "profile": "sonic", "roles": ["master"]}, "roles"),
         ({"name": "x", "profile": "sonic", "roles": ["k3s_server", "k3s_agent"]}, "either"),
         ({"name": "x", "profile": "sonic", "address": "10.99.0.5"}, "not a host address"),
-        ({"name": "x", "profile": "jetson", "userland": "buster"}, r"\(x\): userland 'buster' must be one of"),
+        (
+            {"name": "x", "profile": "jetson", "userland": "buster"},
+            r"\(x\): userland 'buster' must be one of",
+        ),
         ({"name": "x", "profile": "jetson", "arch": "riscv64"}, r"\(x\): arch 'riscv64' must be one of"),
     ],
 )
