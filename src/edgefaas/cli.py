@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -168,12 +169,19 @@ def lab_build(names: tuple[str, ...], arches: str, check: bool) -> None:
     if check:
         click.echo(f"prerequisites of {', '.join(selected)} for {', '.join(targets)}: all installed")
         return
+    from edgefaas.lab import artifacts
+
     for arch in targets:
         for name in selected:
+            before = {key: a.sha256 for key, a in artifacts.load_manifest().items()}
+            started = time.monotonic()
             try:
                 BUILDERS[name](_log, arch)
             except RuntimeError as exc:
                 _fail(str(exc))
+            built = [key for key, a in artifacts.load_manifest().items() if before.get(key) != a.sha256]
+            if built:
+                artifacts.set_build_seconds(built, time.monotonic() - started)
 
 
 @lab.command("kubeconfig")
@@ -226,15 +234,48 @@ def lab_gateway_url(name: str | None, port: int) -> None:
 
 
 @lab.command("artifacts")
-def lab_artifacts() -> None:
-    """Built upstream artifacts, one per line: name, arch, version, path, sha256 (tab-separated)."""
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="One row per artifact: each architecture's size and build time side by side.",
+)
+def lab_artifacts(compare: bool) -> None:
+    """Built upstream artifacts, one per line, tab-separated: name, arch, version, size in
+    bytes, build seconds ("-" when not timed), path, sha256."""
     from edgefaas.lab import artifacts
 
-    found = artifacts.present()
+    found = sorted(artifacts.present(), key=lambda a: (a.name, a.arch))
     if not found:
         _log("no artifacts built yet (`edgefaas lab build`)")
-    for item in sorted(found, key=lambda a: (a.name, a.arch)):
-        click.echo(f"{item.name}\t{item.arch}\t{item.version}\t{item.path}\t{item.sha256}")
+    if compare:
+        _print_comparison(found)
+        return
+    for item in found:
+        took = "-" if item.build_seconds is None else f"{item.build_seconds:.1f}"
+        click.echo(
+            f"{item.name}\t{item.arch}\t{item.version}\t{item.size}\t{took}\t{item.path}\t{item.sha256}"
+        )
+
+
+def _print_comparison(found: list) -> None:
+    from edgefaas.lab.artifacts import ARCHES
+
+    def cell(item) -> str:
+        if item is None:
+            return "not built"
+        took = "-" if item.build_seconds is None else f"{item.build_seconds:.0f} s"
+        return f"{item.size / 1e6:.1f} MB, {took}"
+
+    by_name: dict[str, dict[str, object]] = {}
+    for item in found:
+        by_name.setdefault(item.name, {})[item.arch] = item
+    click.echo(
+        f"{'ARTIFACT':<22} " + " ".join(f"{arch.upper():<22}" for arch in ARCHES) + " ARM64/AMD64 SIZE"
+    )
+    for name, builds in by_name.items():
+        amd, arm = builds.get("amd64"), builds.get("arm64")
+        ratio = f"{arm.size / amd.size:.2f}x" if amd and arm and amd.size else "-"
+        click.echo(f"{name:<22} " + " ".join(f"{cell(builds.get(a)):<22}" for a in ARCHES) + f" {ratio}")
 
 
 def _attach_subcommands() -> None:

@@ -142,3 +142,37 @@ def test_checksums_are_cached_per_file_state(artifact_dir):
     resolve(data, "edgefaas-wheelhouse", "amd64")
     resolve(data, "edgefaas-wheelhouse", "amd64")
     assert artifact_source._checksum.cache_info().hits >= 1
+
+
+def test_a_build_time_survives_re_recording_the_same_file_only(artifact_dir):
+    path = _built(artifact_dir, "k", b"one")
+    entry = artifacts.record("k3s", "v1", path, arch="arm64")
+    artifacts.set_build_seconds([entry.key], 912.34)
+    assert artifacts.lookup("k3s", "arm64").build_seconds == 912.3
+
+    artifacts.record("k3s", "v1", path, arch="arm64")  # a cached build records again
+    assert artifacts.lookup("k3s", "arm64").build_seconds == 912.3
+
+    path.write_bytes(b"two")  # a new build: its time is not the old one's
+    artifacts.record("k3s", "v1", path, arch="arm64")
+    assert artifacts.lookup("k3s", "arm64").build_seconds is None
+
+
+def test_lab_artifacts_compares_architectures_side_by_side(artifact_dir):
+    from click.testing import CliRunner
+
+    from edgefaas.cli import main
+
+    artifacts.record("parsec-tool", "0.7.0", _built(artifact_dir, "a", b"x" * 4_000_000), arch="amd64")
+    arm = artifacts.record("parsec-tool", "0.7.0", _built(artifact_dir, "b", b"y" * 5_000_000), arch="arm64")
+    artifacts.set_build_seconds([arm.key], 300)
+    artifacts.record("k3s", "v1", _built(artifact_dir, "c", b"z"), arch="amd64")
+
+    out = CliRunner().invoke(main, ["lab", "artifacts", "--compare"]).output
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "4.0 MB, -" in rows["parsec-tool"] and "5.0 MB, 300 s" in rows["parsec-tool"]
+    assert rows["parsec-tool"].endswith("1.25x")
+    assert "not built" in rows["k3s"]
+
+    listing = CliRunner().invoke(main, ["lab", "artifacts"]).output.splitlines()
+    assert ["parsec-tool", "arm64", "0.7.0", "5000000", "300.0"] == listing[-1].split("\t")[:5]

@@ -19,7 +19,8 @@ import json
 import os
 import platform
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from edgefaas.lab.paths import artifact_dir
@@ -63,10 +64,19 @@ class Artifact:
     path: str
     sha256: str
     arch: str = "amd64"
+    # Wall time of the build that made this file (None: recorded before builds were timed).
+    build_seconds: float | None = None
 
     @property
     def key(self) -> str:
         return manifest_key(self.name, self.arch)
+
+    @property
+    def size(self) -> int:
+        try:
+            return Path(self.path).stat().st_size
+        except OSError:
+            return 0
 
 
 def manifest_key(name: str, arch: str) -> str:
@@ -110,7 +120,8 @@ def lookup(name: str, arch: str | None = None) -> Artifact | None:
 
 def record(name: str, version: str, path: Path, arch: str | None = None) -> Artifact:
     """Checksum a built file and add it to the manifest (replacing an older entry of the
-    same name and architecture); `arch` defaults to this machine's."""
+    same name and architecture); `arch` defaults to this machine's. Re-recording the same
+    file keeps the time its build took."""
     artifact = Artifact(
         name=name,
         version=version,
@@ -118,20 +129,41 @@ def record(name: str, version: str, path: Path, arch: str | None = None) -> Arti
         sha256=sha256_file(path),
         arch=check_arch(arch or native_arch()),
     )
+
+    def update(entries: dict[str, Artifact]) -> None:
+        old = entries.get(artifact.key)
+        same = old is not None and old.sha256 == artifact.sha256
+        entries[artifact.key] = replace(artifact, build_seconds=old.build_seconds if same else None)
+
+    return _update(update)[artifact.key]
+
+
+def set_build_seconds(keys: Iterable[str], seconds: float) -> None:
+    """Record how long the build that made these entries took."""
+    wanted = set(keys)
+
+    def update(entries: dict[str, Artifact]) -> None:
+        for key in wanted & set(entries):
+            entries[key] = replace(entries[key], build_seconds=round(seconds, 1))
+
+    _update(update)
+
+
+def _update(change: Callable[[dict[str, Artifact]], None]) -> dict[str, Artifact]:
     target = manifest_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     # Builds for several architectures may record at once: read-modify-write under a lock.
     with open(target.with_name(".manifest.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         entries = load_manifest()
-        entries[artifact.key] = artifact
+        change(entries)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".manifest-")
         with os.fdopen(fd, "w") as out:
             json.dump({k: asdict(v) for k, v in sorted(entries.items())}, out, indent=2)
             out.write("\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    return artifact
+    return entries
 
 
 def present() -> list[Artifact]:
