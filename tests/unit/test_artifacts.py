@@ -175,4 +175,4 @@ def test_lab_artifacts_compares_architectures_side_by_side(artifact_dir):
     assert "not built" in rows["k3s"]
 
     listing = CliRunner().invoke(main, ["lab", "artifacts"]).output.splitlines()
-    assert ["parsec-tool", "arm64", "0.7.0", "5000000", "300.0"] == listing[-1].split("\t")[:5]
+    assert listing[-1].split("\t")[:5] == ["parsec-tool", "arm64", "0.7.0", "5000000", "300.0"]
