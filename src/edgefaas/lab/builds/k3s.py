@@ -17,6 +17,12 @@ containerd-shim-runc-v2, runc and the standard CNI plugins on PATH: Debian 12's
 `containerd`, `runc` and `containernetworking-plugins` packages provide them (the
 `containerd` symlink to this binary is a stub in v1.25). Only the `flannel` CNI plugin is
 missing from Debian's package; `build_flannel_cni` builds it.
+
+Builds for arm64 devices (Jetson boards, many SONiC switches) on an amd64 machine are cross
+builds: k3s needs cgo (libseccomp, sqlite), so it is compiled with Debian's
+aarch64-linux-gnu-gcc against the arm64 multiarch libseccomp-dev; flannel's plugin is pure
+Go. The one foreign program run is the new k3s's `--version`, under qemu-user (never
+through binfmt_misc, which would change how the whole machine runs arm64 files).
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from edgefaas.lab import artifacts
-from edgefaas.lab.artifacts import native_arch
+from edgefaas.lab.artifacts import GNU_ARCH, check_arch, native_arch
+from edgefaas.lab.builds import prerequisites
 from edgefaas.lab.builds.steps import Log, run, stream
 from edgefaas.lab.paths import cache_dir
 
@@ -71,29 +78,63 @@ FLANNEL_CNI_PACKAGE = "github.com/containernetworking/plugins/plugins/meta/flann
 FLANNEL_CNI_VERSION = "v0.9.1"
 
 GO_PARALLELISM = 2
+VERSION_CHECK_TIMEOUT = 300.0
 
 _PACKAGE_LINE = re.compile(r"^[\w.\-~]+(/[\w.\-~+]+)*$")
 
 
 def build(log: Log = print, arch: str = "amd64") -> None:
     """Build (or reuse) k3s and flannel's CNI plugin for devices of `arch` and record them."""
-    if arch != native_arch():
-        raise RuntimeError(f"k3s: no {arch} build yet (this machine builds {native_arch()})")
-    artifacts.record("k3s", K3S_VERSION, build_k3s(cache_dir(), log), arch=arch)
-    artifacts.record("flannel-cni", FLANNEL_CNI_VERSION, build_flannel_cni(cache_dir(), log), arch=arch)
+    check_arch(arch)
+    artifacts.record("k3s", K3S_VERSION, build_k3s(cache_dir(), log, arch), arch=arch)
+    artifacts.record("flannel-cni", FLANNEL_CNI_VERSION, build_flannel_cni(cache_dir(), log, arch), arch=arch)
 
 
-def k3s_binary_path(cache_dir: Path) -> Path:
+def _arch_suffix(arch: str) -> str:
+    # amd64 builds came first and their paths predate architectures: keeping them as they
+    # were keeps existing caches (and deploys pointed at them) valid.
+    return "" if arch == "amd64" else f"-{arch}"
+
+
+def k3s_binary_path(cache_dir: Path, arch: str = "amd64") -> Path:
     """Where `build_k3s` leaves the binary, so callers can look without building."""
-    return cache_dir / "artifacts" / f"k3s-{K3S_VERSION}" / "k3s"
+    return cache_dir / "artifacts" / f"k3s-{K3S_VERSION}{_arch_suffix(arch)}" / "k3s"
 
 
-def flannel_cni_path(cache_dir: Path) -> Path:
+def flannel_cni_path(cache_dir: Path, arch: str = "amd64") -> Path:
     """Where `build_flannel_cni` leaves the plugin, named as k3s expects it."""
-    return cache_dir / "artifacts" / f"flannel-cni-{FLANNEL_CNI_VERSION}" / "flannel"
+    return cache_dir / "artifacts" / f"flannel-cni-{FLANNEL_CNI_VERSION}{_arch_suffix(arch)}" / "flannel"
 
 
-def build_k3s(cache_dir: Path, log: Log = print) -> Path:
+def k3s_cache_key(arch: str = "amd64") -> dict[str, str]:
+    """What a cached k3s binary must have been built from to be reused."""
+    key = {
+        "module": K3S_MODULE,
+        "revision": K3S_PSEUDO_VERSION,
+        "toolchain": GO_TOOLCHAIN,
+        "tags": " ".join(K3S_BUILD_TAGS),
+        "ldflags": _k3s_ldflags(),
+        "replaces": " ".join(f"{old}={new}" for old, new in K3S_EXTRA_REPLACES),
+    }
+    return _with_arch(key, arch)
+
+
+def flannel_cni_cache_key(arch: str = "amd64") -> dict[str, str]:
+    key = {
+        "package": FLANNEL_CNI_PACKAGE,
+        "revision": FLANNEL_CNI_VERSION,
+        "toolchain": GO_TOOLCHAIN,
+    }
+    return _with_arch(key, arch)
+
+
+def _with_arch(key: dict[str, str], arch: str) -> dict[str, str]:
+    # amd64 stamps were written before keys named an architecture; adding one to them
+    # would throw away every warm amd64 build.
+    return key if arch == "amd64" else {**key, "arch": arch}
+
+
+def build_k3s(cache_dir: Path, log: Log = print, arch: str = "amd64") -> Path:
     """Build k3s's multi-call binary (server, agent, kubectl, crictl, ctr) once and cache it.
 
     This is k3s's inner binary, without upstream's self-extracting wrapper: `k3s server`
@@ -104,47 +145,57 @@ def build_k3s(cache_dir: Path, log: Log = print) -> Path:
     result is kept under `cache_dir` with a stamp of the revision and toolchain that made
     it; a later call with the same pins returns it at once. Progress goes through `log`
     while compiling. Raises RuntimeError naming the step that failed.
+
+    For another `arch` than the machine's this is a cgo cross build (see the module's
+    docstring); the result lives beside the native one under an arch-suffixed name.
     """
-    binary = k3s_binary_path(cache_dir)
-    ldflags = _k3s_ldflags()
-    key = {
-        "module": K3S_MODULE,
-        "revision": K3S_PSEUDO_VERSION,
-        "toolchain": GO_TOOLCHAIN,
-        "tags": " ".join(K3S_BUILD_TAGS),
-        "ldflags": ldflags,
-        "replaces": " ".join(f"{old}={new}" for old, new in K3S_EXTRA_REPLACES),
-    }
+    binary = k3s_binary_path(cache_dir, arch)
+    key = k3s_cache_key(arch)
+    label = _label("k3s", arch)
     if _cached(binary, key):
-        log(f"k3s {K3S_VERSION}: cached at {binary}")
+        log(f"{label} {K3S_VERSION}: cached at {binary}")
         return binary
 
-    _require_tools(("gcc", "pkg-config"), "k3s prerequisites")
-    run(["pkg-config", "--exists", "libseccomp"], "k3s prerequisites (libseccomp-dev)")
-    env = _go_env(cache_dir)
+    require_prerequisites(arch)
+    env = _go_env(cache_dir, arch, cgo=True)
 
-    log(f"k3s {K3S_VERSION}: downloading {K3S_MODULE}@{K3S_PSEUDO_VERSION}")
+    log(f"{label} {K3S_VERSION}: downloading {K3S_MODULE}@{K3S_PSEUDO_VERSION}")
     module_dir = _download_module(K3S_MODULE, K3S_PSEUDO_VERSION, K3S_MODULE_SUM, env)
 
-    work = cache_dir / "go" / "src" / f"k3s-{K3S_PSEUDO_VERSION}"
+    # One tree per architecture: builds for two architectures may run at once.
+    work = cache_dir / "go" / "src" / f"k3s-{K3S_PSEUDO_VERSION}{_arch_suffix(arch)}"
     _fresh_copy(module_dir, work)
     _prepare_k3s_tree(work, env)
 
     binary.parent.mkdir(parents=True, exist_ok=True)
-    log(f"k3s {K3S_VERSION}: compiling with {GO_TOOLCHAIN} (about 15-20 min on 2 cores)")
+    log(f"{label} {K3S_VERSION}: compiling with {GO_TOOLCHAIN} (about 15-20 min on 2 cores)")
     with tempfile.TemporaryDirectory(dir=binary.parent, prefix=".build-") as out:
         partial = Path(out) / binary.name
-        build = ["go", "build", "-v", "-tags", " ".join(K3S_BUILD_TAGS), "-ldflags", ldflags]
-        argv = [*build, "-o", str(partial), "./cmd/server"]
-        stream(argv, "k3s go build", log, _PACKAGE_LINE, "packages", env=env, cwd=work)
-        _check_version(partial, K3S_VERSION, "k3s --version", log)
+        argv = [*k3s_build_argv(), "-o", str(partial), "./cmd/server"]
+        stream(argv, f"{label} go build", log, _PACKAGE_LINE, "packages", env=env, cwd=work)
+        _check_version(partial, K3S_VERSION, f"{label} --version", log, arch)
         _publish(partial, binary, key)
     shutil.rmtree(work, ignore_errors=True)
-    log(f"k3s {K3S_VERSION}: built {binary}")
+    log(f"{label} {K3S_VERSION}: built {binary}")
     return binary
 
 
-def build_flannel_cni(cache_dir: Path, log: Log = print) -> Path:
+def k3s_build_argv() -> list[str]:
+    """`go build` of k3s, less its output and package (the target comes from the environment)."""
+    return ["go", "build", "-v", "-tags", " ".join(K3S_BUILD_TAGS), "-ldflags", _k3s_ldflags()]
+
+
+def require_prerequisites(arch: str) -> None:
+    """Raise RuntimeError naming each missing prerequisite of a k3s build for `arch` and the
+    command that installs it, before minutes are spent downloading and compiling."""
+    absent = prerequisites.missing(["k3s"], [arch])
+    if absent:
+        lines = "\n".join(f"  missing: {item.describe()}" for item in absent)
+        count = f"{len(absent)} prerequisite(s) missing (scripts/setup installs them all)"
+        raise RuntimeError(f"k3s for {arch}: {count}:\n{lines}")
+
+
+def build_flannel_cni(cache_dir: Path, log: Log = print, arch: str = "amd64") -> Path:
     """Build the `flannel` CNI plugin that k3s's flannel backend delegates pod networking to.
 
     flannel-io/cni-plugin is not served by the module proxy here, and Debian's
@@ -158,30 +209,45 @@ def build_flannel_cni(cache_dir: Path, log: Log = print) -> Path:
     ("incompatible CNI versions"): start k3s with `--flannel-cni-conf` naming the same
     conflist (flannel, then portmap) with "cniVersion": "0.4.0".
     """
-    target = flannel_cni_path(cache_dir)
-    key = {
-        "package": FLANNEL_CNI_PACKAGE,
-        "revision": FLANNEL_CNI_VERSION,
-        "toolchain": GO_TOOLCHAIN,
-    }
+    target = flannel_cni_path(cache_dir, arch)
+    key = flannel_cni_cache_key(arch)
+    label = _label("flannel CNI", arch)
     if _cached(target, key):
-        log(f"flannel CNI {FLANNEL_CNI_VERSION}: cached at {target}")
+        log(f"{label} {FLANNEL_CNI_VERSION}: cached at {target}")
         return target
 
-    env = _go_env(cache_dir)
+    require_prerequisites(arch)
+    env = _go_env(cache_dir, arch, cgo=False)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gobin-") as gobin:
-        env = {**env, "GOBIN": gobin, "CGO_ENABLED": "0"}
-        log(f"flannel CNI {FLANNEL_CNI_VERSION}: go install {FLANNEL_CNI_PACKAGE}")
-        install = ["go", "install", "-v", "-ldflags", "-s -w"]
-        argv = [*install, f"{FLANNEL_CNI_PACKAGE}@{FLANNEL_CNI_VERSION}"]
-        stream(argv, "flannel CNI go install", log, _PACKAGE_LINE, "packages", env=env, cwd=Path(gobin))
-        built = Path(gobin) / "flannel"
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gopath-") as gopath:
+        # `go install` refuses GOBIN for cross-compiled binaries; with GOPATH alone it
+        # installs native ones in bin/ and others in bin/<goos>_<goarch>/.
+        env = {**env, "GOPATH": gopath}
+        env.pop("GOBIN", None)
+        log(f"{label} {FLANNEL_CNI_VERSION}: go install {FLANNEL_CNI_PACKAGE}")
+        argv = flannel_cni_install_argv()
+        stream(argv, f"{label} go install", log, _PACKAGE_LINE, "packages", env=env, cwd=Path(gopath))
+        built = _installed_binary(Path(gopath), "flannel", arch)
         if not built.is_file():
-            raise RuntimeError(f"flannel CNI go install: no binary at {built}")
+            raise RuntimeError(f"{label} go install: no binary at {built}")
         _publish(built, target, key)
-    log(f"flannel CNI {FLANNEL_CNI_VERSION}: built {target}")
+    log(f"{label} {FLANNEL_CNI_VERSION}: built {target}")
     return target
+
+
+def flannel_cni_install_argv() -> list[str]:
+    return ["go", "install", "-v", "-ldflags", "-s -w", f"{FLANNEL_CNI_PACKAGE}@{FLANNEL_CNI_VERSION}"]
+
+
+def _installed_binary(gopath: Path, name: str, arch: str) -> Path:
+    if arch == native_arch():
+        return gopath / "bin" / name
+    return gopath / "bin" / f"linux_{arch}" / name
+
+
+def _label(what: str, arch: str) -> str:
+    """Step names carry the architecture, so a failure says which build it was."""
+    return f"{what} ({arch})"
 
 
 def _k3s_ldflags() -> str:
@@ -202,24 +268,44 @@ def _k3s_ldflags() -> str:
     )
 
 
-def _go_env(cache_dir: Path) -> dict[str, str]:
-    """Environment for every go command: caches under cache_dir, pinned toolchain, 2 jobs.
+def _go_env(cache_dir: Path, arch: str = "amd64", cgo: bool = True) -> dict[str, str]:
+    """Environment for every go command: caches under cache_dir, pinned toolchain, 2 jobs,
+    and the target `arch` (with its C cross compiler when cgo is on and `arch` is foreign).
 
     GOPROXY and GOSUMDB are left as the machine has them: the proxy also mirrors the
-    checksum database, which the go command then reaches through it.
+    checksum database, which the go command then reaches through it. The Go build cache
+    is shared by every architecture: its entries are keyed on GOARCH and CC already.
     """
-    _require_tools(("go",), "Go toolchain")
     env = dict(os.environ)
+    # Go's tarball installs into a directory a root shell's PATH often lacks; the
+    # prerequisite check looks there too, so the build must as well.
+    env["PATH"] = os.pathsep.join([env.get("PATH", os.defpath), *prerequisites.TOOL_DIRS])
     env.update(
         GOMODCACHE=str(cache_dir / "go" / "mod"),
         GOCACHE=str(cache_dir / "go" / "build"),
         GOTOOLCHAIN=GO_TOOLCHAIN,
         GOFLAGS=f"-p={GO_PARALLELISM} -buildvcs=false",
-        CGO_ENABLED="1",
+        CGO_ENABLED="1" if cgo else "0",
         GO111MODULE="on",
+        GOOS="linux",
+        GOARCH=arch,
     )
     env.pop("GOWORK", None)
+    if cgo and arch != native_arch():
+        env.update(_cross_cgo_env(arch))
     return env
+
+
+def _cross_cgo_env(arch: str) -> dict[str, str]:
+    """cgo through Debian's cross compiler, with pkg-config answering from the target's
+    multiarch directory only, so libseccomp's flags are the arm64 library's and no host
+    .pc file leaks in."""
+    triplet = f"{GNU_ARCH[arch]}-linux-gnu"
+    return {
+        "CC": f"{triplet}-gcc",
+        "PKG_CONFIG_LIBDIR": f"/usr/lib/{triplet}/pkgconfig:/usr/share/pkgconfig",
+        "PKG_CONFIG_PATH": "",
+    }
 
 
 def _download_module(module: str, version: str, expected_sum: str, env: Mapping[str, str]) -> Path:
@@ -264,11 +350,35 @@ def _prepare_k3s_tree(work: Path, env: Mapping[str, str]) -> None:
         sums.write("".join(f"{line}\n" for line in K3S_EXTRA_SUMS))
 
 
-def _check_version(binary: Path, version: str, step: str, log: Log) -> None:
-    output = run([str(binary), "--version"], step)
+def _check_version(binary: Path, version: str, step: str, log: Log, arch: str = "amd64") -> None:
+    argv, env = foreign_command([str(binary), "--version"], arch)
+    # Seconds natively and under emulation; a bound turns an emulator that hangs into an
+    # error instead of a build that never ends.
+    output = run(argv, step, env, timeout=VERSION_CHECK_TIMEOUT)
     if version not in output:
         raise RuntimeError(f"{step}: expected {version}, got {output.strip()!r}")
     log(f"{step}: {output.strip().splitlines()[0]}")
+
+
+def foreign_command(argv: list[str], arch: str) -> tuple[list[str], dict[str, str] | None]:
+    """`argv` and its environment to run a program built for `arch` on this machine.
+
+    A foreign program runs under qemu-user with the cross C library as its root for the
+    dynamic loader (-L), and the target's multiarch directory on the library path for what
+    Debian ships only there (libseccomp). Native programs run as they are (env None: the
+    caller's own).
+
+    The cross libc must come first: ld.so is the cross package's, and a libc.so.6 from
+    another glibc build (the multiarch libc6:<arch> the host's ld.so.cache names) does not
+    share its private loader state, so the first pthread_create loops forever.
+    """
+    if arch == native_arch():
+        return argv, None
+    gnu = GNU_ARCH[arch]
+    sysroot = f"/usr/{gnu}-linux-gnu"
+    libdirs = f"{sysroot}/lib:/usr/lib/{gnu}-linux-gnu:/lib/{gnu}-linux-gnu"
+    env = {**os.environ, "QEMU_LD_PREFIX": sysroot, "LD_LIBRARY_PATH": libdirs}
+    return [f"qemu-{gnu}-static", "-L", sysroot, *argv], env
 
 
 def _cached(path: Path, key: Mapping[str, str]) -> bool:
@@ -297,9 +407,3 @@ def _publish(partial: Path, final: Path, key: Mapping[str, str]) -> None:
 
 def _stamp_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.build.json")
-
-
-def _require_tools(tools: Iterable[str], step: str) -> None:
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        raise RuntimeError(f"{step}: {', '.join(missing)} not found on PATH")

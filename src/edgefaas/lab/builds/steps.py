@@ -19,12 +19,23 @@ Log = Callable[[str], None]
 REPORT_EVERY = 5.0
 
 
-def run(argv: list[str], step: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
-    """Run a short command and return its standard output; on failure raise naming `step`."""
+def run(
+    argv: list[str],
+    step: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> str:
+    """Run a short command and return its standard output; on failure (or after `timeout`
+    seconds, when the command is killed) raise naming `step`."""
     try:
-        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, errors="replace")
+        done = subprocess.run(
+            argv, cwd=cwd, env=env, capture_output=True, text=True, errors="replace", timeout=timeout
+        )
     except OSError as exc:
         raise RuntimeError(f"{step}: cannot start {argv[0]}: {exc}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"{step}: no answer in {timeout:.0f} s, killed: {' '.join(argv)}") from exc
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip()[-2000:]
         raise RuntimeError(f"{step} failed (exit {done.returncode}): {' '.join(argv)}\n{detail}")
