@@ -83,6 +83,7 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
     "lab": {
         "*": (
             deb("systemd-container", "systemd-nspawn boots the lab's devices"),
+            deb("systemd", "systemd-id128 gives each device its machine-id"),
             deb("iptables", "the lab bridge's isolation rules"),
             deb("iproute2", "the lab bridge and addresses"),
             deb("openssh-client", "SSH into the devices"),
