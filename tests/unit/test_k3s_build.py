@@ -274,7 +274,9 @@ def test_failed_cross_build_names_artifact_arch_and_tool_error(fake, monkeypatch
 
 
 def test_native_programs_run_as_they_are(monkeypatch):
-    monkeypatch.setattr(k3s, "native_arch", lambda: "arm64")
+    from edgefaas.lab.builds import steps
+
+    monkeypatch.setattr(steps, "native_arch", lambda: "arm64")
     assert k3s.foreign_command(["/x/k3s", "--version"], "arm64") == (["/x/k3s", "--version"], None)
     argv, env = k3s.foreign_command(["/x/k3s", "--version"], "amd64")
     assert argv == ["qemu-x86_64-static", "-L", "/usr/x86_64-linux-gnu", "/x/k3s", "--version"]

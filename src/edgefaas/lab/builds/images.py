@@ -38,7 +38,7 @@ from typing import Any
 
 from edgefaas.lab import artifacts
 from edgefaas.lab.builds.samples import PHOTOS, sample_photos
-from edgefaas.lab.builds.steps import Log, run
+from edgefaas.lab.builds.steps import Log, elf_arch, foreign_command, run
 from edgefaas.lab.paths import cache_dir
 from edgefaas.lab.rootfs import debian_mirror
 
@@ -226,6 +226,10 @@ def _is_static_elf(binary: Path) -> bool:
     return all(struct.unpack_from("<I", data, phoff + i * phentsize)[0] != pt_interp for i in range(phnum))
 
 
+def _dpkg_arch() -> str:
+    return run(["dpkg", "--print-architecture"], "dpkg --print-architecture").strip()
+
+
 def _catatonit_version() -> str:
     argv = ["apt-cache", "show", "--no-all-versions", "catatonit"]
     out = run(argv, "pause-image: apt-cache show catatonit")
@@ -242,14 +246,14 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
     in pause mode (`-P`: run nothing, wait for a signal) does the same job as Kubernetes'
     pause binary and Debian ships it statically linked, so the image is that one file.
     """
-    if arch != artifacts.native_arch():
-        raise RuntimeError(
-            f"pause image: no {arch} build yet (this machine builds {artifacts.native_arch()})"
-        )
+    artifacts.check_arch(arch)
     version = _catatonit_version()
-    key_text = "\n".join([PAUSE_IMAGE, version, *PAUSE_ENTRYPOINT, PAUSE_USER, IMAGE_LAYOUT_VERSION])
+    # amd64's key and name predate architectures and stay as they were.
+    tagged = [] if arch == "amd64" else [arch]
+    key_text = "\n".join([PAUSE_IMAGE, version, *PAUSE_ENTRYPOINT, PAUSE_USER, IMAGE_LAYOUT_VERSION, *tagged])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    target = images_dir() / f"pause-3.6-{key}.tar"
+    prefix = "pause-3.6-" if arch == "amd64" else f"pause-3.6-{arch}-"
+    target = images_dir() / f"{prefix}{key}.tar"
     if target.exists() and target.with_suffix(".json").exists():
         return artifacts.record("pause-image", "3.6", target, arch=arch)
     started = time.monotonic()
@@ -258,7 +262,8 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pause-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # apt-get download drops privileges to _apt, which must write here
-        download = ["apt-get", "download", f"catatonit={version}"]
+        package = "catatonit" if arch == _dpkg_arch() else f"catatonit:{arch}"
+        download = ["apt-get", "download", f"{package}={version}"]
         run(download, "pause-image: apt-get download catatonit", cwd=work)
         deb = next(work.glob("catatonit_*.deb"))
         extracted = work / "deb"
@@ -266,7 +271,10 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
         binary = extracted / "usr/bin/catatonit"
         if not _is_static_elf(binary):
             raise RuntimeError(f"pause-image: {deb.name} has no statically linked /usr/bin/catatonit")
-        usage = run(["sh", "-c", f"{shlex.quote(str(binary))} -h 2>&1"], "pause-image: catatonit -h")
+        if elf_arch(binary) != arch:
+            raise RuntimeError(f"pause-image: {deb.name} holds a {elf_arch(binary)} catatonit, not {arch}")
+        argv, env = foreign_command([str(binary), "-h"], arch)
+        usage = run(["sh", "-c", f"{shlex.join(argv)} 2>&1"], "pause-image: catatonit -h", env=env)
         if "-P" not in usage or "pause mode" not in usage:
             raise RuntimeError(f"pause-image: catatonit {version} has no -P pause mode:\n{usage}")
         layer = work / "layer"
@@ -274,6 +282,7 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
         shutil.copy2(binary, layer / "catatonit")
         (layer / "catatonit").chmod(0o755)
         config = {
+            "architecture": arch,
             "created": REPRODUCIBLE_CREATED,
             "config": {
                 "Entrypoint": list(PAUSE_ENTRYPOINT),
@@ -285,8 +294,8 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
         }
         image = write_docker_archive(target, PAUSE_IMAGE, layer, config, mtime=REPRODUCIBLE_MTIME)
     _write_info(image, {"catatonit": version, "entrypoint": list(PAUSE_ENTRYPOINT)})
-    for old in target.parent.glob("pause-3.6-*.tar"):
-        if old != target:
+    for old in target.parent.glob(f"{prefix}*.tar"):
+        if old != target and (arch != "amd64" or old.name.count("-") == 2):
             old.unlink()
             old.with_suffix(".json").unlink(missing_ok=True)
     log(f"pause-image: {target} ({image.size} bytes) in {time.monotonic() - started:.1f} s")

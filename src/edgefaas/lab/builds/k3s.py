@@ -39,7 +39,7 @@ from pathlib import Path
 from edgefaas.lab import artifacts
 from edgefaas.lab.artifacts import GNU_ARCH, check_arch, native_arch
 from edgefaas.lab.builds import prerequisites
-from edgefaas.lab.builds.steps import Log, run, stream
+from edgefaas.lab.builds.steps import Log, foreign_command, run, stream
 from edgefaas.lab.paths import cache_dir
 
 K3S_MODULE = "github.com/k3s-io/k3s"
@@ -358,27 +358,6 @@ def _check_version(binary: Path, version: str, step: str, log: Log, arch: str = 
     if version not in output:
         raise RuntimeError(f"{step}: expected {version}, got {output.strip()!r}")
     log(f"{step}: {output.strip().splitlines()[0]}")
-
-
-def foreign_command(argv: list[str], arch: str) -> tuple[list[str], dict[str, str] | None]:
-    """`argv` and its environment to run a program built for `arch` on this machine.
-
-    A foreign program runs under qemu-user with the cross C library as its root for the
-    dynamic loader (-L), and the target's multiarch directory on the library path for what
-    Debian ships only there (libseccomp). Native programs run as they are (env None: the
-    caller's own).
-
-    The cross libc must come first: ld.so is the cross package's, and a libc.so.6 from
-    another glibc build (the multiarch libc6:<arch> the host's ld.so.cache names) does not
-    share its private loader state, so the first pthread_create loops forever.
-    """
-    if arch == native_arch():
-        return argv, None
-    gnu = GNU_ARCH[arch]
-    sysroot = f"/usr/{gnu}-linux-gnu"
-    libdirs = f"{sysroot}/lib:/usr/lib/{gnu}-linux-gnu:/lib/{gnu}-linux-gnu"
-    env = {**os.environ, "QEMU_LD_PREFIX": sysroot, "LD_LIBRARY_PATH": libdirs}
-    return [f"qemu-{gnu}-static", "-L", sysroot, *argv], env
 
 
 def _cached(path: Path, key: Mapping[str, str]) -> bool:

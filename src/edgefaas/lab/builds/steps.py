@@ -7,6 +7,7 @@ as it comes, and a failure raises naming the step with the last lines of output.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from edgefaas.lab.artifacts import GNU_ARCH, native_arch
 
 Log = Callable[[str], None]
 REPORT_EVERY = 5.0
@@ -111,3 +114,37 @@ def download_wheels(
         ],
         step,
     )
+
+
+def foreign_command(argv: list[str], arch: str) -> tuple[list[str], dict[str, str] | None]:
+    """`argv` and its environment to run a program built for `arch` on this machine.
+
+    A foreign program runs under qemu-user with the cross C library as its root for the
+    dynamic loader (-L), and the target's multiarch directory on the library path for what
+    Debian ships only there (libseccomp). Native programs run as they are (env None: the
+    caller's own).
+
+    The cross libc must come first: ld.so is the cross package's, and a libc.so.6 from
+    another glibc build (the multiarch libc6:<arch> the host's ld.so.cache names) does not
+    share its private loader state, so the first pthread_create loops forever.
+    """
+    if arch == native_arch():
+        return argv, None
+    gnu = GNU_ARCH[arch]
+    sysroot = f"/usr/{gnu}-linux-gnu"
+    libdirs = f"{sysroot}/lib:/usr/lib/{gnu}-linux-gnu:/lib/{gnu}-linux-gnu"
+    env = {**os.environ, "QEMU_LD_PREFIX": sysroot, "LD_LIBRARY_PATH": libdirs}
+    return [f"qemu-{gnu}-static", "-L", sysroot, *argv], env
+
+
+_EM_ARCH = {62: "amd64", 183: "arm64"}
+
+
+def elf_arch(path: Path) -> str:
+    """The architecture an ELF file is built for (Debian's name), read from its header."""
+    with open(path, "rb") as stream:
+        header = stream.read(20)
+    if header[:4] != b"\x7fELF" or len(header) < 20:
+        raise RuntimeError(f"{path} is not an ELF file")
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return _EM_ARCH.get(machine, f"e_machine {machine}")
