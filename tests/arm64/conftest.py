@@ -15,3 +15,25 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if Path(item.fspath).is_relative_to(HERE):
             item.add_marker(pytest.mark.arm64)
+
+
+@pytest.fixture(scope="session")
+def arm64_artifact():
+    """The recorded arm64 build of an artifact, checked against its sha256; a missing one
+    fails (these tests run only where the arm64 builds are meant to exist), naming the build."""
+    from edgefaas.lab import artifacts
+
+    def find(name: str, builder: str) -> Path:
+        build = f"edgefaas lab build --arch arm64 {builder}"
+        entry = artifacts.lookup(name, "arm64")
+        if entry is None:
+            pytest.fail(f"no arm64 {name} in {artifacts.manifest_path()}: run `{build}`", pytrace=False)
+        path = Path(entry.path)
+        if not path.is_file():
+            pytest.fail(f"arm64 {name} recorded at {path}, which is gone: run `{build}`", pytrace=False)
+        assert artifacts.sha256_file(path) == entry.sha256, (
+            f"{path} changed since it was recorded: run `{build}`"
+        )
+        return path
+
+    return find

@@ -27,25 +27,14 @@ EM_AARCH64 = 183  # ELF e_machine of AArch64
 PT_INTERP = 3
 
 
-def _artifact(name: str) -> Path:
-    entry = artifacts.lookup(name, "arm64")
-    if entry is None:
-        pytest.fail(f"no arm64 {name} in {artifacts.manifest_path()}: run `{BUILD}`", pytrace=False)
-    path = Path(entry.path)
-    if not path.is_file():
-        pytest.fail(f"arm64 {name} recorded at {path}, which is gone: run `{BUILD}`", pytrace=False)
-    assert artifacts.sha256_file(path) == entry.sha256, f"{path} changed since it was recorded: run `{BUILD}`"
-    return path
+@pytest.fixture(scope="module")
+def k3s_binary(arm64_artifact) -> Path:
+    return arm64_artifact("k3s", "k3s")
 
 
 @pytest.fixture(scope="module")
-def k3s_binary() -> Path:
-    return _artifact("k3s")
-
-
-@pytest.fixture(scope="module")
-def flannel_binary() -> Path:
-    return _artifact("flannel-cni")
+def flannel_binary(arm64_artifact) -> Path:
+    return arm64_artifact("flannel-cni", "k3s")
 
 
 @pytest.fixture(scope="module")

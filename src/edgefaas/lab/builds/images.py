@@ -252,8 +252,7 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
     tagged = [] if arch == "amd64" else [arch]
     key_text = "\n".join([PAUSE_IMAGE, version, *PAUSE_ENTRYPOINT, PAUSE_USER, IMAGE_LAYOUT_VERSION, *tagged])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    prefix = "pause-3.6-" if arch == "amd64" else f"pause-3.6-{arch}-"
-    target = images_dir() / f"{prefix}{key}.tar"
+    target = images_dir() / f"{_arch_prefix('pause-3.6', arch)}{key}.tar"
     if target.exists() and target.with_suffix(".json").exists():
         return artifacts.record("pause-image", "3.6", target, arch=arch)
     started = time.monotonic()
@@ -294,10 +293,9 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
         }
         image = write_docker_archive(target, PAUSE_IMAGE, layer, config, mtime=REPRODUCIBLE_MTIME)
     _write_info(image, {"catatonit": version, "entrypoint": list(PAUSE_ENTRYPOINT)})
-    for old in target.parent.glob(f"{prefix}*.tar"):
-        if old != target and (arch != "amd64" or old.name.count("-") == 2):
-            old.unlink()
-            old.with_suffix(".json").unlink(missing_ok=True)
+    for old in _stale(target.parent, "pause-3.6", arch, target, ".tar"):
+        old.unlink()
+        old.with_suffix(".json").unlink(missing_ok=True)
     log(f"pause-image: {target} ({image.size} bytes) in {time.monotonic() - started:.1f} s")
     return artifacts.record("pause-image", "3.6", target, arch=arch)
 
@@ -366,24 +364,46 @@ def _slim(root: Path) -> None:
         _remove(node)
 
 
-def build_runtime_base(log: Log = print) -> Path:
+def _arch_prefix(kind: str, arch: str) -> str:
+    """File name prefix of an image file: amd64's names predate architectures and stay."""
+    return f"{kind}-" if arch == "amd64" else f"{kind}-{arch}-"
+
+
+def _stale(directory: Path, kind: str, arch: str, keep: Path, suffix: str) -> list[Path]:
+    """Older files of this kind and architecture (never another architecture's)."""
+    prefix = _arch_prefix(kind, arch)
+    others = [f"{kind}-{a}-" for a in artifacts.ARCHES if a != arch and a != "amd64"]
+    return [
+        old
+        for old in directory.glob(f"{prefix}*{suffix}")
+        if old != keep and not any(old.name.startswith(o) for o in others)
+    ]
+
+
+def build_runtime_base(log: Log = print, arch: str = "amd64") -> Path:
     """Return the cached Debian tree of the runtime image (.tar.zst), running debootstrap if missing.
 
     Cached apart from the image so that a new wheelhouse (every source change) rebuilds
-    only the venv layer in seconds, and the base layer's bytes stay the same.
+    only the venv layer in seconds, and the base layer's bytes stay the same. A foreign
+    architecture's second stage runs under qemu-user (binfmt_misc, only while it runs).
     """
-    target = images_dir() / f"runtime-base-{SUITE}-{base_key()}.tar.zst"
+    tagged = "" if arch == "amd64" else f"\n{arch}"
+    key = base_key() if not tagged else hashlib.sha256((base_key() + tagged).encode()).hexdigest()[:16]
+    target = images_dir() / f"{_arch_prefix(f'runtime-base-{SUITE}', arch)}{key}.tar.zst"
     if target.exists():
         return target
-    if not shutil.which("debootstrap"):
-        raise RuntimeError("runtime-image: debootstrap is not installed (apt-get install debootstrap)")
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".runtime-base-") as tmp:
         root = Path(tmp) / "root"
-        log(f"runtime-image: debootstrap {SUITE} minbase + {', '.join(RUNTIME_PACKAGES)} (about a minute)")
-        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(RUNTIME_PACKAGES)}"]
-        run([*argv, SUITE, str(root), debian_mirror()], "runtime-image: debootstrap")
+        log(f"runtime-image: debootstrap {SUITE} {arch} minbase + {', '.join(RUNTIME_PACKAGES)}")
+        argv = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--arch={arch}",
+            f"--include={','.join(RUNTIME_PACKAGES)}",
+        ]
+        run([*argv, SUITE, str(root), debian_mirror()], f"runtime-image: debootstrap ({arch})")
         # Pods run as this user (runAsUser); the image's default user stays root.
         useradd = ["useradd", "-u", str(APP_UID), "-U", "-m", "-s", "/usr/sbin/nologin", APP_USER]
         run(["chroot", str(root), *useradd], "runtime-image: create user app")
@@ -393,7 +413,7 @@ def build_runtime_base(log: Log = print) -> Path:
         run(
             [*TAR, "-I", "zstd -T0 -3", "-C", str(root), "-cf", str(partial), "."], "runtime-image: pack base"
         )
-        for old in target.parent.glob(f"runtime-base-{SUITE}-*.tar.zst"):
+        for old in _stale(target.parent, f"runtime-base-{SUITE}", arch, target, ".tar.zst"):
             old.unlink()
         partial.replace(target)
     size = target.stat().st_size >> 20
@@ -470,20 +490,26 @@ def build_runtime_image(log: Log = print, arch: str = "amd64") -> artifacts.Arti
     The artifact's version is the key, which is also the image tag: the deploy reads it
     from the manifest (or `<tar>.json`) and names `runtime_image_ref(version)` in pods.
     """
-    if arch != artifacts.native_arch():
-        raise RuntimeError(
-            f"runtime image: no {arch} build yet (this machine builds {artifacts.native_arch()})"
-        )
+    from edgefaas.lab import binfmt
     from edgefaas.lab.builds import wheelhouse
 
-    wheel_artifact = wheelhouse.build(log)
+    wheel_artifact = wheelhouse.build(log, arch=artifacts.check_arch(arch))
+    # One tag for every architecture (from what is the same on all of them), so a pod spec
+    # names one image and each node runs its own architecture's build of it.
     key = runtime_key(wheel_artifact.version)
     ref = runtime_image_ref(key)
-    target = images_dir() / f"runtime-{key}.tar"
+    target = images_dir() / f"{_arch_prefix('runtime', arch)}{key}.tar"
     if target.exists() and target.with_suffix(".json").exists():
         return artifacts.record("runtime-image", key, target, arch=arch)
+    with binfmt.emulation(f"build:{os.getpid()}", arch, log):
+        return _build_runtime_image(log, arch, wheel_artifact, key, ref, target)
+
+
+def _build_runtime_image(
+    log: Log, arch: str, wheel_artifact: artifacts.Artifact, key: str, ref: str, target: Path
+) -> artifacts.Artifact:
     started = time.monotonic()
-    base = build_runtime_base(log)
+    base = build_runtime_base(log, arch)
     log(f"runtime-image: building {ref}")
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".runtime-") as tmp:
         root, venv_layer, base_layer = Path(tmp) / "root", Path(tmp) / "venv", Path(tmp) / "base.tar"
@@ -495,6 +521,7 @@ def build_runtime_image(log: Log = print, arch: str = "amd64") -> artifacts.Arti
         _venv_layer(root, Path(wheel_artifact.path), venv_layer)
         _frames(venv_layer, sample_photos(log))
         config = {
+            "architecture": arch,
             "created": REPRODUCIBLE_CREATED,
             "config": {
                 "Env": [f"PATH={RUNTIME_PATH}", "LANG=C.UTF-8", f"VIRTUAL_ENV={VENV}"],
@@ -512,9 +539,8 @@ def build_runtime_image(log: Log = print, arch: str = "amd64") -> artifacts.Arti
         image,
         {"key": key, "wheelhouse": wheel_artifact.version, "cmd": list(RUNTIME_CMD), "app_uid": APP_UID},
     )
-    for old in target.parent.glob("runtime-*.tar"):
-        if old != target:
-            old.unlink()
-            old.with_suffix(".json").unlink(missing_ok=True)
+    for old in _stale(target.parent, "runtime", arch, target, ".tar"):
+        old.unlink()
+        old.with_suffix(".json").unlink(missing_ok=True)
     log(f"runtime-image: {ref} ({image.size >> 20} MiB) in {time.monotonic() - started:.0f} s")
     return artifacts.record("runtime-image", key, target, arch=arch)
