@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.arm64 import support
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -37,3 +39,24 @@ def arm64_artifact():
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def emulation():
+    """arm64 programs runnable here (binfmt_misc, only for this session's tests)."""
+    import os
+
+    from edgefaas.lab import binfmt
+
+    if os.geteuid() != 0:
+        pytest.fail("the arm64 userland tests chroot into arm64 trees: run them as root", pytrace=False)
+    with binfmt.emulation(f"tests:{os.getpid()}", "arm64"):
+        yield
+
+
+@pytest.fixture(scope="session")
+def arm64_root(arm64_artifact, emulation, tmp_path_factory) -> Path:
+    """An arm64 userland to chroot into: the arm64 runtime image, unpacked."""
+    root = tmp_path_factory.mktemp("arm64-root") / "root"
+    support.unpack_image(arm64_artifact("runtime-image", "runtime-image"), root)
+    return root

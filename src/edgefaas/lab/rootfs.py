@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgefaas.lab import artifacts
+from edgefaas.lab import artifacts, binfmt
 from edgefaas.lab.paths import cache_dir, state_root
 
 SUITE = "bookworm"
@@ -166,7 +166,10 @@ def build_tarball(log: Log = print, force: bool = False, arch: str | None = None
     if not shutil.which("debootstrap"):
         raise RuntimeError("rootfs: debootstrap is not installed (apt-get install debootstrap)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp:
+    with (
+        binfmt.emulation(f"build:{os.getpid()}", arch, log),
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as tmp,
+    ):
         root = Path(tmp) / "root"
         foreign = arch != artifacts.native_arch()
         pace = "under qemu-user, about 10 minutes" if foreign else "about 2 minutes"

@@ -191,8 +191,8 @@ class JenkinsfileTest {
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
         // Prerequisites are checked before anything is built, for both architectures.
-        assertTrue(s.indexOf('edgefaas lab build --check --arch all') < s.indexOf('edgefaas lab build --arch all'))
-        assertTrue(s.indexOf('edgefaas lab build --arch all') < s.indexOf('scripts/task arm64'))
+        assertTrue(s.indexOf('edgefaas lab build --check --arch all') < s.indexOf('edgefaas lab build'))
+        assertTrue(s.indexOf('edgefaas lab build') < s.indexOf('scripts/task arm64'))
     }
 
     @Test
