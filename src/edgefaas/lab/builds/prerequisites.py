@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="all", help="amd64, arm64, a comma list, all (default) or native")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--apt", action="store_true", help="print the Debian packages, one per line")
+    what.add_argument("--missing-apt", action="store_true", help="print the Debian packages not installed")
     what.add_argument("--rust-targets", action="store_true", help="print the Rust targets, one per line")
     what.add_argument("--check", action="store_true", help="print what is missing; exit 1 if anything is")
     args = parser.parse_args(argv)
@@ -260,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     if args.apt:
         print("\n".join(apt_packages(arches=arches)))
+    elif args.missing_apt:
+        wanted = apt_packages(arches=arches)
+        installed = _installed_debs(wanted)
+        print("\n".join(name for name in wanted if name not in installed))
     elif args.rust_targets:
         print("\n".join(p.name for p in needs(TABLE, arches) if p.kind == "rust-target"))
     else:
