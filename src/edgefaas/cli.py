@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -173,15 +172,11 @@ def lab_build(names: tuple[str, ...], arches: str, check: bool) -> None:
 
     for arch in targets:
         for name in selected:
-            before = {key: a.sha256 for key, a in artifacts.load_manifest().items()}
-            started = time.monotonic()
             try:
-                BUILDERS[name](_log, arch)
+                with artifacts.timed_build():
+                    BUILDERS[name](_log, arch)
             except RuntimeError as exc:
                 _fail(str(exc))
-            built = [key for key, a in artifacts.load_manifest().items() if before.get(key) != a.sha256]
-            if built:
-                artifacts.set_build_seconds(built, time.monotonic() - started)
 
 
 @lab.command("kubeconfig")

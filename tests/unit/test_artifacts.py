@@ -144,10 +144,12 @@ def test_checksums_are_cached_per_file_state(artifact_dir):
     assert artifact_source._checksum.cache_info().hits >= 1
 
 
-def test_a_build_time_survives_re_recording_the_same_file_only(artifact_dir):
+def test_a_build_time_survives_re_recording_the_same_file_only(artifact_dir, monkeypatch):
     path = _built(artifact_dir, "k", b"one")
-    entry = artifacts.record("k3s", "v1", path, arch="arm64")
-    artifacts.set_build_seconds([entry.key], 912.34)
+    clock = iter([1000.0, 1912.34])
+    monkeypatch.setattr(artifacts.time, "monotonic", lambda: next(clock))
+    with artifacts.timed_build():
+        artifacts.record("k3s", "v1", path, arch="arm64")
     assert artifacts.lookup("k3s", "arm64").build_seconds == 912.3
 
     artifacts.record("k3s", "v1", path, arch="arm64")  # a cached build records again
@@ -158,14 +160,16 @@ def test_a_build_time_survives_re_recording_the_same_file_only(artifact_dir):
     assert artifacts.lookup("k3s", "arm64").build_seconds is None
 
 
-def test_lab_artifacts_compares_architectures_side_by_side(artifact_dir):
+def test_lab_artifacts_compares_architectures_side_by_side(artifact_dir, monkeypatch):
     from click.testing import CliRunner
 
     from edgefaas.cli import main
 
     artifacts.record("parsec-tool", "0.7.0", _built(artifact_dir, "a", b"x" * 4_000_000), arch="amd64")
-    arm = artifacts.record("parsec-tool", "0.7.0", _built(artifact_dir, "b", b"y" * 5_000_000), arch="arm64")
-    artifacts.set_build_seconds([arm.key], 300)
+    clock = iter([0.0, 300.0])
+    monkeypatch.setattr(artifacts.time, "monotonic", lambda: next(clock))
+    with artifacts.timed_build():
+        artifacts.record("parsec-tool", "0.7.0", _built(artifact_dir, "b", b"y" * 5_000_000), arch="arm64")
     artifacts.record("k3s", "v1", _built(artifact_dir, "c", b"z"), arch="amd64")
 
     out = CliRunner().invoke(main, ["lab", "artifacts", "--compare"]).output

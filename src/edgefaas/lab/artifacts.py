@@ -19,7 +19,9 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -118,6 +120,20 @@ def lookup(name: str, arch: str | None = None) -> Artifact | None:
     return load_manifest().get(manifest_key(name, arch or native_arch()))
 
 
+_build_started: float | None = None
+
+
+@contextmanager
+def timed_build() -> Iterator[None]:
+    """Files recorded as new inside this block get the time since it began as their build time."""
+    global _build_started
+    _build_started = time.monotonic()
+    try:
+        yield
+    finally:
+        _build_started = None
+
+
 def record(name: str, version: str, path: Path, arch: str | None = None) -> Artifact:
     """Checksum a built file and add it to the manifest (replacing an older entry of the
     same name and architecture); `arch` defaults to this machine's. Re-recording the same
@@ -129,24 +145,14 @@ def record(name: str, version: str, path: Path, arch: str | None = None) -> Arti
         sha256=sha256_file(path),
         arch=check_arch(arch or native_arch()),
     )
+    took = None if _build_started is None else round(time.monotonic() - _build_started, 1)
 
     def update(entries: dict[str, Artifact]) -> None:
         old = entries.get(artifact.key)
         same = old is not None and old.sha256 == artifact.sha256
-        entries[artifact.key] = replace(artifact, build_seconds=old.build_seconds if same else None)
+        entries[artifact.key] = replace(artifact, build_seconds=old.build_seconds if same else took)
 
     return _update(update)[artifact.key]
-
-
-def set_build_seconds(keys: Iterable[str], seconds: float) -> None:
-    """Record how long the build that made these entries took."""
-    wanted = set(keys)
-
-    def update(entries: dict[str, Artifact]) -> None:
-        for key in wanted & set(entries):
-            entries[key] = replace(entries[key], build_seconds=round(seconds, 1))
-
-    _update(update)
 
 
 def _update(change: Callable[[dict[str, Artifact]], None]) -> dict[str, Artifact]:
