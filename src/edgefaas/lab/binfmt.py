@@ -153,7 +153,8 @@ def release(holder: str, log: Log = print) -> None:
                 log(f"binfmt: removed {name}, which this machine's lab had registered")
         state["registered"] = []
         # Unmounting drops every handler: keep the mount while anyone else's is there.
-        others = [e.name for e in MOUNT.iterdir() if e.name not in ("register", "status")]
+        entries = MOUNT.iterdir() if MOUNT.is_dir() else ()
+        others = [e.name for e in entries if e.name not in ("register", "status")]
         if state["mounted"] and not others:
             _umount()
         state["mounted"] = False

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefaas.lab import device, network, rootfs
+from edgefaas.lab import binfmt, device, network, rootfs
 from edgefaas.lab.device import DevicePaths
 from edgefaas.lab.paths import lab_dir
 from edgefaas.lab.spec import LabSpec, check_subnet_free
@@ -189,6 +189,9 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
         )
 
     _ensure_inotify_limits(log)
+    # Devices of another architecture boot under qemu-user for as long as the lab is up.
+    for arch in sorted({d.arch for d in spec.devices}):
+        binfmt.acquire(f"lab:{spec.name}", arch, log)
     lowers = {(d.userland, d.arch) for d in spec.devices}
     lower = {key: rootfs.lower_dir(log, suite=key[0], arch=key[1]) for key in sorted(lowers)}
     public_key = _ensure_ssh_key(state)
@@ -255,6 +258,7 @@ def down(lab: str, log: Log = print) -> bool:
         list(pool.map(remove, sorted(names)))
     if state:
         network.remove_bridge(state.spec.bridge, lab)
+    binfmt.release(f"lab:{lab}", log)
     leftovers = device.mountpoints_under(root)
     if leftovers:
         raise LabError(
