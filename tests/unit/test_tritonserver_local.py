@@ -427,3 +427,19 @@ def test_cached_artifact_is_intact():
         if member.issym():
             assert f"lib/{member.linkname}" in members, name
     assert members["bin/tritonserver"].mode == 0o755 and members["bin/perf_analyzer"].mode == 0o755
+
+
+def test_a_wheel_with_its_licence_at_the_top_of_dist_info_is_taken(tmp_path):
+    import zipfile
+
+    members = [m for m in triton._WHEEL_FILES["nvidia_pytriton"] if not m.endswith("/")]
+    members.append("nvidia_pytriton.libs/libtritonserver-717102f0.so")
+    licence = next(m for m in members if m.endswith("licenses/LICENSE"))
+    flat = licence.replace("/licenses/", "/")
+    wheel = tmp_path / "nvidia_pytriton-0.7.0-py3-none-manylinux_2_35_aarch64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in [*(m for m in members if m != licence), flat]:
+            archive.writestr(name, "x")
+    mapping = triton._wheel_files("nvidia_pytriton", wheel)
+    assert mapping[flat] == "licenses/nvidia-pytriton.LICENSE" and licence not in mapping
+    assert triton._extract(wheel, mapping, tmp_path / "root") >= len(members)

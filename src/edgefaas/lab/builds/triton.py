@@ -104,11 +104,8 @@ def _download(dest: Path, arch: str) -> dict[str, Path]:
 
 
 def _wheel_files(key: str, wheel: Path) -> dict[str, str]:
-    """What to take from `wheel`: tritonclient ships perf_analyzer only in its x86_64 wheel
-    (its aarch64 wheel is pure Python), so an arm64 tarball has no perf_analyzer."""
+    """What to take from `wheel`."""
     mapping = dict(_WHEEL_FILES[key])
-    if key == "tritonclient" and wheel.name.endswith("-none-any.whl"):
-        mapping = {src: dest for src, dest in mapping.items() if not dest.startswith("bin/")}
     # Wheels of one release put their licence at dist-info/licenses/LICENSE or dist-info/LICENSE.
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -149,9 +146,7 @@ def _extract(wheel: Path, mapping: dict[str, str], root: Path) -> int:
     return copied
 
 
-def _alias_libs(lib: Path, perf_analyzer: bool = True) -> None:
-    if not perf_analyzer:
-        return
+def _alias_libs(lib: Path) -> None:
     for soname, pattern in LIB_ALIASES.items():
         matches = sorted(p.name for p in lib.iterdir() if fnmatch.fnmatch(p.name, pattern))
         if len(matches) != 1:
@@ -224,7 +219,7 @@ def build(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
         for key, wheel in wheels.items():
             count = _extract(wheel, _wheel_files(key, wheel), root)
             log(f"triton: {count} files from {wheel.name}")
-        _alias_libs(root / "lib", perf_analyzer=(root / "bin/perf_analyzer").exists())
+        _alias_libs(root / "lib")
         _check_links(root, arch, log)
         _write_manifests(root, wheels)
         partial = Path(tmp) / "triton.tar"
