@@ -27,7 +27,6 @@ ARM64_TARGET = "aarch64-unknown-linux-gnu"
 ARM64_ENV = {
     "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER": "aarch64-linux-gnu-gcc",
     "CC_aarch64_unknown_linux_gnu": "aarch64-linux-gnu-gcc",
-    "CXX_aarch64_unknown_linux_gnu": "aarch64-linux-gnu-g++",
     "AR_aarch64_unknown_linux_gnu": "aarch64-linux-gnu-ar",
     "BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu": (
         "--sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"

@@ -45,7 +45,6 @@ def cross_env(arch: str) -> dict[str, str]:
     return {
         f"CARGO_TARGET_{under.upper()}_LINKER": f"{gnu}-linux-gnu-gcc",
         f"CC_{under}": f"{gnu}-linux-gnu-gcc",
-        f"CXX_{under}": f"{gnu}-linux-gnu-g++",
         f"AR_{under}": f"{gnu}-linux-gnu-ar",
         f"BINDGEN_EXTRA_CLANG_ARGS_{under}": f"--sysroot={sysroot} -I{sysroot}/include",
         "PKG_CONFIG_ALLOW_CROSS": "1",
