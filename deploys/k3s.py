@@ -19,12 +19,13 @@ from pathlib import Path
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.hardware import Ipv4Addrs
-from pyinfra.facts.server import Which
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.control_plane_acl import open_ports
+from edgefaas.deploy import nvidia
 from edgefaas.deploy_artifacts import artifact, install
+from edgefaas.facts import NvidiaContainerRuntime
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
 BINARY = "/usr/local/bin/k3s"
@@ -120,7 +121,18 @@ else:
         dest="/etc/rancher/k3s/flannel.conflist",
         mode="644",
     )
-    labels = [f"edgefaas.io/profile={host.data.device_profile}", f"edgefaas.io/device={host.name}"]
+    # K3S itself finds the runtime at start and gives containerd the `nvidia` handler. The
+    # label carries the same fact to the scheduler (the RuntimeClass below selects on it), and
+    # it being in config.yaml restarts K3S when the runtime comes or goes, so the handler
+    # follows: K3S looks for the runtime only when it starts.
+    nvidia_runtime = host.get_fact(NvidiaContainerRuntime)
+    if "jetson" in host.groups and not nvidia_runtime:
+        logger.info(f"{host.name}: no nvidia-container-runtime: pods of RuntimeClass nvidia stay off it")
+    labels = [
+        f"edgefaas.io/profile={host.data.device_profile}",
+        f"edgefaas.io/device={host.name}",
+        nvidia.node_label(nvidia_runtime),
+    ]
     config = files.template(
         name="Write /etc/rancher/k3s/config.yaml",
         src=str(TEMPLATES / "config.yaml.j2"),
@@ -141,9 +153,6 @@ else:
         kubelet_args=host.data.k3s_kubelet_args,
         kube_proxy_args=host.data.k3s_kube_proxy_args,
     )
-    has_nvidia = bool(host.get_fact(Which, command="nvidia-container-runtime"))
-    if "jetson" in host.groups and not has_nvidia:
-        logger.info(f"{host.name}: no nvidia-container-runtime: the nvidia runtime class is skipped")
     containerd = files.template(
         name="Write K3S's containerd configuration template",
         src=str(TEMPLATES / "config.toml.tmpl.j2"),
@@ -206,6 +215,24 @@ else:
         running=True,
         enabled=True,
     )
+
+    # The RuntimeClass is applied whatever the nodes have, as later K3S releases do for the
+    # runtimes they detect: a cluster-wide object is harmless where no node has the handler.
+    # Deciding from the other hosts' facts instead would make the server's deploy reach every
+    # node, fail when one is down, and need rerunning when a Jetson joins. Each node says for
+    # itself through its label, and the class's node selector keeps its pods on nodes that
+    # have the handler: elsewhere a pod stays Pending with a reason instead of failing at
+    # sandbox creation.
+    if role == "server":
+        files.template(
+            name="Define the nvidia RuntimeClass (nodes with nvidia-container-runtime)",
+            src=str(TEMPLATES / "nvidia-runtimeclass.yaml.j2"),
+            dest=f"{DATA_DIR}/server/manifests/edgefaas-nvidia-runtimeclass.yaml",
+            create_remote_dir=True,
+            mode="600",
+            runtime_class=nvidia.RUNTIME_CLASS,
+            label=nvidia.NODE_LABEL,
+        )
 
     # SoW Task 1.3: K3S's deploy controller applies what is in its manifests directory.
     if role == "server" and host.data.k3s_two_pods:

@@ -8,7 +8,8 @@ the model repository of templates/triton/models in /var/lib/triton/models, and a
 `tritonserver` systemd service running as the unprivileged `triton` user, health-checked
 until the server and every model are ready; the deploy names the host and shows the
 server's log if not. GPU instance groups where the device has an NVIDIA GPU (Jetson),
-CPU elsewhere.
+CPU elsewhere. A K3S workload on a node with nvidia-container-runtime runs with the
+RuntimeClass `nvidia` (deploys/k3s.py), and is handed the GPU through it where there is one.
 
 The server runs in explicit model-control mode: a changed model is reloaded through
 Triton's repository API while the others keep serving; only a new server version or
@@ -34,8 +35,10 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.control_plane_acl import open_ports
+from edgefaas.deploy import nvidia
 from edgefaas.deploy_artifacts import artifact, install
 from edgefaas.deploy_services import keep_running
+from edgefaas.facts import NvidiaContainerRuntime
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "triton"
 STATE_DIR = "/var/lib/triton"
@@ -102,6 +105,12 @@ class InstalledArtifact(FactBase):
         return output[0].strip() if output and output[0].strip() else None
 
 
+def has_gpu(device) -> bool:
+    """Host data `triton_gpu` if set, else whether the device really has an NVIDIA GPU."""
+    gpu = device.data.get("triton_gpu")
+    return bool(device.get_fact(NvidiaGpu) if gpu is None else gpu)
+
+
 def address(other) -> str:
     return other.data.get("k3s_node_ip") or other.data.get("ssh_hostname") or other.name
 
@@ -152,9 +161,7 @@ if host.data.get("triton_server"):
     tritonserver = artifact("tritonserver")
     version = tritonserver.version
     home = f"/opt/tritonserver/{version}"
-    gpu = host.data.get("triton_gpu")
-    if gpu is None:
-        gpu = host.get_fact(NvidiaGpu)
+    gpu = has_gpu(host)
     if "jetson" in host.groups and not gpu:
         logger.info(f"{host.name}: no NVIDIA GPU found: Triton's models use CPU instance groups")
     ports = host_ports(host.data)
@@ -299,7 +306,10 @@ if "k3s_server" in host.groups and workload_hosts:
     image = f"docker.io/edgefaas/runtime:{artifact('runtime-image').version}"
     documents = []
     for other in workload_hosts:
-        gpu = bool(other.data.get("triton_gpu"))
+        # The node's own facts, read from here: the pod must match what that node's run put
+        # in its model configs (GPU or not) and what its containerd has (the nvidia handler).
+        gpu = has_gpu(other)
+        runtime = nvidia.pod_runtime(other.get_fact(NvidiaContainerRuntime), gpu)
         documents.append(
             {
                 "name": f"tritonserver-{other.name}",
@@ -307,6 +317,8 @@ if "k3s_server" in host.groups and workload_hosts:
                 "command": server_command(home, host_ports(other.data), gpu),
                 "config_sha256": workload_key(other.data, tritonserver.sha256, wheelhouse_sha256),
                 "ports": host_ports(other.data),
+                "runtime_class": runtime.runtime_class,
+                "env": runtime.env,
             }
         )
     manifest = files.template(

@@ -16,8 +16,10 @@ jetson = _groups["jetson"]
 k3s_server = _groups["k3s_server"]
 k3s_agent = _groups["k3s_agent"]
 
-# The lab runs Triton both ways: a systemd service on most devices, a K3S workload on the
-# second switch (host data triton_as_k3s_workload), so the Triton suite covers both.
+# The lab runs Triton both ways: a systemd service on the other devices, a K3S workload
+# (host data triton_as_k3s_workload) on the second switch and the first Jetson, so the
+# Triton suite covers both, and a pod of the `nvidia` RuntimeClass on the Jetson (its
+# profile has a stand-in nvidia-container-runtime) next to one run by runc on the switch.
 for _name, _data in k3s_agent:
-    if _name == "sonic-2":
+    if _name in ("sonic-2", "jetson-1"):
         _data["triton_as_k3s_workload"] = True

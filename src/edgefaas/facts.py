@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase
 
+from edgefaas.deploy import nvidia
+
 
 class WritableSysctls(FactBase[set[str]]):
     """The sysctl keys, of those asked about, that this host can set.
@@ -36,3 +38,16 @@ class Userland(FactBase[dict[str, str]]):
 
     def process(self, output: list[str]) -> dict[str, str]:
         return dict(line.split("=", 1) for line in output if "=" in line)
+
+
+class NvidiaContainerRuntime(FactBase[str | None]):
+    """The nvidia-container-runtime K3S will give containerd as the `nvidia` handler, or None.
+
+    The same places and order K3S itself checks at start (edgefaas.deploy.nvidia), not the
+    PATH: a runtime K3S would not find is no runtime for the cluster.
+    """
+
+    command = f"ls -dp {' '.join(nvidia.RUNTIME_PATHS)} 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> str | None:
+        return nvidia.runtime_from_listing(output)

@@ -8,13 +8,17 @@ the inventory, so the same checks run against the virtual lab and a real one.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import tomllib
 import uuid
 
 import pytest
 import yaml
 
+from edgefaas.deploy import nvidia
+from edgefaas.facts import NvidiaContainerRuntime
 from tests.integration.conftest import DeployRun, Device, connect, run_deploy
 from tests.integration.test_platform import _connect
 
@@ -129,6 +133,55 @@ def test_two_pods_run_on_one_sonic_device_and_talk(api, inventory):
         "the client pod's answers",
     )
     assert '"pod": "task13-server"' in answers[-1]
+
+
+# -- the nvidia container runtime (JetPack's; the lab Jetson's stand-in) -----------------------
+
+CONTAINERD_CONFIG = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+
+
+def nvidia_runtime(device: Device) -> str | None:
+    """The nvidia-container-runtime K3S finds on this device (the deploy's own fact), or None."""
+    return nvidia.runtime_from_listing(device.host.check_output(NvidiaContainerRuntime.command).splitlines())
+
+
+def _k3s_node(device: Device) -> None:
+    if not {"k3s_server", "k3s_agent"} & device.groups:
+        pytest.skip(f"{device.name} is not a K3S node")
+
+
+def test_the_nvidia_runtime_class_exists_for_the_labelled_nodes(server):
+    def runtime_class():
+        found = server.host.run("kubectl get runtimeclass nvidia -o json")
+        return json.loads(found.stdout) if found.rc == 0 else None
+
+    # K3S's deploy controller applies the manifest a few seconds after it is written.
+    found = wait_for(runtime_class, 60, "RuntimeClass nvidia")
+    assert found["handler"] == "nvidia"
+    assert found["scheduling"]["nodeSelector"] == {nvidia.NODE_LABEL: "true"}
+
+
+@pytest.mark.devices("all")
+def test_each_node_says_whether_it_has_the_nvidia_runtime(device, api):
+    _k3s_node(device)
+    labels = api.read_node(device.name).metadata.labels
+    assert labels[nvidia.NODE_LABEL] == ("true" if nvidia_runtime(device) else "false")
+
+
+@pytest.mark.devices("all")
+def test_containerd_has_the_nvidia_handler_exactly_where_the_runtime_is(device):
+    _k3s_node(device)
+    runtime = nvidia_runtime(device)
+    # What K3S rendered from templates/k3s/config.toml.tmpl and what containerd runs with.
+    config = tomllib.loads(device.host.check_output(f"cat {CONTAINERD_CONFIG}"))
+    runtimes = config["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
+    if runtime is None:
+        assert "nvidia" not in runtimes
+        return
+    assert runtimes["nvidia"]["runtime_type"] == "io.containerd.runc.v2"
+    assert runtimes["nvidia"]["options"]["BinaryName"] == runtime
+    if device.data.get("device_profile") == "jetson":
+        assert runtime == "/usr/bin/nvidia-container-runtime"  # JetPack's package (or its stand-in)
 
 
 def _pod(name: str, node: str, command: list[str], image: str, restart: str = "Never") -> k8s.V1Pod:

@@ -18,10 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
+from edgefaas.lab.profiles import NVIDIA_RUNTIME_LOG
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
 from edgefaas.triton.client import FaceExpressionClient, InferenceError
 from tests.integration.test_edgefaas import port, server  # noqa: F401 (fixtures)
-from tests.integration.test_k3s import kubernetes_api, wait_for
+from tests.integration.test_k3s import kubernetes_api, nvidia_runtime, wait_for
 
 tritonclient = pytest.importorskip("tritonclient.http")
 cv2 = pytest.importorskip("cv2")
@@ -92,13 +93,66 @@ def test_the_server_runs_unprivileged_as_a_service_or_as_a_k3s_workload(triton, 
     # A K3S workload: the systemd service stays down, one pod on this node holds the ports.
     assert not service.is_running and not service.is_enabled
     assert user not in ("", "root")
+    running = _workload_pods(inventory, device)
+    assert len(running) == 1
+    assert running[0].spec.node_name == device.name and running[0].spec.host_network
+
+
+def _workload_pods(inventory, device) -> list:
+    """The device's Triton workload pods that are Running and not on their way out."""
     core, _ = kubernetes_api(inventory)
     pods = core.list_namespaced_pod(
         TESTCASE_NAMESPACE, label_selector=f"edgefaas.io/tritonserver={device.name}"
     )
-    running = [p for p in pods.items if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-    assert len(running) == 1
-    assert running[0].spec.node_name == device.name and running[0].spec.host_network
+    return [p for p in pods.items if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+
+
+def _ready_pod(pods: list):
+    if len(pods) == 1 and {c.type: c.status for c in pods[0].status.conditions or []}.get("Ready") == "True":
+        return pods[0]
+    return None
+
+
+@pytest.mark.devices("all")
+def test_a_workload_on_a_node_with_the_nvidia_runtime_runs_through_it(triton, inventory):
+    device, url, _ = triton
+    if not device.data.get("triton_as_k3s_workload"):
+        pytest.skip(f"{device.name}: Triton runs as a systemd service here")
+    runtime = nvidia_runtime(device)
+    if runtime is None:
+        pytest.skip(f"{device.name}: no nvidia-container-runtime")
+    # Ready as the kubelet sees it (it lags the server by a probe after a K3S agent restart).
+    pod = wait_for(
+        lambda: _ready_pod(_workload_pods(inventory, device)), 60, f"one Ready Triton pod on {device.name}"
+    )
+    assert pod.spec.runtime_class_name == "nvidia" and pod.spec.node_name == device.name
+    assert httpx.get(f"http://{url}/v2/health/ready", timeout=10, trust_env=False).status_code == 200
+
+    # containerd's own record: the sandbox got the nvidia handler, the container its binary.
+    sandbox = device.host.check_output(f"crictl pods -q --name {pod.metadata.name} --state ready")
+    assert sandbox, f"no ready sandbox for {pod.metadata.name} on {device.name}"
+    status = json.loads(device.host.check_output(f"crictl inspectp {sandbox.split()[0]}"))["status"]
+    assert status["runtimeHandler"] == "nvidia"
+    container = pod.status.container_statuses[0].container_id.split("://", 1)[1]
+    info = json.loads(device.host.check_output(f"crictl inspect {container}"))["info"]
+    assert info["runtimeType"] == "io.containerd.runc.v2"
+    assert info["runtimeOptions"]["binary_name"] == runtime
+
+    # The lab's stand-in logs each call: the container was created through it, not by runc
+    # directly. (A real runtime logs only when its own config asks it to.)
+    if "Lab stand-in" in device.host.file(runtime).content_string:
+        calls = device.host.check_output(f"cat {NVIDIA_RUNTIME_LOG}").splitlines()
+        assert any(" create " in line and line.endswith(container) for line in calls), calls[-5:]
+
+
+@pytest.mark.devices("all")
+def test_face_expression_runs_on_the_gpu_exactly_where_there_is_one(triton):
+    device, _, client = triton
+    gpu = device.data.get("triton_gpu")
+    if gpu is None:  # the deploy's NvidiaGpu fact
+        gpu = bool(device.host.run("ls /dev/nvidia0 /dev/nvhost-ctrl-gpu 2>/dev/null").stdout.strip())
+    config = client.get_model_config(FACE_MODEL)
+    assert {g["kind"] for g in config["instance_group"]} == {"KIND_GPU" if gpu else "KIND_CPU"}
 
 
 @pytest.mark.devices("all")
@@ -264,15 +318,20 @@ def test_with_every_triton_server_down_the_function_answers_503_and_recovers(pub
     from tests.integration.conftest import connect
 
     _until_ok(lambda: public.post("/function/face-expression", content=photo_jpeg), "face-expression")
-    _, api_client = kubernetes_api(inventory)
+    core, api_client = kubernetes_api(inventory)
     apps = k8s.AppsV1Api(api_client)
 
     def set_running(host, up: bool) -> None:
         if host.data.get("triton_as_k3s_workload"):
             body = {"spec": {"replicas": 1 if up else 0}}
             apps.patch_namespaced_deployment_scale(f"tritonserver-{host.name}", TESTCASE_NAMESPACE, body)
-            if not up:  # the pod must be gone, not just on its way out
-                wait_for(lambda: not _ready(tritonclient.InferenceServerClient(_http(host))), 60, "pod gone")
+            if not up:  # the pod must be gone, not just on its way out (unready, still serving)
+                selector = f"edgefaas.io/tritonserver={host.name}"
+                wait_for(
+                    lambda: not core.list_namespaced_pod(TESTCASE_NAMESPACE, label_selector=selector).items,
+                    90,
+                    f"the Triton pod on {host.name} gone",
+                )
         else:
             device = connect(host.name, host.data, host.groups)
             device.host.check_output(f"systemctl {'start' if up else 'stop'} tritonserver")

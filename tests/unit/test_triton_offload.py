@@ -133,3 +133,37 @@ def test_a_test_case_against_no_server_fails_and_writes_its_verdict(tmp_path):
     verdict = json.loads(report.read_text())
     assert code == 1 and verdict["passed"] is False and verdict["case"] == "grpc-numeric"
     assert "127.0.0.1:9" in verdict["server"] and verdict["error"]
+
+
+class _DroppedConnection:
+    """tritonclient's HTTP client on a pooled connection whose server has gone away."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def infer(self, *args, **kwargs):
+        raise self.error
+
+
+def _closed_connection_errors() -> list[Exception]:
+    import http.client
+
+    errors: list[Exception] = [http.client.IncompleteRead(b""), ConnectionResetError(104, "reset")]
+    try:
+        from geventhttpclient.response import HTTPConnectionClosed
+    except ImportError:
+        return errors
+    return [HTTPConnectionClosed("connection closed."), *errors]
+
+
+@pytest.mark.parametrize("error", _closed_connection_errors(), ids=lambda e: type(e).__name__)
+def test_a_connection_the_server_closed_is_an_inference_error_and_is_dropped(error):
+    pytest.importorskip("tritonclient.http")
+    from edgefaas.triton.client import FaceExpressionClient
+
+    client = FaceExpressionClient("http://192.0.2.1:8000")
+    client._local.client = _DroppedConnection(error)
+    # An InferenceError, so the offloader tries another server and the function answers 503.
+    with pytest.raises(InferenceError, match=r"192\.0\.2\.1:8000"):
+        client.recognize(IMAGE)
+    assert client._local.client is None  # the next call opens a fresh connection

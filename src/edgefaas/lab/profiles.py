@@ -8,8 +8,10 @@ platform), /etc/sonic/config_db.json with DEVICE_METADATA and MGMT_INTERFACE, th
 management port as eth0, and a control-plane ACL applied at boot the way caclmgrd does:
 inbound traffic to any port not explicitly opened is dropped.
 
-Jetson: /etc/nv_tegra_release (L4T R32.7.1, the Jetson Nano's last JetPack 4 release)
-and the `jetson` device label. There is no GPU and no nvidia-container-runtime.
+Jetson: /etc/nv_tegra_release (L4T R32.7.1, the Jetson Nano's last JetPack 4 release),
+the `jetson` device label, and /usr/bin/nvidia-container-runtime as a stand-in that logs
+each call and hands it to runc unchanged, so K3S finds an nvidia runtime and pods of the
+`nvidia` RuntimeClass really go through that handler. There is no GPU.
 """
 
 from __future__ import annotations
@@ -119,6 +121,20 @@ NV_TEGRA_RELEASE = (
 )
 
 
+NVIDIA_RUNTIME = "usr/bin/nvidia-container-runtime"
+# Each call to the stand-in, one line: the proof a pod went through the nvidia handler.
+NVIDIA_RUNTIME_LOG = "/var/log/nvidia-container-runtime-lab.log"
+NVIDIA_RUNTIME_SCRIPT = f"""\
+#!/bin/sh
+# Lab stand-in for nvidia-container-runtime (JetPack's NVIDIA Container Toolkit). There is
+# no GPU here, so it adds no devices or libraries: it logs the call and runs runc with the
+# very same arguments. K3S finds it as it finds the real one and gives containerd the
+# `nvidia` handler; containers of RuntimeClass nvidia are created through this file.
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >>{NVIDIA_RUNTIME_LOG} 2>/dev/null || true
+exec /usr/sbin/runc "$@"
+"""
+
+
 def apply(root: Path, lab: LabSpec, dev: DeviceSpec) -> None:
     """Lay the device's profile into its root filesystem (before first boot)."""
     edgefaas = root / "etc/edgefaas"
@@ -149,3 +165,7 @@ def apply(root: Path, lab: LabSpec, dev: DeviceSpec) -> None:
             link.symlink_to("/etc/systemd/system/caclmgrd-lab.service")
     elif dev.profile == "jetson":
         (root / "etc/nv_tegra_release").write_text(NV_TEGRA_RELEASE)
+        runtime = root / NVIDIA_RUNTIME
+        runtime.parent.mkdir(parents=True, exist_ok=True)
+        runtime.write_text(NVIDIA_RUNTIME_SCRIPT)
+        runtime.chmod(0o755)

@@ -7,6 +7,7 @@ as binary. One client per thread: tritonclient's HTTP client is not thread-safe,
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from dataclasses import dataclass
@@ -86,8 +87,11 @@ class FaceExpressionClient:
             result = self._client().infer(FACE_MODEL, [tensor], outputs=outputs)
         except InferenceServerException as exc:
             raise InferenceError(f"{self.url}: {exc.message()}") from None
-        except OSError as exc:
-            self._local.client = None  # a broken connection: the next call opens a new one
+        except (OSError, http.client.HTTPException) as exc:
+            # A broken connection: the next call opens a new one. A server that went away
+            # while a kept-alive connection to it was pooled shows up as an HTTPException
+            # (geventhttpclient's HTTPConnectionClosed), not as an OSError.
+            self._local.client = None
             raise InferenceError(f"{self.url}: {exc}") from None
         elapsed = (time.perf_counter() - started) * 1000
         faces = faces_from_outputs(
