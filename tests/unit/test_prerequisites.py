@@ -87,10 +87,15 @@ def test_installed_debs_reads_dpkg_for_the_right_architecture(monkeypatch):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("all", ["amd64", "arm64"]), ("arm64,amd64", ["amd64", "arm64"]), ("arm64", ["arm64"])],
+    [
+        ("all", ["amd64", "arm64"]),
+        ("arm64,amd64", ["amd64", "arm64"]),
+        ("arm64", ["arm64"]),
+        ("arm64, native", None),
+    ],
 )
 def test_parse_arches(text, expected):
-    assert prerequisites.parse_arches(text) == expected
+    assert prerequisites.parse_arches(text) == (expected or ["amd64", "arm64"])
 
 
 @pytest.mark.parametrize("text", ["riscv64", "", "amd64,mips"])
@@ -184,3 +189,16 @@ def test_the_scan_catches_an_undeclared_library(tmp_path, monkeypatch):
 def test_prerequisite_describe_is_one_line():
     item = Prerequisite("deb", "zstd", "packs the rootfs", "apt-get install zstd")
     assert item.describe() == "zstd (packs the rootfs): apt-get install zstd"
+
+
+def test_setup_lists_no_empty_rust_target_when_only_native_is_built(tmp_path):
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts/setup"), "--list"],
+        env={**os.environ, "EDGEFAAS_BUILD_ARCHES": "native"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert all(line.split(" ", 1)[1].strip() for line in done.stdout.splitlines())
+    assert not any(line.startswith("rust-target") for line in done.stdout.splitlines())

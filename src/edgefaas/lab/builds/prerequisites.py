@@ -134,7 +134,8 @@ def parse_arches(text: str) -> list[str]:
     """`amd64`, `arm64`, a comma list, `all`, or `native` -> architectures, in ARCHES order."""
     if text == "all":
         return list(ARCHES)
-    wanted = {native_arch() if word == "native" else word.strip() for word in text.split(",") if word.strip()}
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    wanted = {native_arch() if word == "native" else word for word in words}
     unknown = sorted(wanted - set(ARCHES))
     if unknown or not wanted:
         raise UnsupportedArch(
