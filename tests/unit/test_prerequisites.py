@@ -184,3 +184,10 @@ def test_the_scan_catches_an_undeclared_library(tmp_path, monkeypatch):
 def test_prerequisite_describe_is_one_line():
     item = Prerequisite("deb", "zstd", "packs the rootfs", "apt-get install zstd")
     assert item.describe() == "zstd (packs the rootfs): apt-get install zstd"
+
+
+def test_the_arm64_image_builds_declare_qemu_user(monkeypatch):
+    monkeypatch.setattr(prerequisites, "native_arch", lambda: "amd64")
+    for part in ("pause-image", "runtime-image"):
+        assert "qemu-user-static" in {p.name for p in prerequisites.needs([part], ["arm64"])}, part
+        assert "qemu-user-static" not in {p.name for p in prerequisites.needs([part], ["amd64"])}, part
