@@ -55,8 +55,13 @@ def emulation():
 
 
 @pytest.fixture(scope="session")
-def arm64_root(arm64_artifact, emulation, tmp_path_factory) -> Path:
+def arm64_root(arm64_artifact, emulation, tmp_path_factory):
     """An arm64 userland to chroot into: the arm64 runtime image, unpacked."""
-    root = tmp_path_factory.mktemp("arm64-root") / "root"
+    import shutil
+
+    home = tmp_path_factory.mktemp("arm64-root")
+    root = home / "root"
     support.unpack_image(arm64_artifact("runtime-image", "runtime-image"), root)
-    return root
+    yield root
+    # A gigabyte once the tests have installed into it: pytest's kept temp dirs must not hold it.
+    shutil.rmtree(home)

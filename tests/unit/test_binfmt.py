@@ -103,3 +103,27 @@ def test_a_missing_rule_names_the_package(kernel, tmp_path, monkeypatch):
     monkeypatch.setattr(binfmt, "RULES", tmp_path / "nowhere")
     with pytest.raises(binfmt.BinfmtError, match="install Debian's qemu-user-static"):
         binfmt.acquire("lab:a", "arm64")
+
+
+def test_a_failed_registration_leaves_nothing_mounted(kernel, tmp_path, monkeypatch):
+    fake = kernel(mounted=False)
+    monkeypatch.setattr(binfmt, "RULES", tmp_path / "nowhere")
+    with pytest.raises(binfmt.BinfmtError):
+        binfmt.acquire("build:1", "arm64", log=lambda m: None)
+    assert fake.mounts == 1 and fake.umounts == 1 and not fake.mounted
+    assert not binfmt._state_file().exists()
+
+
+def test_a_handler_that_does_not_come_up_is_removed_again(kernel, monkeypatch):
+    fake = kernel(mounted=True)
+
+    def register_disabled(rule):
+        fake.register(rule)
+        entry = fake.root / rule.split(":")[1]
+        entry.write_text(entry.read_text().replace("enabled", "disabled"))
+
+    monkeypatch.setattr(binfmt, "_register", register_disabled)
+    with pytest.raises(binfmt.BinfmtError, match="no enabled handler"):
+        binfmt.acquire("build:1", "arm64", log=lambda m: None)
+    assert not (fake.root / "qemu-aarch64").exists() and fake.mounted and fake.umounts == 0
+    assert not binfmt._state_file().exists()

@@ -161,3 +161,43 @@ def test_keys_and_references():
     key = images.runtime_key("aaaa")
     assert images.runtime_image_ref(key) == f"docker.io/edgefaas/runtime:{key}"
     assert images.PAUSE_IMAGE == "docker.io/edgefaas/pause:3.6"
+
+
+def test_each_architecture_reads_its_own_catatonit_version(monkeypatch):
+    asked = []
+
+    def fake_run(argv, step, **kwargs):
+        asked.append(argv[-1])
+        return {"catatonit": "Version: 0.1.7-1+b2\n", "catatonit:arm64": "Version: 0.1.7-1+b3\n"}[argv[-1]]
+
+    monkeypatch.setattr(images, "run", fake_run)
+    assert images._catatonit_version("catatonit") == "0.1.7-1+b2"
+    assert images._catatonit_version("catatonit:arm64") == "0.1.7-1+b3"
+    assert asked == ["catatonit", "catatonit:arm64"]
+
+
+def test_a_foreign_catatonit_apt_does_not_know_names_the_fix(monkeypatch):
+    def fake_run(argv, step, **kwargs):
+        raise RuntimeError(f"{step} failed (exit 100): E: No packages found")
+
+    monkeypatch.setattr(images, "run", fake_run)
+    with pytest.raises(RuntimeError, match=r"dpkg --add-architecture arm64 && apt-get update"):
+        images._catatonit_version("catatonit:arm64")
+
+
+def test_stale_images_of_one_architecture_leave_the_others(tmp_path):
+    names = [
+        "runtime-aaaa.tar",
+        "runtime-bbbb.tar",
+        "runtime-arm64-aaaa.tar",
+        "runtime-arm64-bbbb.tar",
+        "pause-3.6-cccc.tar",
+        "pause-3.6-arm64-dddd.tar",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    amd64 = images._stale(tmp_path, "runtime", "amd64", tmp_path / "runtime-bbbb.tar", ".tar")
+    arm64 = images._stale(tmp_path, "runtime", "arm64", tmp_path / "runtime-arm64-bbbb.tar", ".tar")
+    assert [p.name for p in amd64] == ["runtime-aaaa.tar"]
+    assert [p.name for p in arm64] == ["runtime-arm64-aaaa.tar"]
+    assert images._stale(tmp_path, "pause-3.6", "amd64", tmp_path / "pause-3.6-cccc.tar", ".tar") == []

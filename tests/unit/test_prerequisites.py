@@ -202,3 +202,10 @@ def test_setup_lists_no_empty_rust_target_when_only_native_is_built(tmp_path):
     assert done.returncode == 0, done.stderr
     assert all(line.split(" ", 1)[1].strip() for line in done.stdout.splitlines())
     assert not any(line.startswith("rust-target") for line in done.stdout.splitlines())
+
+
+def test_the_arm64_image_builds_declare_qemu_user(monkeypatch):
+    monkeypatch.setattr(prerequisites, "native_arch", lambda: "amd64")
+    for part in ("pause-image", "runtime-image"):
+        assert "qemu-user-static" in {p.name for p in prerequisites.needs([part], ["arm64"])}, part
+        assert "qemu-user-static" not in {p.name for p in prerequisites.needs([part], ["amd64"])}, part

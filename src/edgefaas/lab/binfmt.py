@@ -62,11 +62,20 @@ def _locked() -> Iterator[dict]:
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = _load(path)
-        yield state
-        if state["holders"] or state["registered"] or state["mounted"]:
-            _save(path, state)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            yield state
+        finally:
+            # Saved on failure too: what a failed call did mount or register must stay known.
+            if state["holders"] or state["registered"] or state["mounted"]:
+                _save(path, state)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _others() -> list[str]:
+    """Every handler registered now (anyone's)."""
+    entries = MOUNT.iterdir() if MOUNT.is_dir() else ()
+    return [e.name for e in entries if e.name not in ("register", "status")]
 
 
 def _mounted() -> bool:
@@ -128,16 +137,27 @@ def acquire(holder: str, arch: str, log: Log = print) -> None:
     if os.geteuid() != 0:
         raise BinfmtError(f"running {arch} programs needs a binfmt_misc handler: run as root")
     with _locked() as state:
+        mounted_here = registered_here = False
         if not _mounted():
             _mount()
-            state["mounted"] = True
+            state["mounted"] = mounted_here = True
         name = handler_name(arch)
-        if _handler_for(arch) is None:
-            _register(_rule(arch))
+        try:
             if _handler_for(arch) is None:
-                raise BinfmtError(f"registered {name}, but binfmt_misc shows no enabled handler for it")
-            state["registered"].append(name)
-            log(f"binfmt: registered {name} (removed again when nothing here needs {arch})")
+                _register(_rule(arch))
+                registered_here = True
+                if _handler_for(arch) is None:
+                    raise BinfmtError(f"registered {name}, but binfmt_misc shows no enabled handler for it")
+                state["registered"].append(name)
+                log(f"binfmt: registered {name} (removed again when nothing here needs {arch})")
+        except BaseException:
+            # Nobody holds what this call just added, so nobody would remove it: undo it now.
+            if registered_here and (MOUNT / name).exists():
+                _unregister(name)
+            if mounted_here and not _others():
+                _umount()
+                state["mounted"] = False
+            raise
         state["holders"][holder] = arch
 
 
@@ -153,9 +173,7 @@ def release(holder: str, log: Log = print) -> None:
                 log(f"binfmt: removed {name}, which this machine's lab had registered")
         state["registered"] = []
         # Unmounting drops every handler: keep the mount while anyone else's is there.
-        entries = MOUNT.iterdir() if MOUNT.is_dir() else ()
-        others = [e.name for e in entries if e.name not in ("register", "status")]
-        if state["mounted"] and not others:
+        if state["mounted"] and not _others():
             _umount()
         state["mounted"] = False
 

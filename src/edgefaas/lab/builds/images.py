@@ -230,13 +230,23 @@ def _dpkg_arch() -> str:
     return run(["dpkg", "--print-architecture"], "dpkg --print-architecture").strip()
 
 
-def _catatonit_version() -> str:
-    argv = ["apt-cache", "show", "--no-all-versions", "catatonit"]
-    out = run(argv, "pause-image: apt-cache show catatonit")
+def _catatonit_version(package: str = "catatonit") -> str:
+    """The candidate version of `package` (`catatonit` or `catatonit:<arch>`): each architecture's
+    own, since Debian rebuilds (binNMUs, `+bN`) one architecture's package without the others."""
+    argv = ["apt-cache", "show", "--no-all-versions", package]
+    try:
+        out = run(argv, f"pause-image: apt-cache show {package}")
+    except RuntimeError as exc:
+        if ":" not in package:
+            raise
+        arch = package.split(":", 1)[1]
+        raise RuntimeError(
+            f"pause-image: apt knows no {package}: dpkg --add-architecture {arch} && apt-get update\n{exc}"
+        ) from exc
     for line in out.splitlines():
         if line.startswith("Version:"):
             return line.split(":", 1)[1].strip()
-    raise RuntimeError("pause-image: apt-cache show catatonit printed no Version (run apt-get update)")
+    raise RuntimeError(f"pause-image: apt-cache show {package} printed no Version (run apt-get update)")
 
 
 def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
@@ -247,7 +257,8 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
     pause binary and Debian ships it statically linked, so the image is that one file.
     """
     artifacts.check_arch(arch)
-    version = _catatonit_version()
+    package = "catatonit" if arch == _dpkg_arch() else f"catatonit:{arch}"
+    version = _catatonit_version(package)
     # amd64's key and name predate architectures and stay as they were.
     tagged = [] if arch == "amd64" else [arch]
     key_text = "\n".join([PAUSE_IMAGE, version, *PAUSE_ENTRYPOINT, PAUSE_USER, IMAGE_LAYOUT_VERSION, *tagged])
@@ -261,7 +272,6 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pause-") as tmp:
         work = Path(tmp)
         work.chmod(0o755)  # apt-get download drops privileges to _apt, which must write here
-        package = "catatonit" if arch == _dpkg_arch() else f"catatonit:{arch}"
         download = ["apt-get", "download", f"{package}={version}"]
         run(download, "pause-image: apt-get download catatonit", cwd=work)
         deb = next(work.glob("catatonit_*.deb"))

@@ -106,8 +106,14 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
         ),
         "arm64": (*_ARM64_CROSS, rust_target("aarch64-unknown-linux-gnu", "Rust's arm64 standard library")),
     },
-    "pause-image": {"*": (deb("debootstrap", "fetches Debian's catatonit"),)},
-    "runtime-image": {"*": (deb("debootstrap", "the image's Debian base"), deb("zstd", "packs the base"))},
+    "pause-image": {
+        "*": (deb("debootstrap", "fetches Debian's catatonit"),),
+        "arm64": (deb("qemu-user-static", "checks the arm64 catatonit's pause mode (qemu-aarch64-static)"),),
+    },
+    "runtime-image": {
+        "*": (deb("debootstrap", "the image's Debian base"), deb("zstd", "packs the base")),
+        "arm64": (deb("qemu-user-static", "debootstrap's second stage and pip run arm64 code (binfmt)"),),
+    },
     "k3s": {
         "*": (
             GO,
