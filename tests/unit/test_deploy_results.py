@@ -13,8 +13,8 @@ from edgefaas.deploy import results
 DEPLOY = """\
 from pyinfra.operations import files
 
-files.directory(name="Make the work directory", path="{path}/work", mode="755")
-files.put(name="Write the marker", src="{path}/marker.src", dest="{path}/work/marker", mode="644")
+files.directory(name="Make the site directory", path="{path}/site", mode="755")
+files.put(name="Write the marker", src="{path}/marker.src", dest="{path}/site/marker", mode="644")
 """
 
 
@@ -34,7 +34,7 @@ def _pyinfra_json(tmp_path, marker: str = "one") -> dict:
 def test_a_first_run_changes_and_a_re_run_does_not(tmp_path):
     first = results.parse(_pyinfra_json(tmp_path))
     assert not first.changed_nothing
-    assert set(first.changed) == {"Make the work directory", "Write the marker"}
+    assert set(first.changed) == {"Make the site directory", "Write the marker"}
     assert first.changed["Write the marker"] == ["@local"]
 
     again = results.parse(_pyinfra_json(tmp_path))
