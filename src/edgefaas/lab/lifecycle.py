@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefaas.lab import binfmt, device, network, rootfs
+from edgefaas.lab import artifacts, binfmt, device, network, rootfs
 from edgefaas.lab.device import DevicePaths
 from edgefaas.lab.paths import lab_dir
 from edgefaas.lab.spec import LabSpec, check_subnet_free
@@ -213,6 +213,8 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
         device.mount_overlay(paths, lower[dev.userland, dev.arch])
         device.prepare_root(paths, spec, dev, public_key)
         dev_state.netns = network.ensure_device_netns(spec.name, dev.name, spec.bridge)
+        if dev.arch != artifacts.native_arch():
+            network.configure_from_outside(dev_state.netns, dev.address, spec.network.prefixlen, spec.gateway)
         dev_state.pid = device.start(paths, spec, dev, dev_state.netns)
         state.save()
         booted.append(dev.name)

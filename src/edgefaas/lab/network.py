@@ -128,6 +128,18 @@ def ensure_device_netns(lab: str, device: str, bridge: str) -> str:
     return ns
 
 
+def configure_from_outside(ns: str, address: str, prefixlen: int, gateway: str) -> None:
+    """Give a device's `eth0` its address and default route from the lab machine.
+
+    For devices of a foreign architecture: their systemd-networkd runs under qemu-user,
+    whose netlink emulation it cannot use ("Could not setup manager: Protocol not
+    supported"), so the address it would have set is set from outside the namespace.
+    """
+    _ip("-n", ns, "addr", "replace", f"{address}/{prefixlen}", "dev", "eth0")
+    _ip("-n", ns, "link", "set", "eth0", "up")
+    _ip("-n", ns, "route", "replace", "default", "via", gateway, "dev", "eth0")
+
+
 def remove_device_netns(lab: str, device: str) -> None:
     ns = netns_name(lab, device)
     if netns_exists(ns):
