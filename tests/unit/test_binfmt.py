@@ -127,3 +127,9 @@ def test_a_handler_that_does_not_come_up_is_removed_again(kernel, monkeypatch):
         binfmt.acquire("build:1", "arm64", log=lambda m: None)
     assert not (fake.root / "qemu-aarch64").exists() and fake.mounted and fake.umounts == 0
     assert not binfmt._state_file().exists()
+
+
+def test_the_rule_lets_setuid_programs_keep_their_credentials(kernel):
+    kernel(mounted=True)
+    rule = binfmt._rule("arm64")
+    assert rule.startswith(":qemu-aarch64:M::") and rule.rsplit(":", 1)[1] == "OPFC"

@@ -121,13 +121,17 @@ def _unregister(name: str) -> None:
 
 
 def _rule(arch: str) -> str:
+    """Debian's rule, with the C flag added: credentials from the program, not from qemu, so
+    that setuid programs (sudo, which deploys use on a device) work in an emulated device."""
     path = RULES / f"{handler_name(arch)}.conf"
     try:
-        return path.read_text().strip()
+        rule = path.read_text().strip()
     except FileNotFoundError:
         raise BinfmtError(
             f"no {path}: install Debian's qemu-user-static to run {arch} programs here"
         ) from None
+    head, flags = rule.rsplit(":", 1)
+    return f"{head}:{flags if 'C' in flags else flags + 'C'}"
 
 
 def acquire(holder: str, arch: str, log: Log = print) -> None:
