@@ -33,3 +33,13 @@ def chroot(root: Path, *argv: str, timeout: float = 900):
     return subprocess.run(
         ["chroot", str(root), *argv], env=CHROOT_ENV, capture_output=True, text=True, timeout=timeout
     )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a server the test started (its own child, by its handle), waiting for it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

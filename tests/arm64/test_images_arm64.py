@@ -82,12 +82,7 @@ def _serve(argv: list[str], env: dict[str, str], port: int, calls: int = 10) -> 
             call()
             took.append(time.perf_counter() - started)
     finally:
-        proc.terminate()  # our own child, by its handle
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        support.stop(proc)
     return answer, first, statistics.median(took)
 
 

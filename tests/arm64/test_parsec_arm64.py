@@ -16,6 +16,7 @@ from edgefaas.lab.builds.steps import elf_arch, foreign_command
 from edgefaas.parsec import ParsecClient
 from edgefaas.parsec.client import Hash
 from edgefaas.parsec.errors import ParsecError
+from tests.arm64 import support
 
 CONFIG = """\
 [core_settings]
@@ -75,12 +76,7 @@ def endpoint(service_binary, tmp_path_factory):
                 time.sleep(0.2)
         yield endpoint
     finally:
-        proc.terminate()  # our own child, by its handle
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        support.stop(proc)
 
 
 def test_both_binaries_are_arm64(service_binary, tool_binary):
