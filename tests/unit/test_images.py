@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from edgefaas.lab.builds import images
+from edgefaas.lab.builds import images, steps
 
 pytestmark = pytest.mark.unit
 
@@ -148,11 +148,11 @@ def test_static_elf_check(tmp_path):
     static, dynamic = tmp_path / "static", tmp_path / "dynamic"
     static.write_bytes(elf([1, 1, 4]))  # PT_LOAD, PT_LOAD, PT_NOTE
     dynamic.write_bytes(elf([6, 3, 1]))  # PT_PHDR, PT_INTERP, PT_LOAD
-    assert images._is_static_elf(static)
-    assert not images._is_static_elf(dynamic)
+    assert steps.is_static_elf(static)
+    assert not steps.is_static_elf(dynamic)
     script = tmp_path / "script"
     script.write_text(f"#!{sys.executable}\n")
-    assert not images._is_static_elf(script)
+    assert not steps.is_static_elf(script)
 
 
 def test_keys_and_references():

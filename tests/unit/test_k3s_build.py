@@ -15,17 +15,18 @@ from edgefaas.lab.builds import k3s, prerequisites
 from edgefaas.lab.builds.steps import run as real_run
 from edgefaas.lab.builds.steps import stream as real_stream
 
+from .elf_fakes import fake_elf
+
 pytestmark = pytest.mark.unit
 
 VERSION_OUTPUT = f"k3s version {k3s.K3S_VERSION} ({k3s.K3S_COMMIT[:8]})\ngo version go1.26.8\n"
 
-# The amd64 key as stamps written before builds had an architecture hold it: a change
-# here means every warm amd64 cache is rebuilt.
+# The amd64 key a build stamps: a change here means every warm amd64 cache is rebuilt.
 AMD64_K3S_KEY = {
     "module": "github.com/k3s-io/k3s",
     "revision": "v1.25.5-0.20221115215439-0dc63334c0db",
     "toolchain": "go1.26.8",
-    "tags": "netcgo osusergo providerless urfave_cli_no_docs sqlite_omit_load_extension apparmor seccomp",
+    "tags": "netgo osusergo providerless urfave_cli_no_docs sqlite_omit_load_extension apparmor seccomp",
     "ldflags": (
         "-s -w -X github.com/k3s-io/k3s/pkg/version.Version=v1.25.4+k3s1"
         " -X github.com/k3s-io/k3s/pkg/version.GitCommit=0dc63334"
@@ -35,6 +36,7 @@ AMD64_K3S_KEY = {
         " -X k8s.io/client-go/pkg/version.gitVersion=v1.25.4+k3s1"
         " -X k8s.io/client-go/pkg/version.gitCommit=0dc63334c0db3e7b99244427615e091909fc486e"
         " -X github.com/kubernetes-sigs/cri-tools/pkg/version.Version=v1.25.0-k3s1"
+        " -extldflags '-static'"
     ),
     "replaces": "inet.af/tcpproxy=github.com/inetaf/tcpproxy@v0.0.0-20200125044825-b6bb9b5b8252",
 }
@@ -52,6 +54,7 @@ class FakeGo:
         self.runs = []
         self.streams = []
         self.version_output = version_output
+        self.static = True  # what the link produces (False: a dynamic binary)
 
     def run(self, argv, step, env=None, cwd=None, timeout=None):
         self.runs.append({"argv": list(argv), "step": step, "env": env, "cwd": cwd, "timeout": timeout})
@@ -66,7 +69,8 @@ class FakeGo:
             native = env["GOARCH"] == k3s.native_arch()
             out = gopath / "bin" / ("" if native else f"linux_{env['GOARCH']}") / "flannel"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(b"\x7fELF fake " + env["GOARCH"].encode())
+        machine = {"amd64": 62, "arm64": 183}[env["GOARCH"]]
+        out.write_bytes(fake_elf(machine, self.static, b"fake " + env["GOARCH"].encode()))
         return 1.0
 
 
@@ -169,6 +173,23 @@ def test_amd64_k3s_build_is_native(fake):
     assert Path(program).name == "k3s" and flag == "--version"
     assert check["env"] is None
     assert _stamp(binary)["key"] == AMD64_K3S_KEY
+
+
+def test_k3s_is_linked_static_with_gos_own_resolver(fake):
+    k3s.build_k3s(fake.cache, log=lambda line: None, arch="arm64")
+    (build,) = fake.streams
+    argv = build["argv"]
+    assert "-extldflags '-static'" in argv[argv.index("-ldflags") + 1]
+    tags = argv[argv.index("-tags") + 1].split()
+    # A static glibc resolving names would load the device's NSS modules (another glibc).
+    assert "netgo" in tags and "netcgo" not in tags
+
+
+def test_a_dynamic_k3s_is_refused_and_not_cached(fake):
+    fake.static = False
+    with pytest.raises(RuntimeError, match=r"k3s \(amd64\): go build linked a dynamic binary"):
+        k3s.build_k3s(fake.cache, log=lambda line: None, arch="amd64")
+    assert not k3s.k3s_binary_path(fake.cache, "amd64").exists()
 
 
 def test_arm64_flannel_is_pure_go_cross_build(fake):

@@ -15,15 +15,21 @@ from edgefaas.lab import artifacts
 from edgefaas.lab.builds import parsec, prerequisites
 from edgefaas.lab.builds.steps import stream as real_stream
 
+from .elf_fakes import fake_elf
+
 pytestmark = pytest.mark.unit
 
 RUSTC = "rustc 1.95.0 (59807616e 2026-04-14)"
 FEATURES = ["mbed-crypto-provider", "direct-authenticator"]
-# The amd64 keys as stamps written before builds had an architecture hold them: a change
-# here means every warm amd64 cache rebuilds parsec (15 minutes on a CI machine).
-AMD64_SERVICE_KEY = {"crate": "parsec-service", "version": "1.5.0", "features": FEATURES, "rustc": RUSTC}
-AMD64_TOOL_KEY = {"crate": "parsec-tool", "version": "0.7.0", "features": [], "rustc": RUSTC}
+# What a build stamps: a change here means every warm cache rebuilds parsec (15 minutes on
+# a CI machine). Stamps from before static linking lack "target" and "static".
+DYNAMIC_SERVICE_KEY = {"crate": "parsec-service", "version": "1.5.0", "features": FEATURES, "rustc": RUSTC}
+DYNAMIC_TOOL_KEY = {"crate": "parsec-tool", "version": "0.7.0", "features": [], "rustc": RUSTC}
+AMD64_TARGET = "x86_64-unknown-linux-gnu"
 ARM64_TARGET = "aarch64-unknown-linux-gnu"
+AMD64_SERVICE_KEY = {**DYNAMIC_SERVICE_KEY, "target": AMD64_TARGET, "static": True}
+AMD64_TOOL_KEY = {**DYNAMIC_TOOL_KEY, "target": AMD64_TARGET, "static": True}
+STATIC_RUSTFLAGS = "-C target-feature=+crt-static"
 ARM64_ENV = {
     "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER": "aarch64-linux-gnu-gcc",
     "CC_aarch64_unknown_linux_gnu": "aarch64-linux-gnu-gcc",
@@ -37,11 +43,6 @@ E_MACHINE = {"x86_64-unknown-linux-gnu": 62, ARM64_TARGET: 183}
 BINARIES = {"parsec-service": "parsec", "parsec-tool": "parsec-tool"}
 
 
-def elf_header(e_machine: int) -> bytes:
-    # 64-bit little-endian ELF identification, e_type EXEC, then e_machine: what elf_arch reads.
-    return b"\x7fELF\x02\x01\x01\x00" + bytes(8) + (2).to_bytes(2, "little") + e_machine.to_bytes(2, "little")
-
-
 class FakeCargo:
     """Stands in for steps.run (rustc --version) and steps.stream (cargo install)."""
 
@@ -51,6 +52,7 @@ class FakeCargo:
         self.rustc = RUSTC
         self.host_triple = host_triple
         self.built_for = None  # force the ELF machine cargo "builds" (None: what was asked)
+        self.static = True  # what cargo links (False: a dynamic binary)
 
     def run(self, argv, step, env=None, cwd=None, timeout=None):
         self.runs.append(list(argv))
@@ -62,7 +64,8 @@ class FakeCargo:
         triple = argv[argv.index("--target") + 1] if "--target" in argv else self.host_triple
         binary = root / "bin" / BINARIES[argv[2]]
         binary.parent.mkdir(parents=True, exist_ok=True)
-        binary.write_bytes(elf_header(self.built_for or E_MACHINE[triple]) + b"fake " + argv[2].encode())
+        machine = self.built_for or E_MACHINE[triple]
+        binary.write_bytes(fake_elf(machine, self.static, b"fake " + argv[2].encode()))
         return 1.0
 
 
@@ -159,14 +162,34 @@ def test_arm64_is_a_cargo_cross_build_into_its_own_paths(fake):
     assert _stamp(Path(tool.path)) == {**AMD64_TOOL_KEY, "target": ARM64_TARGET}
 
 
-def test_amd64_is_native_and_keeps_its_paths_and_keys(fake):
+def test_binaries_are_static_for_the_target_only(fake):
+    parsec.build(log=_quiet, arch="arm64")
+    for call in fake.streams:
+        env = call["env"]
+        assert env["CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS"] == STATIC_RUSTFLAGS
+        # Plain RUSTFLAGS would reach build scripts and proc-macros, which cannot be static.
+        assert env.get("RUSTFLAGS") == os.environ.get("RUSTFLAGS")
+
+
+def test_a_dynamic_binary_is_refused_and_not_stamped(fake):
+    fake.static = False  # the crt-static flag did not reach the link
+
+    with pytest.raises(RuntimeError, match=r"parsec-service \(amd64\): cargo linked .*/parsec dynamically"):
+        parsec.build(log=_quiet, arch="amd64")
+    assert not (fake.cache / "artifacts" / "parsec-service-1.5.0" / "build-info.json").exists()
+    assert artifacts.lookup("parsec-service", "amd64") is None
+
+
+def test_amd64_is_native_and_keeps_its_paths(fake):
     service, tool = parsec.build(log=_quiet, arch="amd64")
 
     assert fake.asked == [(["parsec"], ["amd64"])]
     streams = _by_crate(fake.streams)
     for crate, call in streams.items():
         argv = call["argv"]
-        assert "--target" not in argv
+        # Named even though native, so crt-static stays off the build scripts.
+        assert argv[argv.index("--target") + 1] == AMD64_TARGET
+        assert call["env"]["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS"] == STATIC_RUSTFLAGS
         assert argv[argv.index("--target-dir") + 1] == str(fake.cache / "cargo-target" / crate)
         assert call["step"] == f"{crate} (amd64)"
         for name in ARM64_ENV:
@@ -178,18 +201,24 @@ def test_amd64_is_native_and_keeps_its_paths_and_keys(fake):
     assert _stamp(Path(tool.path)) == AMD64_TOOL_KEY
 
 
-def test_a_warm_amd64_cache_from_before_architectures_is_reused(fake):
-    for crate, version, key in (
-        ("parsec-service", "1.5.0", AMD64_SERVICE_KEY),
-        ("parsec-tool", "0.7.0", AMD64_TOOL_KEY),
-    ):
+def _warm(fake, service_key, tool_key):
+    for crate, version, key in (("parsec-service", "1.5.0", service_key), ("parsec-tool", "0.7.0", tool_key)):
         root = fake.cache / "artifacts" / f"{crate}-{version}"
         (root / "bin").mkdir(parents=True)
-        (root / "bin" / BINARIES[crate]).write_bytes(elf_header(62))
+        (root / "bin" / BINARIES[crate]).write_bytes(fake_elf(62))
         (root / "build-info.json").write_text(json.dumps(key, indent=2) + "\n")
 
+
+def test_a_warm_amd64_cache_is_reused(fake):
+    _warm(fake, AMD64_SERVICE_KEY, AMD64_TOOL_KEY)
     parsec.build(log=_quiet, arch="amd64")
     assert fake.streams == []
+
+
+def test_a_dynamic_build_from_before_is_rebuilt(fake):
+    _warm(fake, DYNAMIC_SERVICE_KEY, DYNAMIC_TOOL_KEY)
+    parsec.build(log=_quiet, arch="amd64")
+    assert list(_by_crate(fake.streams)) == ["parsec-service", "parsec-tool"]
 
 
 def test_a_cached_arm64_build_runs_no_cargo_until_the_toolchain_changes(fake):
@@ -208,7 +237,7 @@ def test_an_amd64_stamp_does_not_satisfy_arm64(fake):
     # Same version, features and toolchain: only the target tells the builds apart.
     root = fake.cache / "artifacts" / "parsec-service-1.5.0-arm64"
     (root / "bin").mkdir(parents=True)
-    (root / "bin" / "parsec").write_bytes(elf_header(62))
+    (root / "bin" / "parsec").write_bytes(fake_elf(62))
     (root / "build-info.json").write_text(json.dumps(AMD64_SERVICE_KEY))
 
     parsec.build(log=_quiet, arch="arm64")
@@ -232,7 +261,7 @@ def test_native_arm64_machine_builds_arm64_without_cross_settings(fake, monkeypa
 
     service, _ = parsec.build(log=_quiet, arch="arm64")
     call = _by_crate(fake.streams)["parsec-service"]
-    assert "--target" not in call["argv"]
+    assert call["argv"][call["argv"].index("--target") + 1] == ARM64_TARGET
     for name in ARM64_ENV:
         assert call["env"].get(name) == os.environ.get(name)
     assert service.path == str(fake.cache / "artifacts" / "parsec-service-1.5.0-arm64" / "bin" / "parsec")

@@ -27,7 +27,6 @@ import os
 import shlex
 import shutil
 import stat
-import struct
 import tarfile
 import tempfile
 import time
@@ -38,7 +37,7 @@ from typing import Any
 
 from edgefaas.lab import artifacts
 from edgefaas.lab.builds.samples import PHOTOS, sample_photos
-from edgefaas.lab.builds.steps import Log, elf_arch, foreign_command, run
+from edgefaas.lab.builds.steps import Log, elf_arch, foreign_command, is_static_elf, run
 from edgefaas.lab.paths import cache_dir
 from edgefaas.lab.rootfs import debian_mirror
 
@@ -215,17 +214,6 @@ def _history(created_by: str) -> dict[str, str]:
 # ---------------------------------------------------------------- pause image
 
 
-def _is_static_elf(binary: Path) -> bool:
-    """True when `binary` is an ELF64 with no program interpreter (it needs no libc in the image)."""
-    data = binary.read_bytes()
-    if data[:5] != b"\x7fELF\x02":
-        return False
-    (phoff,) = struct.unpack_from("<Q", data, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
-    pt_interp = 3
-    return all(struct.unpack_from("<I", data, phoff + i * phentsize)[0] != pt_interp for i in range(phnum))
-
-
 def _dpkg_arch() -> str:
     return run(["dpkg", "--print-architecture"], "dpkg --print-architecture").strip()
 
@@ -278,7 +266,7 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
         extracted = work / "deb"
         run(["dpkg-deb", "-x", str(deb), str(extracted)], "pause-image: dpkg-deb -x")
         binary = extracted / "usr/bin/catatonit"
-        if not _is_static_elf(binary):
+        if not is_static_elf(binary):
             raise RuntimeError(f"pause-image: {deb.name} has no statically linked /usr/bin/catatonit")
         if elf_arch(binary) != arch:
             raise RuntimeError(f"pause-image: {deb.name} holds a {elf_arch(binary)} catatonit, not {arch}")

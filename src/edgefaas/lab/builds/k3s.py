@@ -18,6 +18,8 @@ containerd-shim-runc-v2, runc and the standard CNI plugins on PATH: Debian 12's
 `containerd` symlink to this binary is a stub in v1.25). Only the `flannel` CNI plugin is
 missing from Debian's package; `build_flannel_cni` builds it.
 
+The binary is static: it depends on no C library of the device (see K3S_BUILD_TAGS).
+
 Builds for arm64 devices (Jetson boards, many SONiC switches) on an amd64 machine are cross
 builds: k3s needs cgo (libseccomp, sqlite), so it is compiled with Debian's
 aarch64-linux-gnu-gcc against the arm64 multiarch libseccomp-dev; flannel's plugin is pure
@@ -39,7 +41,7 @@ from pathlib import Path
 from edgefaas.lab import artifacts
 from edgefaas.lab.artifacts import GNU_ARCH, check_arch, native_arch
 from edgefaas.lab.builds import prerequisites
-from edgefaas.lab.builds.steps import Log, foreign_command, run, stream
+from edgefaas.lab.builds.steps import Log, foreign_command, is_static_elf, run, stream
 from edgefaas.lab.paths import cache_dir
 
 K3S_MODULE = "github.com/k3s-io/k3s"
@@ -54,8 +56,12 @@ K3S_CRICTL_VERSION = "v1.25.0-k3s1"
 
 # No `ctrd` tag (newer k3s need it): v1.25 does not link containerd in; with the tag the
 # containerd 1.5 CRI code it pulls in does not compile against v1.25's CRI API.
+# Linked statically (as upstream ships k3s), so one binary runs on any device's C library:
+# JetPack 4's glibc 2.27 and JetPack 5's 2.31 as well as the build machine's 2.36. Hence
+# Go's own resolver (`netgo`): a static glibc's getaddrinfo would load the device's NSS
+# modules, which are built for another glibc.
 K3S_BUILD_TAGS = (
-    "netcgo",
+    "netgo",
     "osusergo",
     "providerless",
     "urfave_cli_no_docs",
@@ -174,6 +180,8 @@ def build_k3s(cache_dir: Path, log: Log = print, arch: str = "amd64") -> Path:
         argv = [*k3s_build_argv(), "-o", str(partial), "./cmd/server"]
         stream(argv, f"{label} go build", log, _PACKAGE_LINE, "packages", env=env, cwd=work)
         _check_version(partial, K3S_VERSION, f"{label} --version", log, arch)
+        if not is_static_elf(partial):
+            raise RuntimeError(f"{label}: go build linked a dynamic binary; devices' C libraries vary")
         _publish(partial, binary, key)
     shutil.rmtree(work, ignore_errors=True)
     log(f"{label} {K3S_VERSION}: built {binary}")
@@ -264,6 +272,7 @@ def _k3s_ldflags() -> str:
             f"-X k8s.io/client-go/pkg/version.gitVersion={K3S_VERSION}",
             f"-X k8s.io/client-go/pkg/version.gitCommit={K3S_COMMIT}",
             f"-X github.com/kubernetes-sigs/cri-tools/pkg/version.Version={K3S_CRICTL_VERSION}",
+            "-extldflags '-static'",
         )
     )
 

@@ -1,5 +1,10 @@
 """The real Parsec service and parsec-tool, built with cargo from the crates registry.
 
+Both are linked statically (Rust's crt-static for the GNU target), so one binary runs on
+any device's C library: JetPack 4's glibc 2.27 and JetPack 5's 2.31 as well as the build
+machine's 2.36. Neither resolves host names (Parsec speaks over a Unix socket), which is what
+a static glibc cannot do well.
+
 Both are pinned; the cache key is the version, the feature set, the Rust toolchain and the
 target, so a warm machine reuses them and any change rebuilds. Cargo's own registry cache and
 a target directory under the lab cache make rebuilds incremental.
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from edgefaas.lab import artifacts
 from edgefaas.lab.builds import prerequisites
-from edgefaas.lab.builds.steps import Log, elf_arch, run, stream
+from edgefaas.lab.builds.steps import Log, elf_arch, is_static_elf, run, stream
 from edgefaas.lab.paths import artifact_dir, cache_dir
 
 PARSEC_SERVICE_VERSION = "1.5.0"
@@ -51,6 +56,12 @@ def cross_env(arch: str) -> dict[str, str]:
     }
 
 
+def static_env(arch: str) -> dict[str, str]:
+    """crt-static for the target only: build scripts and proc-macros stay dynamic host code."""
+    under = rust_target(arch).replace("-", "_").upper()
+    return {f"CARGO_TARGET_{under}_RUSTFLAGS": "-C target-feature=+crt-static"}
+
+
 def _toolchain() -> str:
     return run(["rustc", "--version"], "parsec: rustc --version").strip()
 
@@ -66,8 +77,8 @@ def _install(crate: str, version: str, features: tuple[str, ...], binary: str, l
     target = root / "bin" / binary
     key = {"crate": crate, "version": version, "features": list(features), "rustc": _toolchain()}
     cross = arch != artifacts.native_arch()
-    if cross:
-        key["target"] = rust_target(arch)
+    key["target"] = rust_target(arch)
+    key["static"] = True
     stamp = root / "build-info.json"
     if target.exists() and stamp.exists() and json.loads(stamp.read_text()) == key:
         return target
@@ -78,12 +89,14 @@ def _install(crate: str, version: str, features: tuple[str, ...], binary: str, l
         argv += ["--features", ",".join(features)]
     target_dir = cache_dir() / "cargo-target" / (crate if not cross else f"{crate}-{arch}")
     argv += ["--target-dir", str(target_dir)]
-    if cross:
-        argv += ["--target", rust_target(arch)]
-    stream(argv, step, log, COMPILING, "crates", env={**os.environ, **cross_env(arch)})
+    # An explicit target even when native: crt-static then reaches only the target's code.
+    argv += ["--target", rust_target(arch)]
+    stream(argv, step, log, COMPILING, "crates", env={**os.environ, **cross_env(arch), **static_env(arch)})
     built = elf_arch(target)
     if built != arch:
         raise RuntimeError(f"{step}: cargo built {target} for {built}, not {arch}")
+    if not is_static_elf(target):
+        raise RuntimeError(f"{step}: cargo linked {target} dynamically; devices' C libraries vary")
     stamp.write_text(json.dumps(key, indent=2) + "\n")
     return target
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -148,3 +149,14 @@ def elf_arch(path: Path) -> str:
         raise RuntimeError(f"{path} is not an ELF file")
     machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
     return _EM_ARCH.get(machine, f"e_machine {machine}")
+
+
+def is_static_elf(binary: Path) -> bool:
+    """True when `binary` is an ELF64 with no program interpreter: it needs no C library where it runs."""
+    data = binary.read_bytes()
+    if data[:5] != b"\x7fELF\x02":
+        return False
+    (phoff,) = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    pt_interp = 3
+    return all(struct.unpack_from("<I", data, phoff + i * phentsize)[0] != pt_interp for i in range(phnum))
