@@ -13,13 +13,13 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.files import Directory, File, FileContents
+from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import KernelVersion
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.deploy import userland
-from edgefaas.deploy_artifacts import artifact
+from edgefaas.deploy import python_bundle, userland
+from edgefaas.deploy_artifacts import device_arch, install, require
 from edgefaas.facts import Userland, WritableSysctls
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
@@ -34,17 +34,12 @@ if not host.get_fact(File, path=PROFILE_MARKERS[profile]):
         f"{host.name}: in group '{profile}' but {PROFILE_MARKERS[profile]} is missing: "
         f"this does not look like a {profile} device; fix the inventory"
     )
-# The device-side package comes from the wheelhouse: refuse a userland its wheels cannot
-# install on before any operation runs (an artifact given by URL cannot be read here).
-wheelhouse = artifact("edgefaas-wheelhouse")
-if wheelhouse.path:
-    refused = userland.refusal(
-        host.name,
-        userland.from_fact(host.get_fact(Userland)),
-        userland.wheelhouse_requirement(userland.wheel_names(wheelhouse.path)),
-    )
-    if refused:
-        raise DeployError(refused)
+# Refuse a device older than anything the blueprint supports, and one of an architecture
+# with no bundle or wheelhouse, before any operation runs.
+refused = userland.refusal(host.name, userland.from_fact(host.get_fact(Userland)))
+if refused:
+    raise DeployError(refused)
+bundle, wheelhouse = require("python-bundle", "edgefaas-wheelhouse").values()
 
 apt.packages(
     name="Install the packages later tasks need",
@@ -107,16 +102,56 @@ server.user(
 )
 files.directory(name="Create /etc/edgefaas", path="/etc/edgefaas", mode="755")
 
-# The EdgeFaaS package (operator tools such as `edgefaas parsec`, and the services later
-# tasks run) from the wheelhouse: devices install with no package index.
-venv = host.data.edgefaas_venv
+# EdgeFaaS's own Python (edgefaas.deploy.python_bundle): the host services and operator
+# tools (`edgefaas parsec`, the authentication agent, the gateway) never use the device's
+# Python, which differs from board to board (JetPack 4: 3.6, JetPack 5: 3.8).
 files.directory(name="Create /opt/edgefaas", path="/opt/edgefaas", mode="755")
-wheels = files.put(
-    name="Upload the EdgeFaaS wheelhouse",
-    src=wheelhouse.path,
-    dest="/opt/edgefaas/wheelhouse.tar",
-    mode="644",
+bundle_upload = install(bundle, "/opt/edgefaas/python-bundle.tar.gz", "EdgeFaaS's Python bundle", mode="644")
+bundle_dir = python_bundle.BUNDLE_DIR
+unpacked = host.get_fact(FileContents, path=f"{bundle_dir}/.edgefaas-bundle") or []
+server.shell(
+    name=f"Unpack EdgeFaaS's Python bundle into {bundle_dir}",
+    commands=[
+        # Unpacked aside and swapped in: a run cut short never leaves half a bundle in use.
+        f"rm -rf {bundle_dir}.new && mkdir -p {bundle_dir}.new",
+        f"tar -xzf /opt/edgefaas/python-bundle.tar.gz -C {bundle_dir}.new",
+        f"echo {bundle.sha256} > {bundle_dir}.new/.edgefaas-bundle",
+        f"rm -rf {bundle_dir} && mv {bundle_dir}.new {bundle_dir}",
+    ],
+    _if=lambda: bundle_upload.did_change() or [line.strip() for line in unpacked] != [bundle.sha256],
 )
+
+files.directory(name=f"Create {python_bundle.EMBED_LIB_DIR}", path=python_bundle.EMBED_LIB_DIR, mode="755")
+files.link(
+    name="Offer the bundle's libpython to programs that embed Python",
+    path=f"{python_bundle.EMBED_LIB_DIR}/{Path(python_bundle.libpython(device_arch())).name}",
+    target=python_bundle.libpython(device_arch()),
+)
+
+# The EdgeFaaS package in a venv of that Python, from the wheelhouse (no package index).
+venv = host.data.edgefaas_venv
+# A venv made by an earlier release with the device's own Python: its bin/python is a link.
+replaced = bool(host.get_fact(Link, path=f"{venv}/bin/python"))
+if replaced:
+    server.shell(name="Remove the venv made with the device's own Python", commands=[f"rm -rf {venv}"])
+files.directory(name=f"Create the venv {venv}", path=f"{venv}/bin", mode="755")
+launcher = python_bundle.launcher_context(device_arch(), venv)
+files.template(
+    name="Write the venv's python: the bundle's interpreter through the bundle's loader",
+    src=str(TEMPLATES / "python-launcher.sh.j2"),
+    dest=f"{venv}/bin/python",
+    mode="755",
+    **launcher,
+)
+files.link(name="Link python3 to the venv's python", path=f"{venv}/bin/python3", target="python")
+files.template(
+    name="Point the venv at the bundle's Python",
+    src=str(TEMPLATES / "pyvenv.cfg.j2"),
+    dest=f"{venv}/pyvenv.cfg",
+    mode="644",
+    **launcher,
+)
+wheels = install(wheelhouse, "/opt/edgefaas/wheelhouse.tar", "the EdgeFaaS wheelhouse", mode="644")
 extras = host.data.edgefaas_extras
 requirement = f"edgefaas[{','.join(extras)}]" if extras else "edgefaas"
 files.put(
@@ -126,15 +161,16 @@ files.put(
     mode="644",
 )
 # Written only after a complete install: a run cut short (or a failed pip) leaves the old
-# stamp, so the next run installs again instead of trusting a half-installed venv.
+# stamp, so the next run installs again instead of trusting a half-installed venv. A new
+# bundle reinstalls too: compiled modules belong to one interpreter.
 stamp = f"{venv}/.edgefaas-installed"
-expected = f"{wheelhouse.sha256} {requirement}"
+expected = f"{wheelhouse.sha256} {bundle.sha256} {requirement}"
 installed = host.get_fact(FileContents, path=stamp) or []
-pip = f"{venv}/bin/pip install -q --no-index --find-links /opt/edgefaas/wheels"
+pip = f"{python_bundle.pip_command(venv)} install -q --disable-pip-version-check --no-index"
+pip += " --find-links /opt/edgefaas/wheels"
 server.shell(
     name=f"Install {requirement} from the wheelhouse",
     commands=[
-        f"test -x {venv}/bin/python || python3 -m venv {venv}",
         f"rm -f {stamp}",
         "rm -rf /opt/edgefaas/wheels && mkdir -p /opt/edgefaas/wheels",
         "tar -xf /opt/edgefaas/wheelhouse.tar -C /opt/edgefaas/wheels",
@@ -143,9 +179,10 @@ server.shell(
         # by its old metadata otherwise, and would miss a dependency the new code added).
         f"{pip} --no-deps --force-reinstall edgefaas",
         f"{pip} '{requirement}'",
+        f"{venv}/bin/edgefaas --version",
         f"echo '{expected}' > {stamp}",
     ],
-    _if=lambda: wheels.did_change() or [line.strip() for line in installed] != [expected],
+    _if=lambda: replaced or wheels.did_change() or [line.strip() for line in installed] != [expected],
 )
 files.link(name="Put edgefaas on PATH", path="/usr/local/bin/edgefaas", target=f"{venv}/bin/edgefaas")
 

@@ -35,10 +35,12 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.control_plane_acl import open_ports
-from edgefaas.deploy import nvidia
+from edgefaas.deploy import nvidia, python_bundle, userland
 from edgefaas.deploy_artifacts import artifact, install
 from edgefaas.deploy_services import keep_running
-from edgefaas.facts import NvidiaContainerRuntime
+from edgefaas.facts import NvidiaContainerRuntime, Userland
+from edgefaas.lab.builds.images import VENV as RUNTIME_VENV
+from edgefaas.lab.builds.triton import TRITON_GLIBC
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "triton"
 STATE_DIR = "/var/lib/triton"
@@ -168,6 +170,12 @@ if host.data.get("triton_server"):
     as_workload = bool(host.data.get("triton_as_k3s_workload"))
     if as_workload and not {"k3s_server", "k3s_agent"} & set(host.groups):
         raise DeployError(f"{host.name}: triton_as_k3s_workload needs a K3S node (k3s_server or k3s_agent)")
+    if not as_workload:
+        # The runtime image brings its own C library to a workload; a service has the device's.
+        found = userland.from_fact(host.get_fact(Userland))
+        refused = userland.triton_service_refusal(host.name, found, version, TRITON_GLIBC)
+        if refused:
+            raise DeployError(refused)
     models = host.data.triton_models
     unknown = sorted(set(models) - {p.name for p in (TEMPLATES / "models").iterdir() if p.is_dir()})
     if unknown:
@@ -257,6 +265,7 @@ if host.data.get("triton_server"):
             service_user=SERVICE_USER,
             state_dir=STATE_DIR,
             venv=host.data.edgefaas_venv,
+            python_lib=python_bundle.EMBED_LIB_DIR,
             home=home,
             command=server_command(home, ports, gpu),
             gpu=gpu,
@@ -328,7 +337,7 @@ if "k3s_server" in host.groups and workload_hosts:
         mode="644",
         namespace=TESTCASE_NAMESPACE,
         image=image,
-        venv=host.data.edgefaas_venv,
+        image_venv=RUNTIME_VENV,
         home=home,
         models=MODELS_DIR,
         workloads=documents,

@@ -138,6 +138,7 @@ def lab_build(names: tuple[str, ...], arches: str, check: bool) -> None:
     k3s            k3s from its Go module, and flannel's CNI plugin (go, ~15 min cold)
     pause-image    K3S pod sandbox image from Debian's catatonit (docker-archive tarball)
     runtime-image  function runtime image: Debian + edgefaas[vision] in a venv (docker-archive)
+    python-bundle  the interpreter devices run EdgeFaaS's host services with (the image's base)
     triton         tritonserver 2.51.0 + Python backend + perf_analyzer, from PyPI wheels
 
     \b

@@ -24,16 +24,17 @@ class WritableSysctls(FactBase[set[str]]):
 
 
 class Userland(FactBase[dict[str, str]]):
-    """The device's OS release, glibc and python3 versions, for the supported-userland check.
+    """The device's OS release, kernel, systemd and glibc, for the supported-userland check.
 
-    Written for the oldest shells and Pythons a board may have (JetPack 4's Python 3.6).
+    Plain POSIX shell: the oldest boards have nothing more to answer with.
     """
 
     command = (
         ". /etc/os-release 2>/dev/null; "
         'echo "id=${ID:-unknown}"; echo "version_id=${VERSION_ID:-}"; echo "pretty=${PRETTY_NAME:-}"; '
-        'echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null)"; '
-        "echo python=$(python3 -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)"
+        'echo "kernel=$(uname -r)"; '
+        'echo "systemd=$(systemctl --version 2>/dev/null | head -n 1)"; '
+        'echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null)"'
     )
 
     def process(self, output: list[str]) -> dict[str, str]:

@@ -196,8 +196,8 @@ def test_stale_images_of_one_architecture_leave_the_others(tmp_path):
     ]
     for name in names:
         (tmp_path / name).write_bytes(b"")
-    amd64 = images._stale(tmp_path, "runtime", "amd64", tmp_path / "runtime-bbbb.tar", ".tar")
-    arm64 = images._stale(tmp_path, "runtime", "arm64", tmp_path / "runtime-arm64-bbbb.tar", ".tar")
+    amd64 = images.stale(tmp_path, "runtime", "amd64", tmp_path / "runtime-bbbb.tar", ".tar")
+    arm64 = images.stale(tmp_path, "runtime", "arm64", tmp_path / "runtime-arm64-bbbb.tar", ".tar")
     assert [p.name for p in amd64] == ["runtime-aaaa.tar"]
     assert [p.name for p in arm64] == ["runtime-arm64-aaaa.tar"]
-    assert images._stale(tmp_path, "pause-3.6", "amd64", tmp_path / "pause-3.6-cccc.tar", ".tar") == []
+    assert images.stale(tmp_path, "pause-3.6", "amd64", tmp_path / "pause-3.6-cccc.tar", ".tar") == []

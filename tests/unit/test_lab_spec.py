@@ -4,7 +4,7 @@ import ipaddress
 
 import pytest
 
-from edgefaas.lab.spec import SpecError, check_subnet_free, load_spec, parse_spec
+from edgefaas.lab.spec import SpecError, check_subnet_free, default_devices, load_spec, parse_spec
 
 pytestmark = pytest.mark.unit
 
@@ -126,6 +126,17 @@ def test_spec_file_errors_name_the_file(tmp_path):
         load_spec(path)
     with pytest.raises(SpecError, match="either a spec file or --devices"):
         load_spec(path, devices=3)
+
+
+def test_jetsons_default_to_the_jetpack5_generation_and_switches_to_bookworm():
+    spec = parse_spec({"devices": default_devices(3)})
+    assert {d.name: d.userland for d in spec.devices} == {
+        "sonic-1": "bookworm",
+        "sonic-2": "bookworm",
+        "jetson-1": "bullseye",
+    }
+    board = parse_spec({"devices": [{"name": "j", "profile": "jetson", "userland": "bookworm"}]})
+    assert board.devices[0].userland == "bookworm"
 
 
 def test_a_device_may_have_its_own_userland_and_architecture():

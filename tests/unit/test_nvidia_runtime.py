@@ -129,7 +129,7 @@ def _workloads(runtime: nvidia.PodRuntime) -> dict:
         "triton/workloads.yaml.j2",
         namespace="edgefaas-triton",
         image="docker.io/edgefaas/runtime:1",
-        venv="/opt/edgefaas/venv",
+        image_venv="/opt/edgefaas/venv",
         home="/opt/tritonserver/2.51.0",
         models="/var/lib/triton/models",
         workloads=[

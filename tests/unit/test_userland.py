@@ -2,86 +2,92 @@
 
 from __future__ import annotations
 
-import tarfile
+import subprocess
+
+import pytest
 
 from edgefaas.deploy import userland
 from edgefaas.facts import Userland as UserlandFact
 
-WHEELS = [
-    "click-8.1.7-py3-none-any.whl",
-    "pyyaml-6.0.4-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl",
-    "gevent-26.9.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-    "cryptography-46.0.1-cp311-abi3-manylinux_2_34_x86_64.manylinux_2_28_x86_64.whl",
-    "tflite_runtime-2.14.0-cp311-cp311-manylinux_2_34_aarch64.whl",
-    "charset_normalizer-3.5.3-cp311-cp311-manylinux1_x86_64.manylinux_2_5_x86_64.whl",
-]
 BOOKWORM = {
     "id": "debian",
     "version_id": "12",
     "pretty": "Debian GNU/Linux 12 (bookworm)",
+    "kernel": "6.1.0-28-amd64",
+    "systemd": "systemd 252 (252.39-1~deb12u1)",
     "glibc": "glibc 2.36",
-    "python": "3.11.2",
 }
 JETPACK4 = {
     "id": "ubuntu",
     "version_id": "18.04",
     "pretty": "Ubuntu 18.04.6 LTS",
+    "kernel": "4.9.253-tegra",
+    "systemd": "systemd 237",
     "glibc": "glibc 2.27",
-    "python": "3.6.9",
 }
-
-
-def test_the_wheelhouse_needs_its_newest_wheel_minimum():
-    need = userland.wheelhouse_requirement(WHEELS)
-    # tflite's only tag is 2.34; cryptography installs on 2.28 through its second tag.
-    assert need.glibc == (2, 34) and need.glibc_from.startswith("tflite_runtime")
-    assert need.python == (3, 11)
-
-
-def test_pure_python_wheels_need_nothing():
-    need = userland.wheelhouse_requirement(["click-8.1.7-py3-none-any.whl", "not-a-wheel.txt"])
-    assert need.python is None and need.glibc == (2, 0)
+UBUNTU_1604 = {
+    "id": "ubuntu",
+    "version_id": "16.04",
+    "pretty": "Ubuntu 16.04.7 LTS",
+    "kernel": "4.4.38-tegra",
+    "systemd": "systemd 229",
+    "glibc": "glibc 2.23",
+}
+TRITON_GLIBC = (2, 35)
 
 
 def test_bookworm_is_supported():
     found = userland.from_fact(BOOKWORM)
-    assert found.glibc == (2, 36) and found.python == (3, 11)
-    assert userland.refusal("sonic-1", found, userland.wheelhouse_requirement(WHEELS)) is None
+    assert (found.kernel, found.systemd, found.glibc) == ((6, 1), 252, (2, 36))
+    assert userland.refusal("sonic-1", found) is None
 
 
-def test_jetpack4_is_refused_naming_the_device_and_what_it_lacks():
-    message = userland.refusal(
-        "jetson-1", userland.from_fact(JETPACK4), userland.wheelhouse_requirement(WHEELS)
-    )
+def test_jetpack4_is_supported_whatever_its_python_and_glibc():
+    # The services bring their own Python and C library; k3s and Parsec are static.
+    assert userland.refusal("jetson-1", userland.from_fact(JETPACK4)) is None
+
+
+def test_an_older_release_is_refused_naming_the_device_and_what_it_lacks():
+    message = userland.refusal("jetson-9", userland.from_fact(UBUNTU_1604))
     assert message is not None and "\n" not in message
-    assert message.startswith("jetson-1: Ubuntu 18.04.6 LTS (glibc 2.27, Python 3.6) is older")
-    assert "Python 3.11" in message and "glibc >= 2.34" in message and "tflite_runtime" in message
+    assert message.startswith("jetson-9: Ubuntu 16.04.7 LTS (kernel 4.4, systemd 229, glibc 2.23) is older")
+    assert "kernel >= 4.9" in message and "systemd >= 237" in message
     assert message.endswith("nothing was changed on it")
 
 
-def test_a_device_without_python_is_refused():
-    fact = {**BOOKWORM, "python": ""}
-    message = userland.refusal("sonic-9", userland.from_fact(fact), userland.wheelhouse_requirement(WHEELS))
-    assert message is not None and "Python none" in message
+def test_a_device_without_systemd_is_refused():
+    found = userland.from_fact({**BOOKWORM, "systemd": ""})
+    message = userland.refusal("sonic-9", found)
+    assert message is not None and "systemd none" in message and "systemd >= 237" in message
+    assert "kernel" not in message.split("needs", 1)[1]
 
 
-def test_the_fact_parses_its_own_output():
+@pytest.mark.parametrize(("fact", "refused"), [(BOOKWORM, False), (JETPACK4, True)])
+def test_triton_as_a_service_needs_the_glibc_of_its_wheel(fact, refused):
+    message = userland.triton_service_refusal("jetson-1", userland.from_fact(fact), "2.51.0", TRITON_GLIBC)
+    assert (message is not None) == refused
+    if refused:
+        assert "tritonserver 2.51.0" in message and "glibc >= 2.35" in message
+        assert "triton_as_k3s_workload" in message
+
+
+def test_the_fact_parses_what_its_command_prints_here():
+    done = subprocess.run(["sh", "-c", UserlandFact.command], capture_output=True, text=True, check=True)
+    found = userland.from_fact(UserlandFact().process(done.stdout.splitlines()))
+    assert found.kernel is not None and found.kernel >= (3, 0)
+    assert found.glibc is not None and found.glibc >= (2, 17)
+    assert found.os_id != "unknown"
+
+
+def test_the_fact_parses_a_bullseye_device():
     lines = [
         "id=debian",
         "version_id=11",
         "pretty=Debian GNU/Linux 11 (bullseye)",
+        "kernel=6.1.0-28-amd64",
+        "systemd=systemd 247 (247.3-7+deb11u6)",
         "glibc=glibc 2.31",
-        "python=3.9.2",
     ]
     found = userland.from_fact(UserlandFact().process(lines))
-    assert (found.os_id, found.glibc, found.python) == ("debian", (2, 31), (3, 9))
-    assert found.describe() == "Debian GNU/Linux 11 (bullseye) (glibc 2.31, Python 3.9)"
-
-
-def test_wheel_names_come_from_the_tarball(tmp_path):
-    tar_path = tmp_path / "wheelhouse.tar"
-    with tarfile.open(tar_path, "w") as tar:
-        for name in WHEELS:
-            (tmp_path / name).write_bytes(b"")
-            tar.add(tmp_path / name, arcname=name)
-    assert sorted(userland.wheel_names(str(tar_path))) == sorted(WHEELS)
+    assert (found.os_id, found.systemd, found.glibc) == ("debian", 247, (2, 31))
+    assert found.describe() == "Debian GNU/Linux 11 (bullseye) (kernel 6.1, systemd 247, glibc 2.31)"

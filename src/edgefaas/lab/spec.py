@@ -20,6 +20,9 @@ PROFILES = ("sonic", "jetson")
 # The Debian releases a device's root filesystem can be: bookworm is SONiC 202311 and later;
 # bullseye is SONiC 202305 and, with glibc 2.31, the closest to JetPack 5's Ubuntu 20.04.
 USERLANDS = ("bookworm", "bullseye")
+# What each profile gets unless its spec says otherwise: switches the current SONiC base, boards
+# the JetPack 5 generation's glibc and Python (no registry here serves Ubuntu 20.04).
+PROFILE_USERLANDS = {"sonic": "bookworm", "jetson": "bullseye"}
 # Debian's names; a device of another architecture than the lab machine's runs under qemu-user.
 ARCHES = ("amd64", "arm64")
 ROLES = ("k3s_server", "k3s_agent")
@@ -194,7 +197,7 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
         if str(addr) in seen_addresses:
             raise SpecError(f"{where} ({dev_name}): address {addr} is already taken in this lab")
         seen_addresses.add(str(addr))
-        userland = raw.get("userland", "bookworm")
+        userland = raw.get("userland", PROFILE_USERLANDS[profile])
         if userland not in USERLANDS:
             raise SpecError(f"{where} ({dev_name}): userland {userland!r} must be one of {list(USERLANDS)}")
         arch = raw.get("arch", "amd64")

@@ -46,6 +46,12 @@ def _runtime_image(log: Log, arch: str) -> None:
     images.build_runtime_image(log, arch=arch)
 
 
+def _python_bundle(log: Log, arch: str) -> None:
+    from edgefaas.lab.builds import python_bundle
+
+    python_bundle.build(log, arch=arch)
+
+
 def _k3s(log: Log, arch: str) -> None:
     from edgefaas.lab.builds import k3s
 
@@ -65,6 +71,7 @@ BUILDERS: dict[str, Builder] = {
     "parsec": _parsec,
     "pause-image": _pause_image,
     "runtime-image": _runtime_image,
+    "python-bundle": _python_bundle,
     "k3s": _k3s,
     "triton": _triton,
 }

