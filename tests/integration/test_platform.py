@@ -86,6 +86,30 @@ def test_edgefaas_service_account(device):
     assert user.shell == "/usr/sbin/nologin"
 
 
+def test_edgefaas_runs_on_its_own_python_whatever_the_device_has(device):
+    """The bundle's interpreter and C library, not the device's (JetPack's differ)."""
+    venv = device.data.edgefaas_venv
+    probe = (
+        "import json, platform, sys; "
+        "print(json.dumps({'python': sys.version.split()[0], 'libc': platform.libc_ver()[1], "
+        "'executable': sys.executable, 'prefix': sys.prefix, 'base': sys.base_prefix}))"
+    )
+    ours = json.loads(device.host.check_output(f"{venv}/bin/python -c \"{probe}\""))
+    assert ours["executable"] == f"{venv}/bin/python" and ours["prefix"] == venv
+    assert ours["base"].startswith("/opt/edgefaas/python/"), ours
+    device_libc = device.host.check_output("getconf GNU_LIBC_VERSION").split()[-1]
+    bundle_libc = device.host.check_output("ls /opt/edgefaas/python/usr/lib/*-linux-gnu/libc.so.6")
+    assert bundle_libc, "the bundle carries its own C library"
+    if device_libc != ours["libc"]:
+        # Running at all on another glibc than the bundle's is the point of the loader.
+        assert device.host.run(f"{venv}/bin/python -c 'import ssl, sqlite3, numpy'").rc == 0
+    # Children of sys.executable come back through the launcher, and the CLI answers as a user.
+    child = "import subprocess, sys; subprocess.run([sys.executable, '-V'], check=True)"
+    assert device.host.check_output(f'{venv}/bin/python -c "{child}"').startswith("Python ")
+    user = device.data.edgefaas_user
+    assert device.host.run(f"runuser -u {user} -- edgefaas --version").rc == 0
+
+
 def test_ssh_refuses_passwords(device):
     config = device.host.check_output("sshd -T 2>/dev/null | grep -i '^passwordauthentication'")
     assert config.lower().endswith("no")

@@ -55,4 +55,5 @@ def launcher_context(arch: str, venv: str) -> dict[str, str]:
 
 def pip_command(venv: str) -> str:
     """pip from the wheel the bundle carries (Debian's python3-pip-whl), run by the venv."""
-    return f"{venv}/bin/python {BUNDLE_DIR}/usr/share/python-wheels/pip-*.whl/pip"
+    # Python runs pip straight from its wheel (a zip); the shell finds the wheel's name.
+    return f"{venv}/bin/python $(echo {BUNDLE_DIR}/usr/share/python-wheels/pip-*.whl)/pip"
