@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefaas.lab.builds.steps import elf_arch, foreign_command
+from edgefaas.lab.builds.steps import elf_arch, foreign_command, is_static_elf
 from edgefaas.parsec import ParsecClient
 from edgefaas.parsec.client import Hash
 from edgefaas.parsec.errors import ParsecError
@@ -79,9 +79,10 @@ def endpoint(service_binary, tmp_path_factory):
         support.stop(proc)
 
 
-def test_both_binaries_are_arm64(service_binary, tool_binary):
-    assert elf_arch(service_binary) == "arm64"
-    assert elf_arch(tool_binary) == "arm64"
+def test_both_binaries_are_static_arm64_programs(service_binary, tool_binary):
+    for binary in (service_binary, tool_binary):
+        assert elf_arch(binary) == "arm64"
+        assert is_static_elf(binary), f"{binary} needs a loader: it would depend on the board's glibc"
 
 
 def test_parsec_tool_answers_its_version(tool_binary):

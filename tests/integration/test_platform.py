@@ -94,7 +94,7 @@ def test_edgefaas_runs_on_its_own_python_whatever_the_device_has(device):
         "print(json.dumps({'python': sys.version.split()[0], 'libc': platform.libc_ver()[1], "
         "'executable': sys.executable, 'prefix': sys.prefix, 'base': sys.base_prefix}))"
     )
-    ours = json.loads(device.host.check_output(f"{venv}/bin/python -c \"{probe}\""))
+    ours = json.loads(device.host.check_output(f'{venv}/bin/python -c "{probe}"'))
     assert ours["executable"] == f"{venv}/bin/python" and ours["prefix"] == venv
     assert ours["base"].startswith("/opt/edgefaas/python/"), ours
     device_libc = device.host.check_output("getconf GNU_LIBC_VERSION").split()[-1]

@@ -18,9 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
+from edgefaas.lab.builds.triton import TRITON_GLIBC
 from edgefaas.lab.profiles import NVIDIA_RUNTIME_LOG
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
 from edgefaas.triton.client import FaceExpressionClient, InferenceError
+from tests.integration.conftest import run_deploy
 from tests.integration.test_edgefaas import port, server  # noqa: F401 (fixtures)
 from tests.integration.test_k3s import kubernetes_api, nvidia_runtime, wait_for
 
@@ -114,6 +116,30 @@ def _ready_pod(pods: list):
 
 
 @pytest.mark.devices("all")
+@pytest.mark.devices("all")
+def test_a_service_is_refused_where_the_glibc_is_too_old_and_nothing_changes(device, inventory_path):
+    """JetPack's glibc is older than tritonserver's: there it runs only as a K3S workload."""
+    if not device.data.get("triton_server"):
+        pytest.skip(f"{device.name}: triton_server is off in the inventory")
+    glibc = tuple(int(p) for p in device.host.check_output("getconf GNU_LIBC_VERSION").split()[-1].split("."))
+    if glibc >= TRITON_GLIBC:
+        pytest.skip(f"{device.name}: glibc {glibc} runs tritonserver as a service")
+    before = device.host.check_output("ls -l --time-style=+%s /etc/systemd/system /opt 2>&1")
+    run = run_deploy(
+        str(inventory_path),
+        "deploys/triton.py",
+        "--limit",
+        device.name,
+        "--data",
+        "triton_as_k3s_workload=False",
+    )
+    assert run.returncode != 0, f"{device.name}: a Triton service was accepted on glibc {glibc}"
+    assert f"{device.name}: " in run.output and "cannot run tritonserver" in run.output, run.output[-2000:]
+    assert "triton_as_k3s_workload" in run.output
+    assert device.host.check_output("ls -l --time-style=+%s /etc/systemd/system /opt 2>&1") == before
+    assert not device.host.file("/etc/systemd/system/tritonserver.service").exists
+
+
 def test_a_workload_on_a_node_with_the_nvidia_runtime_runs_through_it(triton, inventory):
     device, url, _ = triton
     if not device.data.get("triton_as_k3s_workload"):
