@@ -12,9 +12,8 @@ ntp_servers: list[str] = []
 
 # Debian packages the task deploys rely on. On the virtual lab they are already in the
 # rootfs (its devices have no route out); on a real device apt installs what is missing.
+# No Python among them: EdgeFaaS brings its own (deploys/platform.py, the Python bundle).
 platform_packages = [
-    "python3",
-    "python3-venv",
     "iptables",
     "conntrack",
     "ipset",

@@ -7,6 +7,7 @@ pip, and `edgefaas` answers: all of it arm64 code under qemu-user.
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -22,6 +23,9 @@ VENV = "/opt/edgefaas/venv"
 def _render(name: str, dest: Path, mode: int) -> None:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # Links in the tree are absolute and resolve on this machine, not in the tree: never write
+    # through one (the image's own venv/bin/python leads to this machine's /usr/bin/python3).
+    assert not dest.is_symlink(), f"{dest} is a link"
     dest.write_text(env.get_template(name).render(**python_bundle.launcher_context("arm64", VENV)))
     dest.chmod(mode)
 
@@ -34,6 +38,9 @@ def test_the_bundle_runs_edgefaas_through_its_own_arm64_loader(arm64_artifact, a
     assert (arm64_root / python_bundle.loader("arm64").lstrip("/")).is_file()
 
     venv = arm64_root / VENV.lstrip("/")
+    # The image's own venv stands where the bundle's goes, as an old one would on a device:
+    # replaced whole, as deploys/platform.py replaces it.
+    shutil.rmtree(venv, ignore_errors=True)
     _render("python-launcher.sh.j2", venv / "bin/python", 0o755)
     _render("pyvenv.cfg.j2", venv / "pyvenv.cfg", 0o644)
     wheels = arm64_root / "tmp/bundle-wheels"

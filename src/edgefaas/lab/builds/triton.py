@@ -51,7 +51,8 @@ LAYOUT_VERSION = 1
 TFLITE_MODEL = "emotion_model_quantized.tflite"
 # perf_analyzer asks for these sonames; the wheel holds them under auditwheel's hashed names.
 LIB_ALIASES = {"libb64.so.0d": "libb64-*.so.0d", "libcudart.so.12": "libcudart-*.so.12*"}
-# Linked from the OS on purpose (the stub embeds the device's own Python).
+# Left out of the tarball on purpose: the stub embeds the Python bundle's libpython
+# (edgefaas.deploy.python_bundle.EMBED_LIB_DIR), the one the models' venv belongs to.
 FROM_OS = ("libpython3.11.so",)
 
 # Files in a wheel -> their place in the tarball. A trailing "/" takes the whole folder.
