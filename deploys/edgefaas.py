@@ -19,7 +19,7 @@ outside Kubernetes for the same reasons.
 How it reaches Kubernetes: not with K3S's admin kubeconfig (root-only, cluster-admin)
 but as its own ServiceAccount, allowed to manage Deployments, Services and ConfigMaps in
 one namespace, to read nodes, and to read the Events that say why the node authentication
-server removed a node (edgefaas.deploy_kube_account). The gateway runs as
+server removed a node (edgefaas.deploy.kube_account). The gateway runs as
 the unprivileged `edgefaas` user, with systemd hardening.
 
 Settings (host data): edgefaas_functions and edgefaas_public_functions (in
@@ -41,10 +41,10 @@ from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
-from edgefaas.control_plane_acl import open_ports
-from edgefaas.deploy_artifacts import artifact
-from edgefaas.deploy_kube_account import service_account
-from edgefaas.deploy_services import keep_running
+from edgefaas.deploy.artifacts import artifact
+from edgefaas.deploy.control_plane_acl import open_ports
+from edgefaas.deploy.kube_account import service_account
+from edgefaas.deploy.services import keep_running
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "templates" / "edgefaas"

@@ -22,10 +22,10 @@ from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.control_plane_acl import open_ports
 from edgefaas.deploy import nvidia
-from edgefaas.deploy_artifacts import artifact, install
-from edgefaas.facts import NvidiaContainerRuntime
+from edgefaas.deploy.artifacts import artifact, install
+from edgefaas.deploy.control_plane_acl import open_ports
+from edgefaas.deploy.facts import NvidiaContainerRuntime
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
 BINARY = "/usr/local/bin/k3s"

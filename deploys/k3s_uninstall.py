@@ -12,7 +12,7 @@ from pyinfra import host
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
-from edgefaas.control_plane_acl import close_ports
+from edgefaas.deploy.control_plane_acl import close_ports
 
 DATA = "/var/lib/rancher/k3s"
 

@@ -32,10 +32,10 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
-from edgefaas.control_plane_acl import open_ports
-from edgefaas.deploy_artifacts import artifact
-from edgefaas.deploy_kube_account import service_account
-from edgefaas.deploy_services import keep_running
+from edgefaas.deploy.artifacts import artifact
+from edgefaas.deploy.control_plane_acl import open_ports
+from edgefaas.deploy.kube_account import service_account
+from edgefaas.deploy.services import keep_running
 from edgefaas.nodeauth.enrollment import ENROLL_PORT, enrollment_secret
 from edgefaas.nodeauth.server import AGENT_PORT
 

@@ -19,8 +19,8 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
-from edgefaas.deploy_artifacts import artifact, install
-from edgefaas.deploy_services import keep_running
+from edgefaas.deploy.artifacts import artifact, install
+from edgefaas.deploy.services import keep_running
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "parsec"
 BINARY = "/usr/libexec/parsec/parsec"

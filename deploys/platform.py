@@ -19,8 +19,8 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.deploy import python_bundle, userland
-from edgefaas.deploy_artifacts import device_arch, install, require
-from edgefaas.facts import Userland, WritableSysctls
+from edgefaas.deploy.artifacts import device_arch, install, require
+from edgefaas.deploy.facts import Userland, WritableSysctls
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
 PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}

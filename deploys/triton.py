@@ -34,11 +34,11 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.control_plane_acl import open_ports
 from edgefaas.deploy import nvidia, python_bundle, userland
-from edgefaas.deploy_artifacts import artifact, install
-from edgefaas.deploy_services import keep_running
-from edgefaas.facts import NvidiaContainerRuntime, Userland
+from edgefaas.deploy.artifacts import artifact, install
+from edgefaas.deploy.control_plane_acl import open_ports
+from edgefaas.deploy.facts import NvidiaContainerRuntime, Userland
+from edgefaas.deploy.services import keep_running
 from edgefaas.lab.builds.images import VENV as RUNTIME_VENV
 from edgefaas.lab.builds.triton import TRITON_GLIBC
 

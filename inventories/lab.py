@@ -6,7 +6,7 @@ by hand. EDGEFAAS_LAB selects a lab other than the default one.
     pyinfra -y inventories/lab.py deploys/site.py
 """
 
-from edgefaas.inventory import check_groups, lab_groups
+from edgefaas.deploy.inventory import check_groups, lab_groups
 
 _groups = lab_groups()
 check_groups(_groups, source="inventories/lab.py")

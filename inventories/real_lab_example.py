@@ -19,7 +19,7 @@ to be written here for CI; by hand:
 
 import os
 
-from edgefaas.inventory import check_groups
+from edgefaas.deploy.inventory import check_groups
 
 # From the environment (Jenkins credentials) where set, else the values below.
 _env_key = os.environ.get("EDGEFAAS_SSH_KEY") or None

@@ -20,7 +20,7 @@ import paramiko
 import pytest
 import testinfra
 
-from edgefaas.inventory import load_inventory
+from edgefaas.deploy.inventory import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 # The last line of pyinfra's results table: operations, changed ("Success"), errors, unchanged.

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from edgefaas.deploy import nvidia
-from edgefaas.facts import NvidiaContainerRuntime
+from edgefaas.deploy.facts import NvidiaContainerRuntime
 from tests.integration.conftest import DeployRun, Device, connect, run_deploy
 from tests.integration.test_platform import _connect
 

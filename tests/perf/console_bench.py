@@ -38,7 +38,7 @@ from typing import Any
 
 import httpx
 
-from edgefaas.inventory import load_inventory
+from edgefaas.deploy.inventory import load_inventory
 from edgefaas.perf.publish import admin_password, gateway_target
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from edgefaas.inventory import load_inventory
+from edgefaas.deploy.inventory import load_inventory
 from edgefaas.perf.scale import K3S_SERIES, record_point
 from tests.integration.conftest import REPO, connect, run_deploy
 from tests.integration.test_k3s import _pod, k8s, kubernetes_api

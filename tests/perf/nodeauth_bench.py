@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    from edgefaas.inventory import load_inventory
+    from edgefaas.deploy.inventory import load_inventory
 
     inventory = load_inventory(args.inventory, cwd=str(REPO))
     server_host = inventory.get_group("k3s_server")[0]

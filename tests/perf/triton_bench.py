@@ -855,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
-    from edgefaas.inventory import InventoryError, load_inventory
+    from edgefaas.deploy.inventory import InventoryError, load_inventory
     from edgefaas.vision.images import decode_image
 
     start_state = machine_state()

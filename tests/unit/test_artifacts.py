@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from edgefaas import artifact_source, deploy_artifacts
-from edgefaas.artifact_source import ArtifactError, resolve
+from edgefaas.deploy import artifact_source
+from edgefaas.deploy import artifacts as deploy_artifacts
+from edgefaas.deploy.artifact_source import ArtifactError, resolve
 from edgefaas.lab import artifacts
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefaas.inventory import InventoryError, check_groups, lab_groups, load_inventory
+from edgefaas.deploy.inventory import InventoryError, check_groups, lab_groups, load_inventory
 from edgefaas.lab.spec import load_spec
 from edgefaas.lab.state import LabState
 
@@ -71,7 +71,7 @@ def _pyinfra(*args, env_state):
 def test_pyinfra_refuses_an_inventory_without_a_server_before_connecting(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text(
-        "from edgefaas.inventory import check_groups\n"
+        "from edgefaas.deploy.inventory import check_groups\n"
         "sonic = [('sonic-1', {'ssh_hostname': '192.0.2.1'})]\n"
         "check_groups({'sonic': sonic})\n"
     )

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from edgefaas.deploy import nvidia
-from edgefaas.facts import NvidiaContainerRuntime
-from edgefaas.inventory import load_inventory
+from edgefaas.deploy.facts import NvidiaContainerRuntime
+from edgefaas.deploy.inventory import load_inventory
 from edgefaas.lab import profiles
 from edgefaas.lab.spec import load_spec
 from edgefaas.lab.state import LabState

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edgefaas.inventory import HostData, Inventory, InventoryHost
+from edgefaas.deploy.inventory import HostData, Inventory, InventoryHost
 from tests.perf import triton_bench as tb
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from edgefaas.deploy import userland
-from edgefaas.facts import Userland as UserlandFact
+from edgefaas.deploy.facts import Userland as UserlandFact
 
 BOOKWORM = {
     "id": "debian",

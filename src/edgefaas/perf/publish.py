@@ -110,7 +110,7 @@ def upload(report: Path, url: str, password: str, transport: httpx.BaseTransport
 def publish(report: Path, inventory: str, log: Callable[[str], None] = print) -> bool:
     """Upload report.html to the inventory's gateway; print where to look, or why not. Never raises."""
     try:
-        from edgefaas.inventory import load_inventory
+        from edgefaas.deploy.inventory import load_inventory
 
         loaded = load_inventory(inventory, cwd=os.getcwd())
         target = gateway_target([(h.name, tuple(h.groups), h.data) for h in loaded])

@@ -14,7 +14,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.server import Arch
 from pyinfra.operations import files
 
-from edgefaas.artifact_source import ArtifactError, ArtifactSource, resolve
+from edgefaas.deploy.artifact_source import ArtifactError, ArtifactSource, resolve
 from edgefaas.lab.artifacts import UnsupportedArch, arch_of
 
 

@@ -147,7 +147,7 @@ def load_inventory(path: str, cwd: str | None = None) -> Inventory:
     importing pyinfra's CLI monkey-patches the whole interpreter with gevent.
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "edgefaas.inventory", path, cwd or ""],
+        [sys.executable, "-m", "edgefaas.deploy.inventory", path, cwd or ""],
         capture_output=True,
         text=True,
         cwd=cwd or None,
