@@ -37,10 +37,10 @@ from pathlib import Path
 from pyinfra import host, inventory, logger
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
+from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.kube_account import service_account
@@ -144,7 +144,7 @@ def triton_urls() -> str:
     urls = []
     for other in iter(inventory):
         if other.data.get("triton_server"):
-            address = other.data.get("k3s_node_ip") or other.data.get("ssh_hostname") or other.name
+            address = hosts.address(other)
             urls.append(f"http://{address}:{other.data.get('triton_http_port') or 8000}")
     return ",".join(urls)
 
@@ -188,16 +188,7 @@ def out_of_date(wanted: list[dict], deployed: dict | None) -> list[str]:
     return stale
 
 
-def server_address() -> str:
-    if host.data.get("k3s_node_ip"):
-        return host.data.k3s_node_ip
-    addresses = host.get_fact(Ipv4Addrs).get(host.data.mgmt_interface)
-    if not addresses:
-        raise DeployError(f"{host.name}: {host.data.mgmt_interface} has no IPv4 address for pods to call")
-    return addresses[0]
-
-
-is_node = "k3s_server" in host.groups or "k3s_agent" in host.groups
+is_node = hosts.k3s_role(host) is not None
 if not is_node:
     logger.info(f"{host.name}: not a K3S node: no EdgeFaaS here")
 
@@ -229,7 +220,9 @@ if "k3s_server" in host.groups:
     venv = host.data.edgefaas_venv
     namespace = setting("edgefaas_namespace")
     port = int(setting("edgefaas_gateway_port"))
-    gateway_url = setting("edgefaas_gateway_url") or f"http://{server_address()}:{port}"
+    gateway_url = (
+        setting("edgefaas_gateway_url") or f"http://{hosts.own_address(host, 'for pods to call')}:{port}"
+    )
     local_url = f"http://127.0.0.1:{port}"
     password_file = f"{DATA_DIR}/admin-password"
 

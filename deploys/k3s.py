@@ -18,11 +18,10 @@ from pathlib import Path
 
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.hardware import Ipv4Addrs
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.deploy import nvidia
+from edgefaas.deploy import hosts, nvidia
 from edgefaas.deploy.artifacts import artifact, install
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import NvidiaContainerRuntime
@@ -69,26 +68,14 @@ def cluster_token() -> str:
     return token
 
 
-def node_ip() -> str:
-    if host.data.get("k3s_node_ip"):
-        return host.data.k3s_node_ip
-    iface = host.data.mgmt_interface
-    addresses = host.get_fact(Ipv4Addrs).get(iface)
-    if not addresses:
-        raise DeployError(f"{host.name}: management interface {iface} has no IPv4 address for K3S to bind to")
-    return addresses[0]
-
-
 servers = inventory.get_group("k3s_server")
-role = "server" if "k3s_server" in host.groups else "agent" if "k3s_agent" in host.groups else None
+role = hosts.k3s_role(host)
 if role is None:
     logger.info(f"{host.name}: in neither k3s_server nor k3s_agent: no K3S here")
 else:
     server_host = servers[0]
-    server_address = (
-        server_host.data.get("k3s_node_ip") or server_host.data.get("ssh_hostname") or server_host.name
-    )
-    my_ip = node_ip()
+    server_address = hosts.address(server_host)
+    my_ip = hosts.own_address(host, "for K3S to bind to")
 
     files.directory(name="Create /etc/rancher/k3s", path="/etc/rancher/k3s", mode="755")
     token = files.put(

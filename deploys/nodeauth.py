@@ -32,6 +32,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
+from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.kube_account import service_account
@@ -79,14 +80,6 @@ def enrollment_key() -> bytes:
     return key
 
 
-def node_name(data_host) -> str:
-    return data_host.data.get("k3s_node_name") or data_host.name
-
-
-def address_of(data_host) -> str:
-    return data_host.data.get("k3s_node_ip") or data_host.data.get("ssh_hostname") or data_host.name
-
-
 class NodeCertificate(FactBase):
     """Whether this node holds a valid certificate from the server's CA for its Parsec key."""
 
@@ -103,7 +96,7 @@ class NodeCertificate(FactBase):
 
 
 servers = inventory.get_group("k3s_server")
-role = "server" if "k3s_server" in host.groups else "agent" if "k3s_agent" in host.groups else None
+role = hosts.k3s_role(host)
 if role is not None:
     if not host.data.get("parsec_service"):
         raise DeployError(
@@ -116,7 +109,7 @@ if role is not None:
         )
     venv = host.data.edgefaas_venv
     server_host = servers[0]
-    server_url = f"http://{address_of(server_host)}:{ENROLL_PORT}"
+    server_url = f"http://{hosts.address(server_host)}:{ENROLL_PORT}"
     wheelhouse = artifact("edgefaas-wheelhouse").sha256
 
     server.user(
@@ -166,7 +159,7 @@ if role == "server":
         kubeconfig=KUBECONFIG,
         state_dir=STATE_DIR,
         key_file=KEY_FILE,
-        exempt=[node_name(host)],
+        exempt=[hosts.node_name(host)],
         port=ENROLL_PORT,
         agent_port=AGENT_PORT,
         interval=setting("nodeauth_interval"),
@@ -188,7 +181,7 @@ if role == "server":
 # server's start, and tells from each agent that the ACL lets it reach the server.
 if role is not None:
     needs_certificate = role == "agent" and not host.get_fact(
-        NodeCertificate, venv=venv, server_url=server_url, node=node_name(host)
+        NodeCertificate, venv=venv, server_url=server_url, node=hosts.node_name(host)
     )
     server.shell(
         name=f"Wait until the authentication server answers at {server_url}",
@@ -203,9 +196,10 @@ if role is not None:
 
 # -- every K3S agent: its enrollment and the authentication agent ---------------------------------
 if role == "agent":
+    node = hosts.node_name(host)
     files.put(
         name="Install this node's enrollment secret (0640, the agent's user reads it)",
-        src=StringIO(enrollment_secret(enrollment_key(), node_name(host)) + "\n"),
+        src=StringIO(enrollment_secret(enrollment_key(), node) + "\n"),
         dest=SECRET_FILE,
         user="root",
         group=USER,
@@ -213,13 +207,13 @@ if role == "agent":
     )
     if needs_certificate:
         server.shell(
-            name=f"Enroll {node_name(host)}: a certificate for its Parsec-held key, from {server_url}",
+            name=f"Enroll {node}: a certificate for its Parsec-held key, from {server_url}",
             commands=[
                 f"runuser -u {USER} -- {venv}/bin/edgefaas nodeauth enroll --server-url {server_url} "
-                f"--secret-file {SECRET_FILE} --node {shlex.quote(node_name(host))} --state-dir {STATE_DIR}"
+                f"--secret-file {SECRET_FILE} --node {shlex.quote(node)} --state-dir {STATE_DIR}"
             ],
         )
-    server_address = address_of(server_host)
+    server_address = hosts.address(server_host)
     open_ports(
         "nodeauth",
         [f"{AGENT_PORT}/tcp from={server_address}/32 node authentication agent"],

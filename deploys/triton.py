@@ -34,7 +34,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.deploy import nvidia, python_bundle, userland
+from edgefaas.deploy import hosts, nvidia, python_bundle, userland
 from edgefaas.deploy.artifacts import artifact, install
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import NvidiaContainerRuntime, Userland
@@ -113,10 +113,6 @@ def has_gpu(device) -> bool:
     return bool(device.get_fact(NvidiaGpu) if gpu is None else gpu)
 
 
-def address(other) -> str:
-    return other.data.get("k3s_node_ip") or other.data.get("ssh_hostname") or other.name
-
-
 def testcases() -> list[dict]:
     """The two Task 4.3 Jobs: each on its own K3S node, each calling a server on another device.
 
@@ -135,7 +131,7 @@ def testcases() -> list[dict]:
     grpc_server = next(h for h in servers if h is not second)
 
     def url(server_host, port_key: str, default: int) -> str:
-        return f"{address(server_host)}:{server_host.data.get(port_key) or default}"
+        return f"{hosts.address(server_host)}:{server_host.data.get(port_key) or default}"
 
     return [
         {
