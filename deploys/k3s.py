@@ -11,13 +11,10 @@ own containerd). A changed binary or configuration restarts servers first, then 
 one host at a time, each waiting until its node works again.
 """
 
-import os
-import secrets
 from io import StringIO
 from pathlib import Path
 
 from pyinfra import host, inventory, logger
-from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -25,6 +22,7 @@ from edgefaas.deploy import hosts, nvidia
 from edgefaas.deploy.artifacts import artifact, install
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import NvidiaContainerRuntime
+from edgefaas.deploy.secrets import site_secret
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
 BINARY = "/usr/local/bin/k3s"
@@ -54,18 +52,7 @@ ACL_PORTS = {
 
 def cluster_token() -> str:
     """The token from host data, else from the token file (made on first use)."""
-    if host.data.get("k3s_token"):
-        return str(host.data.k3s_token)
-    path = Path(os.path.expanduser(host.data.k3s_token_file))
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-    token = path.read_text().strip()
-    if not token:
-        raise DeployError(f"{host.name}: the K3S token file {path} is empty")
-    return token
+    return site_secret(host.data.get("k3s_token"), host.data.k3s_token_file, "K3S token", host.name)
 
 
 servers = inventory.get_group("k3s_server")

@@ -20,8 +20,6 @@ The enrollment key that derives every device's secret is taken from host data
 running pyinfra, made on first use (like the K3S token).
 """
 
-import os
-import secrets
 import shlex
 from io import StringIO
 from pathlib import Path
@@ -36,6 +34,7 @@ from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.kube_account import service_account
+from edgefaas.deploy.secrets import site_secret
 from edgefaas.deploy.services import keep_running
 from edgefaas.nodeauth.enrollment import ENROLL_PORT, enrollment_secret
 from edgefaas.nodeauth.server import AGENT_PORT
@@ -66,18 +65,8 @@ def setting(key: str):
 
 def enrollment_key() -> bytes:
     """The key every device's secret derives from: host data, else the operator's file."""
-    if setting("nodeauth_enrollment_key"):
-        return str(setting("nodeauth_enrollment_key")).encode()
-    path = Path(os.path.expanduser(setting("nodeauth_enrollment_key_file")))
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-    key = path.read_text().strip().encode()
-    if len(key) < 32:
-        raise DeployError(f"{host.name}: the enrollment key in {path} is shorter than 32 characters")
-    return key
+    given, path = setting("nodeauth_enrollment_key"), setting("nodeauth_enrollment_key_file")
+    return site_secret(given, path, "enrollment key", host.name, min_length=32).encode()
 
 
 class NodeCertificate(FactBase):
