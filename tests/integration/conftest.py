@@ -22,6 +22,9 @@ import testinfra
 
 from edgefaas.deploy.inventory import load_inventory
 
+# Where the gateway keeps its state on the K3S server (deploys/edgefaas.py).
+GATEWAY_DATA_DIR = "/var/lib/edgefaas/gateway"
+
 REPO = Path(__file__).resolve().parents[2]
 # The last line of pyinfra's results table: operations, changed ("Success"), errors, unchanged.
 _GRAND_TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
@@ -186,3 +189,32 @@ def inventory(request):
 @pytest.fixture(scope="session")
 def inventory_path(request) -> str:
     return _inventory_path(request.config)
+
+
+def server_device(inventory) -> Device:
+    host = inventory.get_group("k3s_server")[0]
+    return connect(host.name, host.data, host.groups)
+
+
+@pytest.fixture(scope="module")
+def server(inventory) -> Device:
+    """The K3S server, where the gateway and the authentication server run."""
+    return server_device(inventory)
+
+
+@pytest.fixture(scope="module")
+def port(server) -> int:
+    """The gateway's port."""
+    return int(server.data.get("edgefaas_gateway_port") or 8080)
+
+
+@pytest.fixture(scope="module")
+def admin(server, port):
+    """An admin client of the gateway, from the test runner (through the ACL)."""
+    import httpx
+
+    password = server.host.check_output(f"cat {GATEWAY_DATA_DIR}/admin-password").strip()
+    with httpx.Client(
+        base_url=f"http://{server.address}:{port}", auth=("admin", password), timeout=120, trust_env=False
+    ) as client:
+        yield client

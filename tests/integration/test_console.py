@@ -26,8 +26,7 @@ import pytest
 # fail, not pass by skipping.
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.conftest import REPO, Device
-from tests.integration.test_k3s import server_device
+from tests.integration.conftest import REPO
 
 DATA_DIR = "/var/lib/edgefaas/gateway"
 CHROMIUM = os.environ.get("EDGEFAAS_CHROMIUM", "/usr/bin/chromium")
@@ -40,11 +39,6 @@ SPEC_FIELDS = ("envProcess", "envVars", "labels", "annotations", "constraints", 
 
 
 # -- the lab's gateway -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(inventory) -> Device:
-    return server_device(inventory)
 
 
 @pytest.fixture(scope="module")

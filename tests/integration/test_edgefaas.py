@@ -21,42 +21,18 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration.conftest import Device, run_deploy
-from tests.integration.test_k3s import server_device, wait_for
+from tests.integration.conftest import GATEWAY_DATA_DIR, run_deploy
+from tests.integration.support import wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402
 from kubernetes import config as k8s_config  # noqa: E402
 
-DATA_DIR = "/var/lib/edgefaas/gateway"
+DATA_DIR = GATEWAY_DATA_DIR
 NAMESPACE = "edgefaas-fn"
 NAME_ANNOTATION = "edgefaas.io/function-name"
 VERSION_ANNOTATION = "edgefaas.io/version"
 CHAIN = ("FuncA", "FuncB", "FuncC")
-
-
-def _wait(predicate, timeout: float, what: str):
-    return wait_for(predicate, timeout, what, interval=0.5)
-
-
-@pytest.fixture(scope="module")
-def server(inventory) -> Device:
-    return server_device(inventory)
-
-
-@pytest.fixture(scope="module")
-def port(server) -> int:
-    return int(server.data.get("edgefaas_gateway_port") or 8080)
-
-
-@pytest.fixture(scope="module")
-def admin(server, port):
-    """An admin client of the gateway, from the test runner (through the ACL)."""
-    password = server.host.check_output(f"cat {DATA_DIR}/admin-password").strip()
-    with httpx.Client(
-        base_url=f"http://{server.address}:{port}", auth=("admin", password), timeout=120, trust_env=False
-    ) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +124,10 @@ def test_healthz_answers_through_the_control_plane_acl(admin):
 
 
 def test_funca_and_funcb_run_on_different_devices(api, inventory):
-    placed = {name: _wait(lambda n=name: _pods(api, n), 60, f"a running {name} pod") for name in CHAIN}
+    placed = {
+        name: wait_for(lambda n=name: _pods(api, n), 60, f"a running {name} pod", interval=0.5)
+        for name in CHAIN
+    }
     nodes = {name: {pod.spec.node_name for pod in pods} for name, pods in placed.items()}
     assert nodes["FuncA"].isdisjoint(nodes["FuncB"]), nodes
     profiles = {h.name: h.data.device_profile for h in inventory}
@@ -335,14 +314,14 @@ def test_an_update_under_steady_load_loses_no_call(admin, caller, api):
     }
     try:
         with Load(str(caller.base_url), dict(caller.headers)) as load:
-            _wait(lambda: load.ok >= 10, 30, "calls flowing before the update")
+            wait_for(lambda: load.ok >= 10, 30, "calls flowing before the update", interval=0.5)
             started = time.monotonic()
             answer = admin.put("/system/functions", json=body)
             rolled = time.monotonic() - started
             assert answer.status_code == 200, answer.text
             assert answer.json()["version"] == original["version"] + 1
             # Keep calling until every pod of the old version has left (preStop and drain included).
-            _wait(
+            wait_for(
                 lambda: all(
                     (p.metadata.annotations or {}).get(VERSION_ANNOTATION) == str(original["version"] + 1)
                     for p in api.list_namespaced_pod(NAMESPACE).items
@@ -350,6 +329,7 @@ def test_an_update_under_steady_load_loses_no_call(admin, caller, api):
                 ),
                 90,
                 "the old FuncC pods to leave",
+                interval=0.5,
             )
             time.sleep(1)
         print(f"rollout {rolled:.1f} s; {load.ok} calls, revisions {dict(load.revisions)}")

@@ -30,8 +30,8 @@ import pytest
 import schemathesis
 from schemathesis import GenerationMode
 
-from tests.integration.test_edgefaas import DATA_DIR, admin, port, server  # noqa: F401 - fixtures
-from tests.unit.test_gateway_schema import OPERATIONS, fuzz, gateway_config, operation_id
+from tests.integration.conftest import GATEWAY_DATA_DIR
+from tests.schema_support import OPERATIONS, fuzz, gateway_config, operation_id
 
 EXAMPLES = int(os.environ.get("EDGEFAAS_SCHEMA_EXAMPLES", "0")) or None
 SYSTEM_EXAMPLES = EXAMPLES or 8
@@ -87,10 +87,10 @@ def _licenses(client: httpx.Client) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def lab(server, admin) -> Iterator[dict[str, Any]]:  # noqa: F811 - the imported fixtures
+def lab(server, admin) -> Iterator[dict[str, Any]]:
     """The lab gateway's schema; what existed before is protected, and checked untouched afterwards."""
     base = str(admin.base_url).rstrip("/")
-    password = server.host.check_output(f"cat {DATA_DIR}/admin-password").strip()
+    password = server.host.check_output(f"cat {GATEWAY_DATA_DIR}/admin-password").strip()
     before_functions, before_licenses = _functions(admin), _licenses(admin)
     host = httpx.URL(base).host
     with pytest.MonkeyPatch.context() as env:

@@ -10,53 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import tomllib
 import uuid
 
 import pytest
-import yaml
 
 from edgefaas.deploy import nvidia
-from edgefaas.deploy.facts import NvidiaContainerRuntime
-from tests.integration.conftest import DeployRun, Device, connect, run_deploy
-from tests.integration.test_platform import _connect
+from tests.integration.conftest import DeployRun, Device, run_deploy
+from tests.integration.support import kubernetes_api, nvidia_runtime, pod, tcp_state, wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402
-from kubernetes import config as k8s_config  # noqa: E402
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-def server_device(inventory) -> Device:
-    host = inventory.get_group("k3s_server")[0]
-    return connect(host.name, host.data, host.groups)
-
-
-def kubernetes_api(inventory) -> tuple[k8s.CoreV1Api, k8s.ApiClient]:
-    """A Kubernetes client from the server's own kubeconfig, pointed at its node address."""
-    server = server_device(inventory)
-    kubeconfig = yaml.safe_load(server.host.check_output("cat /etc/rancher/k3s/k3s.yaml"))
-    port = server.data.get("k3s_api_port", 6443)
-    for cluster in kubeconfig["clusters"]:
-        cluster["cluster"]["server"] = f"https://{server.address}:{port}"
-    api_client = k8s_config.new_client_from_config_dict(kubeconfig)
-    return k8s.CoreV1Api(api_client), api_client
-
-
-@pytest.fixture(scope="module")
-def server(inventory) -> Device:
-    return server_device(inventory)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +43,7 @@ def test_agent_service_is_active_and_enabled(device):
 
 @pytest.mark.devices("k3s_server")
 def test_api_port_is_reachable_through_the_control_plane_acl(device):
-    assert _connect(device.address, device.data.get("k3s_api_port", 6443)) == "open"
+    assert tcp_state(device.address, device.data.get("k3s_api_port", 6443)) == "open"
 
 
 def test_token_file_is_private(device):
@@ -140,11 +104,6 @@ def test_two_pods_run_on_one_sonic_device_and_talk(api, inventory):
 CONTAINERD_CONFIG = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
 
 
-def nvidia_runtime(device: Device) -> str | None:
-    """The nvidia-container-runtime K3S finds on this device (the deploy's own fact), or None."""
-    return nvidia.runtime_from_listing(device.host.check_output(NvidiaContainerRuntime.command).splitlines())
-
-
 def _k3s_node(device: Device) -> None:
     if not {"k3s_server", "k3s_agent"} & device.groups:
         pytest.skip(f"{device.name} is not a K3S node")
@@ -184,20 +143,6 @@ def test_containerd_has_the_nvidia_handler_exactly_where_the_runtime_is(device):
         assert runtime == "/usr/bin/nvidia-container-runtime"  # JetPack's package (or its stand-in)
 
 
-def _pod(name: str, node: str, command: list[str], image: str, restart: str = "Never") -> k8s.V1Pod:
-    return k8s.V1Pod(
-        metadata=k8s.V1ObjectMeta(name=name, labels={"app": name}),
-        spec=k8s.V1PodSpec(
-            node_name=node,
-            restart_policy=restart,
-            security_context=k8s.V1PodSecurityContext(run_as_user=10001, run_as_non_root=True),
-            containers=[
-                k8s.V1Container(name="main", image=image, image_pull_policy="Never", command=command)
-            ],
-        ),
-    )
-
-
 def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
     """Cross-node pod networking (flannel VXLAN between devices)."""
     sonic_agents = [h.name for h in inventory.get_group("k3s_agent") if "sonic" in h.groups]
@@ -211,7 +156,7 @@ def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
     api.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
     try:
         serve = ["python3", "-m", "http.server", "8080"]
-        api.create_namespaced_pod(namespace, _pod("server", jetsons[0], serve, image, restart="Always"))
+        api.create_namespaced_pod(namespace, pod("server", jetsons[0], serve, image, restart="Always"))
         server_ip = wait_for(
             lambda: (lambda p: p.status.pod_ip if p.status.phase == "Running" else None)(
                 api.read_namespaced_pod("server", namespace)
@@ -232,7 +177,7 @@ def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
             "        print(exc); time.sleep(1)\n"
             "sys.exit(1)\n",
         ]
-        api.create_namespaced_pod(namespace, _pod("client", sonic_agents[0], fetch, image))
+        api.create_namespaced_pod(namespace, pod("client", sonic_agents[0], fetch, image))
         phase = wait_for(
             lambda: (lambda p: p if p in ("Succeeded", "Failed") else None)(
                 api.read_namespaced_pod("client", namespace).status.phase

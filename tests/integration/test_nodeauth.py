@@ -22,8 +22,16 @@ import time
 import pytest
 
 from tests.integration.conftest import Device, connect
-from tests.integration.test_k3s import server_device
-from tests.integration.test_k3s import wait_for as wait_for_every
+from tests.integration.support import (
+    certified_after_join,
+    events,
+    is_certified,
+    kubectl_json,
+    node,
+    rejoin,
+    server_status,
+    wait_for,
+)
 
 STATE_DIR = "/var/lib/edgefaas/nodeauth"
 SERVER_UNIT = "edgefaas-nodeauth-server"
@@ -120,15 +128,6 @@ def test_the_challenge_flow_runs_on_the_real_parsec(device):
 # -- the deployed services --------------------------------------------------------------------------
 
 
-def wait_for(predicate, timeout: float, what: str):
-    return wait_for_every(predicate, timeout, what, interval=0.25)
-
-
-@pytest.fixture(scope="module")
-def server(inventory) -> Device:
-    return server_device(inventory)
-
-
 @pytest.fixture(scope="module")
 def joiner(inventory) -> Device:
     """The device that leaves and joins again: a Jetson, as in Demo 1, else any K3S agent."""
@@ -137,56 +136,6 @@ def joiner(inventory) -> Device:
         pytest.skip("the inventory has no K3S agent")
     host = next((h for h in agents if "jetson" in h.groups), agents[0])
     return connect(host.name, host.data, host.groups)
-
-
-def kubectl_json(server: Device, args: str):
-    return json.loads(server.host.check_output(f"kubectl {args} -o json"))
-
-
-def node(server: Device, name: str) -> dict | None:
-    found = server.host.run(f"kubectl get node {name} -o json")
-    return json.loads(found.stdout) if found.rc == 0 else None
-
-
-def events(server: Device, name: str, reason: str, since: dt.datetime) -> list[dict]:
-    items = kubectl_json(server, "get events -n default")["items"]
-    return [
-        e
-        for e in items
-        if e["involvedObject"]["name"] == name
-        and e["reason"] == reason
-        and _time(e.get("lastTimestamp") or e["metadata"]["creationTimestamp"]) >= since
-    ]
-
-
-def _time(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def server_status(server: Device) -> dict:
-    return json.loads(server.host.check_output("curl -fsS http://127.0.0.1:8472/v1/status"))
-
-
-def is_certified(server: Device, name: str) -> dict | None:
-    current = node(server, name)
-    if current and current["metadata"]["labels"].get("edgefaas.io/certified") == "true":
-        return current
-    return None
-
-
-def rejoin(server: Device, device: Device) -> dt.datetime:
-    """The device leaves the cluster and joins again as a new node; when it started joining."""
-    device.host.check_output("systemctl stop k3s-agent")
-    server.host.check_output(f"kubectl delete node {device.name} --ignore-not-found --timeout=60s")
-    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    device.host.check_output("systemctl start k3s-agent")
-    return started
-
-
-def certified_after_join(server: Device, name: str) -> float:
-    current = wait_for(lambda: is_certified(server, name), 90, f"{name} to be certified")
-    joined = _time(current["metadata"]["creationTimestamp"])
-    return (_time(current["metadata"]["annotations"]["edgefaas.io/certified-at"]) - joined).total_seconds()
 
 
 def test_the_authentication_server_runs_on_the_k3s_server_as_its_own_user(server):
@@ -240,7 +189,9 @@ def test_a_device_that_joins_is_certified_within_5_s(server, joiner):
     since = rejoin(server, joiner)
     latency = certified_after_join(server, joiner.name)
     assert latency <= 5, f"{joiner.name} certified {latency:.1f} s after it joined"
-    certified = wait_for(lambda: events(server, joiner.name, "Certified", since), 10, "a Certified event")
+    certified = wait_for(
+        lambda: events(server, joiner.name, "Certified", since), 10, "a Certified event", interval=0.25
+    )
     assert "certified: serial" in certified[0]["message"]
 
 
@@ -275,10 +226,18 @@ def test_an_impostor_is_removed_within_10_s_with_an_event_naming_the_reason(serv
             f"systemd-run --unit itest-impostor --collect {python} -c {shlex.quote(IMPOSTOR)} "
             f"{joiner.name} {server.address} /run/itest-impostor.crt"
         )
-        wait_for(lambda: joiner.host.socket("tcp://0.0.0.0:8471").is_listening, 30, "the impostor to listen")
+        wait_for(
+            lambda: joiner.host.socket("tcp://0.0.0.0:8471").is_listening,
+            30,
+            "the impostor to listen",
+            interval=0.25,
+        )
         since = rejoin(server, joiner)
         removed = wait_for(
-            lambda: events(server, joiner.name, "CertificationFailed", since), 60, "the impostor's removal"
+            lambda: events(server, joiner.name, "CertificationFailed", since),
+            60,
+            "the impostor's removal",
+            interval=0.25,
         )
         assert "certificate rejected" in removed[0]["message"] and "another CA" in removed[0]["message"]
         decision = server_status(server)["nodes"][joiner.name]
@@ -301,6 +260,7 @@ def test_a_revoked_device_is_removed_and_comes_back_once_admitted(server, joiner
             lambda: events(server, joiner.name, "CertificationFailed", since),
             30,
             "the revoked node's removal",
+            interval=0.25,
         )
         assert "revoked" in removal[0]["message"]
         assert node(server, joiner.name) is None
@@ -327,7 +287,7 @@ def test_a_server_restarted_while_a_device_joins_certifies_it_once(server, joine
     server.host.check_output(f"systemctl stop {SERVER_UNIT}")
     try:
         since = rejoin(server, joiner)
-        wait_for(lambda: node(server, joiner.name), 60, f"{joiner.name} to register")
+        wait_for(lambda: node(server, joiner.name), 60, f"{joiner.name} to register", interval=0.25)
         assert not is_certified(server, joiner.name)  # nobody certified it meanwhile
     finally:
         server.host.check_output(f"systemctl start {SERVER_UNIT}")

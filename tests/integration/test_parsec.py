@@ -172,10 +172,11 @@ def test_clients_in_k3s_pods_share_the_one_service(inventory):
     if not inventory.get_group("k3s_server"):
         pytest.skip("no K3S in this inventory")
     import jinja2
+    from kubernetes import client as k8s
     from kubernetes import utils
 
     from tests.integration.conftest import REPO
-    from tests.integration.test_k3s import k8s, kubernetes_api, wait_for
+    from tests.integration.support import kubernetes_api, wait_for
 
     core, api_client = kubernetes_api(inventory)
     sonic_nodes = [h.name for h in inventory.get_group("sonic") if "k3s_agent" in h.groups] or [

@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import uuid
 
 import pytest
 
 from tests.integration.conftest import run_deploy
+from tests.integration.support import tcp_state
 
 PROBE_PORT = 18087
-
-
-def _connect(address: str, port: int, timeout: float = 1.5) -> str:
-    """'open', 'refused' or 'dropped' for a TCP connection from the test runner."""
-    try:
-        with socket.create_connection((address, port), timeout=timeout):
-            return "open"
-    except ConnectionRefusedError:
-        return "refused"
-    except TimeoutError:
-        return "dropped"
 
 
 @pytest.mark.devices("sonic")
@@ -131,14 +120,14 @@ def test_control_plane_acl_drops_unopened_ports_and_deploys_can_open_them(device
             ).rc
             == 0
         )
-        assert _connect(device.address, PROBE_PORT) == "dropped"
+        assert tcp_state(device.address, PROBE_PORT) == "dropped"
         host.run_test(
             f"echo '{PROBE_PORT}/tcp platform test probe' > {ports_file} && /usr/local/sbin/edgefaas-cacl"
         )
-        assert _connect(device.address, PROBE_PORT) == "open"
+        assert tcp_state(device.address, PROBE_PORT) == "open"
     finally:
         host.run(f"rm -f {ports_file}; /usr/local/sbin/edgefaas-cacl; systemctl stop {unit}")
-    assert _connect(device.address, PROBE_PORT) in ("dropped", "refused")
+    assert tcp_state(device.address, PROBE_PORT) in ("dropped", "refused")
     assert host.service("edgefaas-cacl.timer").is_running
 
 

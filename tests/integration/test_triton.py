@@ -23,8 +23,7 @@ from edgefaas.lab.profiles import NVIDIA_RUNTIME_LOG
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
 from edgefaas.triton.client import FaceExpressionClient, InferenceError
 from tests.integration.conftest import run_deploy
-from tests.integration.test_edgefaas import port, server  # noqa: F401 (fixtures)
-from tests.integration.test_k3s import kubernetes_api, nvidia_runtime, wait_for
+from tests.integration.support import kubernetes_api, nvidia_runtime, wait_for
 
 tritonclient = pytest.importorskip("tritonclient.http")
 cv2 = pytest.importorskip("cv2")
@@ -278,7 +277,7 @@ def test_the_two_test_case_jobs_pass_on_different_devices(inventory):
 
 
 @pytest.fixture(scope="module")
-def public(server, port):  # noqa: F811
+def public(server, port):
     with httpx.Client(base_url=f"http://{server.address}:{port}", timeout=120, trust_env=False) as client:
         yield client
 

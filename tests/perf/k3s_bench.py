@@ -20,11 +20,13 @@ import uuid
 from pathlib import Path
 
 import yaml
+from kubernetes import client as k8s
 
 from edgefaas.deploy.inventory import load_inventory
 from edgefaas.perf.scale import K3S_SERIES, record_point
 from tests.integration.conftest import REPO, connect, run_deploy
-from tests.integration.test_k3s import _pod, k8s, kubernetes_api
+from tests.integration.support import kubernetes_api
+from tests.integration.support import pod as bare_pod
 
 
 def _pyinfra(inventory: str, deploy: str) -> tuple[float, str]:
@@ -45,7 +47,9 @@ def pod_start_latencies(inventory, count: int) -> list[float]:
         for i in range(count):
             name = f"p{i}"
             created[name] = time.monotonic()
-            core.create_namespaced_pod(namespace, _pod(name, nodes[i % len(nodes)], ["sleep", "600"], image))
+            core.create_namespaced_pod(
+                namespace, bare_pod(name, nodes[i % len(nodes)], ["sleep", "600"], image)
+            )
         running: dict[str, float] = {}
         deadline = time.monotonic() + 300
         while len(running) < count and time.monotonic() < deadline:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgefaas.perf.stats import percentile
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -72,14 +74,6 @@ class LatencyFigures:
             rps=round(calls / seconds, rps_digits) if seconds > 0 else 0.0,
             **extra,
         )
-
-
-def percentile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (q in 0..100); NaN when empty."""
-    if not ordered:
-        return math.nan
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return ordered[rank - 1]
 
 
 def free_port() -> int:

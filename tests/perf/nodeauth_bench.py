@@ -36,10 +36,9 @@ from pathlib import Path
 
 import httpx
 
+from edgefaas.perf.stats import percentile
 from tests.integration.conftest import connect
-from tests.integration.test_k3s import kubernetes_api
-from tests.integration.test_nodeauth import certified_after_join, server_status
-from tests.perf.locust_run import percentile
+from tests.integration.support import certified_after_join, kubernetes_api, server_status
 
 REPO = Path(__file__).resolve().parents[2]
 

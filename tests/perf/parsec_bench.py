@@ -47,6 +47,7 @@ from edgefaas.lab.builds.parsec import PARSEC_SERVICE_VERSION
 from edgefaas.lab.paths import artifact_dir, cache_dir
 from edgefaas.parsec import ParsecClient, ParsecError, ecdsa, rsa_pkcs1v15_crypt
 from edgefaas.parsec.attributes import ecc_sign_key_attributes, rsa_encrypt_key_attributes
+from edgefaas.perf.stats import percentile
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_BIN = artifact_dir() / f"parsec-service-{PARSEC_SERVICE_VERSION}" / "bin" / "parsec"
@@ -240,11 +241,6 @@ def python_keys(endpoint: str, ops: list[str]) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------- figures
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def summarize(latencies_ms: list[float], elapsed_s: float, errors: int) -> dict:

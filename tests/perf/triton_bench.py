@@ -66,8 +66,9 @@ from typing import Any
 
 import numpy as np
 
+from edgefaas.perf.stats import percentile
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
-from tests.perf.locust_run import LatencyFigures, LocustRunError, locust_env, percentile
+from tests.perf.locust_run import LatencyFigures, LocustRunError, locust_env
 from tests.perf.locust_run import run_locust as run_locust_shared
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,26 +20,11 @@ Hypothesis. ``EDGEFAAS_SCHEMA_EXAMPLES=200`` runs a deeper search than the defau
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.config import SchemathesisConfig
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    ignored_auth,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -47,21 +32,12 @@ from starlette.routing import Route
 
 from edgefaas.backends.base import FunctionSpec
 from edgefaas.gateway import GatewaySettings, create_app
-from edgefaas.gateway.openapi import build_openapi
+from tests.schema_support import OPERATIONS, fuzz, gateway_config, operation_id
 
 from .test_gateway_fakes import ADMIN, CODE, FakeBackend, Harness, RefusingTransport, fake_functions
 
 pytestmark = pytest.mark.unit
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    negative_data_rejection,
-    ignored_auth,
-]
 # Examples per operation and mode: /system routes each run different code; the function routes
 # (7 methods x 2 paths, and async) share one path through the gateway, so fewer each.
 EXAMPLES = int(os.environ.get("EDGEFAAS_SCHEMA_EXAMPLES", "0")) or None
@@ -71,93 +47,10 @@ FUNCTION_EXAMPLES = EXAMPLES or 8
 # What the fake backend holds before fuzzing: a public function, one that needs a license,
 # and one scaled to zero (a call wakes it).
 SEEDED_FUNCTIONS = {"Echo": {"public": True}, "Locked": {}, "Sleeper": {"replicas": 0}}
-SEEDED_PLANS = ("free", "standard")
-
-OPERATIONS = [(path, method) for path, item in build_openapi("0")["paths"].items() for method in item]
-
-
-def operation_id(path: str, method: str) -> str:
-    return f"{method.upper()} {path}"
 
 
 def examples_for(path: str) -> int:
     return FUNCTION_EXAMPLES if "function/{name}" in path and "/system/" not in path else SYSTEM_EXAMPLES
-
-
-def pin_known_names(case: Any, pick: Callable[[list[str]], str], functions: list[str], licenses: list[str]):
-    """Point a positive case at things that exist: every value it sets still fits the schema."""
-
-    def choose(options: list[str]) -> Any:
-        return pick(options) if options else None
-
-    params = case.path_parameters or {}
-    query = case.query or {}
-    body = case.body if isinstance(case.body, dict) else {}
-    pins = [
-        (params, "name", functions),
-        (params, "license_id", licenses),
-        (query, "name", functions),
-        (query, "license", [*licenses, "public"]),
-        (body, "service", functions),
-        (body, "functionName", functions),
-        (body, "plan", list(SEEDED_PLANS) if case.path == "/system/licenses" else []),
-    ]
-    for where, key, options in pins:
-        if key in where and options:
-            where[key] = choose(options)
-    if "serviceName" in body and "name" in params:
-        body["serviceName"] = params["name"]
-    return case
-
-
-def case_strategy(
-    operation: Any,
-    mode: GenerationMode,
-    functions: list[str],
-    licenses: list[str],
-    keep: Callable[[Any], bool] | None = None,
-):
-    """The operation's cases (half the positive ones pinned to existing names), as far as ``keep`` keeps."""
-    generated = operation.as_strategy(generation_mode=mode)
-    if mode.is_positive and (functions or licenses):
-        pinned = st.tuples(generated, st.randoms(use_true_random=False)).map(
-            lambda pair: pin_known_names(pair[0], pair[1].choice, functions, licenses)
-        )
-        generated = st.one_of(generated, pinned)
-    return generated.filter(keep) if keep else generated
-
-
-def fuzz(
-    schema: Any,
-    path: str,
-    method: str,
-    mode: GenerationMode,
-    examples: int,
-    functions: Sequence[str] = (),
-    licenses: Sequence[str] = (),
-    keep: Callable[[Any], bool] | None = None,
-) -> None:
-    """Run one operation's cases; the first failed check raises, shrunk, with a curl line to replay it."""
-    operation = schema[path][method.upper()]
-    cases = case_strategy(operation, mode, list(functions), list(licenses), keep)
-
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(case=cases)
-    def run(case: Any) -> None:
-        case.call_and_validate(checks=CHECKS)
-
-    try:
-        run()
-    except Unsatisfiable:
-        # Negative mode with nothing to break (no parameters, body or credentials): nothing to test.
-        pytest.skip(f"{operation_id(path, method)} has nothing a negative case could break")
-
-
-def gateway_config(password: str, token: str | None = None) -> SchemathesisConfig:
-    schemes: dict[str, Any] = {"basicAuth": {"username": "admin", "password": password}}
-    if token:
-        schemes["bearerAuth"] = {"bearer": token}
-    return SchemathesisConfig.from_dict({"auth": {"openapi": schemes}})
 
 
 @pytest.fixture(name="gateway")

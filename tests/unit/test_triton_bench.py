@@ -239,15 +239,6 @@ def test_ratio_judged_on_all_calls_when_the_function_went_elsewhere():
 # -- samples --------------------------------------------------------------------------------------
 
 
-def test_percentile_nearest_rank():
-    ordered = [float(v) for v in range(1, 101)]
-    assert tb.percentile(ordered, 50) == 50.0
-    assert tb.percentile(ordered, 99) == 99.0
-    assert tb.percentile(ordered, 100) == 100.0
-    assert tb.percentile([3.0], 50) == 3.0
-    assert math.isnan(tb.percentile([], 50))
-
-
 def test_summarize_leaves_out_warmup_counts_errors_and_servers():
     run = {
         "samples": [

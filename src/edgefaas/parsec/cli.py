@@ -382,8 +382,8 @@ def stress(
         "wrong": result.wrong,
         "errors": result.errors,
         "seconds": round(result.seconds, 2),
-        "p50_ms": round(result.percentile(0.5), 2),
-        "p99_ms": round(result.percentile(0.99), 2),
+        "p50_ms": round(result.percentile(50), 2),
+        "p99_ms": round(result.percentile(99), 2),
         "problems": result.problems[:20],
     }
     if as_json:

@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from edgefaas.perf.stats import percentile
+
 from .client import ParsecClient
 from .errors import ParsecError
 
@@ -32,10 +34,8 @@ class StressResult:
     seconds: float = 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        """Nearest-rank percentile (q in 0..100) of the latencies; 0.0 when there are none."""
+        return percentile(self.latencies_ms, q) if self.latencies_ms else 0.0
 
 
 def _one_client(
