@@ -262,7 +262,7 @@ if "k3s_server" in host.groups:
 
     open_ports("edgefaas", [f"{port}/tcp EdgeFaaS gateway"], f"the gateway's port {port}/tcp")
 
-    # Licenses signed by a key held in Parsec (tamper-proof, issue 7) where Parsec runs here.
+    # Licenses signed by a key held in Parsec (tamper-proof) where Parsec runs here.
     signer = setting("edgefaas_license_signer")
     if signer not in ("parsec", "hmac"):
         raise DeployError(f"{host.name}: edgefaas_license_signer must be parsec or hmac, not {signer!r}")

@@ -130,7 +130,8 @@ files.link(
 
 # The EdgeFaaS package in a venv of that Python, from the wheelhouse (no package index).
 venv = host.data.edgefaas_venv
-# A venv made by an earlier release with the device's own Python: its bin/python is a link.
+# A venv made with the device's own Python has a link for bin/python (to /usr/bin/python3):
+# it is replaced whole, so the launcher below is never written through that link.
 replaced = bool(host.get_fact(Link, path=f"{venv}/bin/python"))
 if replaced:
     server.shell(name="Remove the venv made with the device's own Python", commands=[f"rm -rf {venv}"])

@@ -3,5 +3,5 @@
 device_profile = "jetson"
 mgmt_interface = "eth0"
 manage_control_plane_acl = False
-# Parsec holds the node's own key for edge-node certification (issue 7).
+# Parsec holds the node's own key for edge-node certification.
 parsec_service = True

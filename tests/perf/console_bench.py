@@ -13,7 +13,7 @@ Time to a usable page: from navigation start to the Devices table filled with th
 nodes (the page marks that moment itself: performance.mark "console:devices-filled"), already
 signed in (the password in sessionStorage, as after a sign-in). Cold: each load in a fresh
 browser context (empty cache); warm: reloads in one context (files revalidated, 304s). p50
-and max over --loads loads each. Target (issue 9): cold p50 <= 1 s.
+and max over --loads loads each. Target: cold p50 <= 1 s.
 
 Camera: the Camera page runs for --camera-seconds; frames shown per second are counted from
 the page's own frame counter over the window (and the page's own 10 s figure is read too).

@@ -19,7 +19,7 @@ both sides alike. Every call's own response time is kept (locust's statistics ro
 whole ms); the first --warmup seconds of each run are left out. Per side: p50, p99 and
 calls per second. Per row: the p50 the gateway adds, and gateway/direct throughput.
 
-Targets (issue 5): the gateway adds <= 1 ms at p50 (every row), and keeps >= 70% of direct
+Targets: the gateway adds <= 1 ms at p50 (every row), and keeps >= 70% of direct
 throughput at 16 users. They are reported PASS/FAIL; the exit status is 1 for a missed
 target only with --strict (always 2 when the benchmark itself broke).
 

@@ -1,4 +1,4 @@
-"""Edge-node certification figures (issue 7), measured on the lab in one run.
+"""Edge-node certification figures, measured on the lab in one run.
 
     .venv/bin/python -m tests.perf.nodeauth_bench [--inventory inventories/lab.py] [--joins 10]
         [--tokens 200] [--json OUT]

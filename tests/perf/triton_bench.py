@@ -1,4 +1,4 @@
-"""Triton figures (issue 6): face_expression on 640x480 frames, direct and through EdgeFaaS, in one run.
+"""Triton figures: face_expression on 640x480 frames, direct and through EdgeFaaS, in one run.
 
     .venv/bin/python -m tests.perf.triton_bench [--inventory inventories/lab.py] [--duration 20]
         [--rounds 4] [--server NAME|URL] [--gateway-url URL] [--out DIR] [--strict] [--workers N]

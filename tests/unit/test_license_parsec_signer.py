@@ -1,4 +1,4 @@
-"""License tokens signed by a Parsec-held ES256 key (issue 7: tamper-proof licenses)."""
+"""License tokens signed by a Parsec-held ES256 key (tamper-proof licenses)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Token format (version 1)::
 
 with claims ``{"alg", "kid", "lic", "iat"}`` and the signature over the first two parts.
 The signature is made by a TokenSigner: ParsecSigner ("ES256", an ECDSA key held in Parsec,
-so the private key never exists outside the service; tamper-proof tokens, issue 7) where
+so the private key never exists outside the service; tamper-proof tokens) where
 the gateway runs next to Parsec, as on a SONiC switch, or HmacSigner (HMAC-SHA256, a random
 key in the data dir) elsewhere. A verifier accepts only its own algorithm, so a token
 cannot pick a weaker one; tokens made by one signer do not verify under the other.
