@@ -43,6 +43,7 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
+from edgefaas.deploy.facts import K3sImage
 from edgefaas.deploy.kube_account import service_account
 from edgefaas.deploy.services import keep_running
 
@@ -86,19 +87,6 @@ def setting(key: str):
             f"{host.name}: set {key} in the inventory's group_data (see inventories/group_data/all.py)"
         )
     return DEFAULTS[key] if value is None else value
-
-
-class K3sImage(FactBase):
-    """Whether K3S's containerd already has an image (so importing it again is not needed)."""
-
-    def command(self, ref: str) -> str:
-        return (
-            f"crictl --runtime-endpoint unix://{CONTAINERD_SOCKET} inspecti -q {shlex.quote(ref)} "
-            ">/dev/null 2>&1 && echo present || echo missing"
-        )
-
-    def process(self, output: list[str]) -> bool:
-        return bool(output) and output[0].strip() == "present"
 
 
 class GatewayFunctions(FactBase):
@@ -208,7 +196,7 @@ if is_node:
         )
     else:
         files.put(name="Upload the function runtime image", src=runtime.path, dest=image_file, mode="644")
-    if not host.get_fact(K3sImage, ref=runtime_ref):
+    if not host.get_fact(K3sImage, socket=CONTAINERD_SOCKET, ref=runtime_ref):
         server.shell(
             name=f"Import {runtime_ref} into K3S's containerd (no restart)",
             commands=[f"{CTR} --address {CONTAINERD_SOCKET} -n k8s.io images import {image_file}"],

@@ -28,7 +28,6 @@ import shlex
 from pathlib import Path
 
 from pyinfra import host, inventory, logger
-from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
@@ -37,7 +36,7 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts, nvidia, python_bundle, userland
 from edgefaas.deploy.artifacts import artifact, install
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import NvidiaContainerRuntime, Userland
+from edgefaas.deploy.facts import NvidiaContainerRuntime, NvidiaGpu, UnpackedArtifact, Userland
 from edgefaas.deploy.services import keep_running
 from edgefaas.lab.builds.images import VENV as RUNTIME_VENV
 from edgefaas.lab.builds.triton import TRITON_GLIBC
@@ -51,15 +50,6 @@ TESTCASE_NAMESPACE = "edgefaas-triton"
 PHOTO = "/opt/edgefaas/frames/grace_hopper.jpg"  # in the runtime image (images.FRAMES_DIR)
 # The verdict as the pod's termination message: kept in the pod's status, unlike its log.
 REPORT = ("--report", "/dev/termination-log")
-
-
-class NvidiaGpu(FactBase):
-    """Whether the device has an NVIDIA GPU that containers and Triton can use."""
-
-    command = "ls /dev/nvidia0 /dev/nvhost-ctrl-gpu 2>/dev/null | head -1; true"
-
-    def process(self, output: list[str]) -> bool:
-        return any(line.strip() for line in output)
 
 
 def server_command(home: str, ports: dict[str, int], gpu: bool) -> list[str]:
@@ -95,16 +85,6 @@ def workload_key(data, artifact_sha256: str, wheelhouse_sha256: str) -> str:
     for part in (artifact_sha256, wheelhouse_sha256, json.dumps(host_ports(data), sort_keys=True)):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
-
-
-class InstalledArtifact(FactBase):
-    """The sha256 of the artifact a complete unpack of the server recorded, or None."""
-
-    def command(self, home: str) -> str:
-        return f"test -x {home}/bin/tritonserver && cat {home}/.artifact-sha256 2>/dev/null; true"
-
-    def process(self, output: list[str]) -> str | None:
-        return output[0].strip() if output and output[0].strip() else None
 
 
 def has_gpu(device) -> bool:
@@ -195,7 +175,7 @@ if host.data.get("triton_server"):
     archive = install(
         tritonserver, f"/opt/tritonserver/tritonserver-{version}.tar", "tritonserver", mode="644"
     )
-    installed = host.get_fact(InstalledArtifact, home=home)
+    installed = host.get_fact(UnpackedArtifact, home=home, binary="bin/tritonserver")
     unpacked = server.shell(
         name=f"Unpack tritonserver {version} into {home}",
         commands=[

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 from edgefaas.deploy import nvidia
@@ -52,3 +54,36 @@ class NvidiaContainerRuntime(FactBase[str | None]):
 
     def process(self, output: list[str]) -> str | None:
         return nvidia.runtime_from_listing(output)
+
+
+class NvidiaGpu(FactBase[bool]):
+    """Whether the device has an NVIDIA GPU that containers and Triton can use."""
+
+    command = "ls /dev/nvidia0 /dev/nvhost-ctrl-gpu 2>/dev/null | head -1; true"
+
+    def process(self, output: list[str]) -> bool:
+        return any(line.strip() for line in output)
+
+
+class UnpackedArtifact(FactBase[str | None]):
+    """The sha256 a complete unpack of an artifact into `home` recorded (`home`/.artifact-sha256,
+    written last), or None; `binary` (relative to `home`) must be there too."""
+
+    def command(self, home: str, binary: str) -> str:
+        return f"test -x {home}/{binary} && cat {home}/.artifact-sha256 2>/dev/null; true"
+
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output and output[0].strip() else None
+
+
+class K3sImage(FactBase[bool]):
+    """Whether K3S's containerd already has an image (so importing it again is not needed)."""
+
+    def command(self, socket: str, ref: str) -> str:
+        return (
+            f"crictl --runtime-endpoint unix://{socket} inspecti -q {shlex.quote(ref)} "
+            ">/dev/null 2>&1 && echo present || echo missing"
+        )
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[0].strip() == "present"
