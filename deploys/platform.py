@@ -19,7 +19,7 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.deploy import python_bundle, userland
-from edgefaas.deploy.artifacts import device_arch, install, require
+from edgefaas.deploy.artifacts import device_arch, install, require, unpack
 from edgefaas.deploy.facts import Userland, WritableSysctls
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
@@ -107,18 +107,13 @@ files.directory(name="Create /etc/edgefaas", path="/etc/edgefaas", mode="755")
 # Python, which differs from board to board (JetPack 4: 3.6, JetPack 5: 3.8).
 files.directory(name="Create /opt/edgefaas", path="/opt/edgefaas", mode="755")
 bundle_upload = install(bundle, "/opt/edgefaas/python-bundle.tar.gz", "EdgeFaaS's Python bundle", mode="644")
-bundle_dir = python_bundle.BUNDLE_DIR
-unpacked = host.get_fact(FileContents, path=f"{bundle_dir}/.edgefaas-bundle") or []
-server.shell(
-    name=f"Unpack EdgeFaaS's Python bundle into {bundle_dir}",
-    commands=[
-        # Unpacked aside and swapped in: a run cut short never leaves half a bundle in use.
-        f"rm -rf {bundle_dir}.new && mkdir -p {bundle_dir}.new",
-        f"tar -xzf /opt/edgefaas/python-bundle.tar.gz -C {bundle_dir}.new",
-        f"echo {bundle.sha256} > {bundle_dir}.new/.edgefaas-bundle",
-        f"rm -rf {bundle_dir} && mv {bundle_dir}.new {bundle_dir}",
-    ],
-    _if=lambda: bundle_upload.did_change() or [line.strip() for line in unpacked] != [bundle.sha256],
+unpack(
+    "/opt/edgefaas/python-bundle.tar.gz",
+    python_bundle.BUNDLE_DIR,
+    bundle,
+    "EdgeFaaS's Python bundle",
+    bundle_upload,
+    binary=python_bundle.INTERPRETER,
 )
 
 files.directory(name=f"Create {python_bundle.EMBED_LIB_DIR}", path=python_bundle.EMBED_LIB_DIR, mode="755")

@@ -34,9 +34,9 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.deploy import hosts, nvidia, python_bundle, userland
-from edgefaas.deploy.artifacts import artifact, install
+from edgefaas.deploy.artifacts import artifact, install, unpack
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import NvidiaContainerRuntime, NvidiaGpu, UnpackedArtifact, Userland
+from edgefaas.deploy.facts import NvidiaContainerRuntime, NvidiaGpu, Userland
 from edgefaas.deploy.services import keep_running
 from edgefaas.lab.builds.images import VENV as RUNTIME_VENV
 from edgefaas.lab.builds.triton import TRITON_GLIBC
@@ -170,22 +170,11 @@ if host.data.get("triton_server"):
     )
     files.directory(name="Create /opt/tritonserver", path="/opt/tritonserver", mode="755")
 
-    # Unpacked into a fresh directory and moved into place, so an interrupted unpack never
-    # leaves a half-installed server that looks complete; the next run converges.
     archive = install(
         tritonserver, f"/opt/tritonserver/tritonserver-{version}.tar", "tritonserver", mode="644"
     )
-    installed = host.get_fact(UnpackedArtifact, home=home, binary="bin/tritonserver")
-    unpacked = server.shell(
-        name=f"Unpack tritonserver {version} into {home}",
-        commands=[
-            f"rm -rf {home}.new && mkdir -p {home}.new",
-            f"tar -xf /opt/tritonserver/tritonserver-{version}.tar -C {home}.new",
-            f"echo {tritonserver.sha256} > {home}.new/.artifact-sha256",
-            f"rm -rf {home} && mv {home}.new {home}",
-        ],
-        _if=lambda: archive.did_change() or installed != tritonserver.sha256,
-    )
+    tarball = f"/opt/tritonserver/tritonserver-{version}.tar"
+    unpacked = unpack(tarball, home, tritonserver, f"tritonserver {version}", archive, "bin/tritonserver")
 
     # The model repository: root-owned, readable by the service and by a workload's pod user
     # (models hold no secrets: their weights ship in public packages).

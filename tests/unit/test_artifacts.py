@@ -181,3 +181,51 @@ def test_lab_artifacts_compares_architectures_side_by_side(artifact_dir, monkeyp
 
     listing = CliRunner().invoke(main, ["lab", "artifacts"]).output.splitlines()
     assert listing[-1].split("\t")[:5] == ["parsec-tool", "arm64", "0.7.0", "5000000", "300.0"]
+
+
+class _Uploaded:
+    def __init__(self, changed: bool):
+        self.changed = changed
+
+    def did_change(self) -> bool:
+        return self.changed
+
+
+@pytest.mark.parametrize(
+    ("archive", "installed", "uploaded", "runs"),
+    [
+        ("/opt/x/bundle.tar.gz", None, False, True),  # never unpacked, or cut short
+        ("/opt/x/server.tar", "old", False, True),  # another artifact
+        ("/opt/x/server.tar", "abc", True, True),  # the same sha, uploaded again
+        ("/opt/x/server.tar", "abc", False, False),  # complete and current
+    ],
+)
+def test_an_artifact_is_unpacked_aside_and_swapped_in_only_when_needed(
+    monkeypatch, archive, installed, uploaded, runs
+):
+    from edgefaas.deploy.artifact_source import ArtifactSource
+
+    asked, shells = [], []
+
+    class Host(_FakeHost):
+        def get_fact(self, fact, **kwargs):
+            asked.append((fact.__name__, kwargs))
+            return installed
+
+    monkeypatch.setattr(deploy_artifacts, "host", Host("sonic-1", "x86_64", {}))
+    monkeypatch.setattr(deploy_artifacts.server, "shell", lambda **kwargs: shells.append(kwargs))
+    source = ArtifactSource(name="tritonserver", arch="amd64", version="2", sha256="abc", path="/a/b.tar")
+    deploy_artifacts.unpack(
+        archive, "/opt/x/home", source, "tritonserver 2", _Uploaded(uploaded), "bin/tritonserver"
+    )
+
+    assert asked == [("UnpackedArtifact", {"home": "/opt/x/home", "binary": "bin/tritonserver"})]
+    (shell,) = shells
+    flag = "-xzf" if archive.endswith(".gz") else "-xf"
+    assert shell["commands"] == [
+        "rm -rf /opt/x/home.new && mkdir -p /opt/x/home.new",
+        f"tar {flag} {archive} -C /opt/x/home.new",
+        "echo abc > /opt/x/home.new/.artifact-sha256",
+        "rm -rf /opt/x/home && mv /opt/x/home.new /opt/x/home",
+    ]
+    assert shell["_if"]() is runs

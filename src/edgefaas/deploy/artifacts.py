@@ -12,9 +12,10 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.server import Arch
-from pyinfra.operations import files
+from pyinfra.operations import files, server
 
 from edgefaas.deploy.artifact_source import ArtifactError, ArtifactSource, resolve
+from edgefaas.deploy.facts import UnpackedArtifact
 from edgefaas.lab.artifacts import UnsupportedArch, arch_of
 
 
@@ -40,6 +41,26 @@ def require(*names: str) -> dict[str, ArtifactSource]:
     """Resolve every artifact a deploy file needs before its first operation, so a device
     whose architecture lacks one fails before anything is installed on it."""
     return {name: artifact(name) for name in names}
+
+
+def unpack(archive: str, home: str, source: ArtifactSource, what: str, uploaded: Any, binary: str) -> Any:
+    """Unpack the tar `archive` (gzip or not) on the host into `home`, when the upload changed or
+    `home` holds another or an incomplete unpack (UnpackedArtifact: `binary` there, stamp last).
+
+    Unpacked aside and swapped in, so a run cut short never leaves half a tree in use.
+    """
+    installed = host.get_fact(UnpackedArtifact, home=home, binary=binary)
+    gzip = "z" if archive.endswith(".gz") else ""
+    return server.shell(
+        name=f"Unpack {what} into {home}",
+        commands=[
+            f"rm -rf {home}.new && mkdir -p {home}.new",
+            f"tar -x{gzip}f {archive} -C {home}.new",
+            f"echo {source.sha256} > {home}.new/{UnpackedArtifact.STAMP}",
+            f"rm -rf {home} && mv {home}.new {home}",
+        ],
+        _if=lambda: uploaded.did_change() or installed != source.sha256,
+    )
 
 
 def install(source: ArtifactSource, dest: str, what: str, mode: str = "755") -> Any:

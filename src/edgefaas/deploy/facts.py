@@ -69,8 +69,10 @@ class UnpackedArtifact(FactBase[str | None]):
     """The sha256 a complete unpack of an artifact into `home` recorded (`home`/.artifact-sha256,
     written last), or None; `binary` (relative to `home`) must be there too."""
 
+    STAMP = ".artifact-sha256"
+
     def command(self, home: str, binary: str) -> str:
-        return f"test -x {home}/{binary} && cat {home}/.artifact-sha256 2>/dev/null; true"
+        return f"test -x {home}/{binary} && cat {home}/{self.STAMP} 2>/dev/null; true"
 
     def process(self, output: list[str]) -> str | None:
         return output[0].strip() if output and output[0].strip() else None
