@@ -19,7 +19,7 @@ from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.operations import files, server
 
-WRITER_TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "k3s" / "service-kubeconfig.sh.j2"
+WRITER_TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "k3s" / "service-kubeconfig.sh.j2"
 
 
 class KubeAccess(FactBase):
