@@ -1,100 +1,50 @@
 """Request checking against the same JSON Schemas the OpenAPI document publishes.
 
 One schema, two uses: what /openapi.json promises is exactly what is enforced, so a
-client generated from it (or schemathesis probing it) never meets a surprise. Only
-the subset of JSON Schema the gateway's own schemas use is implemented.
+client generated from it (or schemathesis probing it) never meets a surprise. The schemas
+are OpenAPI 3.0 Schema Objects: JSON Schema keywords that mean the same in Draft 2020-12,
+checked by jsonschema's validator for that draft, plus OpenAPI's ``nullable`` (added to the
+validator's ``type`` keyword) and ``x-oneOf-message`` (the wording for a failed ``oneOf``).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.protocols import Validator
+from jsonschema.validators import extend
 
 from .errors import ApiError
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "boolean": (bool,),
-    "number": (int, float),
-    "integer": (int,),
-    "null": (type(None),),
-}
+# At most this many problems are listed in one answer.
+MAX_PROBLEMS = 10
 
 
-@lru_cache(maxsize=256)
-def _pattern(text: str) -> re.Pattern[str]:
-    return re.compile(text)
+def _type_or_nullable(
+    validator: Validator, types: Any, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    # OpenAPI 3.0's "nullable: true" admits null beside the declared type.
+    if instance is None and schema.get("nullable") is True:
+        return
+    yield from Draft202012Validator.VALIDATORS["type"](validator, types, instance, schema)
 
 
-def _is_type(value: Any, name: str) -> bool:
-    if name in ("number", "integer") and isinstance(value, bool):
-        return False  # JSON's true is not 1
-    if name == "integer" and isinstance(value, float):
-        return value.is_integer()
-    return isinstance(value, _TYPES[name])
+_OpenApiValidator = extend(Draft202012Validator, {"type": _type_or_nullable})
+
+# Compiled once per schema; the schemas are module constants, so this holds one entry each.
+# The schema is kept beside its validator so its id() cannot be reused by another dict.
+_compiled: dict[int, tuple[Mapping[str, Any], Validator]] = {}
 
 
-def errors(value: Any, schema: Mapping[str, Any], where: str = "body") -> list[str]:
-    """Every way ``value`` breaks ``schema``; empty when it conforms."""
-    if value is None and schema.get("nullable"):
-        return []
-    wanted = schema.get("type")
-    if wanted is not None:
-        names = [wanted] if isinstance(wanted, str) else list(wanted)
-        if not any(_is_type(value, n) for n in names):
-            return [f"{where} must be {' or '.join(names)}"]
-    found: list[str] = []
-    if "oneOf" in schema:
-        matching = sum(1 for option in schema["oneOf"] if not errors(value, option, where))
-        if matching != 1:
-            found.append(
-                schema.get("x-oneOf-message", f"{where} must match exactly one of its allowed forms")
-            )
-    if "enum" in schema and value not in schema["enum"]:
-        found.append(f"{where} must be one of {', '.join(map(str, schema['enum']))}")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            found.append(f"{where} must be at least {schema['minLength']} characters")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            found.append(f"{where} must be at most {schema['maxLength']} characters")
-        if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
-            found.append(f"{where} must match {schema['pattern']}")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            found.append(f"{where} must be >= {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            found.append(f"{where} must be <= {schema['maximum']}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            found.append(f"{where} must have at least {schema['minItems']} items")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            found.append(f"{where} must have at most {schema['maxItems']} items")
-        if "items" in schema:
-            for i, item in enumerate(value):
-                found.extend(errors(item, schema["items"], f"{where}[{i}]"))
-    if isinstance(value, dict):
-        properties: Mapping[str, Any] = schema.get("properties", {})
-        for name in schema.get("required", ()):
-            if name not in value:
-                found.append(f"{where}.{name} is required")
-        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            found.append(f"{where} must have at most {schema['maxProperties']} entries")
-        extra = schema.get("additionalProperties", True)
-        for name, item in value.items():
-            if name in properties:
-                found.extend(errors(item, properties[name], f"{where}.{name}"))
-            elif extra is False:
-                found.append(f"{where}.{name} is not a known field")
-            elif isinstance(extra, Mapping):
-                found.extend(errors(item, extra, f"{where}.{name}"))
-            if "propertyNames" in schema:
-                found.extend(errors(name, schema["propertyNames"], f"{where} key {name!r}"))
-    return found
+def _validator(schema: Mapping[str, Any]) -> Validator:
+    entry = _compiled.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        _OpenApiValidator.check_schema(schema)
+        entry = _compiled[id(schema)] = (schema, _OpenApiValidator(schema))
+    return entry[1]
 
 
 def parse_json(body: bytes, schema: Mapping[str, Any]) -> Any:
@@ -117,6 +67,50 @@ def _refuse_constant(name: str) -> Any:
 
 
 def check(value: Any, schema: Mapping[str, Any], where: str = "body") -> None:
-    found = errors(value, schema, where)
-    if found:
-        raise ApiError(400, "; ".join(found[:10]))
+    """ApiError(400) naming each field of ``value`` (called ``where``) that breaks ``schema``."""
+    validator = _validator(schema)
+    if validator.is_valid(value):
+        return
+    found = list(validator.iter_errors(value))
+    # A value of the wrong type breaks every other rule for its place too: name only the type.
+    mistyped = {tuple(error.absolute_path) for error in found if error.validator == "type"}
+    found = [e for e in found if e.validator == "type" or tuple(e.absolute_path) not in mistyped]
+    problems = dict.fromkeys(problem for error in found for problem in _describe(error, where))
+    raise ApiError(400, "; ".join(list(problems)[:MAX_PROBLEMS]))
+
+
+def _describe(error: ValidationError, where: str) -> Iterator[str]:
+    """What ``error`` means, named by its field's path. The library's own messages quote the
+    offending value, which may be a whole function's source: the answer states the rule instead.
+    """
+    place = where + "".join(
+        f"[{step}]" if isinstance(step, int) else f".{step}" for step in error.absolute_path
+    )
+    rule, limit, instance = error.validator, error.validator_value, error.instance
+    if rule == "required":
+        yield from (f"{place}.{name} is required" for name in limit if name not in instance)
+    elif rule == "additionalProperties":
+        known = error.schema.get("properties", {})
+        yield from (f"{place}.{name} is not a known field" for name in instance if name not in known)
+    elif rule == "oneOf":
+        yield error.schema.get("x-oneOf-message", f"{place} must match exactly one of its allowed forms")
+    elif rule == "type":
+        yield f"{place} must be {' or '.join([limit] if isinstance(limit, str) else limit)}"
+    elif rule == "enum":
+        yield f"{place} must be one of {', '.join(map(str, limit))}"
+    elif rule in _LIMITS:
+        yield f"{place} must {_LIMITS[rule].format(limit)}"
+    else:
+        yield f"{place} must satisfy {rule}: {json.dumps(limit)}"
+
+
+_LIMITS = {
+    "pattern": "match {}",
+    "minLength": "be at least {} characters",
+    "maxLength": "be at most {} characters",
+    "minimum": "be >= {}",
+    "maximum": "be <= {}",
+    "minItems": "have at least {} items",
+    "maxItems": "have at most {} items",
+    "maxProperties": "have at most {} entries",
+}
