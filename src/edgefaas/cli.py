@@ -32,6 +32,10 @@ def main() -> None:
       pyinfra -y inventories/lab.py deploys/site.py
       pytest -m lab tests/integration      # verify, through the same inventory
       edgefaas lab down
+
+    \b
+    Shell completion (bash; zsh_source and fish_source for the others):
+      eval "$(_EDGEFAAS_COMPLETE=bash_source edgefaas)"
     """
 
 

@@ -1,11 +1,11 @@
-"""tests/perf/locust_run.py: a run's command lines (alone or distributed); merging workers' samples."""
+"""edgefaas.perf.locust_run: a run's command lines (alone or distributed); merging workers' samples."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tests.perf.locust_run import locust_commands, merged_samples
+from edgefaas.perf.locust_run import locust_commands, merged_samples
 
 
 def _value(argv: list[str], flag: str) -> str:

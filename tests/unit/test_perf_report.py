@@ -148,13 +148,18 @@ def test_exit_code_one_when_a_threshold_is_broken():
     assert report.exit_code(suites, report.all_ratios(suites)) == 1
 
 
-def test_exit_code_two_when_a_suite_could_not_run_even_with_a_broken_threshold():
+def test_exit_code_three_when_a_suite_could_not_run_even_with_a_broken_threshold():
     suites = all_suites(triton=triton_figures(fps=5))
     suites.append(Suite("parsec", problem="no parsec service"))
-    assert report.exit_code(suites, report.all_ratios(suites)) == 2
+    assert report.exit_code(suites, report.all_ratios(suites)) == 3
     suites = all_suites()
     suites[0] = Suite("gateway", figures=gateway_figures(), problem="NOT TRUSTED")
-    assert report.exit_code(suites, report.all_ratios(suites)) == 2
+    assert report.exit_code(suites, report.all_ratios(suites)) == 3
+
+
+def test_exit_codes_are_distinct_from_click_s_usage_error():
+    codes = (report.EXIT_OK, report.EXIT_THRESHOLD, report.EXIT_SUITE)
+    assert len(set(codes)) == 3 and 2 not in codes
 
 
 # -- locust's stats history -------------------------------------------------------------------------
@@ -223,7 +228,8 @@ def test_scale_record_and_load_round_trip(tmp_path):
 
 
 def test_the_seeded_scale_figures_load():
-    from edgefaas.perf.runner import DEFAULT_SCALE_JSON, repo_root
+    from edgefaas.perf.bench import repo_root
+    from edgefaas.perf.runner import DEFAULT_SCALE_JSON
 
     series = {s.name: s for s in load_scale(repo_root() / DEFAULT_SCALE_JSON)}
     k3s = next(s for name, s in series.items() if name.startswith("K3S"))
@@ -259,7 +265,7 @@ def test_html_has_every_ratio_its_threshold_and_verdict_and_no_external_resource
         assert row, ratio.name
         assert ratio.shown_threshold.replace(">", "&gt;").replace("<", "&lt;") in row.group(1)
         assert ratio.verdict in row.group(1)
-    assert "FAIL" in page and "Exit code <b>2</b>" in page
+    assert "FAIL" in page and "Exit code <b>3</b>" in page
     assert "it &lt;broke&gt;" in page  # escaped
     assert "pods are not reachable" in page
     assert "perf_analyzer" in page and "16.50" in page
@@ -301,7 +307,7 @@ def test_parse_duration_refuses(text):
 def test_failure_reason_prefers_the_bench_s_own_words_then_the_exception():
     from edgefaas.perf.runner import failure_reason
 
-    log = "$ python -m tests.perf.x\nstarting\nbenchmark failed: no gateway\n  detail\n"
+    log = "$ python -m edgefaas.perf.x\nstarting\nbenchmark failed: no gateway\n  detail\n"
     assert failure_reason(log) == "benchmark failed: no gateway\n  detail"
     trace = "$ cmd\nTraceback (most recent call last):\n  File x\nhttpx.ConnectError: refused\n"
     assert failure_reason(trace) == "httpx.ConnectError: refused"
@@ -339,6 +345,19 @@ def test_cli_refuses_unknown_suites_and_bad_durations_before_running_anything(tm
     assert result.exit_code == 2 and "--suites" in result.output
     result = CliRunner().invoke(cli.main, ["perf", "--duration", "soon", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--duration" in result.output
+
+
+def test_cli_help_names_every_exit_status():
+    from click.testing import CliRunner
+
+    from edgefaas import cli
+
+    result = CliRunner().invoke(cli.main, ["perf", "--help"])
+    assert result.exit_code == 0
+    statuses = dict(re.findall(r"^\s+([0-3])\s+(.+)$", result.output, re.MULTILINE))
+    assert statuses["3"].startswith("a suite could not run")
+    assert statuses["2"].startswith("usage error")
+    assert set(statuses) == {"0", "1", "2", "3"}
 
 
 def test_cli_exit_code_is_run_perf_s(tmp_path, monkeypatch):

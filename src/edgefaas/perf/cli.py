@@ -38,9 +38,15 @@ def perf(
 ) -> None:
     """Run the suites headless and write OUT/report.html.
 
-    Exit 0 when every threshold holds, 1 when one is broken, 2 when a suite could not run.
+    \b
+    Exit status:
+      0  every threshold holds
+      1  a threshold is broken
+      2  usage error (a bad option)
+      3  a suite could not run (OUT/report.html says which and why)
     """
-    from edgefaas.perf.runner import SUITES, PerfOptions, parse_duration, repo_root, run_perf
+    from edgefaas.perf.bench import out_root
+    from edgefaas.perf.runner import SUITES, PerfOptions, parse_duration, run_perf
 
     try:
         seconds = parse_duration(duration)
@@ -50,6 +56,6 @@ def perf(
     unknown = sorted(set(chosen) - set(SUITES))
     if unknown or not chosen:
         raise click.BadParameter(f"choose from {', '.join(SUITES)}", param_hint="--suites")
-    folder = out or repo_root() / "tests" / "perf" / "out" / time.strftime("perf-%Y%m%d-%H%M%S")
+    folder = out or out_root() / time.strftime("perf-%Y%m%d-%H%M%S")
     options = PerfOptions(inventory, seconds, users, folder.resolve(), chosen, workers, scale_json, publish)
     raise SystemExit(run_perf(options, log=click.echo))

@@ -1,9 +1,10 @@
-"""`edgefaas perf`: run the suites headless, each as its bench in tests/perf/, and build the report.
+"""`edgefaas perf`: run the suites headless, each as its bench in this package, and build the report.
 
-Each suite is one subprocess (`python -m tests.perf.<bench>`) run from the repository, with its
-output under OUT/<suite>/ and its log in OUT/<suite>/bench.log; the report reads the JSON each
-bench writes. A bench that fails, or that flags its own run as not trusted, is a suite that
-could not run (exit 2), with the reason from its log.
+Each suite is one subprocess (`python -m edgefaas.perf.<suite>`) run in the checkout (the benches
+read its functions/ and inventories/), with its output under OUT/<suite>/ and its log in
+OUT/<suite>/bench.log; the report reads the JSON each bench writes. A bench that fails, or that
+flags its own run as not trusted, is a suite that could not run (report.EXIT_SUITE), with the
+reason from its log.
 """
 
 from __future__ import annotations
@@ -22,16 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from edgefaas.perf import report
+from edgefaas.perf.bench import repo_root
 from edgefaas.perf.scale import ScaleSeries, load_scale
 
 SUITES = ("gateway", "triton", "parsec")
 LOCUST_SUITES = ("gateway", "triton")
 DEFAULT_SCALE_JSON = Path("tests/perf/scale-figures.json")
-
-
-def repo_root() -> Path:
-    """The checkout this package runs from (the suites live in its tests/perf/)."""
-    return Path(__file__).resolve().parents[3]
 
 
 def parse_duration(text: str) -> float:
@@ -69,7 +66,7 @@ class PerfOptions:
 
 def suite_command(name: str, options: PerfOptions, out: Path) -> list[str]:
     """The bench command line of one suite, writing under `out`."""
-    python = [sys.executable, "-m", f"tests.perf.{name}_bench"]
+    python = [sys.executable, "-m", f"edgefaas.perf.{name}"]
     duration = f"{options.duration_s:g}"
     workers = ["--workers", str(options.workers)] if options.workers else []
     if name == "gateway":
@@ -204,13 +201,13 @@ def history_plots(suites: Sequence[report.Suite], users: int) -> dict[str, str |
 
 
 def run_perf(options: PerfOptions, log: Callable[[str], None] = print) -> int:
-    """Every suite, then OUT/report.html and OUT/ratios.csv; the exit code (0, 1 or 2)."""
+    """Every suite, then OUT/report.html and OUT/ratios.csv; the exit code (report.exit_code)."""
     repo = repo_root()
     options.out.mkdir(parents=True, exist_ok=True)
     suites: list[report.Suite] = []
-    if not (repo / "tests" / "perf").is_dir():
+    if not (repo / "functions").is_dir():
         suites = [
-            report.Suite(n, problem=f"no tests/perf/ in {repo}: run from a checkout") for n in options.suites
+            report.Suite(n, problem=f"no functions/ in {repo}: run from a checkout") for n in options.suites
         ]
     else:
         for name in options.suites:

@@ -1,6 +1,6 @@
 """Triton figures: face_expression on 640x480 frames, direct and through EdgeFaaS, in one run.
 
-    .venv/bin/python -m tests.perf.triton_bench [--inventory inventories/lab.py] [--duration 20]
+    .venv/bin/python -m edgefaas.perf.triton [--inventory inventories/lab.py] [--duration 20]
         [--rounds 4] [--server NAME|URL] [--gateway-url URL] [--out DIR] [--strict] [--workers N]
 
 Targets come from the inventory: every host whose data says `triton_server` is a Triton server
@@ -16,7 +16,7 @@ What runs, side by side in one run:
       an --input-data JSON with the pixels as UINT8 content and "shape": [480, 640, 3]) at
       concurrency 1..4, one invocation per level, count_windows mode (-s 25 --max-trials 15;
       a level that cannot stabilise is retried once at -s 50). Its CSV files are kept.
-  (b) locust (tests/perf/locustfile_triton.py, headless) at 1 and 2 users: TritonUser
+  (b) locust (edgefaas/perf/locustfile_triton.py, headless) at 1 and 2 users: TritonUser
       (tritonclient.http, binary tensors, straight to the server) against FunctionUser (the
       same frame as JPEG, POSTed to /function/face-expression through the gateway), in
       --rounds alternating rounds so drifting machine load hits both sides alike. Every call's
@@ -36,7 +36,7 @@ else over all). Reported PASS/FAIL; the exit status is 1 for a missed target onl
 A run whose server stops answering, or with more than 1% failed calls in any locust run, is
 reported NOT TRUSTED and exits 2 (its figures are still written).
 
-Everything goes under --out (default tests/perf/out/triton-<timestamp>, git-ignored):
+Everything goes under --out (default tests/perf/out/triton-<timestamp> in the checkout, git-ignored):
 triton_bench.json, perf_analyzer CSVs, locust CSVs and logs, the frame, the plot.
 On the virtual lab all devices are containers on the machine that runs the load generator:
 read the figures as ratios measured together, not as absolute device speeds.
@@ -46,305 +46,50 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import math
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edgefaas.perf.stats import percentile
+from edgefaas.perf.bench import BenchError, out_root, repo_root
+from edgefaas.perf.frames import DEFAULT_FRAME, frame_jpeg, input_data_json, parse_frame_size
+from edgefaas.perf.locust_run import LocustRunError, locust_env
+from edgefaas.perf.locust_run import run_locust as run_locust_shared
+from edgefaas.perf.perf_analyzer import (
+    PerfAnalyzer,
+    PerfRow,
+    perf_analyzer_tarball,
+    unpack_perf_analyzer,
+    write_perf_csv,
+)
+from edgefaas.perf.triton_figures import (
+    FPS_CONCURRENCY,
+    TARGET_FPS,
+    TARGET_P50_RATIO,
+    Figures,
+    failure_problem,
+    fps_verdicts,
+    ratio,
+    ratio_verdict,
+    summarize,
+)
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
-from tests.perf.locust_run import LatencyFigures, LocustRunError, locust_env
-from tests.perf.locust_run import run_locust as run_locust_shared
 
-REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile_triton.py")
-OUT_ROOT = Path(__file__).with_name("out")
-DEFAULT_FRAME = (640, 480)  # width, height
 FUNCTION = "face-expression"
-TARGET_FPS = 20.0
-FPS_CONCURRENCY = (1, 2)
-TARGET_P50_RATIO = 1.15
 PA_CONCURRENCY = (1, 2, 3, 4)
 CLIENTS = (1, 2, 4, 8)
-SAME_SERVER_MIN_CALLS = 20  # fewer calls on the chosen server: judge the ratio over all calls
-MAX_ERROR_SHARE = 0.01  # more failed calls than this in a run: the figures are not trusted
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001
 DEFAULT_GATEWAY_PORT = 8080
-
-__all__ = ["FACE_MODEL", "NUMERIC_MODEL"]  # re-exported for the locustfile
-
-
-class BenchError(RuntimeError):
-    """The benchmark itself broke (no server, a failing call, no samples): not a missed target."""
-
-
-# -- the frame ------------------------------------------------------------------------------------
-
-
-def parse_frame_size(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480); ValueError for anything else."""
-    parts = text.lower().replace(" ", "").split("x")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"frame size must be WIDTHxHEIGHT, e.g. 640x480, not {text!r}")
-    width, height = int(parts[0]), int(parts[1])
-    if width < 1 or height < 1:
-        raise ValueError(f"frame size must be positive, not {text!r}")
-    return width, height
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` scaled to fit `size` (width, height) keeping its aspect, centred on black."""
-    import cv2
-
-    width, height = size
-    h, w = image.shape[:2]
-    scale = min(width / w, height / h)
-    new_w, new_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
-    if (new_w, new_h) != (w, h):
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        image = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    out = np.zeros((height, width, *image.shape[2:]), dtype=image.dtype)
-    out[top : top + new_h, left : left + new_w] = image
-    return out
-
-
-def sample_photo() -> Path:
-    """matplotlib's grace_hopper.jpg (600x512, one frontal face)."""
-    from matplotlib import cbook
-
-    return Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
-
-def frame_jpeg(source: Path | None, size: tuple[int, int] = DEFAULT_FRAME, quality: int = 90) -> bytes:
-    """The benchmark frame as JPEG bytes: `source` (default the sample photo) letterboxed to `size`.
-
-    A picture already of that size is sent as it is, so a camera's own JPEG stays untouched.
-    """
-    import cv2
-
-    from edgefaas.vision.images import decode_image
-
-    data = (source or sample_photo()).read_bytes()
-    rgb = decode_image(data)
-    if rgb.shape[1] == size[0] and rgb.shape[0] == size[1] and data.startswith(b"\xff\xd8\xff"):
-        return data
-    framed = letterbox(rgb, size)
-    ok, encoded = cv2.imencode(
-        ".jpg", cv2.cvtColor(framed, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:
-        raise BenchError("OpenCV could not encode the frame as JPEG")
-    return encoded.tobytes()
-
-
-def input_data_json(image: np.ndarray, name: str = "IMAGE") -> dict[str, Any]:
-    """perf_analyzer's --input-data document sending `image` (HxWx3 uint8) as the `name` tensor."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        raise ValueError(f"expected an HxWx3 uint8 image, got {getattr(image, 'dtype', type(image))} {shape}")
-    content = np.ascontiguousarray(image).reshape(-1).tolist()
-    return {"data": [{name: {"content": content, "shape": [int(d) for d in image.shape]}}]}
-
-
-# -- perf_analyzer --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PerfRow:
-    """One concurrency level of perf_analyzer's CSV, latencies in milliseconds."""
-
-    concurrency: int
-    throughput: float  # inferences per second
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
-    client_send_ms: float
-    network_ms: float  # "Network+Server Send/Recv"
-    server_queue_ms: float
-    server_compute_ms: float  # compute input + infer + output
-    client_recv_ms: float
-    stability_pct: int = 25
-
-    @property
-    def avg_latency_ms(self) -> float:
-        parts = (self.client_send_ms, self.network_ms, self.server_queue_ms, self.server_compute_ms)
-        return sum(parts) + self.client_recv_ms
-
-
-_PERF_REQUIRED = ("Concurrency", "Inferences/Second", "p50 latency")
-
-
-def parse_perf_csv(text: str, stability_pct: int = 25) -> list[PerfRow]:
-    """perf_analyzer's -f CSV: one PerfRow per concurrency level (microseconds become ms).
-
-    Only the first table is read (--collect-metrics appends more after a blank line).
-    ValueError when the header lacks a required column or a value is not a number.
-    """
-    table = text.strip().split("\n\n", 1)[0]
-    reader = csv.DictReader(io.StringIO(table))
-    missing = [c for c in _PERF_REQUIRED if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ValueError(f"not a perf_analyzer CSV: no column {', '.join(missing)} in {reader.fieldnames}")
-
-    def us(row: dict[str, str], column: str) -> float:
-        value = (row.get(column) or "").strip()
-        return float(value) / 1000 if value else math.nan
-
-    rows = []
-    for row in reader:
-        if not any((v or "").strip() for v in row.values()):
-            continue
-        try:
-            compute = sum(
-                us(row, c) for c in ("Server Compute Input", "Server Compute Infer", "Server Compute Output")
-            )
-            rows.append(
-                PerfRow(
-                    concurrency=int(row["Concurrency"]),
-                    throughput=float(row["Inferences/Second"]),
-                    p50_ms=us(row, "p50 latency"),
-                    p90_ms=us(row, "p90 latency"),
-                    p95_ms=us(row, "p95 latency"),
-                    p99_ms=us(row, "p99 latency"),
-                    client_send_ms=us(row, "Client Send"),
-                    network_ms=us(row, "Network+Server Send/Recv"),
-                    server_queue_ms=us(row, "Server Queue"),
-                    server_compute_ms=compute,
-                    client_recv_ms=us(row, "Client Recv"),
-                    stability_pct=stability_pct,
-                )
-            )
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"bad perf_analyzer row {row}: {exc}") from None
-    return rows
-
-
-def unpack_perf_analyzer(tarball: Path, dest: Path) -> Path:
-    """bin/perf_analyzer and lib/ from the tritonserver artifact into `dest`; the binary's path."""
-    with tarfile.open(tarball) as tar:
-        members = [m for m in tar.getmembers() if m.name == "bin/perf_analyzer" or m.name.startswith("lib/")]
-        if not any(m.name == "bin/perf_analyzer" for m in members):
-            raise BenchError(f"{tarball} holds no bin/perf_analyzer")
-        tar.extractall(dest, members=members, filter="tar")
-    return dest / "bin" / "perf_analyzer"
-
-
-def perf_analyzer_tarball() -> Path | None:
-    from edgefaas.lab.artifacts import lookup
-
-    artifact = lookup("tritonserver")
-    if artifact is None or not Path(artifact.path).is_file():
-        return None
-    return Path(artifact.path)
-
-
-@dataclass
-class PerfAnalyzer:
-    binary: Path
-    log: Path
-    timeout: float = 180.0
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-        env["LD_LIBRARY_PATH"] = str(self.binary.parent.parent / "lib")
-        return env
-
-    def argv(
-        self,
-        model: str,
-        url: str,
-        concurrency: int,
-        report: Path,
-        window: int,
-        stability: int,
-        trials: int,
-        input_data: Path | None,
-    ) -> list[str]:
-        from edgefaas.triton.client import http_url
-
-        argv = [
-            str(self.binary),
-            "-m",
-            model,
-            "-u",
-            http_url(url),
-            "-i",
-            "http",
-            "--concurrency-range",
-            f"{concurrency}:{concurrency}",
-            "--measurement-mode",
-            "count_windows",
-            "--measurement-request-count",
-            str(window),
-            "-s",
-            str(stability),
-            "--max-trials",
-            str(trials),
-            "-f",
-            str(report),
-        ]
-        if input_data is not None:
-            argv += ["--input-data", str(input_data)]
-        return argv
-
-    def measure(
-        self,
-        model: str,
-        url: str,
-        concurrency: int,
-        report: Path,
-        window: int,
-        input_data: Path | None = None,
-    ) -> PerfRow | None:
-        """One concurrency level; None when it could not stabilise even at 50%."""
-        for stability, trials in ((25, 15), (50, 8)):
-            report.unlink(missing_ok=True)
-            argv = self.argv(model, url, concurrency, report, window, stability, trials, input_data)
-            with self.log.open("a") as log:
-                log.write(f"\n$ {' '.join(argv)}\n")
-                log.flush()
-                process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-                try:
-                    process.wait(timeout=self.timeout)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait()
-                    log.write(f"(killed after {self.timeout:g} s)\n")
-                    continue
-            if process.returncode == 0 and report.exists():
-                rows = parse_perf_csv(report.read_text(), stability_pct=stability)
-                if rows:
-                    return rows[0]
-        return None
-
-
-def write_perf_csv(rows: Sequence[PerfRow], path: Path) -> None:
-    """The levels of one model in one CSV (ms), beside perf_analyzer's own per-level files."""
-    names = [*PerfRow.__dataclass_fields__, "avg_latency_ms"]
-    with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=names)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**asdict(row), "avg_latency_ms": round(row.avg_latency_ms, 3)})
 
 
 # -- inventory ------------------------------------------------------------------------------------
@@ -403,143 +148,6 @@ def pick_server(
             total = sum(served_by.values())
             return by_url[url.rstrip("/")], f"the function's choice in {count} of {total} sampled calls"
     return servers[0], "the inventory's first server (the function named none of them)"
-
-
-# -- locust samples -------------------------------------------------------------------------------
-
-
-@dataclass
-class Figures(LatencyFigures):
-    served_by: dict[str, int] = field(default_factory=dict)
-    # function path only: p50 of the function's own Triton round trip, and of the rest of the path
-    inference_p50_ms: float = math.nan
-    outside_inference_p50_ms: float = math.nan
-
-
-def summarize(runs: Iterable[dict[str, Any]], warmup: float, server: str | None = None) -> Figures:
-    """Figures over runs' samples, each run's first `warmup` seconds left out.
-
-    With `server`, latencies are only those of calls served by it (throughput stays over all
-    calls: a closed loop's rate is not the rate of a subset).
-    """
-    times: list[float] = []
-    inference: list[float] = []
-    outside: list[float] = []
-    calls = errors = 0
-    seconds = 0.0
-    served: Counter = Counter()
-    for run in runs:
-        kept = [s for s in run.get("samples", []) if s["t"] >= warmup]
-        if not kept:
-            continue
-        seconds += max(s["t"] for s in kept) - warmup
-        for sample in kept:
-            if not sample["ok"]:
-                errors += 1
-                continue
-            calls += 1
-            by = (sample.get("served_by") or "").rstrip("/")
-            if by:
-                served[by] += 1
-            if server is None or by == server.rstrip("/"):
-                times.append(sample["ms"])
-                if isinstance(sample.get("inference_ms"), int | float):
-                    inference.append(sample["inference_ms"])
-                    outside.append(sample["ms"] - sample["inference_ms"])
-    return Figures.of(
-        times,
-        calls,
-        errors,
-        seconds,
-        served_by=dict(served.most_common()),
-        inference_p50_ms=round(percentile(sorted(inference), 50), 3),
-        outside_inference_p50_ms=round(percentile(sorted(outside), 50), 3),
-    )
-
-
-def failure_problem(label: str, figures: Figures, limit: float = MAX_ERROR_SHARE) -> str | None:
-    """A sentence when more than `limit` of the calls behind `figures` failed, else None."""
-    total = figures.calls + figures.errors
-    if total == 0:
-        return f"{label}: no call finished"
-    if figures.errors / total > limit:
-        return f"{label}: {figures.errors} of {total} calls failed ({figures.errors / total:.1%})"
-    return None
-
-
-# -- targets --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdict:
-    name: str
-    value: float | None
-    target: float
-    at_least: bool  # True: value >= target passes; False: value <= target passes
-    source: str = ""
-
-    @property
-    def ok(self) -> bool:
-        if self.value is None or math.isnan(self.value):
-            return False
-        return self.value >= self.target if self.at_least else self.value <= self.target
-
-    @property
-    def label(self) -> str:
-        return "PASS" if self.ok else "FAIL"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok}
-
-
-def ratio(numerator: float, denominator: float) -> float | None:
-    """numerator / denominator; None when either is missing, NaN, or the denominator not positive."""
-    if any(v is None or math.isnan(v) for v in (numerator, denominator)) or denominator <= 0:
-        return None
-    return numerator / denominator
-
-
-def fps_verdicts(
-    perf_rows: Sequence[PerfRow], direct: dict[int, Figures], target: float = TARGET_FPS
-) -> list[Verdict]:
-    """>= target fps at each of FPS_CONCURRENCY: perf_analyzer's figure, else locust's direct rps."""
-    by_level = {row.concurrency: row for row in perf_rows}
-    verdicts = []
-    for level in FPS_CONCURRENCY:
-        if level in by_level:
-            value, source = by_level[level].throughput, "perf_analyzer"
-        elif level in direct and direct[level].calls:
-            value, source = direct[level].rps, "locust TritonUser"
-        else:
-            value, source = None, "not measured"
-        verdicts.append(Verdict(f"fps at concurrency {level}", value, target, True, source))
-    return verdicts
-
-
-def ratio_verdict(
-    users: int,
-    direct: Figures,
-    function: Figures,
-    same_server: Figures,
-    server_url: str,
-    limit: float = TARGET_P50_RATIO,
-) -> Verdict:
-    """function/direct p50 <= limit.
-
-    Judged over the function calls that `server_url` (the direct side's server) ran when there
-    are at least SAME_SERVER_MIN_CALLS of them, else over all the function's calls: the
-    function's offloader may send calls elsewhere, and only same-server calls compare alike.
-    """
-    on_server = function.served_by.get(server_url.rstrip("/"), 0)
-    if on_server >= SAME_SERVER_MIN_CALLS:
-        judged, source = same_server, f"the {on_server} function calls the direct server ran"
-    else:
-        judged, source = function, "all function calls"
-    name = f"function/direct p50 at {users} users"
-    return Verdict(name, ratio(judged.p50_ms, direct.p50_ms), limit, False, source)
-
-
-# -- locust runs ----------------------------------------------------------------------------------
 
 
 def run_locust(
@@ -824,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--duration must be > 0, --rounds and --sample-calls >= 1")
 
     started = time.monotonic()
-    out = args.out or OUT_ROOT / time.strftime("triton-%Y%m%d-%H%M%S")
+    out = args.out or out_root() / time.strftime("triton-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="edgefaas-triton-bench-"))
     try:
@@ -861,7 +469,7 @@ def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
 
     start_state = machine_state()
     try:
-        inventory = load_inventory(args.inventory, cwd=str(REPO))
+        inventory = load_inventory(args.inventory, cwd=str(repo_root()))
     except InventoryError as exc:
         raise BenchError(str(exc)) from None
     targets = targets_from_inventory(inventory)

@@ -10,7 +10,7 @@ Distributed mode (`workers` > 0): one `locust --master --expect-workers N` and N
 own samples file (`samples-<tag>.<pid>.json`); they are merged here. On a real lab the
 workers run on other machines, started by hand with the same locustfile and options:
 
-    locust -f tests/perf/locustfile_functions.py DirectUser --worker --master-host <master's address>
+    locust -f src/edgefaas/perf/locustfile_functions.py DirectUser --worker --master-host <master's address>
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from edgefaas.perf.stats import percentile
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class LocustRunError(RuntimeError):
@@ -167,9 +165,7 @@ def run_locust(
     with log_path.open("wb") as log:
         try:
             for command in commands:
-                processes.append(
-                    subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-                )
+                processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
             try:
                 processes[0].wait(timeout=seconds + grace)
             except subprocess.TimeoutExpired:

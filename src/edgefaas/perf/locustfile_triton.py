@@ -1,10 +1,10 @@
 """Locust users for Triton inference: straight to a Triton server, and through the EdgeFaaS function.
 
     # direct: tritonclient.http against one server (each user its own client and connection)
-    TRITON_URL=http://10.77.0.12:8000 locust -f tests/perf/locustfile_triton.py TritonUser \\
+    TRITON_URL=http://10.77.0.12:8000 locust -f src/edgefaas/perf/locustfile_triton.py TritonUser \\
         --headless -u 2 -r 2 -t 30s
     # the function path: POST the same frame, as JPEG, to /function/face-expression on the gateway
-    locust -f tests/perf/locustfile_triton.py FunctionUser --host http://10.77.0.11:8080 \\
+    locust -f src/edgefaas/perf/locustfile_triton.py FunctionUser --host http://10.77.0.11:8080 \\
         --headless -u 2 -r 2 -t 30s
 
 Both users send the same picture: --frame-image (a JPEG or PNG; default matplotlib's sample
@@ -30,7 +30,7 @@ after a failed call does a user pause (0.2 s), so a server that is down is not h
 ``{"t": seconds since start, "ms": response time, "ok": bool, "served_by": Triton URL}``
 (for FunctionUser, served_by is what the function's answer names: its offloader may pick any
 device's server; and "inference_ms", the function's own round trip to Triton, so the path's
-overhead outside inference is ms - inference_ms). tests/perf/triton_bench.py reads these;
+overhead outside inference is ms - inference_ms). edgefaas.perf.triton reads these;
 locust's own statistics round to whole milliseconds.
 """
 
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from functools import cache
 from pathlib import Path
@@ -47,22 +46,9 @@ from typing import Any
 import numpy as np
 from locust import FastHttpUser, User, events, task
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # for tests.perf.triton_bench when locust runs from elsewhere
-    sys.path.insert(0, str(REPO))
-
-from tests.perf.locust_run import (  # noqa: E402  (after the path fix above)
-    add_license_token_option,
-    locust_option,
-    write_samples,
-)
-from tests.perf.triton_bench import (  # noqa: E402
-    DEFAULT_FRAME,
-    FACE_MODEL,
-    NUMERIC_MODEL,
-    frame_jpeg,
-    parse_frame_size,
-)
+from edgefaas.perf.frames import DEFAULT_FRAME, frame_jpeg, parse_frame_size
+from edgefaas.perf.locust_run import add_license_token_option, locust_option, write_samples
+from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
 
 REQUEST_TYPE = "triton-http"
 FACE_OUTPUTS = ("BOXES", "LABELS", "SCORES")

@@ -1,6 +1,6 @@
 """Face detection settings side by side: cost per 640x480 frame, and faces still found.
 
-    python -m tests.perf.vision_bench [--rounds 30]
+    python -m edgefaas.perf.face_detection [--rounds 30]
 
 The lab's `triton_models` detection settings (inventories/group_data/all.py) trade small
 faces for speed; this measures that trade on this machine, in one run, alternating the
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edgefaas.lab.builds.triton import expression_model
+from edgefaas.perf.frames import letterbox, sample_photo
 from edgefaas.vision.faces import FaceExpressionRecognizer
-from tests.perf.triton_bench import letterbox, sample_photo
 
 SETTINGS = {
     "fer 1.1/5 (library default)": {"scale_factor": 1.1, "min_neighbors": 5},

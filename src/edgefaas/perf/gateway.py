@@ -1,6 +1,6 @@
 """The gateway's overhead: one function called through the gateway and directly, side by side in one run.
 
-    .venv/bin/python -m tests.perf.gateway_bench [--duration 20] [--users 1,16] [--function FuncC]
+    .venv/bin/python -m edgefaas.perf.gateway [--duration 20] [--users 1,16] [--function FuncC]
         [--rounds 2] [--public] [--locust-cpus 0] [--server-cpus 1] [--out DIR] [--strict]
         [--workers N]
 
@@ -12,7 +12,7 @@ its own runtime process on a loopback port, read from the gateway's log; that pr
 the "direct" side, the very replica the gateway forwards to.
 
 What is measured: for each number of users (closed loop: N users keep N calls in flight),
-locust (tests/perf/locustfile_functions.py, FastHttpUser, headless) calls the function
+locust (edgefaas/perf/locustfile_functions.py, FastHttpUser, headless) calls the function
 directly and through the gateway for --duration seconds each, split into --rounds rounds
 whose order alternates (direct, gateway, gateway, direct, ...) so drifting machine load hits
 both sides alike. Every call's own response time is kept (locust's statistics round to
@@ -29,9 +29,9 @@ its cores. Directly, two processes compete (locust, runtime); through the gatewa
 and queueing rather than only as its own latency. --locust-cpus / --server-cpus pin the
 load generator and the servers (gateway and function, which inherits it) with taskset, the
 same for both sides. Figures also go to DIR/gateway_bench.json (default: a fresh folder
-under tests/perf/out/, which git ignores), with locust's own CSV files, stats history and HTML
+under the checkout's tests/perf/out/, which git ignores), with locust's own CSV files, stats history and HTML
 reports, and the gateway log. --workers N runs each locust run as a master and N local workers
-(tests/perf/locust_run.py).
+(edgefaas.perf.locust_run).
 """
 
 from __future__ import annotations
@@ -53,21 +53,16 @@ from typing import Any
 
 import httpx
 
-from tests.perf.locust_run import LatencyFigures, LocustRunError, free_port, locust_env
-from tests.perf.locust_run import run_locust as run_locust_shared
+from edgefaas.perf.bench import BenchError, out_root, repo_root
+from edgefaas.perf.locust_run import LatencyFigures, LocustRunError, free_port, locust_env
+from edgefaas.perf.locust_run import run_locust as run_locust_shared
 
-REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).with_name("locustfile_functions.py")
-OUT_ROOT = Path(__file__).with_name("out")
 TARGET_ADDED_P50_MS = 1.0
 TARGET_THROUGHPUT_RATIO = 0.70
 THROUGHPUT_TARGET_USERS = 16
 SIDES = ("direct", "gateway")
 USER_CLASS = {"direct": "DirectUser", "gateway": "GatewayUser"}
-
-
-class BenchError(RuntimeError):
-    """The benchmark itself broke (a server would not start, a call failed): not a missed target."""
 
 
 SideFigures = LatencyFigures
@@ -167,7 +162,7 @@ class Gateway:
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-            cwd=REPO, start_new_session=True,
+            cwd=repo_root(), start_new_session=True,
         )  # fmt: skip
         self.function_pids: set[int] = set()
 
@@ -221,7 +216,7 @@ class Gateway:
 
 def deploy(gateway: Gateway, function: str, public: bool) -> str | None:
     """Deploy functions/<function>.py; a license token for it (None when public)."""
-    code = (REPO / "functions" / f"{function}.py").read_text()
+    code = (repo_root() / "functions" / f"{function}.py").read_text()
     with gateway.admin() as admin:
         answer = admin.post("/system/functions", json={"service": function, "code": code, "public": public})
         if answer.status_code != 202:
@@ -363,10 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.duration <= 0:
         parser.error("--rounds must be >= 1 and --duration > 0")
-    if not (REPO / "functions" / f"{args.function}.py").is_file():
+    if not (repo_root() / "functions" / f"{args.function}.py").is_file():
         parser.error(f"no functions/{args.function}.py")
 
-    out = args.out or OUT_ROOT / time.strftime("gateway-%Y%m%d-%H%M%S")
+    out = args.out or out_root() / time.strftime("gateway-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="edgefaas-gateway-bench-"))
     note = machine_note(args)

@@ -1,12 +1,12 @@
 """Latency of the Python Parsec client next to the official Rust client, in one run.
 
-    .venv/bin/python -m tests.perf.parsec_bench [--endpoint unix:/path] [--duration 5]
+    .venv/bin/python -m edgefaas.perf.parsec [--endpoint unix:/path] [--duration 5]
         [--clients 1,2,4,8] [--ops ping,ecc-sign,rsa-encrypt] [--json OUT]
 
 What is measured: for each operation (ping; ECDSA P-256 SHA-256 sign_hash; RSA-2048
 PKCS#1 v1.5 encrypt) and each number of concurrent clients, every request's latency
 from the caller's side (connect, send, wait, read, decode) for --duration seconds.
-Python: N threads, one ParsecClient each. Rust: tests/perf/parsec_baseline, the same
+Python: N threads, one ParsecClient each. Rust: parsec_baseline beside this module, the same
 loop with N threads and one BasicClient each (parsec-client crate). The two run one
 after the other for each cell against the same service, so machine noise hits both.
 Keys are made once before the timed loops and destroyed afterwards.
@@ -49,9 +49,8 @@ from edgefaas.parsec import ParsecClient, ParsecError, ecdsa, rsa_pkcs1v15_crypt
 from edgefaas.parsec.attributes import ecc_sign_key_attributes, rsa_encrypt_key_attributes
 from edgefaas.perf.stats import percentile
 
-REPO = Path(__file__).resolve().parents[2]
 SERVICE_BIN = artifact_dir() / f"parsec-service-{PARSEC_SERVICE_VERSION}" / "bin" / "parsec"
-BASELINE_SRC = REPO / "tests/perf/parsec_baseline"
+BASELINE_SRC = Path(__file__).with_name("parsec_baseline")
 # Build output lives in a cache, never in the repository.
 BASELINE_TARGET = cache_dir() / "cargo-target" / "parsec-baseline"
 BASELINE_BIN = BASELINE_TARGET / "release/parsec-baseline"

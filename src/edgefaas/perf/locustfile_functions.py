@@ -1,10 +1,10 @@
 """Locust users calling one EdgeFaaS function through the gateway, and the same function directly.
 
     # through the gateway (a license's token, or none for a public function)
-    locust -f tests/perf/locustfile_functions.py GatewayUser --host http://10.77.0.11:8080 \\
+    locust -f src/edgefaas/perf/locustfile_functions.py GatewayUser --host http://10.77.0.11:8080 \\
         --function FuncC --license-token "$TOKEN" --headless -u 16 -r 16 -t 30s
     # the function's own runtime, skipping the gateway (e.g. a pod's address, or a local replica's port)
-    locust -f tests/perf/locustfile_functions.py DirectUser --host http://10.42.1.7:8080 \\
+    locust -f src/edgefaas/perf/locustfile_functions.py DirectUser --host http://10.42.1.7:8080 \\
         --headless -u 16 -r 16 -t 30s
 
 Pick the side with the user class's name and point it with --host. With both classes and
@@ -21,27 +21,17 @@ Locust's statistics round response times to whole milliseconds below 100 ms, too
 a gateway's sub-millisecond overhead. --samples-file writes every call's own figures
 instead, as JSON when the test stops: ``{"t": seconds since the test started, "ms": response
 time, "ok": 2xx, "name": user class}`` (a worker of a distributed run adds its pid to the
-file's name). This is what tests/perf/gateway_bench.py reads.
+file's name). This is what edgefaas.perf.gateway reads.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from locust import FastHttpUser, events, task
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # for tests.perf.locust_run when locust runs from elsewhere
-    sys.path.insert(0, str(REPO))
-
-from tests.perf.locust_run import (  # noqa: E402  (after the path fix above)
-    add_license_token_option,
-    locust_option,
-    write_samples,
-)
+from edgefaas.perf.locust_run import add_license_token_option, locust_option, write_samples
 
 DEFAULT_PAYLOAD = '{"message": "bench"}'
 

@@ -1,6 +1,6 @@
 """The web console's figures on a lab: time to a usable page, and the camera view's refresh rate.
 
-    .venv/bin/python -m tests.perf.console_bench [--inventory inventories/lab.py] [--loads 15]
+    .venv/bin/python -m edgefaas.perf.console [--inventory inventories/lab.py] [--loads 15]
         [--camera-seconds 20] [--gateway-url URL] [--out DIR] [--strict]
 
 (--gateway-url with EDGEFAAS_ADMIN_PASSWORD set needs no inventory.)
@@ -22,7 +22,8 @@ frame counter (GET /function/face-expression/monitor) at the start and end of th
 The ratio page frames/s : monitor frames/s is 1.0 when the page keeps up with the monitor.
 (Frames carry no id, so a frame fetched twice counts twice; the page paces its fetches at the
 monitor's reported rate, so that is rare.) Figures also go to
-DIR/console_bench.json (default: a new folder under tests/perf/out/, which git ignores).
+DIR/console_bench.json (default: a new folder under the checkout's tests/perf/out/, which git
+ignores).
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ from typing import Any
 import httpx
 
 from edgefaas.deploy.inventory import load_inventory
+from edgefaas.perf.bench import out_root, repo_root
 from edgefaas.perf.publish import admin_password, gateway_target
 
-REPO = Path(__file__).resolve().parents[2]
-OUT_ROOT = REPO / "tests" / "perf" / "out"
 CHROMIUM = os.environ.get("EDGEFAAS_CHROMIUM", "/usr/bin/chromium")
 USABLE_TARGET_MS = 1000.0
 MONITOR = "/function/face-expression/monitor"
@@ -189,13 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.gateway_url and os.environ.get("EDGEFAAS_ADMIN_PASSWORD"):
             url, password = args.gateway_url.rstrip("/"), os.environ["EDGEFAAS_ADMIN_PASSWORD"]
         else:
-            inventory = load_inventory(args.inventory, cwd=str(REPO))
+            inventory = load_inventory(args.inventory, cwd=str(repo_root()))
             target = gateway_target([(h.name, tuple(h.groups), h.data) for h in inventory])
             url, password = (args.gateway_url or target.url).rstrip("/"), admin_password(target)
     except Exception as exc:  # PublishError, an inventory that does not load, SSH
         print(f"console_bench: cannot find the lab's gateway and its password: {exc}", file=sys.stderr)
         return 2
-    out = args.out or OUT_ROOT / time.strftime("console-%Y%m%d-%H%M%S")
+    out = args.out or out_root() / time.strftime("console-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
