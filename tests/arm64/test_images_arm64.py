@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from edgefaas.backends import kubernetes
+from edgefaas.backends import kubernetes_manifests
 from edgefaas.lab.builds.steps import elf_arch
 from tests.arm64 import support
 
@@ -91,20 +91,20 @@ def test_the_runtime_image_serves_a_function_on_arm64_as_a_pod_runs_it(arm64_art
     (EDGEFAAS_CODE in a read-only code directory, EDGEFAAS_PORT, its working directory and
     unprivileged user), answers a call with the function's real answer."""
     config, _ = support.image_config(arm64_artifact("runtime-image", "runtime-image"))
-    code_dir = arm64_root / kubernetes.CODE_DIR.lstrip("/")
+    code_dir = arm64_root / kubernetes_manifests.CODE_DIR.lstrip("/")
     code_dir.mkdir(mode=0o755, exist_ok=True)
-    shutil.copy(REPO / "functions" / "FuncC.py", code_dir / kubernetes.CODE_FILE)
-    (code_dir / kubernetes.CODE_FILE).chmod(0o444)
+    shutil.copy(REPO / "functions" / "FuncC.py", code_dir / kubernetes_manifests.CODE_FILE)
+    (code_dir / kubernetes_manifests.CODE_FILE).chmod(0o444)
     port = _free_port()
     env = dict(item.split("=", 1) for item in config["config"]["Env"])
     env.update(
-        EDGEFAAS_CODE=f"{kubernetes.CODE_DIR}/{kubernetes.CODE_FILE}",
+        EDGEFAAS_CODE=f"{kubernetes_manifests.CODE_DIR}/{kubernetes_manifests.CODE_FILE}",
         EDGEFAAS_PORT=str(port),
         EDGEFAAS_FUNCTION_NAME="FuncC",
         HOME="/",
     )
-    user = f"--userspec={kubernetes.RUNTIME_UID}:{kubernetes.RUNTIME_UID}"
-    workdir = f"--chdir={kubernetes.CODE_DIR}"
+    user = f"--userspec={kubernetes_manifests.RUNTIME_UID}:{kubernetes_manifests.RUNTIME_UID}"
+    workdir = f"--chdir={kubernetes_manifests.CODE_DIR}"
     argv = ["chroot", user, str(arm64_root), "env", workdir, *config["config"]["Cmd"]]
     answer, emulated_start, emulated = _serve(argv, env, port)
     assert answer["function"] == "FuncC" and answer["message"] == "from arm64"
@@ -112,7 +112,7 @@ def test_the_runtime_image_serves_a_function_on_arm64_as_a_pod_runs_it(arm64_art
 
     # The same function on this machine's own Python, for the cost of emulation per call.
     native_port = _free_port()
-    native_env = {**os.environ, "EDGEFAAS_CODE": str(code_dir / kubernetes.CODE_FILE)}
+    native_env = {**os.environ, "EDGEFAAS_CODE": str(code_dir / kubernetes_manifests.CODE_FILE)}
     native_env["EDGEFAAS_PORT"] = str(native_port)
     native_argv = [sys.executable, "-m", "edgefaas.runtime"]
     native_answer, native_start, native = _serve(native_argv, native_env, native_port)

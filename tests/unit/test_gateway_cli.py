@@ -1,5 +1,6 @@
 """``edgefaas gateway``: backend choice and the URL functions reach the gateway at."""
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -8,20 +9,31 @@ from edgefaas.gateway import cli
 pytestmark = pytest.mark.unit
 
 
-def test_kubernetes_is_refused_until_its_backend_exists(monkeypatch):
-    monkeypatch.setattr(cli, "available_backends", lambda: ["local"])
-    result = CliRunner().invoke(cli.gateway, ["--backend", "kubernetes"])
-    assert result.exit_code == 1
-    assert "kubernetes backend is not available yet" in result.output
+def test_an_unknown_backend_is_refused(tmp_path):
+    result = CliRunner().invoke(cli.gateway, ["--backend", "nomad"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--backend'" in result.output
+    for kind in ("auto", "local", "kubernetes"):
+        assert f"'{kind}'" in result.output
+    with pytest.raises(click.ClickException, match="there is no nomad backend"):
+        cli.make_backend("nomad", tmp_path, "http://127.0.0.1:8080")
 
 
-def test_auto_picks_local_without_kubernetes_or_kubeconfig(monkeypatch, tmp_path):
-    monkeypatch.setattr(cli, "available_backends", lambda: ["local"])
-    assert cli.choose_backend("auto") == "local"
-    monkeypatch.setattr(cli, "available_backends", lambda: ["local", "kubernetes"])
+def test_an_explicit_backend_is_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
+    assert cli.choose_backend("local") == "local"
+    monkeypatch.delenv("KUBECONFIG")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(cli, "K3S_KUBECONFIG", tmp_path / "absent.yaml")
+    assert cli.choose_backend("kubernetes") == "kubernetes"
+
+
+def test_auto_picks_local_without_a_kubeconfig(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(cli, "K3S_KUBECONFIG", tmp_path / "absent.yaml")
     assert cli.choose_backend("auto") == "local"
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "config"))
     assert cli.choose_backend("auto") == "kubernetes"

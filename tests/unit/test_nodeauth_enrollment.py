@@ -23,7 +23,8 @@ from edgefaas.nodeauth.enrollment import (
     enrollment_secret,
     load_or_make_ca_certificate,
 )
-from edgefaas.nodeauth.server import CERTIFIED_LABEL, Node, ask_agent
+from edgefaas.nodeauth.marks import CERTIFIED_LABEL
+from edgefaas.nodeauth.server import Node, ask_agent
 from edgefaas.nodeauth.service import NodeAuthService, serve
 
 from .parsec_fakes import FakeParsecWithRsa

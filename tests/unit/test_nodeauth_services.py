@@ -16,7 +16,8 @@ import pytest
 from edgefaas.nodeauth.agent import Agent, serve
 from edgefaas.nodeauth.certificates import NODE_KEY, CertificateAuthority, certificate_request
 from edgefaas.nodeauth.flow import server_public_key
-from edgefaas.nodeauth.server import CERTIFIED_LABEL, QUARANTINED, Certifier, Node, ask_agent
+from edgefaas.nodeauth.marks import CERTIFIED_LABEL, QUARANTINED
+from edgefaas.nodeauth.server import Certifier, Node, ask_agent
 
 from .parsec_fakes import FakeParsecWithRsa
 

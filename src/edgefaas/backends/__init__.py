@@ -36,15 +36,4 @@ __all__ = [
     "FunctionUnavailable",
     "NodeInfo",
     "Unsupported",
-    "available_backends",
 ]
-
-
-def available_backends() -> list[str]:
-    """Backend kinds this installation can run (kubernetes only once its module exists)."""
-    import importlib.util
-
-    kinds = ["local"]
-    if importlib.util.find_spec("edgefaas.backends.kubernetes") is not None:
-        kinds.append("kubernetes")
-    return kinds

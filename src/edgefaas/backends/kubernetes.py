@@ -1,51 +1,35 @@
 """The kubernetes backend: every function a Deployment + Service on K3S, its code a ConfigMap.
 
-What one function is in the cluster (all in one namespace, ``edgefaas-fn`` by default):
-
-- ConfigMap ``<obj>-<code sha256[:10]>``, immutable: the source, mounted read-only at
-  /code/handler.py into the generic runtime image, so deploying or updating a function
-  needs no image build and no registry. Named after its content: an update with new code
-  makes a new one, going back to old code finds the old one again.
-- Deployment ``<obj>``: the runtime image (``imagePullPolicy: Never``: images arrive as
-  tarballs), the runtime's settings in EDGEFAAS_* variables, readiness on /_/ready and
-  liveness on /_/health, uid 10001 with no privileges, limits/requests from the spec,
-  constraints as a nodeSelector (``edgefaas.io/profile=jetson``). The spec itself (less
-  the code), the version and the times are annotations, so ``list``/``get`` rebuild
-  everything from the cluster alone and a restarted gateway needs no state of its own.
-- Service ``<obj>`` (ClusterIP, port 8080): where the gateway calls the function. The
-  gateway runs on the K3S server host, where kube-proxy makes cluster IPs reachable.
-
-``<obj>`` is the function's name as a DNS label: function names are case-sensitive and
-may hold ``_``, object names may not, so ``FuncA`` becomes ``funca-<8 hex of
-sha256("FuncA")>`` (``funca`` and ``FuncA`` stay apart); the real name is an annotation.
+What those objects are is kubernetes_manifests; what the nodes are, kubernetes_nodes.
+This module drives them: create, roll, scale, delete, and route calls.
 
 Update is Kubernetes' rolling update with maxUnavailable 0 and maxSurge 1: a new pod
-starts next to the old one, and the old one leaves only once the new one is ready. The
-pod template carries the version and the code hash, so every update rolls. A leaving
-pod first sleeps in preStop while the endpoints controller and kube-proxy take it out
-of the Service, then gets SIGTERM and drains (the runtime finishes what is in flight).
-If the new version does not become ready (it crashes, or no node takes it), the
-Deployment is put back as it was and the old pods, which never stopped, keep serving.
+starts next to the old one, and the old one leaves only once the new one is ready. A
+leaving pod first sleeps in preStop while the endpoints controller and kube-proxy take
+it out of the Service, then gets SIGTERM and drains (the runtime finishes what is in
+flight). If the new version does not become ready (it crashes, or no node takes it),
+the Deployment is put back as it was and the old pods, which never stopped, keep serving.
 
-``endpoint`` must not do I/O (it is on every call's path): a watcher thread follows the
-Deployments (list, then watch, relist on any error) and keeps a table of each function's
-Service URL and ready replicas; deploy/update/scale/delete write to it too.
+The gateway calls a function at its Service's cluster IP: it runs on the K3S server
+host, where kube-proxy makes cluster IPs reachable. ``endpoint`` must not do I/O (it is
+on every call's path): a watcher thread follows the Deployments (list, then watch,
+relist on any error) and keeps a table of each function's Service URL and ready
+replicas; deploy/update/scale/delete write to it too.
 
 What the gateway's Kubernetes identity needs (deploys/edgefaas.py makes it): in the
 namespace, get/list/watch/create/update/patch/delete on deployments, services and
-configmaps, get/list on pods and pods/log; cluster-wide, get/list on nodes.
+configmaps, get/list on pods and pods/log; cluster-wide, get/list on nodes; list on
+events in ``default``, where the node authentication server records removals.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -53,11 +37,8 @@ from typing import Any, ClassVar, TypeVar
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from edgefaas.nodeauth.server import CERTIFICATE_SERIAL, CERTIFIED_AT, CERTIFIED_LABEL, QUARANTINED
-from edgefaas.runtime.server import HEALTH_PATH, READY_PATH
-
+from . import kubernetes_nodes
 from .base import (
-    ARCH_LABEL,
     PROFILE_LABEL,
     Backend,
     BackendError,
@@ -68,41 +49,30 @@ from .base import (
     FunctionStatus,
     FunctionUnavailable,
     NodeInfo,
-    Unsupported,
+)
+from .kubernetes_manifests import (
+    CODE_FILE,
+    CREATED_ANNOTATION,
+    DEFAULT_NAMESPACE,
+    FUNCTION_LABEL,
+    MANAGED_SELECTOR,
+    NAME_ANNOTATION,
+    PORT,
+    SPEC_ANNOTATION,
+    UPDATED_ANNOTATION,
+    VERSION_ANNOTATION,
+    build_config_map,
+    build_deployment,
+    build_service,
+    config_map_name,
+    node_selector,
+    object_name,
 )
 
-CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
-MASTER_LABEL = "node-role.kubernetes.io/master"
 log = logging.getLogger("edgefaas.backends.kubernetes")
 
 T = TypeVar("T")
 
-DEFAULT_NAMESPACE = "edgefaas-fn"
-PORT = 8080
-RUNTIME_UID = 10001
-CODE_DIR = "/code"
-CODE_FILE = "handler.py"
-SECRETS_DIR = "/var/openfaas/secrets"  # where OpenFaaS functions look for their secrets
-GPU_RESOURCE = "nvidia.com/gpu"
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "edgefaas"
-MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-FUNCTION_LABEL = "edgefaas.io/function"  # the object name: always a valid label value
-NAME_ANNOTATION = "edgefaas.io/function-name"  # the real, case-sensitive name
-SPEC_ANNOTATION = "edgefaas.io/spec"
-VERSION_ANNOTATION = "edgefaas.io/version"
-CREATED_ANNOTATION = "edgefaas.io/created-at"
-UPDATED_ANNOTATION = "edgefaas.io/updated-at"
-CODE_HASH_ANNOTATION = "edgefaas.io/code-sha256"
-# Labels a user may not set: the Deployment and the Service select pods by them.
-_RESERVED_LABELS = frozenset({MANAGED_BY_LABEL, FUNCTION_LABEL, "pod-template-hash"})
-# Our variables win over a spec's envVars of the same name: the runtime must find its code.
-_RUNTIME_ENV = ("EDGEFAAS_CODE", "EDGEFAAS_PORT", "EDGEFAAS_FUNCTION_NAME", "EDGEFAAS_GATEWAY_URL")
-
-# A leaving pod keeps serving this long before SIGTERM: time for the endpoints controller
-# and kube-proxy to stop sending it new connections.
-PRE_STOP_SECONDS = 2
 # Pod states no waiting cures: the deploy fails at once, naming them.
 _FATAL_WAITING = frozenset(
     {
@@ -115,221 +85,6 @@ _FATAL_WAITING = frozenset(
         "RunContainerError",
     }
 )
-
-
-def object_name(function: str) -> str:
-    """The DNS label (and DNS-1035 Service name) for a function name: ``FuncA`` -> ``funca-<hash>``."""
-    digest = hashlib.sha256(function.encode()).hexdigest()[:8]
-    # Function names start with a letter, so the stem does too; 54 + 1 + 8 = 63, a label's limit.
-    stem = re.sub(r"[^a-z0-9-]+", "-", function.lower())[:54].strip("-") or "fn"
-    return f"{stem}-{digest}"
-
-
-def config_map_name(obj: str, code_sha256: str) -> str:
-    return f"{obj}-{code_sha256[:10]}"
-
-
-def node_selector(spec: FunctionSpec) -> dict[str, str]:
-    """Constraints as a nodeSelector; DeployError when two of them ask one label for two values."""
-    selector: dict[str, str] = {}
-    for constraint in spec.parsed_constraints:
-        if selector.get(constraint.key, constraint.value) != constraint.value:
-            raise DeployError(
-                f"constraints {constraint.key}={selector[constraint.key]} and {constraint} cannot both hold"
-            )
-        selector[constraint.key] = constraint.value
-    return selector
-
-
-def _drain_seconds(spec: FunctionSpec) -> int:
-    """How long a leaving pod may take to finish its calls: the runtime's exec timeout and a margin."""
-    return int(spec.exec_timeout) + 5
-
-
-def _user_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in labels.items() if k not in _RESERVED_LABELS}
-
-
-def _user_annotations(annotations: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in annotations.items() if not k.startswith("edgefaas.io/")}
-
-
-def build_config_map(spec: FunctionSpec, obj: str) -> dict[str, Any]:
-    if spec.code is None or spec.code_sha256 is None:
-        raise ValueError("only a function deployed from code has a ConfigMap")
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": config_map_name(obj, spec.code_sha256),
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, FUNCTION_LABEL: obj},
-            "annotations": {NAME_ANNOTATION: spec.name, CODE_HASH_ANNOTATION: spec.code_sha256},
-        },
-        # Immutable: the kubelet need not watch it, and a version can never change under a pod.
-        "immutable": True,
-        "data": {CODE_FILE: spec.code},
-    }
-
-
-def build_service(spec: FunctionSpec, obj: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": obj,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, FUNCTION_LABEL: obj},
-            "annotations": {NAME_ANNOTATION: spec.name},
-        },
-        "spec": {
-            "type": "ClusterIP",
-            "selector": {FUNCTION_LABEL: obj},
-            "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
-
-
-def build_deployment(
-    spec: FunctionSpec,
-    obj: str,
-    *,
-    runtime_image: str | None,
-    gateway_url: str,
-    version: int,
-    created_at: float,
-    updated_at: float,
-) -> dict[str, Any]:
-    """The Deployment manifest for ``spec`` (a plain dict: any client version sends it as is)."""
-    if spec.code is not None and not runtime_image:
-        raise Unsupported("no runtime image is configured (--runtime-image): functions from code need one")
-    image = spec.image or runtime_image
-    ours = {
-        "EDGEFAAS_PORT": str(PORT),
-        "EDGEFAAS_FUNCTION_NAME": spec.name,
-        "EDGEFAAS_GATEWAY_URL": gateway_url,
-        "PYTHONUNBUFFERED": "1",
-    }
-    if spec.code is not None:
-        ours["EDGEFAAS_CODE"] = f"{CODE_DIR}/{CODE_FILE}"
-    if spec.env_process:
-        ours["fprocess"] = spec.env_process  # OpenFaaS's watchdog reads the command to run here
-    env = [{"name": k, "value": v} for k, v in spec.env_vars.items() if k not in ours]
-    env += [{"name": k, "value": v} for k, v in ours.items()]
-    # Which device the pod landed on: a function that can offload (face-expression) starts
-    # from its own device's services.
-    env += [
-        {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
-        for name, path in (("EDGEFAAS_NODE_NAME", "spec.nodeName"), ("EDGEFAAS_NODE_IP", "status.hostIP"))
-        if name not in spec.env_vars
-    ]
-
-    volumes: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = []
-    if spec.code is not None and spec.code_sha256 is not None:
-        volumes.append(
-            {
-                "name": "code",
-                "configMap": {
-                    "name": config_map_name(obj, spec.code_sha256),
-                    "items": [{"key": CODE_FILE, "path": CODE_FILE}],
-                    "defaultMode": 0o444,
-                },
-            }
-        )
-        mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
-    if spec.secrets:
-        volumes.append(
-            {
-                "name": "secrets",
-                "projected": {"sources": [{"secret": {"name": name}} for name in spec.secrets]},
-            }
-        )
-        mounts.append({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True})
-    if spec.read_only_root_filesystem:
-        # Python and most libraries still want a writable temporary directory.
-        volumes.append({"name": "tmp", "emptyDir": {}})
-        mounts.append({"name": "tmp", "mountPath": "/tmp"})
-
-    resources = {
-        key: dict(value) for key, value in (("limits", spec.limits), ("requests", spec.requests)) if value
-    }
-    labels = {**_user_labels(spec.labels), MANAGED_BY_LABEL: MANAGED_BY, FUNCTION_LABEL: obj}
-    pod_annotations = {
-        **_user_annotations(spec.annotations),
-        NAME_ANNOTATION: spec.name,
-        VERSION_ANNOTATION: str(version),
-        # A new version or new code changes the pod template, which is what makes Kubernetes roll.
-        CODE_HASH_ANNOTATION: spec.code_sha256 or "",
-    }
-    drain = _drain_seconds(spec)
-    container = {
-        "name": "function",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "env": env,
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": READY_PATH, "port": "http"},
-            # Every second: this is what decides how soon a new pod takes calls (cold start).
-            "periodSeconds": 1,
-            "timeoutSeconds": 1,
-            "failureThreshold": 2,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": HEALTH_PATH, "port": "http"},
-            "initialDelaySeconds": 5,
-            "periodSeconds": 10,
-            "timeoutSeconds": 2,
-            "failureThreshold": 3,
-        },
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
-        "securityContext": {
-            "runAsUser": RUNTIME_UID,
-            "runAsGroup": RUNTIME_UID,
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": spec.read_only_root_filesystem,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": mounts,
-    }
-    if resources:
-        container["resources"] = resources
-    if spec.code is not None:
-        container["workingDir"] = CODE_DIR
-    pod_spec: dict[str, Any] = {
-        "containers": [container],
-        "volumes": volumes,
-        # Functions call each other through the gateway, never the Kubernetes API.
-        "automountServiceAccountToken": False,
-        # No Service variables: nothing uses them, and with many functions they crowd the environment.
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": PRE_STOP_SECONDS + drain + 3,
-    }
-    selector = node_selector(spec)
-    if selector:
-        pod_spec["nodeSelector"] = selector
-    annotations = {
-        **_user_annotations(spec.annotations),
-        NAME_ANNOTATION: spec.name,
-        SPEC_ANNOTATION: json.dumps(spec.to_json(include_code=False), sort_keys=True),
-        VERSION_ANNOTATION: str(version),
-        CREATED_ANNOTATION: f"{created_at:.3f}",
-        UPDATED_ANNOTATION: f"{updated_at:.3f}",
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": obj, "labels": labels, "annotations": annotations},
-        "spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": {FUNCTION_LABEL: obj}},
-            # Zero failed calls: never fewer ready pods than asked for, one extra while rolling.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "revisionHistoryLimit": 2,
-            "progressDeadlineSeconds": 120,
-            "template": {"metadata": {"labels": labels, "annotations": pod_annotations}, "spec": pod_spec},
-        },
-    }
 
 
 @dataclass(frozen=True)
@@ -357,15 +112,6 @@ def _api_message(exc: ApiException) -> str:
     with contextlib.suppress(TypeError, ValueError, AttributeError):
         return str(json.loads(exc.body)["message"])
     return str(exc.reason or exc.status)
-
-
-def _quantity(value: Any) -> float:
-    from kubernetes.utils import parse_quantity
-
-    try:
-        return float(parse_quantity(str(value)))
-    except (ValueError, TypeError, ArithmeticError):
-        return 0.0
 
 
 class KubernetesBackend(Backend):
@@ -640,34 +386,18 @@ class KubernetesBackend(Backend):
                 name = _annotations(pod).get(NAME_ANNOTATION)
                 if name:
                     placed.setdefault(pod.spec.node_name, set()).add(name)
-        # Certification is shown only where the node authentication server runs (it labels nodes).
-        certifying = any(
-            CERTIFIED_LABEL in _labels(n) or QUARANTINED in (n.metadata.annotations or {}) for n in nodes
-        )
-        return [self._node_info(node, placed.get(node.metadata.name, set()), certifying) for node in nodes]
+        return kubernetes_nodes.node_infos(nodes, placed)
 
     def node_removals(self) -> list[dict[str, Any]]:
         try:
-            # Filtered by the API server: the console asks every few seconds, and most events are not these.
             events = self._call(
                 self.core.list_namespaced_event,
-                "default",
-                field_selector="reason=CertificationFailed,involvedObject.kind=Node",
+                kubernetes_nodes.REMOVALS_NAMESPACE,
+                field_selector=kubernetes_nodes.REMOVALS_SELECTOR,
             ).items
         except ApiException as exc:
             raise self._refused(exc, "list the node authentication server's events") from None
-        removals = []
-        for event in events:
-            if event.reason == "CertificationFailed" and event.involved_object.kind == "Node":
-                when = event.last_timestamp or event.first_timestamp or event.metadata.creation_timestamp
-                removals.append(
-                    {
-                        "node": event.involved_object.name,
-                        "reason": event.message or "",
-                        "at": when.isoformat() if when else None,
-                    }
-                )
-        return sorted(removals, key=lambda r: r["at"] or "", reverse=True)[:100]
+        return kubernetes_nodes.removals(events)
 
     def logs(self, name: str, tail: int = 100) -> list[str]:
         obj = object_name(name)
@@ -1043,61 +773,6 @@ class KubernetesBackend(Backend):
             nodes=tuple(sorted(ready_nodes)),
             restarts=restarts,
         )
-
-    @staticmethod
-    def _node_info(node: Any, functions: set[str], certifying: bool = False) -> NodeInfo:
-        labels = _labels(node)
-        annotations = dict(node.metadata.annotations or {})
-        server = labels.get(CONTROL_PLANE_LABEL) == "true" or labels.get(MASTER_LABEL) == "true"
-        certification: dict[str, Any] | None = None
-        if certifying and labels.get(CERTIFIED_LABEL) == "true":
-            certification = {
-                "state": "certified",
-                "reason": None,
-                "at": annotations.get(CERTIFIED_AT),
-                "serial": annotations.get(CERTIFICATE_SERIAL),
-            }
-        elif certifying and server:
-            certification = {"state": "authority", "reason": "the K3S server certifies the other nodes"}
-        elif certifying:
-            reason = annotations.get(QUARANTINED) or "not certified yet"
-            certification = {"state": "pending", "reason": reason}
-        status = node.status
-        capacity = dict(status.capacity or {})
-        allocatable = dict(status.allocatable or {})
-        info = status.node_info
-        ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
-        gpus: tuple[Mapping[str, str], ...] = ()
-        count = int(_quantity(capacity.get(GPU_RESOURCE, 0)))
-        if count:
-            gpus = tuple(
-                {"vendor": "nvidia", "resource": GPU_RESOURCE, "index": str(i)} for i in range(count)
-            )
-        return NodeInfo(
-            name=node.metadata.name,
-            profile=labels.get(PROFILE_LABEL, "generic"),
-            arch=labels.get(ARCH_LABEL) or (info.architecture if info else ""),
-            os=(f"{info.os_image} ({info.kernel_version})" if info else ""),
-            ready=ready,
-            cpu={
-                "count": _cores(capacity.get("cpu", 0)),
-                "allocatable": _cores(allocatable.get("cpu", 0)),
-            },
-            memory={
-                "total_bytes": int(_quantity(capacity.get("memory", 0))),
-                "allocatable_bytes": int(_quantity(allocatable.get("memory", 0))),
-            },
-            gpus=gpus,
-            labels=labels,
-            functions=tuple(sorted(functions)),
-            role="server" if server else "agent",
-            certification=certification,
-        )
-
-
-def _cores(value: Any) -> int | float:
-    cores = _quantity(value)
-    return int(cores) if cores.is_integer() else cores
 
 
 def _timestamp(annotation: str | None, fallback: Any) -> float:

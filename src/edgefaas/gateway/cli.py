@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from edgefaas.backends import available_backends
 from edgefaas.backends.base import Backend
 
 from .config import GatewaySettings
@@ -37,12 +36,9 @@ def _kubeconfig_present(kubeconfig: Path | None = None) -> bool:
 
 
 def choose_backend(requested: str, kubeconfig: Path | None = None) -> str:
-    """``auto``: kubernetes when installed and a kubeconfig is given, found or in-cluster; else local."""
-    available = available_backends()
+    """``auto``: kubernetes when a kubeconfig is given, found or in-cluster; else local."""
     if requested == "auto":
-        return "kubernetes" if "kubernetes" in available and _kubeconfig_present(kubeconfig) else "local"
-    if requested not in available:
-        raise click.ClickException(f"the {requested} backend is not available yet in this installation")
+        return "kubernetes" if _kubeconfig_present(kubeconfig) else "local"
     return requested
 
 
@@ -72,7 +68,7 @@ def make_backend(
                 "has imported (docker.io/edgefaas/runtime:<key>, see `edgefaas lab artifacts`)"
             )
         return KubernetesBackend(runtime_image, gateway_url, namespace=namespace, kubeconfig=kubeconfig)
-    raise click.ClickException(f"the {kind} backend is not available yet in this installation")
+    raise click.ClickException(f"there is no {kind} backend: choose local or kubernetes")
 
 
 def _server_implementation() -> tuple[str, str]:

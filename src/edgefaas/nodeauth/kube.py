@@ -11,7 +11,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from edgefaas.nodeauth.server import CERTIFICATE_SERIAL, QUARANTINED, Node
+from edgefaas.nodeauth.marks import CERTIFICATE_SERIAL, EVENT_NAMESPACE, QUARANTINED, REMOVED_REASON
+from edgefaas.nodeauth.server import Node
 
 COMPONENT = "edgefaas-nodeauth"
 
@@ -66,7 +67,7 @@ class KubernetesNodes:
     def remove(self, node: str, reason: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        self._event(node, "CertificationFailed", "Warning", f"removed from the cluster: {reason}")
+        self._event(node, REMOVED_REASON, "Warning", f"removed from the cluster: {reason}")
         try:
             self.core.patch_node(node, {"spec": {"unschedulable": True}})
             pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
@@ -89,9 +90,11 @@ class KubernetesNodes:
     def _event(self, node: str, reason: str, kind: str, message: str) -> None:
         now = dt.datetime.now(dt.UTC)
         self.core.create_namespaced_event(
-            "default",
+            EVENT_NAMESPACE,
             self.k8s.CoreV1Event(
-                metadata=self.k8s.V1ObjectMeta(name=f"{node}.{uuid.uuid4().hex[:10]}", namespace="default"),
+                metadata=self.k8s.V1ObjectMeta(
+                    name=f"{node}.{uuid.uuid4().hex[:10]}", namespace=EVENT_NAMESPACE
+                ),
                 involved_object=self.k8s.V1ObjectReference(
                     kind="Node", name=node, uid=node, api_version="v1"
                 ),

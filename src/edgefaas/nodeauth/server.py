@@ -34,14 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edgefaas.nodeauth.flow import Verdict, judge, new_challenge
+from edgefaas.nodeauth.marks import CERTIFICATE_SERIAL, CERTIFIED_AT, CERTIFIED_LABEL, QUARANTINED
 
 # Answers that mean "no agent here yet" rather than "an agent that fails": they get the grace.
 NOT_YET = (409, 503)
 
-CERTIFIED_LABEL = "edgefaas.io/certified"
-CERTIFIED_AT = "edgefaas.io/certified-at"
-CERTIFICATE_SERIAL = "edgefaas.io/certificate-serial"
-QUARANTINED = "edgefaas.io/quarantined"
 AGENT_PORT = 8471
 log = logging.getLogger("edgefaas.nodeauth.server")
 
