@@ -279,6 +279,7 @@ def _print_comparison(found: list) -> None:
 
 
 def _attach_subcommands() -> None:
+    from edgefaas.functions_sync import sync_functions
     from edgefaas.gateway.cli import gateway
     from edgefaas.nodeauth.cli import nodeauth
     from edgefaas.parsec.cli import parsec
@@ -286,6 +287,7 @@ def _attach_subcommands() -> None:
     main.add_command(parsec)
     main.add_command(gateway)
     main.add_command(nodeauth)
+    main.add_command(sync_functions)
 
 
 _attach_subcommands()
