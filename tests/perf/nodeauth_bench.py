@@ -78,7 +78,7 @@ print(json.dumps(times))
 
 LICENSE_VERIFY = """
 import json, sys, time
-from edgefaas.gateway.licenses import ParsecSigner, make_token, read_token
+from edgefaas.gateway.licensing.tokens import ParsecSigner, make_token, read_token
 from edgefaas.parsec.client import ParsecClient
 count = int(sys.argv[1])
 client = ParsecClient()

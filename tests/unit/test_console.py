@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edgefaas.gateway import admin as admin_routes
 from edgefaas.gateway.console import ASSETS, STATIC
+from edgefaas.gateway.routes.perf_report import PERF_REPORT_MAX_BYTES
 from edgefaas.perf import publish
 
 from .test_gateway_fakes import ADMIN, CODE, Harness, harness_fixture  # noqa: F401 - the harness fixture
@@ -156,13 +156,13 @@ def test_what_is_not_an_html_report_is_refused_and_keeps_the_stored_one(harness,
 
 
 def test_a_report_over_the_limit_is_a_413_and_nothing_is_stored(harness):
-    padding = "x" * (admin_routes.PERF_REPORT_MAX_BYTES + 1 - len(REPORT.format(n="")))
+    padding = "x" * (PERF_REPORT_MAX_BYTES + 1 - len(REPORT.format(n="")))
     just_over = REPORT.format(n=padding)
-    assert len(just_over.encode()) > admin_routes.PERF_REPORT_MAX_BYTES
+    assert len(just_over.encode()) > PERF_REPORT_MAX_BYTES
     assert put_report(harness, just_over).status_code == 413
     assert harness.get("/console/perf-report", auth=ADMIN).status_code == 404
-    at_limit = REPORT.format(n="x" * (admin_routes.PERF_REPORT_MAX_BYTES - len(REPORT.format(n=""))))
-    assert len(at_limit.encode()) == admin_routes.PERF_REPORT_MAX_BYTES
+    at_limit = REPORT.format(n="x" * (PERF_REPORT_MAX_BYTES - len(REPORT.format(n=""))))
+    assert len(at_limit.encode()) == PERF_REPORT_MAX_BYTES
     assert put_report(harness, at_limit).status_code == 201
 
 

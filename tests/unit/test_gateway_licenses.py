@@ -3,21 +3,38 @@
 import asyncio
 import base64
 import csv
+import hashlib
+import hmac
 import io
 import json
+import string
 
+import jwt
 import pytest
 
-from edgefaas.gateway.licenses import HmacSigner, InvalidToken, Plan, make_token, read_token
+from edgefaas.gateway.licensing.plans import Plan
+from edgefaas.gateway.licensing.tokens import HmacSigner, InvalidToken, make_token, read_token
 
 from .test_gateway_fakes import ADMIN, harness_fixture  # noqa: F401 - the harness fixture
 
 pytestmark = pytest.mark.unit
 
 
-def _claims(token):
-    part = token.split(".")[1]
+def _part(token, index):
+    part = token.split(".")[index]
     return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def _claims(token):
+    return _part(token, 1)
+
+
+def _json_b64(value):
+    return _b64(json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
+
+
+def _hmac_key(harness):
+    return bytes.fromhex(harness.gateway.settings.license_key_file.read_text().strip())
 
 
 def _b64(data):
@@ -26,10 +43,10 @@ def _b64(data):
 
 def test_a_license_comes_with_a_signed_token_shown_once(harness):
     license_id, token = harness.license("standard", name="acme")
-    prefix, _, _ = token.split(".")
-    assert prefix == "efl1"
+    header = _part(token, 0)
+    assert header == {"alg": "HS256", "kid": harness.gateway.licenses.signer.key_id, "typ": "JWT"}
     claims = _claims(token)
-    assert claims["lic"] == license_id and claims["alg"] == "HS256"
+    assert claims["sub"] == license_id and set(claims) == {"sub", "iat"}
     listed = harness.get("/system/licenses", auth=ADMIN).json()
     assert [(lic["id"], lic["name"], lic["plan"], lic["revoked"]) for lic in listed] == [
         (license_id, "acme", "standard", False)
@@ -50,6 +67,7 @@ def test_a_private_function_needs_a_good_token(harness):
     assert harness.call("Echo", headers={"Authorization": "Basic YWRtaW46eA=="}).status_code == 401
     assert harness.call("Echo", token="not-a-token").status_code == 403
     assert harness.call("Echo", token="efl1.%%%.%%%").status_code == 403
+    assert harness.call("Echo", token="a.b.c.d").status_code == 403
     ok = harness.call("Echo", token=token)
     assert ok.status_code == 200
     assert ok.json()["headers"]["x-edgefaas-license"] == license_id
@@ -59,11 +77,9 @@ def test_an_edited_token_is_forged(harness):
     harness.deploy("Echo")
     _, token = harness.license()
     other_id, _ = harness.license(name="other")
-    prefix, _, signature = token.split(".")
-    claims = _claims(token) | {"lic": other_id}  # claim someone else's license, keep the signature
-    edited = (
-        f"{prefix}.{_b64(json.dumps(claims, separators=(',', ':'), sort_keys=True).encode())}.{signature}"
-    )
+    header, _, signature = token.split(".")
+    claims = _claims(token) | {"sub": other_id}  # claim someone else's license, keep the signature
+    edited = f"{header}.{_json_b64(claims)}.{signature}"
     answer = harness.call("Echo", token=edited)
     assert answer.status_code == 403 and "signature" in answer.json()["error"]
 
@@ -228,6 +244,62 @@ def test_token_reading_refuses_other_algorithms_and_short_keys():
         read_token(signer, make_token(OtherAlgorithm(b"s" * 32), "lic_0123456789abcdef"))
     with pytest.raises(ValueError, match="32 bytes"):
         HmacSigner(b"short")
+
+
+def test_tokens_are_jws_that_a_jwt_library_verifies_with_the_shared_key(harness):
+    license_id, token = harness.license()
+    key = _hmac_key(harness)
+    claims = jwt.decode(token, key, algorithms=["HS256"])
+    assert claims["sub"] == license_id and isinstance(claims["iat"], int)
+    assert jwt.get_unverified_header(token) == _part(token, 0)
+    header, _, signature = token.split(".")
+    edited = f"{header}.{_json_b64(_claims(token) | {'sub': 'lic_ffffffffffffffff'})}.{signature}"
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(edited, key, algorithms=["HS256"])
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, b"k" * 32, algorithms=["HS256"])
+
+
+def test_a_token_a_jwt_library_signs_with_the_shared_key_is_accepted(harness):
+    harness.deploy("Echo")
+    license_id, _ = harness.license()
+    token = jwt.encode({"sub": license_id, "iat": 0}, _hmac_key(harness), algorithm="HS256")
+    answer = harness.call("Echo", token=token)
+    assert answer.status_code == 200 and answer.json()["headers"]["x-edgefaas-license"] == license_id
+
+
+def test_a_token_of_the_earlier_format_is_refused_naming_the_new_one(harness):
+    harness.deploy("Echo")
+    license_id, _ = harness.license()
+    # efl1.<claims>.<signature>, signed with the gateway's own key: genuine, but no JWS.
+    signed = f"efl1.{_json_b64({'alg': 'HS256', 'iat': 0, 'kid': 'x', 'lic': license_id})}"
+    old = f"{signed}.{_b64(hmac.new(_hmac_key(harness), signed.encode(), hashlib.sha256).digest())}"
+    answer = harness.call("Echo", token=old)
+    assert answer.status_code == 403
+    assert answer.json()["error"] == (
+        "license token refused: not a JWS compact token (header.payload.signature); re-issue it"
+    )
+    assert harness.bill(license_id).json()["functions"] == []
+
+
+def test_an_unsigned_token_or_one_with_unknown_extensions_is_refused(harness):
+    harness.deploy("Echo")
+    license_id, token = harness.license()
+    unsigned = f"{_json_b64({'alg': 'none'})}.{_json_b64({'sub': license_id, 'iat': 0})}."
+    answer = harness.call("Echo", token=unsigned)
+    assert answer.status_code == 403 and "accepts HS256 only" in answer.json()["error"]
+    signer = harness.gateway.licenses.signer
+    critical = f"{_json_b64({'alg': 'HS256', 'crit': ['exp'], 'exp': 0})}.{_json_b64({'sub': license_id})}"
+    critical += "." + _b64(signer.sign(critical.encode()))
+    answer = harness.call("Echo", token=critical)
+    assert answer.status_code == 403 and "crit" in answer.json()["error"]
+    # One token, one spelling: a signature re-spelt in non-canonical base64url is refused.
+    header, claims, signature = token.split(".")
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    respelt = signature[:-1] + alphabet[alphabet.index(signature[-1]) ^ 1]  # flips an unused bit
+    assert base64.urlsafe_b64decode(respelt + "=") == base64.urlsafe_b64decode(signature + "=")
+    assert harness.call("Echo", token=f"{header}.{claims}.{respelt}").status_code == 403
+    assert harness.call("Echo", token=token).status_code == 200
 
 
 def test_plan_prices_are_exact_in_micros():

@@ -1,70 +1,42 @@
-"""The gateway's ASGI app: its parts wired together, its routes, and its lifespan."""
+"""The gateway's ASGI app: its parts wired together, its route table, and its lifespan."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edgefaas.backends.base import Backend
 
-from . import admin
 from .auth import AdminAuth, ensure_admin_password
 from .config import GatewaySettings
 from .console import console_routes
 from .errors import ApiError
 from .invoke import Invoker
 from .ledger import Ledger
-from .licenses import LicenseAuthority, LicenseStore, TokenSigner
-from .metrics import CONTENT_TYPE, Metrics
+from .licensing.authority import LicenseAuthority
+from .licensing.store import LicenseStore
+from .licensing.tokens import TokenSigner
+from .metrics import Metrics
 from .openapi import build_openapi
 from .quota import QuotaGate
 from .registry import FunctionRegistry
+from .routes import billing, functions, monitoring, nodes, perf_report
+from .routes.admin import Handler
+from .state import Gateway
 from .storage import license_signer, open_storage
 
 log = logging.getLogger("edgefaas.gateway")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-@dataclass
-class Gateway:
-    """Everything a route may need; one per app, at ``app.state.gateway``."""
-
-    settings: GatewaySettings
-    backend: Backend
-    registry: FunctionRegistry
-    license_store: LicenseStore
-    licenses: LicenseAuthority
-    ledger: Ledger
-    quota: QuotaGate
-    metrics: Metrics
-    invoker: Invoker
-    admin_auth: AdminAuth
-
-
-async def healthz(request: Request) -> Response:
-    return PlainTextResponse("OK")
-
-
-async def metrics(request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
-    try:
-        statuses = await run_in_threadpool(gateway.backend.list)
-        replicas = {s.name: s.available_replicas for s in statuses}
-    except Exception:  # metrics must answer even when the backend does not
-        log.exception("listing functions for /metrics")
-        replicas = {}
-    return Response(gateway.metrics.render(replicas), media_type=CONTENT_TYPE)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -83,7 +55,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error"}, status_code=500)
 
 
-def _route(path: str, **by_method: Callable[[Request], Awaitable[Response]]) -> Route:
+def _route(path: str, **by_method: Handler) -> Route:
     """One route for several methods, so a 405's Allow header names all of them."""
 
     async def dispatch(request: Request) -> Response:
@@ -131,7 +103,7 @@ def create_app(
         invoker=invoker,
         admin_auth=AdminAuth(password),
     )
-    openapi = build_openapi(admin.gateway_version()["release"])
+    openapi = build_openapi(functions.gateway_version()["release"])
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(openapi)
@@ -151,30 +123,30 @@ def create_app(
             await run_in_threadpool(license_store.close)
 
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", monitoring.healthz, methods=["GET"]),
+        Route("/metrics", monitoring.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/system/info", admin.system_info, methods=["GET"]),
+        Route("/system/info", functions.system_info, methods=["GET"]),
         _route(
             "/system/functions",
-            GET=admin.list_functions,
-            POST=admin.deploy_function,
-            PUT=admin.update_function,
-            DELETE=admin.delete_function,
+            GET=functions.list_functions,
+            POST=functions.deploy_function,
+            PUT=functions.update_function,
+            DELETE=functions.delete_function,
         ),
-        Route("/system/function/{name}", admin.get_function, methods=["GET"]),
-        Route("/system/function/{name}/code", admin.function_code, methods=["GET"]),
-        Route("/system/scale-function/{name}", admin.scale_function, methods=["POST"]),
-        Route("/system/namespaces", admin.namespaces, methods=["GET"]),
-        Route("/system/logs", admin.function_logs, methods=["GET"]),
-        Route("/system/apis", admin.list_apis, methods=["GET"]),
-        Route("/system/nodes", admin.list_nodes, methods=["GET"]),
-        Route("/system/node-removals", admin.node_removals, methods=["GET"]),
-        _route("/system/plans", GET=admin.list_plans, POST=admin.create_plan),
-        _route("/system/licenses", GET=admin.list_licenses, POST=admin.create_license),
-        Route("/system/licenses/{license_id}", admin.revoke_license, methods=["DELETE"]),
-        Route("/system/billing", admin.billing, methods=["GET"]),
-        Route("/system/perf-report", admin.put_perf_report, methods=["PUT"]),
+        Route("/system/function/{name}", functions.get_function, methods=["GET"]),
+        Route("/system/function/{name}/code", functions.function_code, methods=["GET"]),
+        Route("/system/scale-function/{name}", functions.scale_function, methods=["POST"]),
+        Route("/system/namespaces", functions.namespaces, methods=["GET"]),
+        Route("/system/logs", functions.function_logs, methods=["GET"]),
+        Route("/system/apis", functions.list_apis, methods=["GET"]),
+        Route("/system/nodes", nodes.list_nodes, methods=["GET"]),
+        Route("/system/node-removals", nodes.node_removals, methods=["GET"]),
+        _route("/system/plans", GET=billing.list_plans, POST=billing.create_plan),
+        _route("/system/licenses", GET=billing.list_licenses, POST=billing.create_license),
+        Route("/system/licenses/{license_id}", billing.revoke_license, methods=["DELETE"]),
+        Route("/system/billing", billing.bill, methods=["GET"]),
+        Route("/system/perf-report", perf_report.put_perf_report, methods=["PUT"]),
         Route("/function/{name}", invoker.call, methods=ALL_METHODS),
         Route("/function/{name}/{path:path}", invoker.call, methods=ALL_METHODS),
         Route("/async-function/{name}", invoker.call_async, methods=["POST"]),

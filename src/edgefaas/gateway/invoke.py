@@ -38,7 +38,7 @@ from edgefaas.runtime.server import REJECTED_HEADER
 from .config import GatewaySettings
 from .errors import ApiError
 from .ledger import PUBLIC_LICENSE, Ledger, LedgerEntry
-from .licenses import Caller, LicenseAuthority
+from .licensing.authority import Caller, LicenseAuthority
 from .metrics import Metrics
 from .quota import QuotaGate, Ticket
 from .registry import FunctionInfo, FunctionRegistry

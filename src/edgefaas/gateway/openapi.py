@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import schemas
-from .admin import PERF_REPORT_MAX_BYTES
+from .routes.perf_report import PERF_REPORT_MAX_BYTES
 
 JSON = "application/json"
 FUNCTION_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")

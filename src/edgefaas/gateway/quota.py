@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .errors import ApiError
 from .ledger import Ledger
-from .licenses import Caller
+from .licensing.authority import Caller
 
 
 @dataclass

@@ -14,7 +14,8 @@ from pathlib import Path
 from .auth import write_secret_file
 from .config import GatewaySettings
 from .ledger import Ledger, SqliteLedger
-from .licenses import HmacSigner, LicenseStore, SqliteLicenseStore, TokenSigner
+from .licensing.store import LicenseStore, SqliteLicenseStore
+from .licensing.tokens import HmacSigner, TokenSigner
 
 
 def storage_path(settings: GatewaySettings) -> Path:
@@ -37,7 +38,7 @@ def license_signer(settings: GatewaySettings) -> TokenSigner:
     if settings.license_signer == "parsec":
         from edgefaas.parsec.client import ParsecClient
 
-        from .licenses import ParsecSigner
+        from .licensing.tokens import ParsecSigner
 
         return ParsecSigner(ParsecClient(settings.parsec_endpoint))
     if settings.license_key:

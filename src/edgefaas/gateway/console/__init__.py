@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..admin import admin, perf_report_path
-from ..errors import ApiError, not_found
-
-if TYPE_CHECKING:
-    from ..app import Gateway
+from ..errors import not_found
+from ..routes.perf_report import get_perf_report
 
 STATIC = Path(__file__).resolve().parent / "static"
 MEDIA_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}
@@ -38,15 +33,6 @@ def _load_assets() -> dict[str, tuple[bytes, str, str]]:
 
 
 ASSETS = _load_assets()
-# The report is uploaded HTML: served in a sandbox (an opaque origin, no scripts) so that a
-# report cannot read the console's stored credentials or call the API as the admin.
-REPORT_HEADERS = {
-    "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
-
-
 # The page loads only its own files and talks only to this gateway: were a function's answer or
 # a device name ever rendered as markup, no injected script or outside address would run.
 # Inline styles are allowed for one reason: the perf report is shown from a blob: frame, which
@@ -80,24 +66,10 @@ async def asset(request: Request) -> Response:
     return _serve(request, name)
 
 
-@admin
-async def perf_report(request: Request, gateway: Gateway) -> Response:
-    path = perf_report_path(gateway)
-    try:
-        body = await run_in_threadpool(path.read_bytes)
-    except FileNotFoundError:
-        raise ApiError(
-            404,
-            "no perf report yet: run `edgefaas perf --inventory ...` (it uploads report.html here) "
-            "or PUT one to /system/perf-report",
-        ) from None
-    return Response(body, media_type="text/html; charset=utf-8", headers=REPORT_HEADERS)
-
-
 def console_routes() -> list[BaseRoute]:
     """The console's routes, for the gateway's route list."""
     return [
         Route("/", index, methods=["GET"]),
         Route("/console/static/{asset}", asset, methods=["GET"]),
-        Route("/console/perf-report", perf_report, methods=["GET"]),
+        Route("/console/perf-report", get_perf_report, methods=["GET"]),
     ]

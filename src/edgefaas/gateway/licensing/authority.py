@@ -1,0 +1,79 @@
+"""The license authority: for one call, which license pays and on which plan, or why none does.
+
+Token verification is stateless (no lookup to tell a forged token from a real one); the
+license it names is then looked up (cached) to check it still exists and is not revoked, so
+revoking one license needs no key rotation. Prices come from the Plan; quotas are
+``QuotaGate``'s, which counts calls per Caller.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from ..errors import ApiError
+from .plans import License, Plan
+from .store import LicenseStore
+from .tokens import InvalidToken, TokenSigner, make_token, read_token
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A verified license and its plan: who pays for a call."""
+
+    license: License
+    plan: Plan
+
+
+class LicenseAuthority:
+    def __init__(self, store: LicenseStore, signer: TokenSigner) -> None:
+        self.store = store
+        self.signer = signer
+        # license id -> Caller; a token verified once costs a dict lookup afterwards.
+        self._cache: dict[str, Caller | None] = {}
+
+    def issue(self, name: str, plan_name: str) -> tuple[License, str]:
+        if self.store.plan(plan_name) is None:
+            raise ApiError(404, f"no plan named {plan_name!r} (GET /system/plans lists them)")
+        license = License(id=f"lic_{secrets.token_hex(8)}", name=name, plan=plan_name, created_at=time.time())
+        self.store.add_license(license)
+        return license, make_token(self.signer, license.id, license.created_at)
+
+    def revoke(self, license_id: str) -> bool:
+        revoked = self.store.revoke(license_id, time.time())
+        self._cache.pop(license_id, None)
+        return revoked
+
+    def caller(self, license_id: str) -> Caller | None:
+        if license_id in self._cache:
+            return self._cache[license_id]
+        found = self.store.license(license_id)
+        plan = self.store.plan(found.plan) if found else None
+        caller = Caller(found, plan) if found and plan and not found.revoked else None
+        self._cache[license_id] = caller
+        return caller
+
+    def authorize(self, authorization: str | None, public: bool) -> Caller | None:
+        """The paying caller, or None for an anonymous call of a public function.
+
+        No credentials: 401 (unless public). A token that is forged, edited, or names an
+        unknown or revoked license: 403, public function or not.
+        """
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            if public:
+                return None
+            raise ApiError(
+                401,
+                "a license is required: send Authorization: Bearer <token>",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        try:
+            license_id = read_token(self.signer, token.strip())
+        except InvalidToken as exc:
+            raise ApiError(403, f"license token refused: {exc}") from None
+        caller = self.caller(license_id)
+        if caller is None:
+            raise ApiError(403, "license token refused: the license is unknown or revoked")
+        return caller

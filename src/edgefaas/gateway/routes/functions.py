@@ -1,0 +1,192 @@
+"""OpenFaaS's /system API for functions: deploy, update, delete, scale, read, logs; and the API list.
+
+Same paths, bodies and answers as OpenFaaS's gateway, plus EdgeFaaS's fields (source code,
+public, version, nodes, description) and /system/apis (each callable function's schemas).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from edgefaas.backends.base import FunctionSpec, FunctionStatus, valid_function_name
+from edgefaas.runtime.source import SourceError, inspect_source
+
+from .. import schemas
+from ..errors import ApiError, not_found
+from ..state import Gateway
+from ..timestamps import iso_time
+from .admin import admin, backend_call, json_body, query_param
+
+_KUBE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+
+
+def function_json(status: FunctionStatus, gateway: Gateway) -> dict[str, Any]:
+    """OpenFaaS's FunctionStatus, plus EdgeFaaS's fields (public, version, nodes, description)."""
+    spec = status.spec.to_json(include_code=False)
+    info = gateway.registry.lookup(status.name)
+    return {
+        "name": status.name,
+        "image": spec["image"],
+        "namespace": gateway.backend.namespaces()[0],
+        "envProcess": spec["envProcess"],
+        "envVars": spec["envVars"],
+        "labels": spec["labels"],
+        "annotations": spec["annotations"],
+        "constraints": spec["constraints"],
+        "limits": spec["limits"],
+        "requests": spec["requests"],
+        "secrets": spec["secrets"],
+        "readOnlyRootFilesystem": spec["readOnlyRootFilesystem"],
+        "public": spec["public"],
+        "codeSha256": spec["codeSha256"],
+        "invocationCount": gateway.metrics.invocation_count(status.name),
+        "replicas": status.replicas,
+        "availableReplicas": status.available_replicas,
+        "createdAt": iso_time(status.created_at),
+        "updatedAt": iso_time(status.updated_at),
+        "version": status.version,
+        "nodes": list(status.nodes),
+        "restarts": status.restarts,
+        "description": info.description if info else "",
+    }
+
+
+def _spec(data: dict[str, Any], default_replicas: int = 1) -> FunctionSpec:
+    """A FunctionSpec from a validated deployment body; code that does not compile -> 400 with its line."""
+    if data.get("code") is not None:
+        try:
+            inspect_source(data["code"], f"{data['service']}.py")
+        except SourceError as exc:
+            extra = {"line": exc.line} if exc.line else {}
+            raise ApiError(400, f"the code was refused: {exc}", **extra) from None
+    try:
+        return FunctionSpec.from_json({"replicas": default_replicas, **data})
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def gateway_version() -> dict[str, str]:
+    try:
+        release = importlib.metadata.version("edgefaas")
+    except importlib.metadata.PackageNotFoundError:
+        release = "0.0.0"
+    return {"sha": os.environ.get("EDGEFAAS_GIT_SHA", "unknown"), "release": release}
+
+
+@admin
+async def system_info(request: Request, gateway: Gateway) -> Response:
+    version = gateway_version()
+    machine = platform.machine()
+    return JSONResponse(
+        {
+            "provider": {
+                "provider": "edgefaas",
+                "orchestration": gateway.backend.orchestration,
+                "version": version,
+            },
+            "version": version,
+            "arch": _KUBE_ARCH.get(machine, machine),
+        }
+    )
+
+
+@admin
+async def list_functions(request: Request, gateway: Gateway) -> Response:
+    statuses = await backend_call(gateway.backend.list)
+    gateway.registry.sync(statuses)
+    return JSONResponse([function_json(s, gateway) for s in statuses])
+
+
+@admin
+async def deploy_function(request: Request, gateway: Gateway) -> Response:
+    spec = _spec(await json_body(request, gateway, schemas.FUNCTION_DEPLOYMENT))
+    status = await backend_call(gateway.backend.deploy, spec)
+    gateway.registry.remember(status)
+    return JSONResponse(function_json(status, gateway), status_code=202)
+
+
+@admin
+async def update_function(request: Request, gateway: Gateway) -> Response:
+    data = await json_body(request, gateway, schemas.FUNCTION_DEPLOYMENT)
+    current = await backend_call(gateway.backend.get, data["service"])
+    # An update without "replicas" keeps the current scale, as OpenFaaS does.
+    spec = _spec(data, default_replicas=current.replicas)
+    status = await backend_call(gateway.backend.update, spec)
+    gateway.registry.remember(status)
+    gateway.invoker.forget_connections(spec.name)
+    return JSONResponse(function_json(status, gateway), status_code=200)
+
+
+@admin
+async def delete_function(request: Request, gateway: Gateway) -> Response:
+    data = await json_body(request, gateway, schemas.FUNCTION_DELETE)
+    await backend_call(gateway.backend.delete, data["functionName"])
+    gateway.registry.forget(data["functionName"])
+    return JSONResponse({"deleted": data["functionName"]})
+
+
+def _named_function(request: Request) -> str:
+    """The {name} of the path, 404 if no function could have it."""
+    name = request.path_params["name"]
+    if not valid_function_name(name):
+        raise not_found(f"function {name!r}")
+    return name
+
+
+@admin
+async def get_function(request: Request, gateway: Gateway) -> Response:
+    status = await backend_call(gateway.backend.get, _named_function(request))
+    return JSONResponse(function_json(status, gateway))
+
+
+@admin
+async def function_code(request: Request, gateway: Gateway) -> Response:
+    name = _named_function(request)
+    status = await backend_call(gateway.backend.get, name)
+    if status.spec.code is None:
+        raise ApiError(
+            404, f"function {name!r} was deployed from an image: the gateway holds no source for it"
+        )
+    return PlainTextResponse(status.spec.code, media_type="text/x-python")
+
+
+@admin
+async def scale_function(request: Request, gateway: Gateway) -> Response:
+    name = _named_function(request)
+    data = await json_body(request, gateway, schemas.SCALE_REQUEST)
+    await backend_call(gateway.backend.get, name)  # an unknown function is a 404 before anything else
+    if data.get("serviceName", name) != name:
+        raise ApiError(400, f"serviceName {data['serviceName']!r} does not match the path's {name!r}")
+    status = await backend_call(gateway.backend.scale, name, int(data["replicas"]))
+    gateway.registry.remember(status)
+    return JSONResponse(function_json(status, gateway), status_code=202)
+
+
+@admin
+async def namespaces(request: Request, gateway: Gateway) -> Response:
+    return JSONResponse(gateway.backend.namespaces())
+
+
+@admin
+async def function_logs(request: Request, gateway: Gateway) -> Response:
+    name = query_param(request, "name", schemas.FUNCTION_NAME)
+    tail = query_param(request, "tail", {"type": "integer", "minimum": 1, "maximum": 10_000}, default=100)
+    lines = await backend_call(gateway.backend.logs, name, tail)
+    body = "".join(json.dumps({"name": name, "text": line}) + "\n" for line in lines)
+    return Response(body, media_type="application/x-ndjson")
+
+
+# -- EdgeFaaS: the API list --------------------------------------------------------------------
+
+
+@admin
+async def list_apis(request: Request, gateway: Gateway) -> Response:
+    gateway.registry.sync(await backend_call(gateway.backend.list))
+    return JSONResponse([info.api_entry() for info in gateway.registry.all()])

@@ -1,0 +1,29 @@
+"""What probes and Prometheus read: /healthz and /metrics (no credentials)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from ..metrics import CONTENT_TYPE
+from ..state import gateway_of
+
+log = logging.getLogger("edgefaas.gateway")
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("OK")
+
+
+async def metrics(request: Request) -> Response:
+    gateway = gateway_of(request)
+    try:
+        statuses = await run_in_threadpool(gateway.backend.list)
+        replicas = {s.name: s.available_replicas for s in statuses}
+    except Exception:  # metrics must answer even when the backend does not
+        log.exception("listing functions for /metrics")
+        replicas = {}
+    return Response(gateway.metrics.render(replicas), media_type=CONTENT_TYPE)

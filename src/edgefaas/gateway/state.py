@@ -1,0 +1,40 @@
+"""The gateway's shared state: one Gateway per app, which every route reads from the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from edgefaas.backends.base import Backend
+
+from .auth import AdminAuth
+from .config import GatewaySettings
+from .invoke import Invoker
+from .ledger import Ledger
+from .licensing.authority import LicenseAuthority
+from .licensing.store import LicenseStore
+from .metrics import Metrics
+from .quota import QuotaGate
+from .registry import FunctionRegistry
+
+
+@dataclass
+class Gateway:
+    """Everything a route may need; one per app, at ``app.state.gateway``."""
+
+    settings: GatewaySettings
+    backend: Backend
+    registry: FunctionRegistry
+    license_store: LicenseStore
+    licenses: LicenseAuthority
+    ledger: Ledger
+    quota: QuotaGate
+    metrics: Metrics
+    invoker: Invoker
+    admin_auth: AdminAuth
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
