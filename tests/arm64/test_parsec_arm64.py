@@ -7,7 +7,6 @@ pytest -m arm64 tests/arm64/test_parsec_arm64.py
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from edgefaas.parsec import ParsecClient
 from edgefaas.parsec.client import Hash
 from edgefaas.parsec.errors import ParsecError
 from tests.arm64 import support
+from tests.integration.support import wait_for
 
 CONFIG = """\
 [core_settings]
@@ -62,18 +62,19 @@ def endpoint(service_binary, tmp_path_factory):
         # Mbed Crypto keeps key material in the working directory.
         proc = subprocess.Popen(argv, env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"unix:{root}/parsec.sock"
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"arm64 parsec exited {proc.returncode}: {(root / 'service.log').read_text()}")
+        try:
+            ParsecClient(endpoint, timeout=5).ping()
+        except ParsecError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + 120  # an emulated start is slow on a busy machine
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"arm64 parsec exited {proc.returncode}: {(root / 'service.log').read_text()}")
-            try:
-                ParsecClient(endpoint, timeout=5).ping()
-                break
-            except ParsecError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"arm64 parsec did not answer on {endpoint} within 120 s")
-                time.sleep(0.2)
+        # An emulated start is slow on a busy machine.
+        wait_for(answers, 120, f"arm64 parsec to answer on {endpoint}", interval=0.2)
         yield endpoint
     finally:
         support.stop(proc)

@@ -7,8 +7,8 @@ applies to with `@pytest.mark.devices("sonic")`; it then runs once per device in
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -20,34 +20,55 @@ import paramiko
 import pytest
 import testinfra
 
+from edgefaas.deploy import results as deploy_results
 from edgefaas.deploy.inventory import load_inventory
 
 # Where the gateway keeps its state on the K3S server (deploys/edgefaas.py).
 GATEWAY_DATA_DIR = "/var/lib/edgefaas/gateway"
 
 REPO = Path(__file__).resolve().parents[2]
-# The last line of pyinfra's results table: operations, changed ("Success"), errors, unchanged.
-_GRAND_TOTAL = re.compile(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)")
 
 
 @dataclass(frozen=True)
 class DeployRun:
-    """One `pyinfra -y INVENTORY DEPLOY` run: exit status, output, time, and its grand total."""
+    """One `pyinfra -y --json INVENTORY DEPLOY` run: exit status, output, time, and pyinfra's
+    own results; those are None where it stopped before it had any (e.g. no host was left)."""
 
     returncode: int
-    output: str
+    output: str  # pyinfra's JSON (standard output), then its log (standard error)
     seconds: float
-    operations: int | None = None
-    changed: str | None = None  # pyinfra's "Success" column: "-" when nothing changed
-    errors: str | None = None
-    unchanged: str | None = None
+    # pyinfra's totals over every operation on every host: hosts, success, error, no_change.
+    totals: dict[str, int] | None = None
+    results: deploy_results.RunResults | None = None  # which operation changed or failed where
+
+    @property
+    def operations(self) -> int | None:
+        """Operations run, counted once per host they ran on."""
+        return self.totals["hosts"] if self.totals is not None else None
+
+    @property
+    def changed(self) -> int | None:
+        return self.totals["success"] if self.totals is not None else None
+
+    @property
+    def errors(self) -> int | None:
+        return self.totals["error"] if self.totals is not None else None
+
+    @property
+    def unchanged(self) -> int | None:
+        return self.totals["no_change"] if self.totals is not None else None
 
     @property
     def changed_nothing(self) -> bool:
-        return self.changed == "-" and self.errors == "-"
+        return self.totals is not None and self.changed == 0 and self.errors == 0
 
     def summary(self) -> str:
         return f"{self.changed} of {self.operations} operations changed" if self.operations else "?"
+
+    def describe(self) -> str:
+        """Which operations changed or failed where, then the end of pyinfra's log."""
+        found = self.results.describe() if self.results is not None else "pyinfra printed no results"
+        return f"{found}\n{self.output[-3000:]}"
 
 
 def run_deploy(
@@ -56,7 +77,7 @@ def run_deploy(
     """Run a deploy file of this repository the way a lab engineer does, and read its results."""
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", inventory, deploy, *args],
+        [sys.executable, "-m", "pyinfra", "-y", "--json", inventory, deploy, *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -65,11 +86,12 @@ def run_deploy(
     )
     seconds = time.monotonic() - started
     output = proc.stdout + proc.stderr
-    total = _GRAND_TOTAL.search(output)
-    if total is None:
+    try:
+        payload = json.loads(proc.stdout)
+        parsed = deploy_results.parse(payload)
+    except ValueError:  # no JSON, or JSON without results: pyinfra stopped before the end
         return DeployRun(proc.returncode, output, seconds)
-    operations, changed, errors, unchanged = total.groups()
-    return DeployRun(proc.returncode, output, seconds, int(operations), changed, errors, unchanged)
+    return DeployRun(proc.returncode, output, seconds, dict(payload["results"]["totals"]), parsed)
 
 
 def pytest_configure(config):
@@ -208,12 +230,17 @@ def port(server) -> int:
     return int(server.data.get("edgefaas_gateway_port") or 8080)
 
 
+def admin_password(server: Device) -> str:
+    """The gateway's admin password, from its data directory on the K3S server."""
+    return server.host.file(f"{GATEWAY_DATA_DIR}/admin-password").content_string.strip()
+
+
 @pytest.fixture(scope="module")
 def admin(server, port):
     """An admin client of the gateway, from the test runner (through the ACL)."""
     import httpx
 
-    password = server.host.check_output(f"cat {GATEWAY_DATA_DIR}/admin-password").strip()
+    password = admin_password(server)
     with httpx.Client(
         base_url=f"http://{server.address}:{port}", auth=("admin", password), timeout=120, trust_env=False
     ) as client:

@@ -10,23 +10,27 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
 import yaml
 
 from edgefaas.deploy import nvidia
 from edgefaas.deploy.facts import NvidiaContainerRuntime
 from tests.integration.conftest import Device, server_device
 
-kubernetes = pytest.importorskip("kubernetes")
-from kubernetes import client as k8s  # noqa: E402
-from kubernetes import config as k8s_config  # noqa: E402
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
+
+# The Kubernetes client is imported where it is used: suites that only wait, probe or read a
+# device (the platform suite, tests/arm64) must not be skipped or broken without it.
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str], interval: float = 1.0
+) -> Any:
     """The first true value of `predicate`, tried every `interval` s; fails after `timeout` s
-    naming `what` and the last value seen."""
+    naming `what` (or what it returns, when it is a function: what was seen last) and the
+    last value seen."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -34,13 +38,17 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+    waited = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {waited} (last: {last!r})")
 
 
 def kubernetes_api(inventory) -> tuple[k8s.CoreV1Api, k8s.ApiClient]:
     """A Kubernetes client from the server's own kubeconfig, pointed at its node address."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
     server = server_device(inventory)
-    kubeconfig = yaml.safe_load(server.host.check_output("cat /etc/rancher/k3s/k3s.yaml"))
+    kubeconfig = yaml.safe_load(server.host.file("/etc/rancher/k3s/k3s.yaml").content_string)
     port = server.data.get("k3s_api_port", 6443)
     for cluster in kubeconfig["clusters"]:
         cluster["cluster"]["server"] = f"https://{server.address}:{port}"
@@ -55,6 +63,8 @@ def nvidia_runtime(device: Device) -> str | None:
 
 def pod(name: str, node: str, command: list[str], image: str, restart: str = "Never") -> k8s.V1Pod:
     """A bare pod pinned to `node`, run as an unprivileged user from a local image."""
+    from kubernetes import client as k8s
+
     return k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(name=name, labels={"app": name}),
         spec=k8s.V1PodSpec(

@@ -26,9 +26,9 @@ import pytest
 # fail, not pass by skipping.
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, admin_password
+from tests.integration.support import wait_for
 
-DATA_DIR = "/var/lib/edgefaas/gateway"
 CHROMIUM = os.environ.get("EDGEFAAS_CHROMIUM", "/usr/bin/chromium")
 SHOTS = REPO / "reports" / "console"
 ROLLOUT_TIMEOUT_MS = 300_000
@@ -50,7 +50,7 @@ def gateway_url(server) -> str:
 @pytest.fixture(scope="module")
 def password(server) -> str:
     given = server.data.get("edgefaas_admin_password")
-    return str(given) if given else server.host.check_output(f"cat {DATA_DIR}/admin-password").strip()
+    return str(given) if given else admin_password(server)
 
 
 @pytest.fixture(scope="module")
@@ -104,11 +104,7 @@ def shot(page: Page, name: str) -> None:
 def wait_until(page: Page, expression: str, seconds: float) -> None:
     """Poll a page expression from here: wait_for_function evaluates strings in the page, which the
     console's Content-Security-Policy (no eval) rightly refuses."""
-    deadline = time.monotonic() + seconds
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {seconds} s: {expression}")
-        page.wait_for_timeout(200)
+    wait_for(lambda: page.evaluate(expression), seconds, f"{expression} to be true", interval=0.2)
 
 
 def sign_in(page: Page, password: str) -> None:

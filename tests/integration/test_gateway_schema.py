@@ -30,7 +30,7 @@ import pytest
 import schemathesis
 from schemathesis import GenerationMode
 
-from tests.integration.conftest import GATEWAY_DATA_DIR
+from tests.integration.conftest import admin_password
 from tests.schema_support import OPERATIONS, fuzz, gateway_config, operation_id
 
 EXAMPLES = int(os.environ.get("EDGEFAAS_SCHEMA_EXAMPLES", "0")) or None
@@ -90,7 +90,7 @@ def _licenses(client: httpx.Client) -> dict[str, dict[str, Any]]:
 def lab(server, admin) -> Iterator[dict[str, Any]]:
     """The lab gateway's schema; what existed before is protected, and checked untouched afterwards."""
     base = str(admin.base_url).rstrip("/")
-    password = server.host.check_output(f"cat {GATEWAY_DATA_DIR}/admin-password").strip()
+    password = admin_password(server)
     before_functions, before_licenses = _functions(admin), _licenses(admin)
     host = httpx.URL(base).host
     with pytest.MonkeyPatch.context() as env:

@@ -132,15 +132,17 @@ def test_containerd_has_the_nvidia_handler_exactly_where_the_runtime_is(device):
     _k3s_node(device)
     runtime = nvidia_runtime(device)
     # What K3S rendered from templates/k3s/config.toml.tmpl and what containerd runs with.
-    config = tomllib.loads(device.host.check_output(f"cat {CONTAINERD_CONFIG}"))
+    config = tomllib.loads(device.host.file(CONTAINERD_CONFIG).content_string)
     runtimes = config["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
     if runtime is None:
-        assert "nvidia" not in runtimes
+        assert "nvidia" not in runtimes, f"containerd on {device.name} has an nvidia handler, but no runtime"
         return
-    assert runtimes["nvidia"]["runtime_type"] == "io.containerd.runc.v2"
-    assert runtimes["nvidia"]["options"]["BinaryName"] == runtime
+    assert "nvidia" in runtimes, f"{device.name} has {runtime}, yet containerd has no nvidia handler"
+    assert runtimes["nvidia"]["runtime_type"] == "io.containerd.runc.v2", runtimes["nvidia"]
+    assert runtimes["nvidia"]["options"]["BinaryName"] == runtime, runtimes["nvidia"]
     if device.data.get("device_profile") == "jetson":
-        assert runtime == "/usr/bin/nvidia-container-runtime"  # JetPack's package (or its stand-in)
+        # JetPack's package (or its stand-in)
+        assert runtime == "/usr/bin/nvidia-container-runtime", f"{device.name} runs {runtime}"
 
 
 def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
@@ -197,11 +199,11 @@ def _deploy(inventory_path: str, *args: str) -> DeployRun:
 
 
 def test_redeploy_changes_nothing_and_never_shows_the_token(inventory_path, server):
-    token = server.host.check_output("cat /etc/rancher/k3s/token").strip()
+    token = server.host.file("/etc/rancher/k3s/token").content_string.strip()
     run = _deploy(inventory_path, "-v")
     assert run.returncode == 0, run.output[-3000:]
-    assert token not in run.output
-    assert run.operations and run.changed_nothing, run.output[-3000:]
+    assert token not in run.output, "the K3S token is in the deploy's output"
+    assert run.operations and run.changed_nothing, f"the re-run changed something:\n{run.describe()}"
 
 
 def test_an_agent_with_a_wrong_token_fails_alone_and_says_why(inventory_path, inventory):
@@ -218,8 +220,8 @@ def test_an_agent_with_a_wrong_token_fails_alone_and_says_why(inventory_path, in
         "k3s_ready_timeout=40",
     )
     output = bad.output
-    assert bad.returncode != 0
-    assert victim in output and "not Ready" in output
+    assert bad.returncode != 0, f"a wrong token on {victim} was accepted:\n{output[-3000:]}"
+    assert victim in output and "not Ready" in output, output[-3000:]
     assert re.search(r"token|unauthori[sz]ed|401", output, re.I), output[-3000:]
     healed = _deploy(inventory_path)
     assert healed.returncode == 0, healed.output[-3000:]

@@ -75,7 +75,9 @@ def test_a_ca_in_parsec_issues_a_certificate_that_checks_and_a_tampered_one_is_r
 def test_no_private_key_is_left_readable_on_disk(device):
     # Parsec keeps its key store under /var/lib/parsec, readable by the service user alone.
     store = device.host.file("/var/lib/parsec")
-    assert store.user == "parsec" and store.mode & 0o077 == 0
+    assert store.user == "parsec" and store.mode & 0o077 == 0, (
+        f"/var/lib/parsec is {store.user}'s with mode {store.mode:o}: parsec's alone, say 700"
+    )
     # Every PEM private key file outside package test data: ours must not exist at all (their
     # keys live in Parsec), and what others keep (the SSH daemon's host keys, K3S's own CA)
     # must be readable by root alone.
@@ -83,9 +85,11 @@ def test_no_private_key_is_left_readable_on_disk(device):
         "grep -rlIsE '^-----BEGIN ([A-Z]+ )?PRIVATE KEY-----$' /etc /opt /var/lib /root /home "
         "--exclude-dir=site-packages --exclude-dir=parsec 2>/dev/null || true"
     ).split()
-    assert [path for path in found if "edgefaas" in path] == []
-    for path in found:  # tried as an unprivileged user: directory modes count too
-        assert device.host.run(f"sudo -u nobody test -r {path}").rc != 0, f"{path} is readable beyond root"
+    ours = [path for path in found if "edgefaas" in path]
+    assert ours == [], f"EdgeFaaS private keys on disk: {ours}"
+    with device.host.sudo("nobody"):  # tried as an unprivileged user: directory modes count too
+        readable = [path for path in found if device.host.run("test -r %s", path).rc == 0]
+    assert readable == [], f"private keys readable beyond root: {readable}"
 
 
 @pytest.mark.devices("jetson")
@@ -140,27 +144,31 @@ def joiner(inventory) -> Device:
 
 def test_the_authentication_server_runs_on_the_k3s_server_as_its_own_user(server):
     service = server.host.service(SERVER_UNIT)
-    assert service.is_running and service.is_enabled
-    user = server.host.check_output(f"systemctl show -p User --value {SERVER_UNIT}")
-    assert user == "edgefaas-nodeauth"
+    assert service.is_running and service.is_enabled, f"{SERVER_UNIT} is not active and enabled"
+    user = service.systemd_properties.get("User", "")
+    assert user == "edgefaas-nodeauth", f"{SERVER_UNIT} runs as {user or 'root (no User=)'}"
     key = server.host.file("/etc/edgefaas/nodeauth/enrollment.key")
-    assert key.user == "root" and key.group == "edgefaas-nodeauth" and key.mode == 0o640
+    assert key.user == "root" and key.group == "edgefaas-nodeauth" and key.mode == 0o640, (
+        f"enrollment.key is {key.user}:{key.group} {key.mode:o}, not root:edgefaas-nodeauth 640"
+    )
 
 
 @pytest.mark.devices("k3s_agent")
 def test_every_agent_holds_a_certificate_from_the_ca_and_runs_its_agent(device):
-    assert device.host.service(AGENT_UNIT).is_running and device.host.service(AGENT_UNIT).is_enabled
+    agent = device.host.service(AGENT_UNIT)
+    assert agent.is_running and agent.is_enabled, f"{AGENT_UNIT} is not active and enabled"
     verified = device.host.check_output(
         f"openssl x509 -inform der -in {STATE_DIR}/ca.der -out /tmp/itest-ca.pem && "
         f"openssl x509 -inform der -in {STATE_DIR}/node.crt -out /tmp/itest-node.pem && "
         "openssl verify -CAfile /tmp/itest-ca.pem /tmp/itest-node.pem; "
         "rm -f /tmp/itest-ca.pem /tmp/itest-node.pem"
     )
-    assert verified.endswith(": OK")
+    assert verified.endswith(": OK"), f"the node certificate does not check against the CA: {verified}"
     subject = device.host.check_output(f"openssl x509 -inform der -in {STATE_DIR}/node.crt -noout -subject")
-    assert subject.endswith(f"CN = {device.name}")
+    assert subject.endswith(f"CN = {device.name}"), f"the node certificate is for {subject}"
     # The node key is in Parsec: no key file beside the certificate.
-    assert device.host.check_output(f"ls {STATE_DIR}").split() == ["ca.der", "node.crt"]
+    kept = sorted(device.host.file(STATE_DIR).listdir())
+    assert kept == ["ca.der", "node.crt"], f"{STATE_DIR} holds {kept}"
 
 
 def test_every_agent_node_is_certified_and_the_server_is_exempt(server, inventory):

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from tests.integration.support import wait_for
+
 SOCKET = "/run/parsec/parsec.sock"
 pytestmark = pytest.mark.devices("sonic")
 
@@ -29,18 +31,22 @@ def tenants(device):
         device.host.run_test(f"useradd --system --no-create-home --shell /usr/sbin/nologin {name}")
     yield [Tenant(device.host, name) for name in names]
     for name in names:
-        device.host.run(f"sudo -u {name} edgefaas parsec keys --json >/dev/null 2>&1")
-        for key in Tenant(device.host, name).key_names():
-            device.host.run(f"sudo -u {name} edgefaas parsec destroy-key {shlex.quote(key)}")
+        tenant = Tenant(device.host, name)
+        tenant.run("edgefaas parsec keys --json >/dev/null 2>&1")
+        for key in tenant.key_names():
+            tenant.run(f"edgefaas parsec destroy-key {shlex.quote(key)}")
         device.host.run(f"userdel {name}")
 
 
 class Tenant:
+    """A command line on the device as one tenant uid (from /tmp, which any uid may enter)."""
+
     def __init__(self, host, user: str) -> None:
         self.host, self.user = host, user
 
     def run(self, command: str):
-        return self.host.run(f"cd /tmp && sudo -u {self.user} {command}")
+        with self.host.sudo(self.user):
+            return self.host.run(f"cd /tmp && {command}")
 
     def ok(self, command: str) -> str:
         result = self.run(command)
@@ -54,10 +60,10 @@ class Tenant:
 
 def test_service_is_active_enabled_and_unprivileged(device):
     service = device.host.service("parsec")
-    assert service.is_running
-    assert service.is_enabled
-    owners = device.host.check_output("ps -o user= -C parsec").split()
-    assert owners and set(owners) == {"parsec"}
+    assert service.is_running, "parsec is not running"
+    assert service.is_enabled, "parsec is not enabled"
+    owners = [str(process.user) for process in device.host.process.filter(comm="parsec")]
+    assert owners and set(owners) == {"parsec"}, f"parsec processes run as {owners}, not parsec alone"
 
 
 def test_socket_directory_and_secrets_have_the_expected_modes(device):
@@ -134,8 +140,9 @@ def test_keys_survive_a_service_restart(device, tenants):
     tenant.ok("edgefaas parsec generate-key survivor --type ecc-sign")
     before = tenant.ok("edgefaas parsec export-public-key survivor --format pem")
     device.host.run_test("systemctl restart parsec")
-    device.host.run_test(f"for i in $(seq 50); do test -S {SOCKET} && exit 0; sleep 0.1; done; exit 1")
-    assert tenant.ok("edgefaas parsec export-public-key survivor --format pem") == before
+    wait_for(lambda: device.host.file(SOCKET).is_socket, 5, f"{SOCKET} back after the restart", interval=0.1)
+    after = tenant.ok("edgefaas parsec export-public-key survivor --format pem")
+    assert after == before, f"the key's public part changed across the restart:\n{before}\n{after}"
 
 
 def test_many_concurrent_clients_get_only_right_answers(device):
@@ -176,7 +183,7 @@ def test_clients_in_k3s_pods_share_the_one_service(inventory):
     from kubernetes import utils
 
     from tests.integration.conftest import REPO
-    from tests.integration.support import kubernetes_api, wait_for
+    from tests.integration.support import kubernetes_api
 
     core, api_client = kubernetes_api(inventory)
     sonic_nodes = [h.name for h in inventory.get_group("sonic") if "k3s_agent" in h.groups] or [

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.integration.conftest import run_deploy
-from tests.integration.support import tcp_state
+from tests.integration.support import tcp_state, wait_for
 
 PROBE_PORT = 18087
 
@@ -65,7 +65,8 @@ def test_k3s_kernel_settings_are_live_and_persisted(device):
 
 
 def test_time_zone(device):
-    assert device.host.check_output("readlink -f /etc/localtime").endswith("/" + device.data.timezone)
+    zone = device.host.file("/etc/localtime").linked_to
+    assert zone.endswith("/" + device.data.timezone), f"/etc/localtime is {zone}, not {device.data.timezone}"
 
 
 def test_edgefaas_service_account(device):
@@ -114,30 +115,33 @@ def test_control_plane_acl_drops_unopened_ports_and_deploys_can_open_them(device
     )
     ports_file = f"/etc/edgefaas/cacl.d/{unit}.ports"
     try:
-        assert (
-            host.run(
-                f"for i in $(seq 50); do ss -ltn | grep -q :{PROBE_PORT} && exit 0; sleep 0.1; done; exit 1"
-            ).rc
-            == 0
+        wait_for(
+            lambda: host.socket(f"tcp://0.0.0.0:{PROBE_PORT}").is_listening,
+            5,
+            f"the probe ({unit}) to listen on port {PROBE_PORT}",
+            interval=0.1,
         )
-        assert tcp_state(device.address, PROBE_PORT) == "dropped"
+        state = tcp_state(device.address, PROBE_PORT)
+        assert state == "dropped", f"port {PROBE_PORT}, opened by nobody, is {state} from outside"
         host.run_test(
             f"echo '{PROBE_PORT}/tcp platform test probe' > {ports_file} && /usr/local/sbin/edgefaas-cacl"
         )
-        assert tcp_state(device.address, PROBE_PORT) == "open"
+        state = tcp_state(device.address, PROBE_PORT)
+        assert state == "open", f"port {PROBE_PORT}, opened in {ports_file}, is {state} from outside"
     finally:
         host.run(f"rm -f {ports_file}; /usr/local/sbin/edgefaas-cacl; systemctl stop {unit}")
-    assert tcp_state(device.address, PROBE_PORT) in ("dropped", "refused")
-    assert host.service("edgefaas-cacl.timer").is_running
+    state = tcp_state(device.address, PROBE_PORT)
+    assert state in ("dropped", "refused"), f"port {PROBE_PORT} is still {state} once closed again"
+    assert host.service("edgefaas-cacl.timer").is_running, "edgefaas-cacl.timer is not running"
 
 
 def test_platform_redeploy_changes_nothing(inventory_path):
     """Idempotence: a second run of the deploy reports no change on any host."""
     run = run_deploy(inventory_path, "deploys/platform.py", timeout=300)
     assert run.returncode == 0, run.output[-5000:]
-    assert run.operations, run.output[-2000:]
-    assert (run.changed, run.errors) == ("-", "-"), (
-        f"re-run changed or failed something:\n{run.output[-3000:]}"
+    assert run.operations, f"pyinfra reported no operations:\n{run.describe()}"
+    assert (run.changed, run.errors) == (0, 0), f"re-run changed or failed something:\n{run.describe()}"
+    assert run.unchanged == run.operations, (
+        f"{run.unchanged} of {run.operations} operations unchanged:\n{run.describe()}"
     )
-    assert run.unchanged == str(run.operations)
     print(f"platform re-run: {run.operations} operations, no change, {run.seconds:.1f} s")

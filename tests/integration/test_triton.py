@@ -86,17 +86,22 @@ def _ready(client) -> bool:
 def test_the_server_runs_unprivileged_as_a_service_or_as_a_k3s_workload(triton, inventory):
     device, _, _ = triton
     service = device.host.service("tritonserver")
-    user = device.host.check_output("ps -o user= -C tritonserver | head -1").strip()
+    servers = device.host.process.filter(comm="tritonserver")
+    user = str(servers[0].user) if servers else ""
+    who = f"tritonserver runs as {user}" if servers else "no tritonserver process runs"
     if not device.data.get("triton_as_k3s_workload"):
-        assert service.is_running and service.is_enabled
-        assert user == "triton"
+        assert service.is_running and service.is_enabled, "the tritonserver service is not active and enabled"
+        assert user == "triton", f"{who}, not as triton"
         return
     # A K3S workload: the systemd service stays down, one pod on this node holds the ports.
-    assert not service.is_running and not service.is_enabled
-    assert user not in ("", "root")
+    assert not service.is_running and not service.is_enabled, "the tritonserver service is up beside the pod"
+    assert user not in ("", "root"), f"{who}: a workload runs as an unprivileged user"
     running = _workload_pods(inventory, device)
-    assert len(running) == 1
-    assert running[0].spec.node_name == device.name and running[0].spec.host_network
+    assert len(running) == 1, f"{len(running)} running Triton pods on {device.name}, not 1"
+    assert running[0].spec.node_name == device.name and running[0].spec.host_network, (
+        f"{running[0].metadata.name} is on {running[0].spec.node_name}, host network "
+        f"{running[0].spec.host_network}"
+    )
 
 
 def _workload_pods(inventory, device) -> list:
@@ -114,7 +119,6 @@ def _ready_pod(pods: list):
     return None
 
 
-@pytest.mark.devices("all")
 @pytest.mark.devices("all")
 def test_a_service_is_refused_where_the_glibc_is_too_old_and_nothing_changes(device, inventory_path):
     """JetPack's glibc is older than tritonserver's: there it runs only as a K3S workload."""
@@ -166,7 +170,7 @@ def test_a_workload_on_a_node_with_the_nvidia_runtime_runs_through_it(triton, in
     # The lab's stand-in logs each call: the container was created through it, not by runc
     # directly. (A real runtime logs only when its own config asks it to.)
     if "Lab stand-in" in device.host.file(runtime).content_string:
-        calls = device.host.check_output(f"cat {NVIDIA_RUNTIME_LOG}").splitlines()
+        calls = device.host.file(NVIDIA_RUNTIME_LOG).content_string.splitlines()
         assert any(" create " in line and line.endswith(container) for line in calls), calls[-5:]
 
 
@@ -175,9 +179,10 @@ def test_face_expression_runs_on_the_gpu_exactly_where_there_is_one(triton):
     device, _, client = triton
     gpu = device.data.get("triton_gpu")
     if gpu is None:  # the deploy's NvidiaGpu fact
-        gpu = bool(device.host.run("ls /dev/nvidia0 /dev/nvhost-ctrl-gpu 2>/dev/null").stdout.strip())
+        gpu = any(device.host.file(path).exists for path in ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu"))
     config = client.get_model_config(FACE_MODEL)
-    assert {g["kind"] for g in config["instance_group"]} == {"KIND_GPU" if gpu else "KIND_CPU"}
+    kinds, expected = {g["kind"] for g in config["instance_group"]}, {"KIND_GPU" if gpu else "KIND_CPU"}
+    assert kinds == expected, f"{FACE_MODEL} on {device.name} runs as {kinds}, not {expected}"
 
 
 @pytest.mark.devices("all")
@@ -260,14 +265,17 @@ def test_the_two_test_case_jobs_pass_on_different_devices(inventory):
         pods = core.list_namespaced_pod(
             TESTCASE_NAMESPACE, label_selector=f"job-name={job.metadata.name}"
         ).items
-        winner = next(p for p in pods if p.status.phase == "Succeeded")
+        succeeded = [p for p in pods if p.status.phase == "Succeeded"]
+        assert succeeded, f"Job {job.metadata.name} succeeded, yet none of its pods did"
+        winner = succeeded[0]
         nodes.add(winner.spec.node_name)
         report = json.loads(winner.status.container_statuses[0].state.terminated.message)
         reports[report["case"]] = report
         # Each case calls a server on a device other than its own.
-        node_address = next(h.data.get("ssh_hostname") for h in inventory if h.name == winner.spec.node_name)
-        assert node_address not in report["server"]
-    assert len(nodes) == 2
+        addresses = [h.data.get("ssh_hostname") for h in inventory if h.name == winner.spec.node_name]
+        assert addresses, f"{winner.spec.node_name}, where {job.metadata.name} ran, is not in the inventory"
+        assert addresses[0] not in report["server"], f"{report['case']} called its own device: {report}"
+    assert len(nodes) == 2, f"the two test cases ran on {nodes}, not two devices"
     assert reports["http-face"]["passed"] and len(reports["http-face"]["faces"]) == 1
     assert reports["http-face"]["blank_faces"] == 0
     assert reports["grpc-numeric"]["passed"] and all(reports["grpc-numeric"]["checks"].values())
