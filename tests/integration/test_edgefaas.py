@@ -19,14 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.integration.conftest import GATEWAY_DATA_DIR, run_deploy
-from tests.integration.support import wait_for
+from tests.integration.support import kubernetes_api, wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402
-from kubernetes import config as k8s_config  # noqa: E402
 
 DATA_DIR = GATEWAY_DATA_DIR
 NAMESPACE = "edgefaas-fn"
@@ -51,15 +49,8 @@ def caller(admin):
 
 
 @pytest.fixture(scope="module")
-def api(server, tmp_path_factory) -> k8s.CoreV1Api:
-    raw = server.host.check_output("cat /etc/rancher/k3s/k3s.yaml")
-    kubeconfig = yaml.safe_load(raw)
-    for cluster in kubeconfig["clusters"]:
-        cluster["cluster"]["server"] = f"https://{server.address}:{server.data.get('k3s_api_port', 6443)}"
-    path = tmp_path_factory.mktemp("k3s") / "kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    path.chmod(0o600)
-    return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(path)))
+def api(inventory) -> k8s.CoreV1Api:
+    return kubernetes_api(inventory)[0]
 
 
 def _pods(api: k8s.CoreV1Api, function: str) -> list[Any]:
@@ -87,13 +78,17 @@ def _billed(admin: httpx.Client, license_id: str) -> Counter[str]:
 @pytest.mark.devices("k3s_server")
 def test_gateway_service_is_active_enabled_and_unprivileged(device):
     service = device.host.service("edgefaas-gateway")
-    assert service.is_running
-    assert service.is_enabled
-    pid = device.host.check_output("systemctl show -p MainPID --value edgefaas-gateway")
-    owner = device.host.check_output(f"ps -o user= -p {pid}")
-    assert owner == device.data.get("edgefaas_user", "edgefaas")
-    assert device.host.file(DATA_DIR).mode == 0o700
-    assert device.host.file(f"{DATA_DIR}/admin-password").mode == 0o600
+    assert service.is_running, "edgefaas-gateway is not running"
+    assert service.is_enabled, "edgefaas-gateway is not enabled"
+    pid = service.systemd_properties.get("MainPID", "0")
+    found = device.host.process.filter(pid=pid)
+    assert found, f"edgefaas-gateway's main process (pid {pid}) is not running"
+    owner, expected = str(found[0].user), device.data.get("edgefaas_user", "edgefaas")
+    assert owner == expected, f"edgefaas-gateway runs as {owner}, not {expected}"
+    mode = device.host.file(DATA_DIR).mode
+    assert mode == 0o700, f"{DATA_DIR} has mode {mode:o}, not 700"
+    mode = device.host.file(f"{DATA_DIR}/admin-password").mode
+    assert mode == 0o600, f"{DATA_DIR}/admin-password has mode {mode:o}, not 600"
 
 
 @pytest.mark.devices("k3s_server")
@@ -226,12 +221,13 @@ def test_license_tokens_are_signed_by_a_key_that_lives_only_in_parsec(server, ca
     token = caller.headers["Authorization"].removeprefix("Bearer ")
     header = token.split(".")[0]  # a JWS compact token: the algorithm is in its JOSE header
     assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["alg"] == "ES256"
-    keys = server.host.check_output("sudo -u edgefaas /opt/edgefaas/venv/bin/edgefaas parsec keys")
-    assert "edgefaas-license" in keys
+    with server.host.sudo("edgefaas"):
+        keys = server.host.check_output("/opt/edgefaas/venv/bin/edgefaas parsec keys")
+    assert "edgefaas-license" in keys, f"no edgefaas-license key in the gateway's Parsec keys:\n{keys}"
     # No HMAC key and no private key file beside the ledger.
-    assert not server.host.file(f"{DATA_DIR}/license-key").exists
+    assert not server.host.file(f"{DATA_DIR}/license-key").exists, f"{DATA_DIR}/license-key exists"
     listing = server.host.check_output(f"grep -rlI 'PRIVATE KEY' {DATA_DIR} /etc/edgefaas || true")
-    assert listing.strip() == ""
+    assert listing.strip() == "", f"private key files on the gateway's server:\n{listing}"
 
 
 def test_a_token_edited_by_one_byte_is_refused_and_not_billed(admin, caller):
@@ -348,8 +344,9 @@ def _function_source(api) -> str:
     """FuncC's source as deployed (its code ConfigMap), the one the deploy will compare with."""
     pods = _pods(api, "FuncC")
     assert pods, "FuncC has no running pod"
-    volume = next(v for v in pods[0].spec.volumes if v.name == "code")
-    return api.read_namespaced_config_map(volume.config_map.name, NAMESPACE).data["handler.py"]
+    volumes = [v for v in pods[0].spec.volumes if v.name == "code"]
+    assert volumes, f"{pods[0].metadata.name} has no volume named code"
+    return api.read_namespaced_config_map(volumes[0].config_map.name, NAMESPACE).data["handler.py"]
 
 
 # -- the deploy ----------------------------------------------------------------------------------
@@ -360,6 +357,6 @@ def test_redeploy_changes_nothing(inventory_path, admin):
     before = {f["name"]: f["version"] for f in admin.get("/system/functions").json()}
     run = run_deploy(inventory_path, "deploys/edgefaas.py", timeout=300)
     assert run.returncode == 0, run.output[-3000:]
-    assert run.operations and run.changed_nothing, run.output[-3000:]
+    assert run.operations and run.changed_nothing, f"the re-run changed something:\n{run.describe()}"
     after = {f["name"]: f["version"] for f in admin.get("/system/functions").json()}
-    assert after == before
+    assert after == before, f"function versions went from {before} to {after}"
