@@ -85,19 +85,23 @@ def test_edgefaas_runs_on_its_own_python_whatever_the_device_has(device):
         "'executable': sys.executable, 'prefix': sys.prefix, 'base': sys.base_prefix}))"
     )
     ours = json.loads(device.host.check_output(f'{venv}/bin/python -c "{probe}"'))
-    assert ours["executable"] == f"{venv}/bin/python" and ours["prefix"] == venv
+    assert ours["executable"] == f"{venv}/bin/python" and ours["prefix"] == venv, ours
     assert ours["base"].startswith("/opt/edgefaas/python/"), ours
     device_libc = device.host.check_output("getconf GNU_LIBC_VERSION").split()[-1]
     bundle_libc = device.host.check_output("ls /opt/edgefaas/python/usr/lib/*-linux-gnu/libc.so.6")
     assert bundle_libc, "the bundle carries its own C library"
     if device_libc != ours["libc"]:
         # Running at all on another glibc than the bundle's is the point of the loader.
-        assert device.host.run(f"{venv}/bin/python -c 'import ssl, sqlite3, numpy'").rc == 0
+        imported = device.host.run(f"{venv}/bin/python -c 'import ssl, sqlite3, numpy'")
+        assert imported.rc == 0, f"the bundle's Python on glibc {device_libc}: {imported.stderr}"
     # Children of sys.executable come back through the launcher, and the CLI answers as a user.
     child = "import subprocess, sys; subprocess.run([sys.executable, '-V'], check=True)"
-    assert device.host.check_output(f'{venv}/bin/python -c "{child}"').startswith("Python ")
+    version = device.host.check_output(f'{venv}/bin/python -c "{child}"')
+    assert version.startswith("Python "), f"a child of sys.executable answered {version!r}"
     user = device.data.edgefaas_user
-    assert device.host.run(f"runuser -u {user} -- edgefaas --version").rc == 0
+    with device.host.sudo(user):
+        answer = device.host.run("edgefaas --version")
+    assert answer.rc == 0, f"edgefaas --version as {user}: {answer.stderr or answer.stdout}"
 
 
 def test_ssh_refuses_passwords(device):
