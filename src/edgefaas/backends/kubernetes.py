@@ -523,8 +523,6 @@ class KubernetesBackend(Backend):
         """One API call with a timeout; an unreachable API server becomes a BackendError."""
         try:
             return method(*args, _request_timeout=self.request_timeout, **kwargs)
-        except ApiException:
-            raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise BackendError(f"the Kubernetes API cannot be reached: {exc}") from exc
 
