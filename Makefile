@@ -37,4 +37,4 @@ jenkinsfile-test: setup
 
 bench: setup
 	.venv/bin/python -m tests.perf.lab_bench
-	.venv/bin/python -m tests.perf.parsec_bench
+	.venv/bin/python -m edgefaas.perf.parsec

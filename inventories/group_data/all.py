@@ -108,7 +108,7 @@ triton_grpc_port = 8001
 triton_metrics_port = 8002
 # Models of templates/triton/models to serve, with their settings: instances per device, and
 # face detection. scale_factor 1.2 / min_neighbors 3 cost about 0.55-0.6x of fer's 1.1 / 5 per
-# 640x480 frame (`python -m tests.perf.vision_bench` prints the ratio and the faces each finds),
+# 640x480 frame (`python -m edgefaas.perf.face_detection` prints the ratio and the faces each finds),
 # and find small (60-80 px) faces less often: a camera watching people near it, not a crowd.
 triton_models = {
     "face_expression": {"instances": 1, "detection": {"scale_factor": 1.2, "min_neighbors": 3}},

@@ -23,7 +23,7 @@ from edgefaas.perf.scale import PLATFORM_SERIES, record_point
 from tests.integration.conftest import run_deploy
 
 REPO = Path(__file__).resolve().parents[2]
-TARGETS = {"up": 15.0, "down": 10.0}  # seconds, for the 3-device lab (issue #2)
+TARGETS = {"up": 15.0, "down": 10.0}  # seconds, for the 3-device lab
 
 
 def _deploy(lab: str) -> tuple[float, str]:

@@ -235,10 +235,6 @@ def parse_stats_history(text: str, label: str = "", name: str = "Aggregated") ->
     return series
 
 
-def history_files(out: Path, pattern: str) -> list[Path]:
-    return sorted(out.glob(f"locust-{pattern}_stats_history.csv"))
-
-
 # -- plots ------------------------------------------------------------------------------------------
 
 

@@ -81,7 +81,7 @@ export function create(section) {
       el("td", { class: "muted small" }, r.reason)));
     removalsBody.replaceChildren(
       ...(history.length ? history : [el("tr", {}, el("td", { colspan: "3", class: "muted" }, "none"))]));
-    // The moment the page became usable, for tests/perf/console_bench.py (ms from navigation start).
+    // The moment the page became usable, for edgefaas.perf.console (ms from navigation start).
     if (!section.dataset.loaded && rows.length) performance.mark("console:devices-filled");
     section.dataset.loaded = "true";
     updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
