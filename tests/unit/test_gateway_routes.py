@@ -1,13 +1,17 @@
 """The gateway's routes: OpenFaaS's API, deploy validation, invocation, async, metrics, bad input."""
 
+import ast
+import importlib.util
 import json
 import re
 import stat
 import time
+from pathlib import Path
 
 import pytest
 from starlette.routing import Route
 
+import edgefaas.gateway
 from edgefaas.gateway.app import ALL_METHODS
 from edgefaas.gateway.auth import ensure_admin_password
 
@@ -23,6 +27,64 @@ def _routes(app):
         for method in route.methods or ():
             if method != "HEAD" or route.methods == set(ALL_METHODS):
                 yield path, method.lower()
+
+
+def _imports(path: Path, package: str, top_level_only: bool = False):
+    """Every module a file imports, as absolute names (relative imports resolved)."""
+    tree = ast.parse(path.read_text())
+    for node in tree.body if top_level_only else ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = (
+                importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                if node.level
+                else node.module
+            )
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def test_no_gateway_module_imports_the_app_back():
+    """app.py assembles the gateway; the parts it assembles never reach for it (no import circle)."""
+    root = Path(edgefaas.gateway.__file__).parent
+    entry_points = {root / "__init__.py", root / "cli.py"}  # they load the app lazily, to serve it
+    for path in root.rglob("*.py"):
+        if path in entry_points or path.name == "app.py":
+            continue
+        package = ".".join(["edgefaas.gateway", *path.relative_to(root).parent.parts])
+        importers = [name for name in _imports(path, package) if name == "edgefaas.gateway.app"]
+        assert not importers, f"{path.relative_to(root)} imports edgefaas.gateway.app"
+
+
+def test_the_gateway_modules_import_one_another_without_a_circle():
+    root = Path(edgefaas.gateway.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join(["edgefaas.gateway", *parts]).removesuffix(".__init__")
+        modules[name] = path
+    graph = {
+        name: {
+            imported
+            for imported in _imports(
+                path, ".".join(["edgefaas.gateway", *path.relative_to(root).parent.parts]), True
+            )
+            if imported in modules and imported != name
+        }
+        for name, path in modules.items()
+    }
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        assert name not in trail, "import circle: " + " -> ".join([*trail[trail.index(name) :], name])
+        if name not in done:
+            for imported in graph[name]:
+                visit(imported, [*trail, name])
+            done.add(name)
+
+    for name in modules:
+        visit(name, [])
 
 
 def test_openapi_describes_exactly_the_routes_served(harness):

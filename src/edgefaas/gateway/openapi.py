@@ -358,7 +358,12 @@ def build_openapi(version: str) -> dict[str, Any]:
         "components": {
             "securitySchemes": {
                 "basicAuth": {"type": "http", "scheme": "basic", "description": "user admin"},
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a license token"},
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "a license token: a JWS compact token (ES256 or HS256, as the gateway signs)",
+                },
             }
         },
     }

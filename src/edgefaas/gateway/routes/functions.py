@@ -1,4 +1,4 @@
-"""OpenFaaS's /system API for functions: deploy, update, delete, scale, read, logs; and the API list.
+"""OpenFaaS's /system API: the provider's info, and functions deployed, updated, scaled, read, logged.
 
 Same paths, bodies and answers as OpenFaaS's gateway, plus EdgeFaaS's fields (source code,
 public, version, nodes, description) and /system/apis (each callable function's schemas).
@@ -70,6 +70,9 @@ def _spec(data: dict[str, Any], default_replicas: int = 1) -> FunctionSpec:
         return FunctionSpec.from_json({"replicas": default_replicas, **data})
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+
+
+# -- OpenFaaS: system ------------------------------------------------------------------------------
 
 
 def gateway_version() -> dict[str, str]:
@@ -183,7 +186,7 @@ async def function_logs(request: Request, gateway: Gateway) -> Response:
     return Response(body, media_type="application/x-ndjson")
 
 
-# -- EdgeFaaS: the API list --------------------------------------------------------------------
+# -- EdgeFaaS: the API list ------------------------------------------------------------------------
 
 
 @admin

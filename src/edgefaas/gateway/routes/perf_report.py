@@ -21,8 +21,8 @@ from ..timestamps import iso_time
 from .admin import admin
 
 PERF_REPORT_FILE = "perf-report.html"
-# `edgefaas perf` reports embed their plots as base64 PNGs: ~200 KB today, so 4 MiB leaves room
-# for longer runs while keeping a stray upload from filling the gateway's data dir.
+# `edgefaas perf` reports embed their plots as base64 PNGs: 4 MiB leaves room for longer runs
+# while keeping a stray upload from filling the gateway's data dir.
 PERF_REPORT_MAX_BYTES = 4 * 1024 * 1024
 # The report is uploaded HTML: served in a sandbox (an opaque origin, no scripts) so that a
 # report cannot read the console's stored credentials or call the API as the admin.
@@ -33,7 +33,7 @@ REPORT_HEADERS = {
 }
 
 
-def perf_report_path(gateway: Gateway) -> Path:
+def _report_path(gateway: Gateway) -> Path:
     return gateway.settings.data_dir / PERF_REPORT_FILE
 
 
@@ -61,7 +61,7 @@ async def put_perf_report(request: Request, gateway: Gateway) -> Response:
         raise ApiError(400, "the report is not UTF-8 text") from None
     if not _looks_like_html(text):
         raise ApiError(400, "not an HTML document: it must start with <!DOCTYPE html> or <html>")
-    await run_in_threadpool(_replace_file, perf_report_path(gateway), body)
+    await run_in_threadpool(_replace_file, _report_path(gateway), body)
     return JSONResponse(
         {"bytes": len(body), "stored_at": iso_time(time.time()), "url": "/console/perf-report"},
         status_code=201,
@@ -70,7 +70,7 @@ async def put_perf_report(request: Request, gateway: Gateway) -> Response:
 
 @admin
 async def get_perf_report(request: Request, gateway: Gateway) -> Response:
-    path = perf_report_path(gateway)
+    path = _report_path(gateway)
     try:
         body = await run_in_threadpool(path.read_bytes)
     except FileNotFoundError:
