@@ -1,1 +1,1 @@
-"""Performance suites and their combined report (`edgefaas perf`)."""
+"""The benchmarks (`python -m edgefaas.perf.<name>`), and `edgefaas perf`: some of them in one report."""

@@ -51,7 +51,9 @@ from edgefaas.perf.stats import percentile
 
 SERVICE_BIN = artifact_dir() / f"parsec-service-{PARSEC_SERVICE_VERSION}" / "bin" / "parsec"
 BASELINE_SRC = Path(__file__).with_name("parsec_baseline")
-# Build output lives in a cache, never in the repository.
+# What cargo builds the baseline from: package data, so an installed edgefaas can build it too.
+BASELINE_SOURCES = ("Cargo.toml", "Cargo.lock", "src/main.rs")
+# Build output lives in a cache, never beside the sources (an installed package's folder).
 BASELINE_TARGET = cache_dir() / "cargo-target" / "parsec-baseline"
 BASELINE_BIN = BASELINE_TARGET / "release/parsec-baseline"
 OPS = ("ping", "ecc-sign", "rsa-encrypt")
@@ -138,7 +140,7 @@ def private_service(idle_sleep_ms: int | None = None) -> Iterator[str]:
 
 def build_baseline() -> Path:
     """Build the Rust baseline unless the cached binary is newer than its sources."""
-    sources = [BASELINE_SRC / "Cargo.toml", BASELINE_SRC / "Cargo.lock", BASELINE_SRC / "src/main.rs"]
+    sources = [BASELINE_SRC / name for name in BASELINE_SOURCES]
     if BASELINE_BIN.exists() and all(BASELINE_BIN.stat().st_mtime >= s.stat().st_mtime for s in sources):
         return BASELINE_BIN
     log(f"building the Rust baseline into {BASELINE_TARGET} (a minute or two the first time)...")
