@@ -1,4 +1,4 @@
-//! parsec-baseline: the same request loop as tests/perf/parsec_bench.py, made with the
+//! parsec-baseline: the same request loop as edgefaas.perf.parsec (Python), made with the
 //! official Rust BasicClient, so the Python client has a reference to be compared with.
 //!
 //!     parsec-baseline <ping|ecc-sign|rsa-encrypt> <clients> [--duration SECS | --count N]
