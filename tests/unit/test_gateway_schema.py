@@ -79,7 +79,7 @@ def test_every_documented_operation_is_fuzzed(gateway):
     assert loaded == set(OPERATIONS)
 
 
-# -- found while measuring the gateway's overhead (tests/perf/gateway_bench.py) -------------------
+# -- found while measuring the gateway's overhead (edgefaas.perf.gateway) -------------------------
 
 
 def test_a_cookie_a_function_sets_goes_to_its_caller_and_never_to_other_callers(tmp_path):
