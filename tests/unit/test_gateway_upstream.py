@@ -7,7 +7,7 @@ import gzip
 
 import pytest
 
-from edgefaas.gateway.upstream import AnswerTimeout, BrokenAnswer, Pool, Unreached
+from edgefaas.gateway.upstream import MAX_HEAD_BYTES, AnswerTimeout, BrokenAnswer, Pool, Unreached
 
 pytestmark = pytest.mark.unit
 
@@ -238,6 +238,14 @@ def test_interim_answers_are_skipped_and_head_204_have_no_body():
         b"garbage\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        # What the parser leaves to the client: head size, version, the end of framed bodies.
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+        b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/0.9 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",
     ],
 )
 def test_malformed_answers_are_broken(bad):
@@ -247,6 +255,58 @@ def test_malformed_answers_are_broken(bad):
         pool = Pool()
         with pytest.raises(BrokenAnswer):
             await pool.request("POST", base, "/", [], b"", 5)
+        await pool.aclose()
+        await server.stop()
+
+    run(main())
+
+
+def test_header_values_are_trimmed_trailers_dropped_and_other_codings_read_to_close():
+    async def main():
+        answers = iter(
+            [
+                b"HTTP/1.1 200 OK\r\nX-A:  padded \t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\nab\r\n0\r\nX-Trailer: 1\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw",
+            ]
+        )
+        server = Scripted(lambda h, b: next(answers))
+        base = await server.start()
+        pool = Pool()
+        first = await pool.request("GET", base, "/", [], b"", 5)
+        assert first.body == b"ab"
+        assert first.headers == [(b"X-A", b"padded"), (b"Transfer-Encoding", b"chunked")]
+        server.close_after = True
+        second = await pool.request("GET", base, "/", [], b"", 5)
+        assert second.body == b"raw" and second.headers == [(b"Transfer-Encoding", b"gzip")]
+        await pool.aclose()
+        await server.stop()
+
+    run(main())
+
+
+def test_bytes_after_an_answer_are_not_taken_for_the_next_one():
+    async def main():
+        server = Scripted(lambda h, b: OK + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale")
+        base = await server.start()
+        pool = Pool()
+        for _ in range(2):
+            assert (await pool.request("GET", base, "/", [], b"", 5)).body == b"ok"
+        assert server.connections == 2
+        await pool.aclose()
+        await server.stop()
+
+    run(main())
+
+
+def test_a_head_that_never_ends_is_broken_once_over_the_limit_not_at_the_timeout():
+    async def main():
+        endless = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * (MAX_HEAD_BYTES + 1024)
+        server = Scripted(lambda h, b: endless)  # and the connection stays open
+        base = await server.start()
+        pool = Pool()
+        with pytest.raises(BrokenAnswer, match="head over"):
+            await pool.request("GET", base, "/", [], b"", 30)
         await pool.aclose()
         await server.stop()
 

@@ -1,45 +1,41 @@
 """The gateway's hop to functions: a small HTTP/1.1 client with kept-alive connections.
 
-Why not httpx: on this hop it cost 1.4-2.8 ms of CPU per call, more with concurrency
-(httpcore's pool), and was the largest part of what the gateway adds to a call (README,
-"Gateway overhead"). aiohttp's ClientSession costs ~0.3 ms; this client ~0.1 ms (one POST
-with a small JSON answer, loopback, 1 and 16 in flight). The hop needs little of a general
-client: plain http to a known host and port, a whole body out, a whole answer in. So this is
-an asyncio Protocol per connection, a list of idle connections per upstream, a strict parser
-for the answer's head, and Content-Length, chunked or read-to-close bodies. No cookies are
-kept, no proxy is read from the environment, no redirect is followed, nothing is added to
-the caller's headers but Host and Content-Length, and the answer's body is passed on as sent
-(not decoded: its Content-Encoding goes to the caller with it).
+Why not httpx: on this hop httpcore's pool cost more CPU per call than anything else the
+gateway does (docs/performance.md, "Gateway overhead", measures what the gateway adds). The
+hop needs little of a general client: plain http to a known host and port, a whole body out,
+a whole answer in. So this is an asyncio Protocol per connection, a list of idle connections
+per upstream, and httptools (llhttp, the parser uvicorn serves the gateway's own callers with)
+to read each answer. No cookies are kept, no proxy is read from the environment, no redirect
+is followed, nothing is added to the caller's headers but Host and Content-Length, and the
+answer's body is passed on as sent (not decoded: its Content-Encoding goes to the caller
+with it).
 
 What a failure means for a retry is the caller's decision, made on the exception's class:
 ``Unreached`` (the request never left this process: no connection, or none free in time) is
 safe to try again anywhere; ``AnswerTimeout`` and ``BrokenAnswer`` come after the request was
-written, when the function may have run, so they are not retried (as with httpx before). An
-answer that says ``Connection: close`` (a draining runtime's do) or ends with the connection
-leaves that connection unused after it; an idle one the server has closed, or sent anything
-unasked on, is noticed before use and replaced with a new one, nothing having been sent on it.
+written, when the function may have run, so they are not retried. An answer that says
+``Connection: close`` (a draining runtime's do) or ends with the connection leaves that
+connection unused after it; an idle one the server has closed, or sent anything unasked on,
+is noticed before use and replaced with a new one, nothing having been sent on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import urllib.parse
 from collections import deque
 from dataclasses import dataclass
-from typing import cast
+from typing import NoReturn, cast
 
-# Limits on what an upstream may send before the gateway gives up on it as malformed.
+import httptools
+
+# httptools buffers a head's fields with no limit of its own: past this an upstream's answer is
+# taken as malformed.
 MAX_HEAD_BYTES = 64 * 1024
-MAX_CHUNK_LINE_BYTES = 4096
 
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
-# A field name is a token; its value may hold no control character but tab (RFC 9110 5.5).
-_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*")
 # A request target is sent as printable ASCII; anything else the caller's path held is escaped.
 _TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE", "CONNECT"})
 
 
@@ -66,35 +62,141 @@ class Answer:
     body: bytes
 
 
-class _Closed(Exception):
-    """The peer closed the connection (or it broke) before the bytes wanted arrived."""
+class _Settled(Exception):
+    """Raised in a parser callback to stop parsing once the answer is settled."""
+
+
+class _Exchange:
+    """The answer to one request, as httptools reads it: its callbacks, and the answer's future.
+
+    httptools (llhttp) enforces the framing rules that keep an answer from being read two ways:
+    a single well-formed Content-Length, well-formed chunk sizes each followed by CRLF, no bare
+    CR or LF, no folded lines, valid field names and values. What it leaves to its caller is
+    decided here: it does not limit a head's size, accepts HTTP/0.9 and HTTP/2.0 status lines,
+    cannot be told that the request was HEAD (whose answer has no body), and has no call for the
+    end of input (so a body that ends with the connection is recognised from the head).
+    """
+
+    __slots__ = ("answer", "body", "ends_with_close", "head_bytes", "head_done", "head_only", "headers",
+                 "keep", "parser", "reuse", "status")  # fmt: skip
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, method: str) -> None:
+        self.answer: asyncio.Future[Answer] = loop.create_future()
+        self.parser = httptools.HttpResponseParser(self)
+        # An answer framed by both Transfer-Encoding and Content-Length is read by its chunked
+        # coding (RFC 9112 6.3), and its connection is not used again (``reuse``).
+        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        self.head_only = method == "HEAD"
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.head_done = False
+        self.head_bytes = 0
+        self.ends_with_close = False
+        self.reuse = True
+        self.keep = False  # whether the connection may carry another request, once settled
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            # Also how a callback's _Settled comes out, the answer already settled.
+            self._fail(f"a malformed answer: {exc}")
+        if not self.head_done:  # the head is still coming, held by httptools until it ends
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._fail(f"a head over {MAX_HEAD_BYTES} bytes")
+
+    def connection_lost(self) -> None:
+        """The end of a body read to the close; else the answer broke off."""
+        if self.head_done and self.ends_with_close:
+            self._finish(keep=False)
+        else:
+            self._fail("the connection closed before the answer was complete")
+
+    def _finish(self, keep: bool) -> None:
+        if not self.answer.done():
+            self.keep = keep and self.reuse
+            self.answer.set_result(Answer(self.status, self.headers, b"".join(self.body)))
+
+    def _fail(self, reason: str) -> None:
+        self.keep = False
+        if not self.answer.done():
+            self.answer.set_exception(BrokenAnswer(reason))
+
+    def _refuse(self, reason: str) -> NoReturn:
+        self._fail(reason)
+        raise _Settled
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.answer.done():
+            self._refuse("bytes after the answer")  # it is settled: only the connection is dropped
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.head_done:  # trailer fields (after a chunked body) are dropped
+            # llhttp keeps the whitespace that ends a value, which is not part of it (RFC 9110 5.5).
+            self.headers.append((name, value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        self.status = status = self.parser.get_status_code()
+        version = self.parser.get_http_version()
+        if version not in ("1.0", "1.1") or status < 100:
+            self._refuse(f"not an HTTP/1.x answer: HTTP/{version} {status:03d}")
+        if status == 101:
+            self._refuse("the function switched protocols, which the gateway never asks for")
+        if sum(len(name) + len(value) for name, value in self.headers) > MAX_HEAD_BYTES:
+            self._refuse(f"a head over {MAX_HEAD_BYTES} bytes")
+        if status < 200:
+            return  # 100 Continue and other interim answers come before the real one
+        self.head_done = True
+        framing = {
+            lowered: value
+            for name, value in self.headers
+            if (lowered := name.lower()) in (b"content-length", b"transfer-encoding")
+        }
+        self.reuse = len(framing) < 2
+        codings = framing.get(b"transfer-encoding", b"")
+        chunked = codings.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+        self.ends_with_close = b"content-length" not in framing and not chunked
+        if self.head_only:
+            self._finish(self.parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        if self.answer.done():
+            self._refuse("a body after an answer to HEAD")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.head_done:
+            self._finish(self.parser.should_keep_alive())
+        else:
+            self.headers = []  # an interim answer's: the real answer's own follow
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP connection: received bytes in a buffer, and one reader waiting for more of them."""
+    """One TCP connection, and the exchange its received bytes go to (None while idle)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.exchange: _Exchange | None = None
         self.closed = False
+        self.unasked = False  # bytes came while idle (say a 408 before closing): it is unusable
         self.idle_since = 0.0
         self.generation = 0  # its origin's generation when it connected (see Pool.forget)
         # The idle list this connection sits in, so a close while idle takes it out at once.
         self.idle_in: deque[_Connection] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._want = 0  # wake the reader once the buffer holds this many bytes (0: any new byte)
-
-    # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # No isinstance check: uvloop's transports do not derive from asyncio's classes.
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self._waiter is not None and len(self.buffer) >= self._want:
-            self._wake()
+        if self.exchange is None:
+            self.unasked = True
+        else:
+            self.exchange.feed(data)
 
     def eof_received(self) -> bool:
         self._lost()
@@ -109,70 +211,8 @@ class _Connection(asyncio.Protocol):
             with contextlib.suppress(ValueError):
                 self.idle_in.remove(self)
             self.idle_in = None
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- reading ------------------------------------------------------------------------------
-
-    async def _wait_for(self, want: int) -> None:
-        """Wait until the buffer holds ``want`` bytes (0: more than now); _Closed if none will come."""
-        if self.closed:
-            raise _Closed
-        self._want = want
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    async def read_line(self, limit: int) -> bytes:
-        """Up to and without the next CRLF; ``BrokenAnswer`` past ``limit`` bytes."""
-        start = 0
-        while True:
-            end = self.buffer.find(b"\r\n", start)
-            if end >= 0:
-                line = bytes(self.buffer[:end])
-                del self.buffer[: end + 2]
-                return line
-            if len(self.buffer) > limit:
-                raise BrokenAnswer(f"a line over {limit} bytes")
-            start = max(len(self.buffer) - 1, 0)
-            await self._wait_for(0)
-
-    async def read_head(self) -> bytes:
-        """Up to and without the blank line that ends a head."""
-        start = 0
-        while True:
-            end = self.buffer.find(b"\r\n\r\n", start)
-            if end >= 0:
-                head = bytes(self.buffer[:end])
-                del self.buffer[: end + 4]
-                return head
-            if len(self.buffer) > MAX_HEAD_BYTES:
-                raise BrokenAnswer(f"a head over {MAX_HEAD_BYTES} bytes")
-            start = max(len(self.buffer) - 3, 0)
-            await self._wait_for(0)
-
-    async def read_exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            await self._wait_for(size)
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
-
-    async def read_to_close(self) -> bytes:
-        try:
-            while True:
-                await self._wait_for(0)
-        except _Closed:
-            pass
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        return data
+        if self.exchange is not None:
+            self.exchange.connection_lost()
 
     def close(self) -> None:
         self.closed = True
@@ -248,26 +288,26 @@ class Pool:
             await self._slots.acquire()
         try:
             connection = await self._checkout(origin, loop)
+            exchange = connection.exchange = _Exchange(loop, method)
+            if connection.closed:  # while it was being made
+                exchange.connection_lost()
             # Sent now (asyncio writes at once, and buffers what the socket does not take).
             assert connection.transport is not None
             if len(body) < 65536:
                 connection.transport.write(head + body)
             else:
                 connection.transport.writelines((head, body))
-            keep = False
             try:
                 async with asyncio.timeout(timeout):
-                    answer, keep = await _read_answer(connection, method)
+                    return await exchange.answer
             except TimeoutError:
                 raise AnswerTimeout(f"no answer within {timeout:g}s") from None
-            except _Closed:
-                raise BrokenAnswer("the connection closed before the answer was complete") from None
             finally:
-                if keep and not connection.closed and not connection.buffer:
+                connection.exchange = None
+                if exchange.keep and not connection.closed:
                     self._checkin(origin, connection, loop)
                 else:
                     connection.close()
-            return answer
         finally:
             self._slots.release()
 
@@ -309,15 +349,13 @@ class Pool:
             connection.idle_in = None
             # Closed by the server, or holding bytes nobody asked for (say a 408 before closing):
             # it cannot carry a request. Nothing has been sent on it, so a fresh one is safe.
-            if connection.closed or connection.buffer or connection.idle_since < stale_before:
+            if connection.closed or connection.unasked or connection.idle_since < stale_before:
                 connection.close()
                 continue
             return connection
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(loop), origin.host, origin.port
-                )
+                _, connection = await loop.create_connection(_Connection, origin.host, origin.port)
         except TimeoutError:
             raise Unreached(f"no connection within {self.connect_timeout:g}s") from None
         except OSError as exc:
@@ -348,76 +386,3 @@ def _request_head(
         parts.append(b"\r\ncontent-length: %d" % len(body))
     parts.append(b"\r\n\r\n")
     return b"".join(parts)
-
-
-async def _read_answer(connection: _Connection, method: str) -> tuple[Answer, bool]:
-    """The answer to the request just sent, and whether the connection may carry another."""
-    while True:
-        status, version, headers = _parse_head(await connection.read_head())
-        if status >= 200:
-            break
-        if status == 101:
-            raise BrokenAnswer("the function switched protocols, which the gateway never asks for")
-        # 100 Continue and other interim answers come before the real one: skip them.
-    keep = version == 1
-    lengths: list[bytes] = []
-    codings = b""
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == b"content-length":
-            lengths += (length.strip() for length in value.split(b","))
-        elif lowered == b"transfer-encoding":
-            codings += b"," + value.lower()
-        elif lowered == b"connection" and b"close" in (token.strip() for token in value.lower().split(b",")):
-            keep = False  # the runtime says so while draining: the next call goes to a new connection
-    if method == "HEAD" or status in (204, 304):
-        return Answer(status, headers, b""), keep
-    if codings:
-        # Transfer-Encoding overrides Content-Length; with both, the connection is not trusted
-        # for another request (RFC 9112 6.3), nor when the body ends only with the connection.
-        if lengths:
-            keep = False
-        if codings.rsplit(b",", 1)[-1].strip() == b"chunked":
-            return Answer(status, headers, await _read_chunked(connection)), keep
-        return Answer(status, headers, await connection.read_to_close()), False
-    if lengths:
-        if len(set(lengths)) != 1 or not lengths[0].isdigit():
-            raise BrokenAnswer(f"a bad Content-Length: {b', '.join(lengths)!r}")
-        return Answer(status, headers, await connection.read_exactly(int(lengths[0]))), keep
-    return Answer(status, headers, await connection.read_to_close()), False
-
-
-def _parse_head(head: bytes) -> tuple[int, int, list[tuple[bytes, bytes]]]:
-    """Status, minor HTTP version, and raw headers, from a head without its blank line."""
-    lines = head.split(b"\r\n")
-    status_line = _STATUS_LINE.fullmatch(lines[0])
-    if status_line is None:
-        raise BrokenAnswer(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    headers = []
-    for line in lines[1:]:
-        field = _FIELD.fullmatch(line)
-        if field is None:
-            # Also a line folded onto the one before (obsolete), or a bare CR or LF in a line:
-            # relaying what other parsers would read differently is how smuggling starts.
-            raise BrokenAnswer(f"a malformed header line: {line[:80]!r}")
-        headers.append((field[1], field[2]))
-    return int(status_line[2]), int(status_line[1]), headers
-
-
-async def _read_chunked(connection: _Connection) -> bytes:
-    chunks = []
-    while True:
-        # The size in hex, then perhaps ";extensions", which mean nothing to the gateway.
-        size_line = (await connection.read_line(MAX_CHUNK_LINE_BYTES)).split(b";", 1)[0].strip(b" \t")
-        if not _CHUNK_SIZE.fullmatch(size_line):
-            raise BrokenAnswer(f"a bad chunk size: {size_line[:40]!r}")
-        size = int(size_line, 16)
-        if size == 0:
-            # Trailer fields are dropped, as they were with httpx; the blank line ends the body.
-            while await connection.read_line(MAX_HEAD_BYTES):
-                pass
-            return b"".join(chunks)
-        chunk = await connection.read_exactly(size + 2)
-        if not chunk.endswith(b"\r\n"):
-            raise BrokenAnswer("a chunk not ended by CRLF")
-        chunks.append(chunk[:-2])
