@@ -98,7 +98,6 @@ def create_app(
         license_store=license_store,
         licenses=authority,
         ledger=ledger,
-        quota=quota,
         metrics=gateway_metrics,
         invoker=invoker,
         admin_auth=AdminAuth(password),

@@ -15,7 +15,6 @@ from .ledger import Ledger
 from .licensing.authority import LicenseAuthority
 from .licensing.store import LicenseStore
 from .metrics import Metrics
-from .quota import QuotaGate
 from .registry import FunctionRegistry
 
 
@@ -29,7 +28,6 @@ class Gateway:
     license_store: LicenseStore
     licenses: LicenseAuthority
     ledger: Ledger
-    quota: QuotaGate
     metrics: Metrics
     invoker: Invoker
     admin_auth: AdminAuth

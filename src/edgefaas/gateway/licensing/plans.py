@@ -14,7 +14,7 @@ from ..ledger import MICROS
 from ..timestamps import iso_time
 
 
-def to_micros(amount: float | int | str) -> int:
+def _micros(amount: float | int | str) -> int:
     """Currency units to integer millionths, rounded half up."""
     return int((Decimal(str(amount)) * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
@@ -57,8 +57,8 @@ class Plan:
         return cls(
             name=data["name"],
             description=data.get("description", ""),
-            price_per_call_micros=to_micros(data.get("price_per_call", 0)),
-            price_per_second_micros=to_micros(data.get("price_per_second", 0)),
+            price_per_call_micros=_micros(data.get("price_per_call", 0)),
+            price_per_second_micros=_micros(data.get("price_per_second", 0)),
             quota_calls=None if quota is None else int(quota["calls"]),
             quota_period_s=86_400 if quota is None else int(quota["period_s"]),
         )
