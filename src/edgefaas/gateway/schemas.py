@@ -267,26 +267,3 @@ LICENSE_ISSUED: Schema = {
         "token": {"type": "string", "description": "send as Authorization: Bearer <token>; shown only once"},
     },
 }
-
-BILLING: Schema = {
-    "type": "object",
-    "required": ["license", "functions", "total"],
-    "properties": {
-        "license": {"type": "string"},
-        "plan": {"type": "string"},
-        "functions": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["function", "invocations", "duration_ms", "amount"],
-                "properties": {
-                    "function": {"type": "string"},
-                    "invocations": {"type": "integer"},
-                    "duration_ms": {"type": "number"},
-                    "amount": {"type": "number"},
-                },
-            },
-        },
-        "total": {"type": "number"},
-    },
-}
