@@ -128,26 +128,18 @@ class Inventory:
         return [h for h in self.hosts if group in h.groups]
 
 
-def _dump(path: str, cwd: str | None) -> str:
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
-    from pyinfra_cli.inventory import make_inventory
-
-    with ctx_state.use(State()):
-        inventory = make_inventory(path, cwd=cwd)
-    hosts = [{"name": h.name, "groups": list(h.groups), "data": h.data.dict()} for h in inventory]
-    return json.dumps(hosts, default=str)
-
-
 def load_inventory(path: str, cwd: str | None = None) -> Inventory:
     """Load a pyinfra inventory file with its group_data, exactly as `pyinfra` would.
 
     Test suites use this so that they address devices only through an inventory, and so
-    verify the virtual lab and a real lab the same way. It runs in a child process because
-    importing pyinfra's CLI monkey-patches the whole interpreter with gevent.
+    verify the virtual lab and a real lab the same way. pyinfra's Python API has no loader
+    for an inventory file and its group_data (its command line has one of its own), so this
+    asks the command line: `pyinfra INVENTORY debug-inventory --json` loads and prints the
+    inventory without contacting a host. A child process also keeps pyinfra's command line
+    from monkey-patching this interpreter with gevent.
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "edgefaas.deploy.inventory", path, cwd or ""],
+        [sys.executable, "-m", "pyinfra", path, "debug-inventory", "--json"],
         capture_output=True,
         text=True,
         cwd=cwd or None,
@@ -160,7 +152,3 @@ def load_inventory(path: str, cwd: str | None = None) -> Inventory:
             InventoryHost(h["name"], tuple(h["groups"]), HostData(h["data"])) for h in json.loads(proc.stdout)
         )
     )
-
-
-if __name__ == "__main__":
-    print(_dump(sys.argv[1], sys.argv[2] or None))
