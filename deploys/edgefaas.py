@@ -23,19 +23,15 @@ server removed a node (edgefaas.deploy.kube_account). The gateway runs as
 the unprivileged `edgefaas` user, with systemd hardening.
 
 Settings (host data): edgefaas_functions and edgefaas_public_functions (in
-inventories/group_data/all.py), and with defaults below edgefaas_gateway_port,
+inventories/group_data/all.py), and with defaults (edgefaas.deploy.settings) edgefaas_gateway_port,
 edgefaas_namespace, edgefaas_admin_password (else the gateway makes one, readable by root
 in <data dir>/admin-password), edgefaas_gateway_url (what pods call the gateway at).
 """
 
-import hashlib
-import json
-import shlex
 from io import StringIO
 from pathlib import Path
 
 from pyinfra import host, inventory, logger
-from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
@@ -43,27 +39,13 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import K3sImage
+from edgefaas.deploy.facts import K3sImage, OutOfDateFunctions
+from edgefaas.deploy.functions import check_manifest, manifest, out_of_date, wanted_functions
 from edgefaas.deploy.kube_account import service_account
 from edgefaas.deploy.services import keep_running
+from edgefaas.deploy.settings import setting
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATES = REPO / "templates" / "edgefaas"
-
-# Defaults for the settings this deploy reads from host data (group_data may override each).
-DEFAULTS = {
-    "edgefaas_functions_dir": str(REPO / "functions"),
-    "edgefaas_gateway_port": 8080,
-    "edgefaas_namespace": "edgefaas-fn",
-    # None: the gateway makes a random one on first start.
-    "edgefaas_admin_password": None,
-    # None: http://<the server's K3S node address>:<port>.
-    "edgefaas_gateway_url": None,
-    # parsec: license tokens signed by an ES256 key held in Parsec (needs deploys/parsec.py on
-    # the host, as on SONiC); hmac: a random key in the gateway's data directory.
-    "edgefaas_license_signer": "hmac",
-}
-
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "edgefaas"
 K3S_DATA_DIR = "/var/lib/rancher/k3s"
 K3S_IMAGES_DIR = f"{K3S_DATA_DIR}/agent/images"
 CONTAINERD_SOCKET = "/run/k3s/containerd/containerd.sock"
@@ -73,107 +55,8 @@ CONFIG_DIR = "/etc/edgefaas/gateway"
 KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
 RBAC = f"{CONFIG_DIR}/account.yaml"
 FUNCTIONS_DIR = "/etc/edgefaas/functions"
+MANIFEST = f"{FUNCTIONS_DIR}/functions.json"
 ACCOUNT = "edgefaas-gateway"
-SYNC_SCRIPT = "/usr/local/sbin/edgefaas-functions"
-# What makes a deployed function differ from the wanted one (the sync script compares the same).
-COMPARED = ("codeSha256", "constraints", "limits", "public", "envVars")
-OLD_KUBECONFIG_SCRIPT = "/usr/local/sbin/edgefaas-gateway-kubeconfig"
-
-
-def setting(key: str):
-    value = host.data.get(key)
-    if value is None and key not in DEFAULTS:
-        raise DeployError(
-            f"{host.name}: set {key} in the inventory's group_data (see inventories/group_data/all.py)"
-        )
-    return DEFAULTS[key] if value is None else value
-
-
-class GatewayFunctions(FactBase):
-    """What the gateway on this host runs: {name: its FunctionStatus}, or None if it does not answer.
-
-    Read as root with the admin password from the gateway's data directory; the password
-    never leaves the host and is never on a command line.
-    """
-
-    _SCRIPT = (
-        "import base64, json, sys, urllib.request\n"
-        "url, secret = sys.argv[1:3]\n"
-        "try:\n"
-        "    password = open(secret).read().strip()\n"
-        "    auth = base64.b64encode(('admin:' + password).encode()).decode()\n"
-        "    headers = {'Authorization': 'Basic ' + auth}\n"
-        "    req = urllib.request.Request(url + '/system/functions', headers=headers)\n"
-        "    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))\n"
-        "    with opener.open(req, timeout=10) as answer:\n"
-        "        print(json.dumps({'functions': json.load(answer)}))\n"
-        "except Exception as exc:\n"
-        "    print(json.dumps({'error': str(exc)}))\n"
-    )
-
-    def command(self, python: str, url: str, password_file: str) -> str:
-        return (
-            f"test -x {python} && {python} -c {shlex.quote(self._SCRIPT)} {url} {password_file} "
-            '|| echo \'{"error": "no gateway"}\''
-        )
-
-    def process(self, output: list[str]) -> dict | None:
-        try:
-            answer = json.loads("\n".join(output))
-        except ValueError:
-            return None
-        if "functions" not in answer:
-            return None
-        return {f["name"]: f for f in answer["functions"]}
-
-
-def triton_urls() -> str:
-    """HTTP endpoints of every Triton server in the inventory (deploys/triton.py), comma-separated."""
-    urls = []
-    for other in iter(inventory):
-        if other.data.get("triton_server"):
-            address = hosts.address(other)
-            urls.append(f"http://{address}:{other.data.get('triton_http_port') or 8000}")
-    return ",".join(urls)
-
-
-def wanted_functions() -> list[dict]:
-    """The functions to keep deployed, as bodies for POST /system/functions (less the code)."""
-    source = Path(setting("edgefaas_functions_dir"))
-    public = set(setting("edgefaas_public_functions"))
-    wanted = []
-    for name, settings in sorted(setting("edgefaas_functions").items()):
-        path = source / settings.get("file", f"{name}.py")
-        if not path.is_file():
-            raise DeployError(f"{host.name}: function {name}: {path} does not exist")
-        env = {str(k): str(v) for k, v in settings.get("envVars", {}).items()}
-        if path.name == "face_expression.py" and "TRITON_URLS" not in env:
-            env["TRITON_URLS"] = triton_urls()
-        wanted.append(
-            {
-                "service": name,
-                "file": path.name,
-                "constraints": list(settings.get("constraints", [])),
-                "limits": dict(settings.get("limits", {})),
-                "public": bool(settings.get("public", name in public)),
-                "envVars": env,
-                "path": str(path),
-                "codeSha256": hashlib.sha256(path.read_text().encode()).hexdigest(),
-            }
-        )
-    return wanted
-
-
-def out_of_date(wanted: list[dict], deployed: dict | None) -> list[str]:
-    """Names of the wanted functions the gateway lacks or runs differently (all if it does not answer)."""
-    if deployed is None:
-        return [w["service"] for w in wanted]
-    stale = []
-    for w in wanted:
-        current = deployed.get(w["service"])
-        if current is None or any((current.get(k) or type(w[k])()) != w[k] for k in COMPARED):
-            stale.append(w["service"])
-    return stale
 
 
 is_node = hosts.k3s_role(host) is not None
@@ -206,10 +89,11 @@ if is_node:
 if "k3s_server" in host.groups:
     user = host.data.edgefaas_user
     venv = host.data.edgefaas_venv
-    namespace = setting("edgefaas_namespace")
-    port = int(setting("edgefaas_gateway_port"))
+    namespace = setting(host, "edgefaas_namespace")
+    port = int(setting(host, "edgefaas_gateway_port"))
     gateway_url = (
-        setting("edgefaas_gateway_url") or f"http://{hosts.own_address(host, 'for pods to call')}:{port}"
+        setting(host, "edgefaas_gateway_url")
+        or f"http://{hosts.own_address(host, 'for pods to call')}:{port}"
     )
     local_url = f"http://127.0.0.1:{port}"
     password_file = f"{DATA_DIR}/admin-password"
@@ -244,14 +128,11 @@ if "k3s_server" in host.groups:
         service_user=user,
         checks=[f"create deployments -n {namespace}", "list nodes", "list events -n default"],
     )
-    files.file(  # its place before the writer was shared with deploys/nodeauth.py
-        name="Remove the gateway's old kubeconfig writer", path=OLD_KUBECONFIG_SCRIPT, present=False
-    )
 
     open_ports("edgefaas", [f"{port}/tcp EdgeFaaS gateway"], f"the gateway's port {port}/tcp")
 
     # Licenses signed by a key held in Parsec (tamper-proof) where Parsec runs here.
-    signer = setting("edgefaas_license_signer")
+    signer = setting(host, "edgefaas_license_signer")
     if signer not in ("parsec", "hmac"):
         raise DeployError(f"{host.name}: edgefaas_license_signer must be parsec or hmac, not {signer!r}")
     parsec_access = None
@@ -298,7 +179,7 @@ if "k3s_server" in host.groups:
     )
 
     # -- the functions, through the gateway's own API ------------------------------------------
-    wanted = wanted_functions()
+    wanted = wanted_functions(host, inventory)
     files.directory(name=f"Create {FUNCTIONS_DIR}", path=FUNCTIONS_DIR, mode="755")
     for function in wanted:
         files.put(
@@ -307,34 +188,28 @@ if "k3s_server" in host.groups:
             dest=f"{FUNCTIONS_DIR}/{function['file']}",
             mode="644",
         )
-    manifest = [{k: w[k] for k in ("service", "file", *COMPARED[1:])} for w in wanted]
     files.put(
         name="Write the list of functions to keep deployed",
-        src=StringIO(json.dumps(manifest, indent=2) + "\n"),
-        dest=f"{FUNCTIONS_DIR}/functions.json",
+        src=StringIO(manifest(wanted)),
+        dest=MANIFEST,
         mode="644",
-    )
-    files.template(
-        name="Install the function deployer",
-        src=str(TEMPLATES / "edgefaas-functions.j2"),
-        dest=SYNC_SCRIPT,
-        mode="755",
-        python=f"{venv}/bin/python",
-        gateway=local_url,
-        password_file=password_file,
-        manifest=f"{FUNCTIONS_DIR}/functions.json",
-        timeout=180,
     )
     # Asked of the gateway itself, so a function deleted or changed behind the deploy's back
     # is put right, and a second run with nothing new changes nothing.
-    stale = out_of_date(
-        wanted,
-        host.get_fact(
-            GatewayFunctions, python=f"{venv}/bin/python", url=local_url, password_file=password_file
-        ),
+    edgefaas = f"{venv}/bin/edgefaas"
+    checked = host.get_fact(
+        OutOfDateFunctions,
+        edgefaas=edgefaas,
+        url=local_url,
+        password_file=password_file,
+        wanted=check_manifest(wanted),
     )
+    stale = out_of_date(wanted, checked)
     if stale:
         server.shell(
             name=f"Deploy or update {', '.join(stale)} through the gateway's API",
-            commands=[SYNC_SCRIPT],
+            commands=[
+                f"{edgefaas} sync-functions --url {local_url} --password-file {password_file} "
+                f"--manifest {MANIFEST}"
+            ],
         )

@@ -22,7 +22,7 @@ from edgefaas.deploy import hosts, nvidia
 from edgefaas.deploy.artifacts import artifact, install
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import NvidiaContainerRuntime
-from edgefaas.deploy.secrets import site_secret
+from edgefaas.deploy.secrets import cluster_token
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
 BINARY = "/usr/local/bin/k3s"
@@ -50,11 +50,6 @@ ACL_PORTS = {
 }
 
 
-def cluster_token() -> str:
-    """The token from host data, else from the token file (made on first use)."""
-    return site_secret(host.data.get("k3s_token"), host.data.k3s_token_file, "K3S token", host.name)
-
-
 servers = inventory.get_group("k3s_server")
 role = hosts.k3s_role(host)
 if role is None:
@@ -67,7 +62,7 @@ else:
     files.directory(name="Create /etc/rancher/k3s", path="/etc/rancher/k3s", mode="755")
     token = files.put(
         name="Install the cluster token (0600)",
-        src=StringIO(cluster_token() + "\n"),
+        src=StringIO(cluster_token(host) + "\n"),
         dest=TOKEN_FILE,
         mode="600",
     )

@@ -25,7 +25,6 @@ from io import StringIO
 from pathlib import Path
 
 from pyinfra import host, inventory
-from pyinfra.api import FactBase
 from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
@@ -33,9 +32,11 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
+from edgefaas.deploy.facts import NodeCertificate
 from edgefaas.deploy.kube_account import service_account
-from edgefaas.deploy.secrets import site_secret
+from edgefaas.deploy.secrets import enrollment_key
 from edgefaas.deploy.services import keep_running
+from edgefaas.deploy.settings import setting
 from edgefaas.nodeauth.enrollment import ENROLL_PORT, enrollment_secret
 from edgefaas.nodeauth.server import AGENT_PORT
 
@@ -47,42 +48,6 @@ KEY_FILE = f"{CONFIG_DIR}/enrollment.key"
 SECRET_FILE = f"{CONFIG_DIR}/enrollment.secret"
 KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
 ACCOUNT = "edgefaas-nodeauth"
-
-# Defaults for the settings this deploy reads from host data.
-DEFAULTS = {
-    "nodeauth_interval": 1.0,  # seconds between reviews of new nodes
-    "nodeauth_recheck": 30.0,  # seconds between reviews of every node (revocations take effect at once)
-    "nodeauth_grace": 120.0,  # seconds a new node may wait, cordoned, for its agent to start
-    "nodeauth_enrollment_key": None,
-    "nodeauth_enrollment_key_file": "~/.config/edgefaas/nodeauth-enrollment-key",
-}
-
-
-def setting(key: str):
-    value = host.data.get(key)
-    return DEFAULTS[key] if value is None else value
-
-
-def enrollment_key() -> bytes:
-    """The key every device's secret derives from: host data, else the operator's file."""
-    given, path = setting("nodeauth_enrollment_key"), setting("nodeauth_enrollment_key_file")
-    return site_secret(given, path, "enrollment key", host.name, min_length=32).encode()
-
-
-class NodeCertificate(FactBase):
-    """Whether this node holds a valid certificate from the server's CA for its Parsec key."""
-
-    def command(self, venv: str, server_url: str, node: str) -> str:
-        enroll = (
-            f"runuser -u {USER} -- {venv}/bin/edgefaas nodeauth enroll --check "
-            f"--server-url {shlex.quote(server_url)} --secret-file {SECRET_FILE} --node {shlex.quote(node)} "
-            f"--state-dir {STATE_DIR}"
-        )
-        return f"id -u {USER} >/dev/null 2>&1 && {enroll} 2>/dev/null || echo needed"
-
-    def process(self, output: list[str]) -> bool:
-        return [line.strip() for line in output] == ["valid"]
-
 
 servers = inventory.get_group("k3s_server")
 role = hosts.k3s_role(host)
@@ -117,7 +82,7 @@ if role is not None:
 if role == "server":
     key = files.put(
         name="Install the enrollment key (0640, the server's user reads it)",
-        src=StringIO(enrollment_key().decode() + "\n"),
+        src=StringIO(enrollment_key(host).decode() + "\n"),
         dest=KEY_FILE,
         user="root",
         group=USER,
@@ -151,9 +116,9 @@ if role == "server":
         exempt=[hosts.node_name(host)],
         port=ENROLL_PORT,
         agent_port=AGENT_PORT,
-        interval=setting("nodeauth_interval"),
-        recheck=setting("nodeauth_recheck"),
-        grace=setting("nodeauth_grace"),
+        interval=setting(host, "nodeauth_interval"),
+        recheck=setting(host, "nodeauth_recheck"),
+        grace=setting(host, "nodeauth_grace"),
         wheelhouse_sha256=wheelhouse,
     )
     restart = any_changed(unit, key, kubeconfig)
@@ -170,7 +135,13 @@ if role == "server":
 # server's start, and tells from each agent that the ACL lets it reach the server.
 if role is not None:
     needs_certificate = role == "agent" and not host.get_fact(
-        NodeCertificate, venv=venv, server_url=server_url, node=hosts.node_name(host)
+        NodeCertificate,
+        user=USER,
+        venv=venv,
+        server_url=server_url,
+        secret_file=SECRET_FILE,
+        node=hosts.node_name(host),
+        state_dir=STATE_DIR,
     )
     server.shell(
         name=f"Wait until the authentication server answers at {server_url}",
@@ -188,7 +159,7 @@ if role == "agent":
     node = hosts.node_name(host)
     files.put(
         name="Install this node's enrollment secret (0640, the agent's user reads it)",
-        src=StringIO(enrollment_secret(enrollment_key(), node) + "\n"),
+        src=StringIO(enrollment_secret(enrollment_key(host), node) + "\n"),
         dest=SECRET_FILE,
         user="root",
         group=USER,

@@ -22,7 +22,6 @@ and metadata plus a numeric model over gRPC. tests/integration/test_triton.py re
 verdicts.
 """
 
-import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -33,106 +32,26 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.deploy import hosts, nvidia, python_bundle, userland
+from edgefaas.deploy import python_bundle
 from edgefaas.deploy.artifacts import artifact, install, unpack
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import NvidiaContainerRuntime, NvidiaGpu, Userland
 from edgefaas.deploy.services import keep_running
+from edgefaas.deploy.triton import (
+    MODELS_DIR,
+    STATE_DIR,
+    has_gpu,
+    host_ports,
+    refusal,
+    server_command,
+    testcases,
+    workload,
+)
 from edgefaas.lab.builds.images import VENV as RUNTIME_VENV
-from edgefaas.lab.builds.triton import TRITON_GLIBC
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "triton"
-STATE_DIR = "/var/lib/triton"
-MODELS_DIR = f"{STATE_DIR}/models"
 SERVICE_USER = "triton"
 UNIT = "/etc/systemd/system/tritonserver.service"
 TESTCASE_NAMESPACE = "edgefaas-triton"
-PHOTO = "/opt/edgefaas/frames/grace_hopper.jpg"  # in the runtime image (images.FRAMES_DIR)
-# The verdict as the pod's termination message: kept in the pod's status, unlike its log.
-REPORT = ("--report", "/dev/termination-log")
-
-
-def server_command(home: str, ports: dict[str, int], gpu: bool) -> list[str]:
-    """tritonserver's command line, the same for the systemd unit and the K3S workload."""
-    return [
-        f"{home}/bin/tritonserver",
-        f"--model-repository={MODELS_DIR}",
-        f"--backend-directory={home}/backends",
-        f"--cache-directory={home}/caches",
-        # explicit: the deploy reloads one changed model through the repository API, no restart.
-        "--model-control-mode=explicit",
-        "--load-model=*",
-        "--strict-readiness=true",
-        f"--http-port={ports['http_port']}",
-        f"--grpc-port={ports['grpc_port']}",
-        f"--metrics-port={ports['metrics_port']}",
-        f"--allow-gpu-metrics={'true' if gpu else 'false'}",
-        "--exit-timeout-secs=10",
-    ]
-
-
-def host_ports(data) -> dict[str, int]:
-    return {
-        "http_port": int(data.get("triton_http_port") or 8000),
-        "grpc_port": int(data.get("triton_grpc_port") or 8001),
-        "metrics_port": int(data.get("triton_metrics_port") or 8002),
-    }
-
-
-def workload_key(data, artifact_sha256: str, wheelhouse_sha256: str) -> str:
-    """What the K3S workload's pod runs; a change rolls it (models reload without, by the API)."""
-    digest = hashlib.sha256()
-    for part in (artifact_sha256, wheelhouse_sha256, json.dumps(host_ports(data), sort_keys=True)):
-        digest.update(part.encode())
-    return digest.hexdigest()[:16]
-
-
-def has_gpu(device) -> bool:
-    """Host data `triton_gpu` if set, else whether the device really has an NVIDIA GPU."""
-    gpu = device.data.get("triton_gpu")
-    return bool(device.get_fact(NvidiaGpu) if gpu is None else gpu)
-
-
-def testcases() -> list[dict]:
-    """The two Task 4.3 Jobs: each on its own K3S node, each calling a server on another device.
-
-    The HTTP case runs on a switch against a Jetson's server when the inventory has both,
-    the gRPC case on that Jetson against the K3S server's: traffic crosses device kinds.
-    """
-    nodes = [h for h in iter(inventory) if {"k3s_server", "k3s_agent"} & set(h.groups)]
-    servers = [h for h in iter(inventory) if h.data.get("triton_server")]
-    if len(nodes) < 2 or len(servers) < 2:
-        return []
-    agents = [h for h in nodes if "k3s_agent" in h.groups] or nodes
-    sonic_agent = next((h for h in agents if "sonic" in h.groups), agents[0])
-    jetson = next((h for h in nodes if "jetson" in h.groups and h is not sonic_agent), None)
-    second = jetson or next(h for h in nodes if h is not sonic_agent)
-    http_server = next(h for h in servers if h is not sonic_agent and (h is second or jetson is None))
-    grpc_server = next(h for h in servers if h is not second)
-
-    def url(server_host, port_key: str, default: int) -> str:
-        return f"{hosts.address(server_host)}:{server_host.data.get(port_key) or default}"
-
-    return [
-        {
-            "name": "triton-http-face",
-            "case": "http-face",
-            "node": sonic_agent.name,
-            "command": [
-                "python3", "-m", "edgefaas.triton.testcases", "http-face",
-                "--url", "http://" + url(http_server, "triton_http_port", 8000), "--photo", PHOTO, *REPORT,
-            ],
-        },
-        {
-            "name": "triton-grpc-numeric",
-            "case": "grpc-numeric",
-            "node": second.name,
-            "command": [
-                "python3", "-m", "edgefaas.triton.testcases", "grpc-numeric",
-                "--url", url(grpc_server, "triton_grpc_port", 8001), *REPORT,
-            ],
-        },
-    ]  # fmt: skip
 
 
 if host.data.get("triton_server"):
@@ -144,18 +63,10 @@ if host.data.get("triton_server"):
         logger.info(f"{host.name}: no NVIDIA GPU found: Triton's models use CPU instance groups")
     ports = host_ports(host.data)
     as_workload = bool(host.data.get("triton_as_k3s_workload"))
-    if as_workload and not {"k3s_server", "k3s_agent"} & set(host.groups):
-        raise DeployError(f"{host.name}: triton_as_k3s_workload needs a K3S node (k3s_server or k3s_agent)")
-    if not as_workload:
-        # The runtime image brings its own C library to a workload; a service has the device's.
-        found = userland.from_fact(host.get_fact(Userland))
-        refused = userland.triton_service_refusal(host.name, found, version, TRITON_GLIBC)
-        if refused:
-            raise DeployError(refused)
+    refused = refusal(host, version, TEMPLATES / "models")
+    if refused:
+        raise DeployError(refused)
     models = host.data.triton_models
-    unknown = sorted(set(models) - {p.name for p in (TEMPLATES / "models").iterdir() if p.is_dir()})
-    if unknown:
-        raise DeployError(f"{host.name}: triton_models names models with no template: {', '.join(unknown)}")
 
     server.user(
         name="Create the triton service user",
@@ -278,23 +189,7 @@ if "k3s_server" in host.groups and workload_hosts:
     home = f"/opt/tritonserver/{tritonserver.version}"
     wheelhouse_sha256 = artifact("edgefaas-wheelhouse").sha256
     image = f"docker.io/edgefaas/runtime:{artifact('runtime-image').version}"
-    documents = []
-    for other in workload_hosts:
-        # The node's own facts, read from here: the pod must match what that node's run put
-        # in its model configs (GPU or not) and what its containerd has (the nvidia handler).
-        gpu = has_gpu(other)
-        runtime = nvidia.pod_runtime(other.get_fact(NvidiaContainerRuntime), gpu)
-        documents.append(
-            {
-                "name": f"tritonserver-{other.name}",
-                "node": other.name,
-                "command": server_command(home, host_ports(other.data), gpu),
-                "config_sha256": workload_key(other.data, tritonserver.sha256, wheelhouse_sha256),
-                "ports": host_ports(other.data),
-                "runtime_class": runtime.runtime_class,
-                "env": runtime.env,
-            }
-        )
+    documents = [workload(other, home, tritonserver.sha256, wheelhouse_sha256) for other in workload_hosts]
     manifest = files.template(
         name=f"Write the Triton workloads ({', '.join(h.name for h in workload_hosts)})",
         src=str(TEMPLATES / "workloads.yaml.j2"),
@@ -323,7 +218,7 @@ if "k3s_server" in host.groups and workload_hosts:
 
 # -- Task 4.3: two test cases as K3S Jobs, applied from the K3S server ---------------------
 if "k3s_server" in host.groups and host.data.get("triton_testcases"):
-    cases = testcases()
+    cases = testcases(inventory)
     if not cases:
         logger.info(f"{host.name}: Task 4.3 needs two K3S nodes and two Triton servers: no test Jobs")
     else:

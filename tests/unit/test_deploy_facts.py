@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from edgefaas.deploy.facts import K3sImage, NvidiaGpu, UnpackedArtifact
+from edgefaas.deploy.facts import K3sImage, NodeCertificate, NvidiaGpu, OutOfDateFunctions, UnpackedArtifact
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +41,44 @@ def test_an_image_is_present_only_when_crictl_says_so():
     assert K3sImage().process(["present"]) is True
     assert K3sImage().process(["missing"]) is False
     assert K3sImage().process([]) is False
+
+
+def test_a_node_certificate_is_checked_as_the_agent_s_user_and_valid_only_when_it_says_so():
+    command = NodeCertificate().command(
+        user="edgefaas-nodeauth",
+        venv="/opt/edgefaas/venv",
+        server_url="http://10.77.0.11:8470",
+        secret_file="/etc/edgefaas/nodeauth/enrollment.secret",
+        node="jetson 1",
+        state_dir="/var/lib/edgefaas/nodeauth",
+    )
+    assert command.startswith("id -u edgefaas-nodeauth >/dev/null 2>&1 && runuser -u edgefaas-nodeauth -- ")
+    assert "/opt/edgefaas/venv/bin/edgefaas nodeauth enroll --check" in command
+    assert "--node 'jetson 1'" in command and "--state-dir /var/lib/edgefaas/nodeauth" in command
+    assert command.endswith("|| echo needed")
+    assert NodeCertificate().process(["valid"]) is True
+    assert NodeCertificate().process(["needed"]) is False
+    assert NodeCertificate().process(["valid", "needed"]) is False
+
+
+def test_out_of_date_functions_are_asked_of_the_device_s_edgefaas_with_the_manifest_on_stdin():
+    command = OutOfDateFunctions().command(
+        edgefaas="/opt/edgefaas/venv/bin/edgefaas",
+        url="http://127.0.0.1:8080",
+        password_file="/var/lib/edgefaas/gateway/admin-password",
+        wanted='[{"service": "it\'s"}]',
+    )
+    assert command.startswith("if test -x /opt/edgefaas/venv/bin/edgefaas; then printf %s ")
+    assert "| /opt/edgefaas/venv/bin/edgefaas sync-functions --check --url http://127.0.0.1:8080 " in command
+    assert "--password-file /var/lib/edgefaas/gateway/admin-password --manifest -" in command
+    done = subprocess.run(["sh", "-c", command.replace("test -x", "test -e")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1].startswith("exit ")
+
+
+def test_out_of_date_functions_are_read_only_from_a_clear_answer():
+    process = OutOfDateFunctions().process
+    assert process(["FuncA: missing", "FuncB: differs in limits", "exit 1"]) == ["FuncA", "FuncB"]
+    assert process(["exit 0"]) == []
+    assert process(["exit 2"]) is None, "the gateway did not answer"
+    assert process(["exit 1"]) is None, "an unexpected error names nothing"
+    assert process([]) is None

@@ -89,3 +89,48 @@ class K3sImage(FactBase[bool]):
 
     def process(self, output: list[str]) -> bool:
         return bool(output) and output[0].strip() == "present"
+
+
+class NodeCertificate(FactBase[bool]):
+    """Whether this node holds a valid certificate from the server's CA for its Parsec key.
+
+    Asked as the authentication agent's `user`, with `edgefaas nodeauth enroll --check`.
+    """
+
+    def command(
+        self, user: str, venv: str, server_url: str, secret_file: str, node: str, state_dir: str
+    ) -> str:
+        enroll = (
+            f"runuser -u {user} -- {venv}/bin/edgefaas nodeauth enroll --check "
+            f"--server-url {shlex.quote(server_url)} --secret-file {secret_file} --node {shlex.quote(node)} "
+            f"--state-dir {state_dir}"
+        )
+        return f"id -u {user} >/dev/null 2>&1 && {enroll} 2>/dev/null || echo needed"
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output] == ["valid"]
+
+
+class OutOfDateFunctions(FactBase[list[str] | None]):
+    """The functions of `wanted` (a --check manifest) the gateway at `url` lacks or runs
+    differently, or None when it cannot tell (no gateway, or no `edgefaas` at that path yet).
+
+    `edgefaas sync-functions --check`, as root with the admin password from the gateway's data
+    directory: the password never leaves the host and is never on a command line.
+    """
+
+    def command(self, edgefaas: str, url: str, password_file: str, wanted: str) -> str:
+        check = (
+            f"printf %s {shlex.quote(wanted)} | {edgefaas} sync-functions --check "
+            f"--url {shlex.quote(url)} --password-file {password_file} --manifest - 2>/dev/null"
+        )
+        # Always exit 0: a fact whose command fails fails the host.
+        return f'if test -x {edgefaas}; then {check}; echo "exit $?"; else echo "exit 2"; fi'
+
+    def process(self, output: list[str]) -> list[str] | None:
+        lines = [line.strip() for line in output if line.strip()]
+        names = [line.split(":", 1)[0] for line in lines[:-1]]
+        # 1 naming nothing is no answer: Python exits 1 on an unexpected error too.
+        if lines[-1:] == ["exit 0"] or (lines[-1:] == ["exit 1"] and names):
+            return names
+        return None

@@ -2,6 +2,9 @@
 
 Made on first use in a file only its owner reads, so that every later run, from this
 machine, derives the same values; a value given in host data wins over the file.
+
+A dry run (`pyinfra --dry`) makes no file: where there is none yet it plans with a
+placeholder that cannot pass for a secret, and says so.
 """
 
 from __future__ import annotations
@@ -9,8 +12,17 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
+from pyinfra import logger
 from pyinfra.api.exceptions import DeployError
+
+from edgefaas.deploy.dry_run import is_dry_run
+from edgefaas.deploy.settings import setting
+
+# Long enough for any min_length asked here, and not hex like the real ones.
+DRY_RUN_PLACEHOLDER = "-".join(["DRY-RUN-PLACEHOLDER-NOT-A-SECRET"] * 2)
+_announced: set[Path] = set()
 
 
 def site_secret(given: object, path_text: str, what: str, device: str, min_length: int = 1) -> str:
@@ -22,6 +34,14 @@ def site_secret(given: object, path_text: str, what: str, device: str, min_lengt
         return str(given)
     path = Path(os.path.expanduser(path_text))
     if not path.exists():
+        if is_dry_run():
+            if path not in _announced:
+                _announced.add(path)
+                logger.warning(
+                    f"--dry: no {what} in {path} yet: planned with a placeholder, not a secret; "
+                    "a real run makes the file"
+                )
+            return DRY_RUN_PLACEHOLDER
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL: two hosts planned at once must not each write a different secret.
         try:
@@ -35,3 +55,15 @@ def site_secret(given: object, path_text: str, what: str, device: str, min_lengt
     if len(value) < max(min_length, 1):
         raise DeployError(f"{device}: the {what} in {path} is {'empty' if not value else 'too short'}")
     return value
+
+
+def cluster_token(current: Any) -> str:
+    """The K3S token of host `current`: host data `k3s_token`, else the file `k3s_token_file`."""
+    return site_secret(current.data.get("k3s_token"), current.data.k3s_token_file, "K3S token", current.name)
+
+
+def enrollment_key(current: Any) -> bytes:
+    """The key every device's enrollment secret derives from: host data, else the operator's file."""
+    given = setting(current, "nodeauth_enrollment_key")
+    path = setting(current, "nodeauth_enrollment_key_file")
+    return site_secret(given, path, "enrollment key", current.name, min_length=32).encode()

@@ -1,0 +1,48 @@
+"""Settings the deploys read from host data, and the default of each one that has a default.
+
+A setting left out of the inventory, or set to None there, takes its default here; one with
+no default must be in the inventory's group_data (inventories/group_data/all.py), and a
+host without it fails, naming the setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyinfra.api.exceptions import DeployError
+
+REPO = Path(__file__).resolve().parents[3]
+
+DEFAULTS: dict[str, Any] = {
+    # deploys/edgefaas.py
+    "edgefaas_functions_dir": str(REPO / "functions"),
+    "edgefaas_gateway_port": 8080,
+    "edgefaas_namespace": "edgefaas-fn",
+    # None: the gateway makes a random one on first start.
+    "edgefaas_admin_password": None,
+    # None: http://<the server's K3S node address>:<port>.
+    "edgefaas_gateway_url": None,
+    # parsec: license tokens signed by an ES256 key held in Parsec (needs deploys/parsec.py on
+    # the host, as on SONiC); hmac: a random key in the gateway's data directory.
+    "edgefaas_license_signer": "hmac",
+    # deploys/nodeauth.py
+    "nodeauth_interval": 1.0,  # seconds between reviews of new nodes
+    "nodeauth_recheck": 30.0,  # seconds between reviews of every node (revocations take effect at once)
+    "nodeauth_grace": 120.0,  # seconds a new node may wait, cordoned, for its agent to start
+    # None: derived from the file below, on the machine running pyinfra (made on first use).
+    "nodeauth_enrollment_key": None,
+    "nodeauth_enrollment_key_file": "~/.config/edgefaas/nodeauth-enrollment-key",
+}
+
+
+def setting(current: Any, key: str) -> Any:
+    """Host data `key` of the host `current`, else its default; a setting with neither fails the host."""
+    value = current.data.get(key)
+    if value is not None:
+        return value
+    if key not in DEFAULTS:
+        raise DeployError(
+            f"{current.name}: set {key} in the inventory's group_data (see inventories/group_data/all.py)"
+        )
+    return DEFAULTS[key]
