@@ -362,7 +362,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "a license token: a JWS compact token (ES256 or HS256, as the gateway signs)",
+                    "description": "a license token: JWS compact, ES256 or HS256 as the gateway signs",
                 },
             }
         },
