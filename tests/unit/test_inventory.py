@@ -94,3 +94,16 @@ def test_real_lab_example_is_a_valid_inventory():
     sonic1 = inventory.get_host("sonic-1")
     assert sonic1.data.device_profile == "sonic"  # group_data applies to real inventories too
     assert inventory.get_host("jetson-2").data.device_profile == "jetson"
+
+
+def test_a_missing_inventory_file_is_refused_without_asking_pyinfra(tmp_path):
+    with pytest.raises(InventoryError, match="no such inventory file"):
+        load_inventory(str(tmp_path / "missing.py"), cwd=str(tmp_path))
+    assert not (tmp_path / "pyinfra-debug.log").exists()
+
+
+def test_an_inventory_that_fails_to_load_says_why(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from edgefaas.deploy.inventory import check_groups\ncheck_groups({'sonic': ['s1']})\n")
+    with pytest.raises(InventoryError, match=r"bad.py: .*no host in group 'k3s_server'"):
+        load_inventory(str(bad), cwd=str(tmp_path))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 PROFILE_GROUPS = ("sonic", "jetson")
@@ -138,6 +139,9 @@ def load_inventory(path: str, cwd: str | None = None) -> Inventory:
     inventory without contacting a host. A child process also keeps pyinfra's command line
     from monkey-patching this interpreter with gevent.
     """
+    # pyinfra reads a name that is no file as a host name, or a list of them.
+    if not (Path(cwd or ".") / path).is_file():
+        raise InventoryError(f"{path}: no such inventory file")
     proc = subprocess.run(
         [sys.executable, "-m", "pyinfra", path, "debug-inventory", "--json"],
         capture_output=True,
