@@ -279,7 +279,7 @@ def _print_comparison(found: list) -> None:
 
 
 def _attach_subcommands() -> None:
-    from edgefaas.functions_sync import sync_functions
+    from edgefaas.gateway.sync import sync_functions
     from edgefaas.gateway.cli import gateway
     from edgefaas.nodeauth.cli import nodeauth
     from edgefaas.parsec.cli import parsec

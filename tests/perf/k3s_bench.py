@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +23,7 @@ from kubernetes import client as k8s
 
 from edgefaas.deploy.inventory import load_inventory
 from edgefaas.perf.scale import K3S_SERIES, record_point
+from edgefaas.perf.stats import percentile
 from tests.integration.conftest import REPO, connect, run_deploy
 from tests.integration.support import kubernetes_api
 from tests.integration.support import pod as bare_pod
@@ -90,7 +90,7 @@ def main() -> None:
         time.sleep(1)
     latencies = pod_start_latencies(inventory, args.pods)
 
-    p50 = statistics.median(latencies)
+    p50 = percentile(latencies, 50)
     p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
     print(f"\nK3S on {nodes} nodes ({args.inventory})")
     print(f"  uninstall:                        {uninstall:6.1f} s (k3s binary left behind: {left})")

@@ -9,7 +9,7 @@ import pytest
 from pyinfra.api.exceptions import DeployError
 
 from edgefaas.deploy.functions import check_manifest, manifest, out_of_date, triton_urls, wanted_functions
-from edgefaas.functions_sync import COMPARED
+from edgefaas.gateway.sync import COMPARED
 
 from .deploy_fakes import FakeHost
 

@@ -15,6 +15,8 @@ from pyinfra.operations import files
 
 files.directory(name="Make the site directory", path="{path}/site", mode="755")
 files.put(name="Write the marker", src="{path}/marker.src", dest="{path}/site/marker", mode="644")
+for copy in ("a", "b"):
+    files.put(name="Write a copy", src="{path}/marker.src", dest=f"{path}/site/copy-{{copy}}", mode="644")
 """
 
 
@@ -34,11 +36,14 @@ def _pyinfra_json(tmp_path, marker: str = "one") -> dict:
 def test_a_first_run_changes_and_a_re_run_does_not(tmp_path):
     first = results.parse(_pyinfra_json(tmp_path))
     assert not first.changed_nothing
-    assert set(first.changed) == {"Make the site directory", "Write the marker"}
+    assert set(first.changed) == {"Make the site directory", "Write the marker", "Write a copy"}
     assert first.changed["Write the marker"] == ["@local"]
+    # two operations share one name: both count, neither hides the other
+    assert first.changed["Write a copy"] == ["@local", "@local"]
+    assert "4 host-operations: 4 changed" in first.describe()
 
     again = results.parse(_pyinfra_json(tmp_path))
-    assert again.changed_nothing and again.unchanged == again.host_operations == 2
+    assert again.changed_nothing and again.unchanged == again.host_operations == 4
 
     (tmp_path / "run.json").write_text(json.dumps(_pyinfra_json(tmp_path, marker="two")))
     assert results.main([str(tmp_path / "run.json"), "--unchanged"]) == 1

@@ -3,7 +3,7 @@
 The inventory's `edgefaas_functions` names each function with its placement, limits and
 environment; the code comes from `edgefaas_functions_dir` (functions/). The deploy writes
 the manifest made here beside the code on the K3S server, and `edgefaas sync-functions`
-(edgefaas.functions_sync) brings the gateway in line with it.
+(edgefaas.gateway.sync) brings the gateway in line with it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pyinfra.api.exceptions import DeployError
 
 from edgefaas.deploy import hosts
 from edgefaas.deploy.settings import setting
-from edgefaas.functions_sync import MANIFEST_FIELDS, code_sha256, wanted_state
+from edgefaas.gateway.sync import MANIFEST_FIELDS, code_sha256, wanted_state
 
 # face_expression calls every Triton server of the inventory unless told which.
 TRITON_CALLER = "face_expression.py"

@@ -17,7 +17,8 @@ from typing import Any
 @dataclass(frozen=True)
 class RunResults:
     host_operations: int
-    changed: dict[str, list[str]] = field(default_factory=dict)  # operation name -> hosts
+    # operation name -> hosts; operations that share a name (one per template in a loop) add up
+    changed: dict[str, list[str]] = field(default_factory=dict)
     failed: dict[str, list[str]] = field(default_factory=dict)
     unchanged: int = 0
 
@@ -47,9 +48,9 @@ def parse(payload: dict[str, Any]) -> RunResults:
         total += op.get("hosts", 0)
         unchanged += len(op.get("no_change", []))
         if op.get("success"):
-            changed[op["name"]] = list(op["success"])
+            changed.setdefault(op["name"], []).extend(op["success"])
         if op.get("error"):
-            failed[op["name"]] = list(op["error"])
+            failed.setdefault(op["name"], []).extend(op["error"])
     return RunResults(host_operations=total, changed=changed, failed=failed, unchanged=unchanged)
 
 

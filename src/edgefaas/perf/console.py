@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ import httpx
 from edgefaas.deploy.inventory import load_inventory
 from edgefaas.perf.bench import out_root, repo_root
 from edgefaas.perf.publish import admin_password, gateway_target
+from edgefaas.perf.stats import percentile
 
 CHROMIUM = os.environ.get("EDGEFAAS_CHROMIUM", "/usr/bin/chromium")
 USABLE_TARGET_MS = 1000.0
@@ -64,7 +64,7 @@ def usable_ms(page: Any, timeout_ms: float = 15_000) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"p50": statistics.median(values), "max": max(values), "min": min(values), "n": len(values)}
+    return {"p50": percentile(values, 50), "max": max(values), "min": min(values), "n": len(values)}
 
 
 def measure_loads(browser: Any, url: str, password: str, loads: int) -> dict[str, dict[str, float]]:

@@ -12,7 +12,6 @@ is over the sample photo letterboxed into 640x480 at several face sizes.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from edgefaas.lab.builds.triton import expression_model
 from edgefaas.perf.frames import letterbox, sample_photo
+from edgefaas.perf.stats import percentile
 from edgefaas.vision.faces import FaceExpressionRecognizer
 
 SETTINGS = {
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> None:
             started = time.perf_counter()
             recognizer(frame)
             times[name].append((time.perf_counter() - started) * 1000)
-    base = statistics.median(times[next(iter(SETTINGS))])
+    base = percentile(times[next(iter(SETTINGS))], 50)
     print(f"{'setting':32} {'ms/frame p50':>12} {'cost':>6}   faces found at photo side " + str(PHOTO_SIDES))
     for name, recognizer in recognizers.items():
-        p50 = statistics.median(times[name])
+        p50 = percentile(times[name], 50)
         found = [len(recognizer(images[side])) for side in PHOTO_SIDES]
         print(f"{name:32} {p50:12.1f} {p50 / base:6.2f}x  {found}")
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from edgefaas.backends.local import LocalBackend
 from edgefaas.deploy.facts import OutOfDateFunctions
-from edgefaas.functions_sync import (
+from edgefaas.gateway.sync import (
     COMPARED,
     Gateway,
     apply_manifest,
