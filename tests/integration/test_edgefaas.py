@@ -215,7 +215,7 @@ def test_a_forged_token_is_refused_and_not_billed(admin, caller):
 
 
 def test_license_tokens_are_signed_by_a_key_that_lives_only_in_parsec(server, caller):
-    """Issue 7: tamper-proof licenses. The signing key is in Parsec, never in a file."""
+    """Tamper-proof licenses: The signing key is in Parsec, never in a file."""
     if server.data.get("edgefaas_license_signer") != "parsec":
         pytest.skip("this inventory's gateway signs licenses with HMAC (edgefaas_license_signer)")
     token = caller.headers["Authorization"].removeprefix("Bearer ")
