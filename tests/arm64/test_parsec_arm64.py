@@ -15,32 +15,9 @@ from edgefaas.lab.builds.steps import elf_arch, foreign_command, is_static_elf
 from edgefaas.parsec import ParsecClient
 from edgefaas.parsec.client import Hash
 from edgefaas.parsec.errors import ParsecError
+from edgefaas.perf.parsec import service_config
 from tests.arm64 import support
 from tests.integration.support import wait_for
-
-CONFIG = """\
-[core_settings]
-allow_root = true
-log_level = "error"
-
-[listener]
-listener_type = "DomainSocket"
-timeout = 2000
-socket_path = "{root}/parsec.sock"
-
-[authenticator]
-auth_type = "UnixPeerCredentials"
-
-[[key_manager]]
-name = "sqlite-manager"
-manager_type = "SQLite"
-sqlite_db_path = "{root}/kim-mappings.sqlite3"
-
-[[provider]]
-name = "mbed-crypto-provider"
-provider_type = "MbedCrypto"
-key_info_manager = "sqlite-manager"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +33,7 @@ def tool_binary(arm64_artifact) -> Path:
 @pytest.fixture(scope="module")
 def endpoint(service_binary, tmp_path_factory):
     root = tmp_path_factory.mktemp("parsec-arm64")
-    (root / "config.toml").write_text(CONFIG.format(root=root))
+    (root / "config.toml").write_text(service_config(root, timeout_ms=2000))
     argv, env = foreign_command([str(service_binary), "--config", str(root / "config.toml")], "arm64")
     with open(root / "service.log", "wb") as log:
         # Mbed Crypto keeps key material in the working directory.

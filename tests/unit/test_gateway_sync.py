@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
-from edgefaas.backends.local import LocalBackend
 from edgefaas.deploy.facts import OutOfDateFunctions
 from edgefaas.gateway.sync import (
     COMPARED,
@@ -31,7 +26,7 @@ from edgefaas.gateway.sync import (
     sync_functions,
     wanted_state,
 )
-from edgefaas.gateway import GatewaySettings, create_app
+from tests.unit.live_gateway import LiveGateway, free_port
 
 pytestmark = pytest.mark.unit
 
@@ -41,44 +36,13 @@ PASSWORD = "sync-test-password"
 EDGEFAAS = Path(sys.executable).parent / "edgefaas"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class LiveGateway:
-    """The gateway app with the local backend, served by uvicorn in a thread."""
-
-    def __init__(self, data_dir: Path) -> None:
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.password_file = data_dir / "admin-password"
-        backend = LocalBackend(data_dir / "local", gateway_url=self.url, drain_delay=0.3)
-        app = create_app(GatewaySettings(data_dir=data_dir, admin_password=PASSWORD), backend)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self.server.started, "the gateway did not start"
-        self.password_file.write_text(PASSWORD + "\n")
-        self.password_file.chmod(0o600)
-        self.admin = httpx.Client(base_url=self.url, auth=("admin", PASSWORD), timeout=30, trust_env=False)
-
-    def functions(self) -> dict[str, dict]:
-        return {f["name"]: f for f in self.admin.get("/system/functions").json()}
-
-    def stop(self) -> None:
-        self.admin.close()
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    gateway = LiveGateway(tmp_path_factory.mktemp("gateway"))
+    gateway = LiveGateway(tmp_path_factory.mktemp("gateway"), PASSWORD)
+    # root-only, as the deploy leaves the admin password on a device
+    gateway.password_file = tmp_path_factory.mktemp("secret") / "admin-password"
+    gateway.password_file.write_text(PASSWORD + "\n")
+    gateway.password_file.chmod(0o600)
     yield gateway
     gateway.stop()
 
@@ -209,7 +173,7 @@ def test_a_check_that_cannot_tell_says_so_with_exit_2(live, tmp_path):
         "--url", live.url, "--password-file", str(tmp_path / "none"), "--manifest", str(manifest), "--check"
     )
     assert missing.exit_code == 2 and "cannot read the admin password" in missing.stderr
-    down = f"http://127.0.0.1:{_free_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     gone = _run(
         "--url", down, "--password-file", str(live.password_file), "--manifest", str(manifest), "--check"
     )
@@ -219,7 +183,7 @@ def test_a_check_that_cannot_tell_says_so_with_exit_2(live, tmp_path):
 def test_a_sync_waits_for_the_gateway_then_gives_up(tmp_path, capsys):
     manifest = _manifest(tmp_path / "fn", _entry("sync-never"))
     (tmp_path / "password").write_text(PASSWORD)
-    gateway = Gateway(f"http://127.0.0.1:{_free_port()}", tmp_path / "password")
+    gateway = Gateway(f"http://127.0.0.1:{free_port()}", tmp_path / "password")
     started = time.monotonic()
     assert apply_manifest(gateway, str(manifest), wait=1.0) == 1
     assert 1.0 <= time.monotonic() - started < 10

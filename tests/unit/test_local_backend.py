@@ -6,7 +6,6 @@ the SIGKILL test); each function is a runtime process the backend supervises.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,12 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from edgefaas.backends.base import FunctionSpec
 from edgefaas.backends.local import LocalBackend
-from edgefaas.gateway import GatewaySettings, create_app
 from edgefaas.gateway.ledger import SqliteLedger
+from tests.unit.live_gateway import LiveGateway, free_port
 
 pytestmark = pytest.mark.unit
 
@@ -30,40 +28,13 @@ ADMIN = ("admin", "local-test")
 HOST = os.uname().nodename
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _code(name: str) -> str:
     return (FUNCTIONS / f"{name}.py").read_text()
 
 
-class LiveGateway:
-    def __init__(self, data_dir: Path) -> None:
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.backend = LocalBackend(data_dir / "local", gateway_url=self.url, drain_delay=0.3)
-        app = create_app(GatewaySettings(data_dir=data_dir, admin_password=ADMIN[1]), self.backend)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self.server.started, "the gateway did not start"
-        self.admin = httpx.Client(base_url=self.url, auth=ADMIN, timeout=30)
-
-    def stop(self) -> None:
-        self.admin.close()
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    gateway = LiveGateway(tmp_path_factory.mktemp("gateway"))
+    gateway = LiveGateway(tmp_path_factory.mktemp("gateway"), ADMIN[1])
     for name in ("FuncC", "FuncB", "FuncA"):
         answer = gateway.admin.post("/system/functions", json={"service": name, "code": _code(name)})
         assert answer.status_code == 202, answer.text
@@ -239,7 +210,7 @@ ECHO = 'def handle(event, context):\n    return {"ok": True}\n'
 
 
 def test_answered_calls_survive_a_gateway_sigkill(tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     gateway_main = "from edgefaas.gateway.cli import gateway; gateway()"

@@ -70,7 +70,8 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------- the service
 
 
-def _service_config(root: Path, idle_sleep_ms: int | None) -> str:
+def service_config(root: Path, idle_sleep_ms: int | None = None, timeout_ms: int = 200) -> str:
+    """A parsec-service config that keeps everything (socket, key mappings) under `root`."""
     idle = f"idle_listener_sleep_duration = {idle_sleep_ms}\n" if idle_sleep_ms is not None else ""
     return f"""[core_settings]
 allow_root = true
@@ -78,7 +79,7 @@ log_level = "error"
 {idle}
 [listener]
 listener_type = "DomainSocket"
-timeout = 200
+timeout = {timeout_ms}
 socket_path = "{root}/parsec.sock"
 
 [authenticator]
@@ -100,7 +101,7 @@ key_info_manager = "sqlite-manager"
 def private_service(idle_sleep_ms: int | None = None) -> Iterator[str]:
     """Run a throwaway Parsec service; yields its endpoint, stops it (SIGTERM, wait) after."""
     root = Path(tempfile.mkdtemp(prefix="parsec-bench-"))
-    (root / "config.toml").write_text(_service_config(root, idle_sleep_ms))
+    (root / "config.toml").write_text(service_config(root, idle_sleep_ms))
     endpoint = f"unix:{root}/parsec.sock"
     with open(root / "service.log", "wb") as service_log:
         # cwd matters: Mbed Crypto keeps key material in the working directory.
