@@ -65,6 +65,46 @@ def test_a_tampered_certificate_is_rejected(ca):
         check_certificate(bytes(cert), ca.self_signed(now=NOW), now=NOW)
 
 
+def test_a_certificate_with_a_forged_signature_is_rejected(ca):
+    cert = node_certificate(ca)
+    signature = x509.load_der_x509_certificate(cert).signature
+    forged = cert[: -len(signature)] + signature[:-1] + bytes([signature[-1] ^ 0x01])
+    with pytest.raises(CertificateRejected, match="signature does not verify"):
+        check_certificate(forged, ca.self_signed(now=NOW), now=NOW)
+
+
+def test_certificates_carry_the_names_times_and_critical_extensions_of_their_role(ca):
+    ca_cert = x509.load_der_x509_certificate(ca.self_signed(days=3650, now=NOW))
+    node = x509.load_der_x509_certificate(node_certificate(ca, days=365))
+    start = NOW - dt.timedelta(minutes=5)
+    assert ca_cert.subject.rfc4514_string() == "CN=EdgeFaaS node CA,O=EdgeFaaS"
+    assert node.subject.rfc4514_string() == "CN=jetson-1,O=EdgeFaaS"
+    assert node.issuer == ca_cert.subject
+    for cert, days in ((ca_cert, 3650), (node, 365)):
+        assert cert.version is x509.Version.v3
+        assert cert.signature_algorithm_oid == x509.SignatureAlgorithmOID.ECDSA_WITH_SHA256
+        assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (start, start + dt.timedelta(days))
+        assert cert.serial_number & 1 and cert.serial_number < 2**63
+        assert [e.critical for e in cert.extensions] == [True, True]
+    assert ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length is None
+    ca_usage = ca_cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    node_usage = node.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert (ca_usage.key_cert_sign, ca_usage.crl_sign, ca_usage.digital_signature) == (True, True, False)
+    assert (node_usage.key_cert_sign, node_usage.crl_sign, node_usage.digital_signature) == (
+        False,
+        False,
+        True,
+    )
+
+
+def test_a_request_is_signed_by_the_node_key_in_parsec():
+    parsec = FakeParsec()
+    request = x509.load_der_x509_csr(certificate_request(parsec, "jetson-1"))
+    assert request.is_signature_valid
+    assert request.public_key() == parsec.keys["edgefaas-node"].public_key()
+    assert parsec.signed == 1
+
+
 def test_a_certificate_from_another_ca_is_rejected(ca):
     impostor_ca = CertificateAuthority(FakeParsec())  # same name, different key
     with pytest.raises(CertificateRejected, match="another CA"):

@@ -1,27 +1,19 @@
 """X.509 certificates for edge nodes, signed by keys that never leave Parsec.
 
 The CA's signing key and each node's key are ECDSA P-256 keys generated inside a Parsec
-service; only their public halves are ever exported. Certificates and certificate
-requests are ordinary X.509 v3 / PKCS#10 in DER (openssl and the `cryptography` package
-load them): the to-be-signed part is built here and its SHA-256 is signed by Parsec, since
-X.509 libraries want a private key object that a Parsec-held key cannot be.
+service; only their public halves are ever exported. Certificates and PKCS#10 requests are
+built by `cryptography`'s builders and signed through ParsecEcKey, which has Parsec sign.
+`cryptography` is imported where it is used: `edgefaas --help` loads this module in function
+pods, whose image does not install it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from edgefaas.parsec.der import der_bit_string, der_oid, der_sequence, der_tlv, ecdsa_raw_to_der
-
-OID_ECDSA_SHA256 = "1.2.840.10045.4.3.2"
-OID_COMMON_NAME = "2.5.4.3"
-OID_ORGANIZATION = "2.5.4.10"
-OID_BASIC_CONSTRAINTS = "2.5.29.19"
-OID_KEY_USAGE = "2.5.29.15"
 ORGANIZATION = "EdgeFaaS"
 CA_KEY = "edgefaas-node-ca"
 NODE_KEY = "edgefaas-node"
@@ -31,41 +23,32 @@ class CertificateRejected(Exception):
     """A presented certificate or request that must not be trusted; the message says why."""
 
 
-def _integer(value: int) -> bytes:
-    raw = value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big")  # a leading 0: positive
-    return der_tlv(0x02, raw)
+def _name(common_name: str) -> Any:
+    from cryptography import x509
 
-
-def _name(common_name: str) -> bytes:
-    def attribute(oid: str, text: str) -> bytes:
-        return der_tlv(0x31, der_sequence(der_oid(oid), der_tlv(0x0C, text.encode())))
-
-    return der_sequence(attribute(OID_ORGANIZATION, ORGANIZATION), attribute(OID_COMMON_NAME, common_name))
-
-
-def _time(when: dt.datetime) -> bytes:
-    when = when.astimezone(dt.UTC)
-    if when.year < 2050:  # RFC 5280: UTCTime through 2049, GeneralizedTime after
-        return der_tlv(0x17, when.strftime("%y%m%d%H%M%SZ").encode())
-    return der_tlv(0x18, when.strftime("%Y%m%d%H%M%SZ").encode())
-
-
-def _extensions(is_ca: bool) -> bytes:
-    true = b"\x01\x01\xff"
-    basic = der_sequence(true) if is_ca else der_sequence()
-    # keyCertSign + cRLSign for the CA; digitalSignature for nodes (they sign challenges).
-    usage = der_tlv(0x03, b"\x01\x06") if is_ca else der_tlv(0x03, b"\x07\x80")
-    extensions = der_sequence(
-        der_sequence(der_oid(OID_BASIC_CONSTRAINTS), true, der_tlv(0x04, basic)),
-        der_sequence(der_oid(OID_KEY_USAGE), true, der_tlv(0x04, usage)),
+    return x509.Name(
+        [
+            x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name),
+        ]
     )
-    return der_tlv(0xA3, extensions)
 
 
-def _signed(parsec: Any, key: str, to_be_signed: bytes) -> bytes:
-    raw = parsec.sign_hash(key, hashlib.sha256(to_be_signed).digest())
-    algorithm = der_sequence(der_oid(OID_ECDSA_SHA256))
-    return der_sequence(to_be_signed, algorithm, der_bit_string(ecdsa_raw_to_der(raw)))
+def _key_usage(is_ca: bool) -> Any:
+    from cryptography import x509
+
+    # keyCertSign + cRLSign for the CA; digitalSignature for nodes (they sign challenges).
+    return x509.KeyUsage(
+        digital_signature=not is_ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=is_ca,
+        crl_sign=is_ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def ensure_key(parsec: Any, name: str) -> bytes:
@@ -77,9 +60,15 @@ def ensure_key(parsec: Any, name: str) -> bytes:
 
 def certificate_request(parsec: Any, common_name: str, key: str = NODE_KEY) -> bytes:
     """A PKCS#10 request for `common_name`, signed by the node's own Parsec key (proof of possession)."""
-    spki = ensure_key(parsec, key)
-    info = der_sequence(_integer(0), _name(common_name), spki, der_tlv(0xA0, b""))
-    return _signed(parsec, key, info)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from edgefaas.nodeauth.parsec_key import ParsecEcKey
+
+    ensure_key(parsec, key)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(_name(common_name))
+    request = builder.sign(ParsecEcKey(parsec, key), hashes.SHA256())
+    return request.public_bytes(serialization.Encoding.DER)
 
 
 class CertificateAuthority:
@@ -92,29 +81,39 @@ class CertificateAuthority:
         self.public_key = ensure_key(parsec, key)
 
     def _certificate(
-        self, subject: str, spki: bytes, is_ca: bool, days: float, now: dt.datetime | None, serial: int | None
+        self, subject: str, public_key: Any, is_ca: bool, days: float, now: dt.datetime | None
     ) -> bytes:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+
+        from edgefaas.nodeauth.parsec_key import ParsecEcKey
+
         start = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0) - dt.timedelta(minutes=5)
-        tbs = der_sequence(
-            der_tlv(0xA0, _integer(2)),  # v3
-            _integer(serial if serial is not None else secrets.randbits(63) | 1),
-            der_sequence(der_oid(OID_ECDSA_SHA256)),
-            _name(self.common_name),
-            der_sequence(_time(start), _time(start + dt.timedelta(days=days))),
-            _name(subject),
-            spki,
-            _extensions(is_ca),
+        end = (start + dt.timedelta(days=days)).replace(microsecond=0)  # X.509 times are whole seconds
+        builder = (
+            x509.CertificateBuilder()
+            .serial_number(secrets.randbits(63) | 1)
+            .issuer_name(_name(self.common_name))
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .subject_name(_name(subject))
+            .public_key(public_key)
+            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+            .add_extension(_key_usage(is_ca), critical=True)
         )
-        return _signed(self.parsec, self.key, tbs)
+        certificate = builder.sign(ParsecEcKey(self.parsec, self.key), hashes.SHA256())
+        return certificate.public_bytes(serialization.Encoding.DER)
 
     def self_signed(self, days: float = 3650, now: dt.datetime | None = None) -> bytes:
         """The CA's own certificate (public: servers and agents trust nodes by it)."""
-        return self._certificate(self.common_name, self.public_key, True, days, now, None)
+        from cryptography.hazmat.primitives import serialization
+
+        public_key = serialization.load_der_public_key(self.public_key)
+        return self._certificate(self.common_name, public_key, True, days, now)
 
     def issue(self, request: bytes, days: float = 365, now: dt.datetime | None = None) -> bytes:
         """A node certificate for a PKCS#10 request whose signature proves its key (else rejected)."""
         from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
 
         try:
             csr = x509.load_der_x509_csr(request)
@@ -125,10 +124,7 @@ class CertificateAuthority:
         names = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         if len(names) != 1:
             raise CertificateRejected("the certificate request must name exactly one node (CN)")
-        spki = csr.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return self._certificate(str(names[0].value), spki, False, days, now, None)
+        return self._certificate(str(names[0].value), csr.public_key(), False, days, now)
 
 
 def check_certificate(
@@ -143,9 +139,7 @@ def check_certificate(
     Raises CertificateRejected naming the first reason it fails.
     """
     from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
     try:
         cert = x509.load_der_x509_certificate(certificate)
@@ -155,8 +149,8 @@ def check_certificate(
     if cert.issuer != ca.subject:
         raise CertificateRejected(f"not issued by this CA (issuer {cert.issuer.rfc4514_string()})")
     try:
-        ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, TypeError, ValueError):
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):
         reason = "the CA's signature does not verify: tampered, or from another CA"
         raise CertificateRejected(reason) from None
     moment = now or dt.datetime.now(dt.UTC)

@@ -97,9 +97,8 @@ def judge(
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-    from edgefaas.parsec.der import ecdsa_raw_to_der
     from edgefaas.parsec.errors import ParsecError
 
     node = challenge["node"]
@@ -124,9 +123,12 @@ def judge(
         return Verdict(False, f"certificate rejected: {exc}")
     if len(signature) != 64:
         return Verdict(False, "the node's signature is not a P-256 signature", cert.serial_number)
+    der_signature = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
     try:
         cert.public_key().verify(
-            ecdsa_raw_to_der(signature), _signed_message(node, nonce), ec.ECDSA(Prehashed(hashes.SHA256()))
+            der_signature, _signed_message(node, nonce), ec.ECDSA(Prehashed(hashes.SHA256()))
         )
     except (InvalidSignature, TypeError, ValueError):
         return Verdict(False, "the node key did not sign this challenge", cert.serial_number)

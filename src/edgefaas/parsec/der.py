@@ -1,9 +1,10 @@
-"""Just enough DER to turn Parsec's exported public keys into standard formats.
+"""Just enough DER to turn Parsec's exported public keys and signatures into standard formats.
 
 Parsec exports an RSA public key as a PKCS#1 ``RSAPublicKey`` and an EC public
 key as the bare uncompressed point. Most tools (openssl, TLS stacks, JWT
-libraries) want a ``SubjectPublicKeyInfo``; wrapping takes a handful of TLVs,
-which is cheaper than a runtime dependency on ``cryptography``.
+libraries) want a ``SubjectPublicKeyInfo``; wrapping takes a handful of TLVs.
+Hand-written because the Parsec client runs in function pods, whose image has no
+``cryptography``; X.509 certificates are built with it (edgefaas.nodeauth).
 """
 
 from __future__ import annotations
