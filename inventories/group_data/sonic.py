@@ -12,3 +12,23 @@ parsec_service = True
 
 # The gateway signs license tokens with a key held in this Parsec service (deploys/edgefaas.py).
 edgefaas_license_signer = "parsec"
+
+# The switch's routing (deploys/sonic.py), written to CONFIG_DB for SONiC's bgpcfgd.
+# Unset per host: the AS number is bgp_asn_base + the switch's position (1, 2, ...) among the
+# inventory's sonic hosts (eBGP between distinct private ASNs), the loopback (FRR's router id)
+# that position's address in loopback_pool, and the neighbours every other sonic host, reached
+# at its bgp_address (unset: its ssh_hostname). A real inventory names its own (bgp_asn,
+# loopback_address, bgp_neighbors: [{"address", "asn", "name"}]); see real_lab_example.py.
+bgp_asn = None
+bgp_asn_base = 65100
+loopback_interface = "Loopback0"
+loopback_address = None
+loopback_pool = "10.1.0.0/24"
+bgp_neighbors = None
+bgp_address = None
+# Dynamic peers (SONiC's BGP_PEER_RANGE): [{"name", "ip_range": [...], "peer_asn"}].
+bgp_peer_ranges: list[dict] = []
+# BFD on every neighbour, and BGP timers short enough that a lost peer shows in seconds.
+bgp_bfd = True
+bgp_keepalive = 3
+bgp_holdtime = 9

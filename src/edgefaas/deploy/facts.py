@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shlex
+from ipaddress import IPv4Interface
 
 from pyinfra.api import FactBase
 
-from edgefaas.deploy import nvidia
+from edgefaas.deploy import nvidia, sonic
 
 
 class WritableSysctls(FactBase[set[str]]):
@@ -134,3 +135,13 @@ class OutOfDateFunctions(FactBase[list[str] | None]):
         if lines[-1:] == ["exit 0"] or (lines[-1:] == ["exit 1"] and names):
             return names
         return None
+
+
+class InterfaceAddresses(FactBase[dict[str, list[IPv4Interface]]]):
+    """The device's IPv4 addresses per interface (iproute2's JSON), for the routing checks of
+    deploys/sonic.py: a BGP neighbour must be in one of their subnets."""
+
+    command = "ip -j -4 addr show"
+
+    def process(self, output: list[str]) -> dict[str, list[IPv4Interface]]:
+        return sonic.interface_addresses("\n".join(output))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgefaas.deploy.sonic import check_routing
+
 PROFILE_GROUPS = ("sonic", "jetson")
 Host = str | tuple[str, dict[str, Any]]
 
@@ -56,6 +58,10 @@ def check_groups(groups: Mapping[str, Sequence[Host]], ha: bool = False, source:
             f"{source}: {', '.join(unprofiled)} in a K3S group but in neither 'sonic' nor 'jetson'; "
             "every device needs a profile group"
         )
+    switches = [h for h in groups.get("sonic", []) if isinstance(h, tuple)]
+    routing_problems = check_routing(switches)
+    if routing_problems:
+        raise InventoryError(f"{source}: the switches' routing: {'; '.join(routing_problems)}")
 
 
 def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, Any]]]]:
