@@ -4,8 +4,8 @@
 
 Checks that each host really is what its profile group says, installs the packages the
 task deploys rely on, sets the kernel settings K3S needs, the time zone and NTP, the
-`edgefaas` service account, and on SONiC the mechanism through which later deploys open
-their ports in the control-plane ACL. Safe to re-run: a second run changes nothing.
+`edgefaas` service account, and on SONiC the `edgefaas config-db` tool (the sonic extra)
+through which later deploys write CONFIG_DB. Safe to re-run: a second run changes nothing.
 """
 
 from io import StringIO
@@ -16,9 +16,8 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import KernelVersion
 from pyinfra.operations import apt, files, server, systemd
-from pyinfra.operations.util import any_changed
 
-from edgefaas.deploy import python_bundle, userland
+from edgefaas.deploy import control_plane_acl, python_bundle, userland
 from edgefaas.deploy.artifacts import device_arch, install, require, unpack
 from edgefaas.deploy.facts import Userland, WritableSysctls
 
@@ -148,7 +147,10 @@ files.template(
     **launcher,
 )
 wheels = install(wheelhouse, "/opt/edgefaas/wheelhouse.tar", "the EdgeFaaS wheelhouse", mode="644")
-extras = host.data.edgefaas_extras
+extras = list(host.data.edgefaas_extras)
+# Whichever group's edgefaas_extras wins on a switch, it needs the config-db tool's extra.
+if host.data.get("sonic_config_db") and "sonic" not in extras:
+    extras.append("sonic")
 requirement = f"edgefaas[{','.join(extras)}]" if extras else "edgefaas"
 files.put(
     name=f"Record what this device runs: {requirement}",
@@ -182,47 +184,10 @@ server.shell(
 )
 files.link(name="Put edgefaas on PATH", path="/usr/local/bin/edgefaas", target=f"{venv}/bin/edgefaas")
 
-if host.data.get("manage_control_plane_acl"):
-    files.directory(
-        name="Create the control-plane ACL opening directory", path="/etc/edgefaas/cacl.d", mode="755"
-    )
-    script = files.template(
-        name="Install the control-plane ACL opener",
-        src=str(TEMPLATES / "edgefaas-cacl.j2"),
-        dest="/usr/local/sbin/edgefaas-cacl",
-        chain="EDGEFAAS-ALLOW",
-        ports_dir="/etc/edgefaas/cacl.d",
-        mode="755",
-    )
-    unit = files.template(
-        name="Install the control-plane ACL opener unit",
-        src=str(TEMPLATES / "edgefaas-cacl.service.j2"),
-        dest="/etc/systemd/system/edgefaas-cacl.service",
-        after="caclmgrd.service caclmgrd-lab.service",
-    )
-    timer = files.template(
-        name="Install the timer that re-asserts the openings",
-        src=str(TEMPLATES / "edgefaas-cacl.timer.j2"),
-        dest="/etc/systemd/system/edgefaas-cacl.timer",
-        interval="30s",
-    )
-    systemd.daemon_reload(name="Reload systemd after unit changes", _if=any_changed(unit, timer))
-    systemd.service(
-        name="Enable the control-plane ACL opener",
-        service="edgefaas-cacl.service",
-        running=None,
-        enabled=True,
-    )
-    systemd.service(
-        name="Apply the control-plane ACL openings now",
-        service="edgefaas-cacl.service",
-        # A oneshot without RemainAfterExit is never "running": this starts it once more.
-        running=True,
-        _if=any_changed(script, unit),
-    )
-    systemd.service(
-        name="Start the control-plane ACL re-assert timer",
-        service="edgefaas-cacl.timer",
-        running=True,
-        enabled=True,
+# Deploys open ports through CONFIG_DB (edgefaas.deploy.control_plane_acl), where SONiC's
+# caclmgrd reads them; switches deployed with the iptables opener that preceded it lose it.
+if host.data.get("sonic_config_db") and host.get_fact(control_plane_acl.RetiredOpener):
+    server.shell(
+        name="Remove the retired ACL opener: edgefaas-cacl, its 30 s timer and its EDGEFAAS-ALLOW chain",
+        commands=control_plane_acl.retired_opener_removal(),
     )

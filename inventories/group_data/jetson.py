@@ -2,6 +2,6 @@
 
 device_profile = "jetson"
 mgmt_interface = "eth0"
-manage_control_plane_acl = False
+sonic_config_db = False
 # Parsec holds the node's own key for edge-node certification.
 parsec_service = True

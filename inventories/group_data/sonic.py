@@ -3,9 +3,12 @@
 device_profile = "sonic"
 # SONiC's management port; K3S binds to it, leaving the front-panel ports to SONiC.
 mgmt_interface = "eth0"
-# SONiC's control-plane ACL (caclmgrd) drops inbound traffic to ports it was not told
-# about: deploys open theirs through /etc/edgefaas/cacl.d (see deploys/platform.py).
-manage_control_plane_acl = True
+# Switch configuration goes through SONiC's CONFIG_DB (`edgefaas config-db`, edgefaas.deploy.
+# config_db): deploys open their ports as CTRLPLANE ACL tables there, which caclmgrd applies.
+sonic_config_db = True
+# Extras of the EdgeFaaS package: "sonic" is the Redis client `edgefaas config-db` uses. The
+# K3S server's group lists its own; deploys/platform.py adds "sonic" to any switch's list.
+edgefaas_extras = ["vision", "nodeauth", "sonic"]
 
 # Parsec (SoW Task 2): the platform security service runs directly on the switch.
 parsec_service = True

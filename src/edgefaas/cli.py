@@ -283,8 +283,10 @@ def _attach_subcommands() -> None:
     from edgefaas.gateway.cli import gateway
     from edgefaas.nodeauth.cli import nodeauth
     from edgefaas.parsec.cli import parsec
+    from edgefaas.sonic.cli import config_db_group
 
     main.add_command(parsec)
+    main.add_command(config_db_group)
     main.add_command(gateway)
     main.add_command(nodeauth)
     main.add_command(sync_functions)

@@ -187,7 +187,7 @@ def test_an_agent_answers_the_authentication_server_alone(device):
     answer = device.host.backend.run_local(
         f"curl -sS -m 3 -o /dev/null -w '%{{http_code}}' -X POST -d '{{}}' http://{device.address}:8471/v1/challenge"
     )
-    if device.data.get("manage_control_plane_acl"):
+    if device.data.get("sonic_config_db"):
         assert answer.rc != 0 and answer.stdout in ("", "000")
     else:
         assert answer.stdout == "403"

@@ -1,44 +1,120 @@
 """Opening ports in a SONiC switch's control-plane ACL, from inside a pyinfra deploy.
 
-SONiC's caclmgrd drops inbound traffic to ports it was not told about. deploys/platform.py
-installs an opener (/usr/local/sbin/edgefaas-cacl) that accepts the ports listed in
-/etc/edgefaas/cacl.d/*.ports; each task deploy writes its own file, so removing a task
-removes its openings and nothing else. Devices whose host data has no
-`manage_control_plane_acl` (Jetsons, plain Linux) are left alone.
+SONiC's caclmgrd drops inbound traffic to ports no CTRLPLANE ACL table allows. Each
+deploy owns one such table in CONFIG_DB, `ACL_TABLE|EDGEFAAS_<OWNER>` (service
+EXTERNAL_CLIENT), with one `ACL_RULE` per port, written through edgefaas.deploy.config_db:
+caclmgrd (the lab's stand-in on the virtual devices) turns them into iptables rules, and
+removing a deploy removes its table and rules and nothing else. Hosts without
+`sonic_config_db` (Jetsons, plain Linux) are left alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Sequence
-from io import StringIO
 from typing import Any
 
-from pyinfra import host
-from pyinfra.operations import files, server
+from pyinfra.api import FactBase
 
-PORTS_DIR = "/etc/edgefaas/cacl.d"
-OPENER = "/usr/local/sbin/edgefaas-cacl"
+from edgefaas.deploy import config_db
+
+# caclmgrd orders a table's rules by PRIORITY, highest first; SONiC's rules go up to 9999.
+FIRST_PRIORITY = 9999
+IP_PROTOCOLS = {"tcp": "6", "udp": "17"}
+OPEN_TO_ALL = "0.0.0.0/0"
+_LINE = re.compile(r"^(?P<port>\d{1,5})/(?P<proto>tcp|udp)(?:\s+from=(?P<src>\S+))?(?:\s+(?P<why>.*))?$")
+
+
+def table_name(owner: str) -> str:
+    """`k3s` -> `EDGEFAAS_K3S`: the owner's CTRLPLANE table."""
+    return "EDGEFAAS_" + config_db.check_owner(owner).upper().replace("-", "_")
+
+
+def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`["6443/tcp K3S API", "9000/tcp from=10.0.0.5/32 agent"]` -> the owner's ACL_TABLE and ACL_RULEs.
+
+    One rule per line, in line order from priority 9999 down; SRC_IP is the `from=` prefix
+    or 0.0.0.0/0; UDP ports carry IP_PROTOCOL 17. Raises ValueError naming the bad line.
+    """
+    table = table_name(owner)
+    entries: dict[str, dict[str, Any]] = {}
+    reasons = []
+    for number, line in enumerate(lines, start=1):
+        found = _LINE.match(line.strip())
+        if not found:
+            raise ValueError(f"{owner}: port line {line!r}: expected '<port>/<tcp|udp> [from=<cidr>] <why>'")
+        port = int(found["port"])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{owner}: port line {line!r}: port {port} is outside 1-65535")
+        source = OPEN_TO_ALL
+        if found["src"]:
+            try:
+                source = str(ipaddress.IPv4Network(found["src"], strict=True))
+            except ValueError as exc:
+                raise ValueError(f"{owner}: port line {line!r}: from={found['src']}: {exc}") from exc
+        rule = {
+            "PRIORITY": str(FIRST_PRIORITY - number + 1),
+            "PACKET_ACTION": "ACCEPT",
+            "L4_DST_PORT": str(port),
+            "SRC_IP": source,
+        }
+        if found["proto"] == "udp":
+            rule["IP_PROTOCOL"] = IP_PROTOCOLS["udp"]
+        entries[f"ACL_RULE|{table}|RULE_{number}"] = rule
+        reasons.append(f"{port}/{found['proto']} {found['why'] or ''}".strip())
+    entries[f"ACL_TABLE|{table}"] = {
+        "type": "CTRLPLANE",
+        "stage": "ingress",
+        "services": ["EXTERNAL_CLIENT"],
+        "policy_desc": f"EdgeFaaS {owner}: " + ", ".join(reasons),
+    }
+    return dict(sorted(entries.items()))
 
 
 def open_ports(owner: str, lines: Sequence[str], what: str) -> Any:
-    """Keep `lines` ("6443/tcp K3S API") open for `owner` (the .ports file's name); None if not SONiC."""
-    if not host.data.get("manage_control_plane_acl"):
-        return None
-    ports = files.put(
-        name=f"Open {what} in the control-plane ACL",
-        src=StringIO("".join(f"{line}\n" for line in lines)),
-        dest=f"{PORTS_DIR}/{owner}.ports",
-        mode="644",
+    """Keep `lines` ("6443/tcp K3S API") open for `owner`, and only those; None if not SONiC."""
+    return config_db.ensure(
+        owner, acl_entries(owner, lines), {}, f"Open {what} in the control-plane ACL (CONFIG_DB)"
     )
-    server.shell(name="Apply the ACL openings", commands=[OPENER], _if=ports.did_change)
-    return ports
 
 
 def close_ports(owner: str, what: str) -> Any:
-    """Remove `owner`'s openings (an uninstall), applying the ACL on SONiC."""
-    ports = files.file(
-        name=f"Close {what} in the control-plane ACL", path=f"{PORTS_DIR}/{owner}.ports", present=False
+    """Remove `owner`'s table and rules (an uninstall); None if not SONiC."""
+    return config_db.remove(owner, f"Close {what} in the control-plane ACL (CONFIG_DB)")
+
+
+# What the retired opener installed on devices deployed before the ACL moved to CONFIG_DB.
+RETIRED_CHAIN = "EDGEFAAS-ALLOW"
+RETIRED_FILES = (
+    "/usr/local/sbin/edgefaas-cacl",
+    "/etc/systemd/system/edgefaas-cacl.service",
+    "/etc/systemd/system/edgefaas-cacl.timer",
+    "/etc/systemd/system/timers.target.wants/edgefaas-cacl.timer",
+    "/etc/systemd/system/multi-user.target.wants/edgefaas-cacl.service",
+    "/etc/edgefaas/cacl.d",
+)
+
+
+class RetiredOpener(FactBase[bool]):
+    """Whether the device still has the retired iptables opener: its files, units or chain."""
+
+    command = (
+        f"ls -d {' '.join(RETIRED_FILES)} 2>/dev/null; "
+        f"iptables -w -n -L {RETIRED_CHAIN} >/dev/null 2>&1 && echo chain; true"
     )
-    if host.data.get("manage_control_plane_acl"):
-        server.shell(name="Apply the ACL", commands=[OPENER], _if=ports.did_change)
-    return ports
+
+    def process(self, output: list[str]) -> bool:
+        return any(line.strip() for line in output)
+
+
+def retired_opener_removal() -> list[str]:
+    """Commands that stop and delete the retired opener, its timer and its chain; safe to repeat."""
+    return [
+        "systemctl disable --now edgefaas-cacl.timer edgefaas-cacl.service 2>/dev/null || true",
+        f"rm -rf {' '.join(RETIRED_FILES)}",
+        "systemctl daemon-reload",
+        f"while iptables -w -D INPUT -j {RETIRED_CHAIN} 2>/dev/null; do :; done",
+        f"if iptables -w -n -L {RETIRED_CHAIN} >/dev/null 2>&1; then "
+        f"iptables -w -F {RETIRED_CHAIN} && iptables -w -X {RETIRED_CHAIN}; fi",
+    ]

@@ -135,6 +135,7 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
             deb("default-jdk-headless", "the Jenkinsfile's tests (Groovy under Maven)"),
             deb("maven", "the Jenkinsfile's tests"),
             deb("chromium", "the console's browser tests"),
+            deb("redis-server", "the config-db unit tests run a real Redis, as SONiC's database"),
         )
     },
 }

@@ -21,7 +21,7 @@ from edgefaas.lab.paths import cache_dir
 REPO = Path(__file__).resolve().parents[4]
 DEVICE_PYTHON = "3.11"
 # Extras the devices need besides the core client tools (click, PyYAML, protobuf).
-DEVICE_EXTRAS: tuple[str, ...] = ("gateway", "vision", "nodeauth")
+DEVICE_EXTRAS: tuple[str, ...] = ("gateway", "vision", "nodeauth", "sonic")
 # Debian bookworm's glibc is 2.36, so a wheel for any manylinux up to 2_36 runs on the devices.
 # pip takes each --platform literally except manylinux2014, which it widens to 2010 and 1
 # (tritonclient is manylinux1); tflite-runtime for aarch64 is manylinux_2_34.
