@@ -2,9 +2,9 @@
 
     pyinfra -y inventories/lab.py deploys/sonic_uninstall.py
 
-Only what the `sonic` owner wrote goes (its BGP neighbours, peer ranges and loopback; SONiC's
-bgpcfgd withdraws them from FRR); DEVICE_METADATA's bgp_asn, shared with the switch, stays.
-Only hosts with `sonic_config_db`.
+Only what the `sonic` owner wrote goes: its BGP neighbours, peer ranges and loopback (SONiC's
+bgpcfgd withdraws them from FRR), and DEVICE_METADATA's bgp_asn where the deploy set it and
+nobody changed it since. Only hosts with `sonic_config_db`.
 """
 
 from pyinfra import host

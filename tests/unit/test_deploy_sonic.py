@@ -12,6 +12,7 @@ from edgefaas.deploy import sonic
 from edgefaas.deploy.facts import InterfaceAddresses
 from edgefaas.deploy.inventory import InventoryError, check_groups
 from edgefaas.deploy.sonic import RoutingError, check_routing, config_db_entries, plan_routing
+from edgefaas.sonic.config_db import parse_wanted
 
 pytestmark = pytest.mark.unit
 
@@ -198,8 +199,8 @@ def test_config_db_entries_are_sonic_s_tables_and_fields():
     entries = config_db_entries(plan_routing(lab())["sonic-1"], LAB_ETH0)
     assert entries.shared == {"DEVICE_METADATA|localhost": {"bgp_asn": "65101"}}
     assert entries.owned == {
-        "LOOPBACK_INTERFACE|Loopback0": {"NULL": "NULL"},
-        "LOOPBACK_INTERFACE|Loopback0|10.1.0.1/32": {"NULL": "NULL"},
+        "LOOPBACK_INTERFACE|Loopback0": {},
+        "LOOPBACK_INTERFACE|Loopback0|10.1.0.1/32": {},
         "BGP_NEIGHBOR|192.168.50.12": {
             "asn": "65102",
             "name": "edgefaas-sonic-2",
@@ -210,8 +211,10 @@ def test_config_db_entries_are_sonic_s_tables_and_fields():
             "bfd": "true",
         },
     }
-    # Every value is a string, as Redis hashes hold them.
+    # Every value is a string, as Redis hashes hold them, and the device tool takes the document.
     assert all(isinstance(v, str) for entry in entries.owned.values() for v in entry.values())
+    wanted = parse_wanted({"owned": entries.owned, "shared": entries.shared})
+    assert wanted.owned["LOOPBACK_INTERFACE|Loopback0"] == {}
 
 
 def test_bfd_off_and_peer_ranges():
@@ -228,9 +231,11 @@ def test_bfd_off_and_peer_ranges():
     ]
     owned = config_db_entries(plan_routing(hosts)["a"], LAB_ETH0).owned
     assert owned["BGP_NEIGHBOR|192.168.50.12"]["bfd"] == "false"
+    stored = parse_wanted({"owned": owned}).owned["BGP_PEER_RANGE|EDGEFAAS_K3S_PODS"]
+    assert stored["ip_range@"] == "10.42.0.0/16,10.43.0.0/16", "a list is stored as SONiC's field@"
     assert owned["BGP_PEER_RANGE|EDGEFAAS_K3S_PODS"] == {
         "name": "EDGEFAAS_K3S_PODS",
-        "ip_range@": "10.42.0.0/16,10.43.0.0/16",
+        "ip_range": ["10.42.0.0/16", "10.43.0.0/16"],
         "peer_asn": "65200",
         "src_address": "10.1.0.1",
     }

@@ -391,7 +391,7 @@ def config_db_entries(routing: Routing, interfaces: Mapping[str, Iterable[IPv4In
         peer_ranges=[
             {
                 "name": r.name.upper().replace("-", "_"),
-                "ip_ranges": ",".join(str(n) for n in r.ip_ranges),
+                "ip_ranges": [str(n) for n in r.ip_ranges],
                 "peer_asn": r.peer_asn,
                 "local_addr": routing.router_id,
             }

@@ -24,12 +24,13 @@ class JenkinsfileTest {
     static final String REAL = 'inventories/real_lab_example.py'
 
     static final List<String> ALL_STAGES = [
-        'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform',
+        'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform', 'Switch routing (SONiC)',
         'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'Node certification (Scenario 2)', 'EdgeFaaS (SoW Task 3)',
         'Triton (SoW Task 4)', 'Console', 'Perf',
     ]
     // RUN_* parameter -> [its stage, the scripts/task task it runs]
     static final Map<String, List<String>> TOGGLES = [
+        RUN_SONIC   : ['Switch routing (SONiC)', 'sonic'],
         RUN_PARSEC  : ['Parsec (SoW Task 2)', 'parsec'],
         RUN_K3S     : ['K3S (SoW Task 1)', 'k3s'],
         RUN_NODEAUTH: ['Node certification (Scenario 2)', 'nodeauth'],
@@ -186,7 +187,7 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'arm64', 'platform', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
@@ -321,14 +322,14 @@ class JenkinsfileTest {
     void aRealLabGetsItsCredentialsForEveryTask() {
         runJenkinsfile(INVENTORY: REAL, LAB_CREDENTIALS: 'lab-ssh')
         def creds = calls('sshUserPrivateKey')
-        assertEquals(['platform', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'].size(), creds.size())
+        assertEquals(['platform', 'sonic', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'].size(), creds.size())
         creds.each {
             assertEquals([credentialsId: 'lab-ssh', keyFileVariable: 'EDGEFAAS_SSH_KEY',
                           usernameVariable: 'EDGEFAAS_SSH_USER'], it.args[0])
         }
         List<Map> shells = shells()
-        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|parsec|k3s|nodeauth|triton|edgefaas|console|perf) / }
-        assertEquals(8, taskShells.size())
+        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|parsec|k3s|nodeauth|triton|edgefaas|console|perf) / }
+        assertEquals(9, taskShells.size())
         taskShells.each {
             assertEquals("${it.script} ran without the SSH key bound".toString(), '/tmp/credentials/lab-ssh.key', it.sshKey)
             assertEquals('user-of-lab-ssh', it.sshUser)

@@ -1,0 +1,114 @@
+"""What the switch-routing suite (test_sonic.py) and its figures (tests/perf/sonic_bench.py) share:
+the switches' routing as the inventory plans it, their databases through `edgefaas config-db`,
+and FRR's state from `vtysh` JSON. The same commands answer on a real SONiC switch (its host
+has `vtysh` and the blueprint's venv)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from edgefaas.deploy.sonic import Routing, plan_routing
+from tests.integration.conftest import Device, connect
+
+DEFAULT_VENV = "/opt/edgefaas/venv"
+# SONiC's service-prefix profile (bgpcfgd: route-map <PROFILE>_RM, setting a community).
+PROFILE = "FROM_SDN_SLB_ROUTES"
+
+
+def switches(inventory) -> list[Device]:
+    """The inventory's SONiC switches whose CONFIG_DB the deploys write."""
+    return [
+        connect(h.name, h.data, h.groups)
+        for h in inventory.get_group("sonic")
+        if h.data.get("sonic_config_db")
+    ]
+
+
+def routing(inventory) -> dict[str, Routing]:
+    """Each switch's routing, planned from the inventory exactly as deploys/sonic.py plans it."""
+    return plan_routing(
+        [(h.name, h.data) for h in inventory.get_group("sonic") if h.data.get("sonic_config_db")]
+    )
+
+
+def tool(device: Device) -> str:
+    return f"{device.data.get('edgefaas_venv') or DEFAULT_VENV}/bin/edgefaas config-db"
+
+
+def db_get(device: Device, pattern: str, db: str = "CONFIG_DB") -> dict[str, dict[str, str]]:
+    """Entries whose keys match `pattern`, as Redis holds them (lists as `field@`)."""
+    return json.loads(device.host.check_output(f"{tool(device)} get --db {db} {shlex.quote(pattern)}"))
+
+
+def db_set(device: Device, db: str, key: str, **fields: str) -> None:
+    assignments = " ".join(shlex.quote(f"{name}={value}") for name, value in fields.items())
+    device.host.check_output(f"{tool(device)} set --db {db} {shlex.quote(key)} {assignments}")
+
+
+def db_del(device: Device, db: str, key: str) -> None:
+    device.host.check_output(f"{tool(device)} del --db {db} {shlex.quote(key)}")
+
+
+def apply(device: Device, owner: str, document: dict[str, Any]) -> Any:
+    """`edgefaas config-db apply` as the deploys run it; the command's result (rc, stdout, stderr)."""
+    text = shlex.quote(json.dumps(document))
+    return device.host.run(f"printf '%s\\n' {text} | {tool(device)} apply --owner {owner} -")
+
+
+def remove(device: Device, owner: str) -> Any:
+    return device.host.run(f"{tool(device)} remove --owner {owner}")
+
+
+def record(device: Device, owner: str) -> dict[str, dict[str, dict[str, str]]] | None:
+    """What `owner` recorded it wrote on the device (None: no record)."""
+    found = device.host.file(f"/etc/edgefaas/config_db/{owner}.json")
+    return json.loads(found.content_string) if found.exists else None
+
+
+def vtysh(device: Device, command: str) -> Any:
+    """FRR's JSON answer to `command` ({} where FRR printed nothing)."""
+    output = device.host.check_output(f"vtysh -c {shlex.quote(command)}")
+    return json.loads(output) if output.strip() else {}
+
+
+def bgp_peers(device: Device) -> dict[str, dict[str, Any]]:
+    """IPv4 unicast BGP peers by address, from `show bgp summary json`."""
+    summary = vtysh(device, "show bgp summary json")
+    return summary.get("ipv4Unicast", summary).get("peers", {})
+
+
+def bfd_peers(device: Device) -> dict[str, dict[str, Any]]:
+    """BFD sessions by peer address, from `show bfd peers json`."""
+    answer = vtysh(device, "show bfd peers json")
+    return {peer["peer"]: peer for peer in answer if "peer" in peer} if isinstance(answer, list) else {}
+
+
+def established(device: Device, addresses) -> bool:
+    peers = bgp_peers(device)
+    return all(peers.get(str(a), {}).get("state") == "Established" for a in addresses)
+
+
+def bgp_route(device: Device, prefix: str) -> dict[str, Any] | None:
+    """The BGP table's entry for `prefix` (None where it has none)."""
+    entry = vtysh(device, f"show bgp ipv4 unicast {prefix} json")
+    return entry if entry.get("paths") else None
+
+
+def communities(entry: dict[str, Any] | None) -> set[str]:
+    """The standard communities on the best (else the first) path of a BGP table entry."""
+    if not entry:
+        return set()
+    paths = entry["paths"]
+    best = next((p for p in paths if p.get("bestpath", {}).get("overall")), paths[0])
+    return set((best.get("community") or {}).get("string", "").split())
+
+
+def rib_route(device: Device, prefix: str) -> list[dict[str, Any]]:
+    """The routes FRR's RIB holds for exactly `prefix` (`show ip route PREFIX json`)."""
+    return vtysh(device, f"show ip route {prefix} json").get(prefix, [])
+
+
+def bgp_learned(device: Device, prefix: str) -> bool:
+    return any(r.get("protocol") == "bgp" and r.get("selected") for r in rib_route(device, prefix))
