@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import uuid
 
 import pytest
 
-from tests.integration.conftest import run_deploy
-from tests.integration.support import tcp_state, wait_for
+from edgefaas.deploy.control_plane_acl import acl_entries, table_name
+from tests.integration.conftest import connect, run_deploy
+from tests.integration.support import wait_for
 
 PROBE_PORT = 18087
 
@@ -109,15 +111,33 @@ def test_ssh_refuses_passwords(device):
     assert config.lower().endswith("no")
 
 
+def tcp_state_from(other, address: str, port: int) -> str:
+    """'open', 'refused' or 'dropped' for a TCP connection from `other` (a device), as tcp_state."""
+    probe = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(({address!r}, {port}), timeout=1.5); print('open')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except TimeoutError: print('dropped')\n"
+    )
+    return other.host.check_output(f"{other.data.edgefaas_venv}/bin/python -c {shlex.quote(probe)}")
+
+
 @pytest.mark.devices("sonic")
-def test_control_plane_acl_drops_unopened_ports_and_deploys_can_open_them(device):
-    """SONiC drops inbound traffic to ports nobody opened; deploys open theirs via cacl.d."""
+def test_control_plane_acl_drops_unopened_ports_and_config_db_rules_open_them(device, inventory):
+    """SONiC drops inbound traffic to ports nobody opened; an owner's CTRLPLANE rules in CONFIG_DB
+    open its port to other devices, and removing the owner closes it again."""
+    others = [h for h in inventory.hosts if h.name != device.name]
+    assert others, "needs a second device to probe from"
+    other = connect(others[0].name, others[0].data, others[0].groups)
     host = device.host
     unit = f"edgefaas-probe-{uuid.uuid4().hex[:8]}"
+    owner = unit.removeprefix("edgefaas-")
+    table = table_name(owner)
+    wanted = json.dumps({"owned": acl_entries(owner, [f"{PROBE_PORT}/tcp platform test probe"])})
     host.run(
         f"systemd-run --unit={unit} --quiet socat TCP-LISTEN:{PROBE_PORT},fork,reuseaddr SYSTEM:'echo probe'"
     )
-    ports_file = f"/etc/edgefaas/cacl.d/{unit}.ports"
     try:
         wait_for(
             lambda: host.socket(f"tcp://0.0.0.0:{PROBE_PORT}").is_listening,
@@ -125,18 +145,37 @@ def test_control_plane_acl_drops_unopened_ports_and_deploys_can_open_them(device
             f"the probe ({unit}) to listen on port {PROBE_PORT}",
             interval=0.1,
         )
-        state = tcp_state(device.address, PROBE_PORT)
-        assert state == "dropped", f"port {PROBE_PORT}, opened by nobody, is {state} from outside"
-        host.run_test(
-            f"echo '{PROBE_PORT}/tcp platform test probe' > {ports_file} && /usr/local/sbin/edgefaas-cacl"
+        state = tcp_state_from(other, device.address, PROBE_PORT)
+        assert state == "dropped", f"port {PROBE_PORT}, opened by nobody, is {state} from {other.name}"
+        host.run_test(f"printf '%s' {shlex.quote(wanted)} | edgefaas config-db apply --owner {owner} -")
+        entries = json.loads(host.check_output(f"edgefaas config-db get 'ACL_*|{table}*'"))
+        assert entries[f"ACL_TABLE|{table}"]["type"] == "CTRLPLANE", entries
+        assert entries[f"ACL_RULE|{table}|RULE_1"]["L4_DST_PORT"] == str(PROBE_PORT), entries
+        wait_for(
+            lambda: tcp_state_from(other, device.address, PROBE_PORT) == "open",
+            5,
+            f"port {PROBE_PORT}, opened in CONFIG_DB ({table}), to be open from {other.name}",
+            interval=0.2,
         )
-        state = tcp_state(device.address, PROBE_PORT)
-        assert state == "open", f"port {PROBE_PORT}, opened in {ports_file}, is {state} from outside"
     finally:
-        host.run(f"rm -f {ports_file}; /usr/local/sbin/edgefaas-cacl; systemctl stop {unit}")
-    state = tcp_state(device.address, PROBE_PORT)
-    assert state in ("dropped", "refused"), f"port {PROBE_PORT} is still {state} once closed again"
-    assert host.service("edgefaas-cacl.timer").is_running, "edgefaas-cacl.timer is not running"
+        host.run(f"edgefaas config-db remove --owner {owner}; systemctl stop {unit}")
+    assert json.loads(host.check_output(f"edgefaas config-db get 'ACL_*|{table}*'")) == {}
+    state = tcp_state_from(other, device.address, PROBE_PORT)
+    assert state in ("dropped", "refused"), f"port {PROBE_PORT} is still {state} once its rules are removed"
+
+
+@pytest.mark.devices("sonic")
+def test_deploys_own_ctrlplane_tables_and_the_retired_opener_is_gone(device):
+    tables = json.loads(device.host.check_output("edgefaas config-db get 'ACL_TABLE|EDGEFAAS_*'"))
+    assert tables, "no deploy's CTRLPLANE table in CONFIG_DB"
+    for key, table in tables.items():
+        assert table["type"] == "CTRLPLANE" and table["services@"] == "EXTERNAL_CLIENT", (key, table)
+        owner = key.removeprefix("ACL_TABLE|EDGEFAAS_").lower().replace("_", "-")
+        record = device.host.file(f"/etc/edgefaas/config_db/{owner}.json")
+        assert record.exists and key in json.loads(record.content_string)["owned"], f"{key}: no record"
+    assert not device.host.file("/usr/local/sbin/edgefaas-cacl").exists
+    assert device.host.run("iptables -w -n -L EDGEFAAS-ALLOW").rc != 0, "the retired chain is still there"
+    assert not device.host.service("edgefaas-cacl.timer").is_enabled
 
 
 def test_platform_redeploy_changes_nothing(inventory_path):

@@ -33,6 +33,9 @@ def wanted_document(owned: Mapping[str, Any], shared: Mapping[str, Any] | None =
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
+EMPTY = json.dumps({"owned": {}, "shared": {}}, sort_keys=True, separators=(",", ":"))
+
+
 def tool(venv: str | None = None) -> str:
     return f"{venv or host.data.get('edgefaas_venv') or DEFAULT_VENV}/bin/edgefaas config-db"
 
@@ -72,17 +75,25 @@ class ConfigDbDiff(FactBase[str]):
         return diff_state(output)
 
 
+def apply_command(owner: str, document: str, venv: str | None = None) -> str:
+    return _piped(document, f"{tool(venv)} apply --owner {shlex.quote(owner)} -")
+
+
+def remove_command(owner: str, venv: str | None = None) -> str:
+    return f"{tool(venv)} remove --owner {shlex.quote(owner)}"
+
+
 @operation()
 def _apply(owner: str, document: str):
     if host.get_fact(ConfigDbDiff, owner=owner, document=document) != SAME:
-        yield StringCommand(_piped(document, f"{tool()} apply --owner {shlex.quote(owner)} -"))
+        yield StringCommand(apply_command(owner, document))
 
 
 @operation()
 def _remove(owner: str):
-    empty = wanted_document({}, {})
-    if host.get_fact(ConfigDbDiff, owner=owner, document=empty) != SAME:
-        yield StringCommand(f"{tool()} remove --owner {shlex.quote(owner)}")
+    # Nothing wanted: the diff tells whether any entry the owner recorded is still there.
+    if host.get_fact(ConfigDbDiff, owner=owner, document=EMPTY) != SAME:
+        yield StringCommand(remove_command(owner))
 
 
 def ensure(owner: str, owned: Mapping[str, Any], shared: Mapping[str, Any] | None, what: str) -> Any:

@@ -366,8 +366,13 @@ class Databases:
         if db not in self.numbers:
             raise ConfigDbError(f"unknown database {db}: one of {', '.join(sorted(self.numbers))}")
         if db not in self._clients:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
             client = self._redis.Redis(
                 unix_socket_path=str(self.paths.socket),
+                # A socket nobody listens on is an answer: retrying it only delays the error.
+                retry=Retry(NoBackoff(), 0),
                 db=self.numbers[db],
                 decode_responses=True,
                 socket_timeout=5,
@@ -517,6 +522,7 @@ def _union(a: Mapping[str, Mapping[str, Fields]], b: Mapping[str, Mapping[str, F
 
 
 def plan_on_device(databases: Databases, owner: str, wanted: Wanted) -> Plan:
+    databases.client("CONFIG_DB")  # a database that does not answer stops everything here
     persisted = Persisted(databases.paths.config_db_json)
 
     def related(key: str) -> list[str]:
