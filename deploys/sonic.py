@@ -23,7 +23,10 @@ from edgefaas.deploy.config_db import ensure
 from edgefaas.deploy.facts import InterfaceAddresses
 
 if host.data.get("sonic_config_db"):
-    switches = [(h.name, h.data) for h in inventory.get_group("sonic") if h.data.get("sonic_config_db")]
+    # Every switch, not only those a --limit selects: defaults derive from a switch's position.
+    switches = [(h.name, h.data) for h in inventory.get_group("sonic", []) if h.data.get("sonic_config_db")]
+    if host.name not in dict(switches):
+        raise DeployError(f"{host.name}: sonic_config_db is set but the host is not in group 'sonic'")
     try:
         plan = routing.plan_routing(switches)[host.name]
         entries = routing.config_db_entries(plan, host.get_fact(InterfaceAddresses))

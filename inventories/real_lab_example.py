@@ -38,10 +38,26 @@ _jetson_login = {
     "mgmt_interface": "eth0",
 }
 
+# The switches' routing (deploys/sonic.py): each switch's AS number, its loopback (the router
+# id; one per switch) and its BGP neighbours on a subnet of its own interfaces. Left out, the
+# defaults of group_data/sonic.py apply (65101, 65102...; 10.1.0.1, 10.1.0.2...; the other
+# switches at their ssh addresses), which suits switches that meet on one management subnet.
+_sonic_1_routing = {
+    "bgp_asn": 65101,  # FILL IN
+    "loopback_address": "10.1.0.1",  # FILL IN
+    # FILL IN: address (on a subnet of the switch), AS number and name of each peer.
+    "bgp_neighbors": [{"address": "192.0.2.12", "asn": 65102, "name": "sonic-2"}],
+}
+_sonic_2_routing = {
+    "bgp_asn": 65102,  # FILL IN
+    "loopback_address": "10.1.0.2",  # FILL IN
+    "bgp_neighbors": [{"address": "192.0.2.11", "asn": 65101, "name": "sonic-1"}],
+}
+
 sonic = [
     # FILL IN: switch hostnames and their management addresses.
-    ("sonic-1", {**_sonic_login, "ssh_hostname": "192.0.2.11"}),
-    ("sonic-2", {**_sonic_login, "ssh_hostname": "192.0.2.12"}),
+    ("sonic-1", {**_sonic_login, "ssh_hostname": "192.0.2.11", **_sonic_1_routing}),
+    ("sonic-2", {**_sonic_login, "ssh_hostname": "192.0.2.12", **_sonic_2_routing}),
 ]
 jetson = [
     # FILL IN: board hostnames and addresses (the boards must reach sonic-1 on 6443/tcp).
