@@ -311,3 +311,29 @@ def test_the_layout_file_gives_the_database_numbers(device):
     moved = redis.Redis(unix_socket_path=str(device.socket), db=9, decode_responses=True)
     assert moved.exists("ACL_TABLE|EDGEFAAS_K3S")
     assert not device.db.exists("ACL_TABLE|EDGEFAAS_K3S")
+
+
+def test_a_shared_field_no_longer_wanted_is_removed_if_still_the_owner_s_value(device):
+    wanted = {"shared": {"DEVICE_METADATA|localhost": {"bgp_asn": "65001", "type": "LeafRouter"}}}
+    assert device.apply("sonic", wanted).exit_code == 0
+    assert (
+        device.apply("sonic", {"shared": {"DEVICE_METADATA|localhost": {"bgp_asn": "65001"}}}).exit_code == 0
+    )
+    assert "type" not in device.db.hgetall("DEVICE_METADATA|localhost")
+    assert "type" not in device.saved()["DEVICE_METADATA"]["localhost"]
+    assert device.db.hget("DEVICE_METADATA|localhost", "bgp_asn") == "65001"
+
+
+def test_config_db_json_out_of_step_is_repaired_without_writing_redis(device):
+    assert device.apply("k3s", k3s()).exit_code == 0
+    saved = device.saved()
+    del saved["ACL_RULE"]["EDGEFAAS_K3S|RULE_2"]
+    device.config_json.write_text(json.dumps(saved))
+    diff = device.run("diff", "--owner", "k3s", "-", wanted=k3s())
+    assert diff.exit_code == 1
+    assert json.loads(diff.stdout)["differs"] == [
+        {"key": "ACL_RULE|EDGEFAAS_K3S|RULE_2", "action": "persist"}
+    ]
+    assert device.apply("k3s", k3s()).exit_code == 0
+    assert "EDGEFAAS_K3S|RULE_2" in device.saved()["ACL_RULE"]
+    assert device.run("diff", "--owner", "k3s", "-", wanted=k3s()).exit_code == 0

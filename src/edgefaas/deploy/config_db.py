@@ -96,22 +96,30 @@ def _remove(owner: str):
         yield StringCommand(remove_command(owner))
 
 
-def ensure(owner: str, owned: Mapping[str, Any], shared: Mapping[str, Any] | None, what: str) -> Any:
-    """Keep `owner`'s entries in the device's CONFIG_DB as given (all of them: unlisted ones go).
+def ensure(
+    owner: str,
+    owned: Mapping[str, Any],
+    shared: Mapping[str, Any] | None,
+    what: str,
+    name: str | None = None,
+) -> Any:
+    """Keep `owner`'s entries in the device's databases as given (all of them: unlisted ones go).
 
-    `what` names the operation ("Open the gateway's port 8080/tcp in the control-plane ACL
-    (CONFIG_DB)"). None on hosts without `sonic_config_db`.
+    The operation is "Write <what> to CONFIG_DB" unless `name` says it all ("Open the
+    gateway's port 8080/tcp in the control-plane ACL (CONFIG_DB)"). None on hosts without
+    `sonic_config_db`. Raises ValueError, naming the key and field, for invalid entries.
     """
     check_owner(owner)
     document = wanted_document(owned, shared)
     if not host.data.get("sonic_config_db"):
         return None
-    return _apply(owner=owner, document=document, name=what)
+    return _apply(owner=owner, document=document, name=name or f"Write {what} to CONFIG_DB")
 
 
-def remove(owner: str, what: str) -> Any:
-    """Delete every entry `owner` wrote to the device's databases; None without `sonic_config_db`."""
+def remove(owner: str, what: str, name: str | None = None) -> Any:
+    """Delete every entry `owner` wrote to the device's databases ("Remove <what> from CONFIG_DB",
+    unless `name` is given); None without `sonic_config_db`."""
     check_owner(owner)
     if not host.data.get("sonic_config_db"):
         return None
-    return _remove(owner=owner, name=what)
+    return _remove(owner=owner, name=name or f"Remove {what} from CONFIG_DB")

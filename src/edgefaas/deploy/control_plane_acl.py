@@ -75,13 +75,17 @@ def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
 def open_ports(owner: str, lines: Sequence[str], what: str) -> Any:
     """Keep `lines` ("6443/tcp K3S API") open for `owner`, and only those; None if not SONiC."""
     return config_db.ensure(
-        owner, acl_entries(owner, lines), {}, f"Open {what} in the control-plane ACL (CONFIG_DB)"
+        owner,
+        acl_entries(owner, lines),
+        {},
+        what,
+        name=f"Open {what} in the control-plane ACL (CONFIG_DB)",
     )
 
 
 def close_ports(owner: str, what: str) -> Any:
     """Remove `owner`'s table and rules (an uninstall); None if not SONiC."""
-    return config_db.remove(owner, f"Close {what} in the control-plane ACL (CONFIG_DB)")
+    return config_db.remove(owner, what, name=f"Close {what} in the control-plane ACL (CONFIG_DB)")
 
 
 # What the retired opener installed on devices deployed before the ACL moved to CONFIG_DB.

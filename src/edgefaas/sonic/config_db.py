@@ -274,10 +274,10 @@ def plan(
             changes.append(
                 Change(
                     key,
-                    "set-shared",
+                    "set-shared" if to_set or stale else "persist",
                     set=to_set,
                     delete_fields=stale,
-                    persist_entry=ours,
+                    persist_entry=typed_entry(ours),
                     persist_merge=True,
                 )
             )
