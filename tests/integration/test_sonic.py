@@ -86,9 +86,14 @@ def test_each_owner_s_ctrlplane_rules_are_in_config_db(device):
     for key, rule in rules.items():
         table = "ACL_TABLE|" + key.split("|")[1]
         assert table in tables, f"{key}: expected its table {table} in CONFIG_DB, found {sorted(tables)}"
-        missing = [f for f in ("PRIORITY", "PACKET_ACTION", "L4_DST_PORT", "SRC_IP") if f not in rule]
-        assert not missing and rule["PACKET_ACTION"] == "ACCEPT", (
-            f"{key}: expected PRIORITY, PACKET_ACTION ACCEPT, L4_DST_PORT and SRC_IP, found {rule}"
+        has = {
+            "PRIORITY": "PRIORITY" in rule,
+            "PACKET_ACTION ACCEPT": rule.get("PACKET_ACTION") == "ACCEPT",
+            "L4_DST_PORT or L4_DST_PORT_RANGE": "L4_DST_PORT" in rule or "L4_DST_PORT_RANGE" in rule,
+            "SRC_IP or SRC_IPV6": "SRC_IP" in rule or "SRC_IPV6" in rule,
+        }
+        assert all(has.values()), (
+            f"{key}: expected {', '.join(has)}; lacks {[k for k, v in has.items() if not v]}: {rule}"
         )
     owners = device.host.check_output(
         "ls /etc/edgefaas/config_db 2>/dev/null | sed -n 's/\\.json$//p'"
