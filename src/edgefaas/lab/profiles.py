@@ -5,8 +5,11 @@ hardware or for SONiC's own daemons and is named so in the files themselves.
 
 SONiC: /etc/sonic/sonic_version.yml (asic_type `vs`, SONiC's own virtual-switch
 platform), /etc/sonic/config_db.json with DEVICE_METADATA and MGMT_INTERFACE, the
-management port as eth0, and a control-plane ACL applied at boot the way caclmgrd does:
-inbound traffic to any port not explicitly opened is dropped.
+management port as eth0, SONiC's database (Debian's redis-server with SONiC's layout,
+CONFIG_DB loaded from config_db.json at boot), Debian's FRR with the daemons of SONiC's
+bgp container, and the lab stand-ins for caclmgrd (the control-plane ACL from CONFIG_DB:
+inbound traffic dropped unless a CTRLPLANE rule, SSH, ICMP, loopback or an established
+flow allows it) and bgpcfgd (FRR's configuration from CONFIG_DB), from edgefaas.lab.sonic.
 
 Jetson: /etc/nv_tegra_release (L4T R32.7.1, the Jetson Nano's last JetPack 4 release),
 the `jetson` device label, and /usr/bin/nvidia-container-runtime as a stand-in that logs
@@ -23,28 +26,57 @@ from pathlib import Path
 
 from edgefaas.lab.spec import DeviceSpec, LabSpec
 
-# The ports SONiC's default control-plane ACL leaves open (SSH; ICMP is always allowed).
-SONIC_DEFAULT_OPEN_TCP = (22,)
+SONIC_LIB = "/usr/local/lib/edgefaas-lab"
+# The stand-ins and the database loader, run by the device's python3 (see edgefaas.lab.sonic).
+SONIC_MODULES = ("sonic_db.py", "caclmgrd.py", "bgpcfgd.py")
+SONIC_SOURCES = Path(__file__).parent / "sonic"
 
-CACLMGRD_SCRIPT = """\
-#!/bin/sh
-# Lab stand-in for SONiC's caclmgrd: rebuilds the control-plane ACL at boot.
-# Inbound traffic is dropped unless it is loopback, part of an established flow, ICMP,
-# or aimed at a port SONiC opens by default. Deploys open their own ports in a chain
-# of their own that is evaluated first (see deploys/platform.py).
-set -e
-iptables -w -N SONIC-CACL 2>/dev/null || iptables -w -F SONIC-CACL
-iptables -w -A SONIC-CACL -i lo -j ACCEPT
-iptables -w -A SONIC-CACL -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-iptables -w -A SONIC-CACL -p icmp -j ACCEPT
-{open_rules}
-iptables -w -A SONIC-CACL -j DROP
-iptables -w -C INPUT -j SONIC-CACL 2>/dev/null || iptables -w -A INPUT -j SONIC-CACL
+# SONiC's database container runs Redis with keyspace notifications and no persistence:
+# CONFIG_DB comes from /etc/sonic/config_db.json at every boot.
+SONIC_REDIS_CONF = """\
+# SONiC's database (lab): the layout is /var/run/redis/sonic-db/database_config.json.
+bind 127.0.0.1 -::1
+port 6379
+unixsocket /var/run/redis/redis.sock
+unixsocketperm 777
+databases 16
+notify-keyspace-events AKE
+save ""
+appendonly no
+dir /var/lib/redis
+pidfile /run/redis/redis-server.pid
+logfile ""
 """
 
-CACLMGRD_UNIT = """\
+SONIC_REDIS_DROPIN = """\
+[Service]
+ExecStart=
+ExecStart=/usr/bin/redis-server /etc/redis/sonic.conf --supervised systemd --daemonize no
+# The layout file lives in the runtime directory, written once per boot.
+RuntimeDirectoryPreserve=yes
+"""
+
+SONIC_DB_UNIT = f"""\
 [Unit]
-Description=Control-plane ACL (lab stand-in for SONiC caclmgrd)
+Description=SONiC database layout and CONFIG_DB from /etc/sonic/config_db.json (lab stand-in for config-setup)
+Requires=redis-server.service
+After=redis-server.service
+PartOf=redis-server.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/python3 {SONIC_LIB}/sonic_db.py boot
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# Before the network comes up, the ACL of config_db.json as it was saved; the daemon then
+# keeps INPUT in step with CONFIG_DB.
+CACLMGRD_BOOT_UNIT = f"""\
+[Unit]
+Description=Control-plane ACL from /etc/sonic/config_db.json before the network (lab stand-in for caclmgrd)
 Before=network-pre.target ssh.service
 Wants=network-pre.target
 DefaultDependencies=no
@@ -53,11 +85,79 @@ After=local-fs.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/local/sbin/caclmgrd-lab
+ExecStart=/usr/bin/python3 {SONIC_LIB}/caclmgrd.py --from-file /etc/sonic/config_db.json
 
 [Install]
 WantedBy=multi-user.target
 """
+
+CACLMGRD_UNIT = f"""\
+[Unit]
+Description=Control-plane ACL from CONFIG_DB (lab stand-in for SONiC caclmgrd)
+Wants=sonic-db-lab.service
+After=sonic-db-lab.service caclmgrd-lab-boot.service
+
+[Service]
+ExecStart=/usr/bin/python3 {SONIC_LIB}/caclmgrd.py
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+BGPCFGD_UNIT = f"""\
+[Unit]
+Description=FRR configuration from CONFIG_DB (lab stand-in for SONiC bgpcfgd)
+Wants=sonic-db-lab.service frr.service
+After=sonic-db-lab.service frr.service
+
+[Service]
+ExecStart=/usr/bin/python3 {SONIC_LIB}/bgpcfgd.py
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# SONiC's bgp container runs zebra, staticd, bgpd and bfdd; FRR always starts zebra and
+# staticd. Other devices keep Debian's file and FRR disabled.
+SONIC_FRR_DAEMONS = """\
+# Lab SONiC device: the daemons of SONiC's bgp container (zebra and staticd always run).
+bgpd=yes
+bfdd=yes
+ospfd=no
+ospf6d=no
+ripd=no
+ripngd=no
+isisd=no
+pimd=no
+pim6d=no
+ldpd=no
+nhrpd=no
+eigrpd=no
+babeld=no
+sharpd=no
+pbrd=no
+fabricd=no
+vrrpd=no
+pathd=no
+vtysh_enable=yes
+zebra_options="  -A 127.0.0.1 -s 90000000"
+bgpd_options="   -A 127.0.0.1"
+staticd_options="-A 127.0.0.1"
+bfdd_options="   -A 127.0.0.1"
+"""
+
+# Debian's units the SONiC profile enables (the rootfs leaves them disabled), and its own.
+SONIC_DEBIAN_UNITS = ("redis-server.service", "frr.service")
+SONIC_LAB_UNITS = {
+    "sonic-db-lab.service": SONIC_DB_UNIT,
+    "caclmgrd-lab-boot.service": CACLMGRD_BOOT_UNIT,
+    "caclmgrd-lab.service": CACLMGRD_UNIT,
+    "bgpcfgd-lab.service": BGPCFGD_UNIT,
+}
 
 
 def _mac(lab: str, device: str) -> str:
@@ -90,6 +190,11 @@ def sonic_config_db(lab: LabSpec, dev: DeviceSpec) -> dict:
                 "services": ["SSH"],
                 "policy_desc": "SSH_ONLY",
             }
+        },
+        # caclmgrd drops by default only once some rule exists, and a table without rules
+        # opens nothing: this rule is what makes SSH the one port open from anywhere.
+        "ACL_RULE": {
+            "SSH_ONLY|RULE_1": {"PRIORITY": "9999", "PACKET_ACTION": "ACCEPT", "SRC_IP": "0.0.0.0/0"}
         },
     }
 
@@ -135,6 +240,37 @@ exec /usr/sbin/runc "$@"
 """
 
 
+def _enable(root: Path, unit: str, path: str) -> None:
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / unit
+    if not link.is_symlink():
+        link.symlink_to(path)
+
+
+def _lay_sonic_services(root: Path) -> None:
+    """SONiC's database, FRR and the lab stand-ins for config-setup, caclmgrd, bgpcfgd."""
+    lib = root / SONIC_LIB.lstrip("/")
+    lib.mkdir(parents=True, exist_ok=True)
+    for name in SONIC_MODULES:
+        (lib / name).write_text((SONIC_SOURCES / name).read_text())
+    (root / "etc/redis").mkdir(parents=True, exist_ok=True)
+    (root / "etc/redis/sonic.conf").write_text(SONIC_REDIS_CONF)
+    dropin = root / "etc/systemd/system/redis-server.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "sonic.conf").write_text(SONIC_REDIS_DROPIN)
+    (root / "etc/frr").mkdir(parents=True, exist_ok=True)
+    (root / "etc/frr/daemons").write_text(SONIC_FRR_DAEMONS)
+    old_script = root / "usr/local/sbin/caclmgrd-lab"
+    if old_script.exists():
+        old_script.unlink()
+    for unit in SONIC_DEBIAN_UNITS:
+        _enable(root, unit, f"/lib/systemd/system/{unit}")
+    for unit, text in SONIC_LAB_UNITS.items():
+        (root / "etc/systemd/system" / unit).write_text(text)
+        _enable(root, unit, f"/etc/systemd/system/{unit}")
+
+
 def apply(root: Path, lab: LabSpec, dev: DeviceSpec) -> None:
     """Lay the device's profile into its root filesystem (before first boot)."""
     edgefaas = root / "etc/edgefaas"
@@ -149,20 +285,7 @@ def apply(root: Path, lab: LabSpec, dev: DeviceSpec) -> None:
         sonic.mkdir(parents=True, exist_ok=True)
         (sonic / "sonic_version.yml").write_text(sonic_version(lab))
         (sonic / "config_db.json").write_text(json.dumps(sonic_config_db(lab, dev), indent=4) + "\n")
-        open_rules = "\n".join(
-            f"iptables -w -A SONIC-CACL -p tcp --dport {port} -j ACCEPT" for port in SONIC_DEFAULT_OPEN_TCP
-        )
-        script = root / "usr/local/sbin/caclmgrd-lab"
-        script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(CACLMGRD_SCRIPT.format(open_rules=open_rules))
-        script.chmod(0o755)
-        unit = root / "etc/systemd/system/caclmgrd-lab.service"
-        unit.write_text(CACLMGRD_UNIT)
-        wants = root / "etc/systemd/system/multi-user.target.wants"
-        wants.mkdir(parents=True, exist_ok=True)
-        link = wants / "caclmgrd-lab.service"
-        if not link.is_symlink():
-            link.symlink_to("/etc/systemd/system/caclmgrd-lab.service")
+        _lay_sonic_services(root)
     elif dev.profile == "jetson":
         (root / "etc/nv_tegra_release").write_text(NV_TEGRA_RELEASE)
         runtime = root / NVIDIA_RUNTIME

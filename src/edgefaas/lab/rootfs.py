@@ -25,7 +25,7 @@ SUITE = "bookworm"
 # Each release's Python, whose libpython Triton's Python backend stub embeds.
 SUITE_PYTHON = {"bookworm": "3.11", "bullseye": "3.9"}
 # Bumped whenever the customisation below changes, so caches rebuild.
-LAYOUT_VERSION = "3"
+LAYOUT_VERSION = "4"
 
 # What a device needs before any deploy runs (SSH, Python for pyinfra/testinfra, systemd),
 # plus what the task deploys use, because lab devices have no route out to fetch packages.
@@ -59,6 +59,12 @@ PACKAGES = (
     "tzdata",
     "libseccomp2",
     "sqlite3",
+    # SONiC's database, routing suite and the Python its own daemons (and the lab's
+    # stand-ins for them) run on; only the SONiC profile enables them.
+    "redis-server",
+    "python3-redis",
+    "frr",
+    "frr-pythontools",
 )
 
 Log = Callable[[str], None]
@@ -131,6 +137,10 @@ def _customise(root: Path, log: Log) -> None:
     # Debian's containerd is installed only for its runc shim; K3S brings its own containerd,
     # and on a real SONiC switch the Docker daemon's containerd belongs to SONiC.
     _run([*chroot, "systemctl", "mask", "containerd.service"], "mask Debian's containerd", log)
+    # SONiC devices run these (their profile enables them); Jetsons and plain hosts do not.
+    _run(
+        [*chroot, "systemctl", "disable", "redis-server.service", "frr.service"], "disable Redis and FRR", log
+    )
     for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"):
         _run([*chroot, "systemctl", "mask", unit], f"mask {unit}", log)
     journald = root / "etc/systemd/journald.conf.d"

@@ -136,6 +136,7 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
             deb("maven", "the Jenkinsfile's tests"),
             deb("chromium", "the console's browser tests"),
             deb("redis-server", "the config-db unit tests run a real Redis, as SONiC's database"),
+            deb("frr", "unit tests check the lab's bgpcfgd stand-in output with FRR's own parser"),
         )
     },
 }
