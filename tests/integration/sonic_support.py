@@ -68,9 +68,10 @@ def record(device: Device, owner: str) -> dict[str, dict[str, dict[str, str]]] |
 
 
 def vtysh(device: Device, command: str) -> Any:
-    """FRR's JSON answer to `command` ({} where FRR printed nothing)."""
-    output = device.host.check_output(f"vtysh -c {shlex.quote(command)}")
-    return json.loads(output) if output.strip() else {}
+    """FRR's JSON answer to `command` ({} where FRR printed nothing, or only a `%` notice such
+    as "% Network not in table", which some FRR versions print instead of JSON)."""
+    output = device.host.check_output(f"vtysh -c {shlex.quote(command)}").strip()
+    return json.loads(output) if output and not output.startswith("%") else {}
 
 
 def bgp_peers(device: Device) -> dict[str, dict[str, Any]]:
