@@ -219,3 +219,17 @@ def test_frr_rejects_what_it_cannot_parse():
         text=True,
     )
     assert proc.returncode != 0
+
+
+def test_without_dummy_netdevs_the_loopback_addresses_go_on_lo_labelled():
+    present = bgpcfgd.present_loopbacks(
+        '[{"ifname":"lo","addr_info":[{"local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo"},'
+        '{"local":"10.1.0.1","prefixlen":32,"scope":"global","label":"lo:Loopback0"},'
+        '{"local":"10.1.0.9","prefixlen":32,"scope":"global","label":"lo:Loopback9"}]}]',
+        dummy=False,
+    )
+    assert present == {"Loopback0": {"10.1.0.1/32"}, "Loopback9": {"10.1.0.9/32"}}
+    assert bgpcfgd.loopback_commands({"Loopback0": {"10.1.0.1/32", "10.1.0.2/32"}}, present, dummy=False) == [
+        ["ip", "addr", "add", "10.1.0.2/32", "dev", "lo", "label", "lo:Loopback0"],
+        ["ip", "addr", "del", "10.1.0.9/32", "dev", "lo"],
+    ]

@@ -22,7 +22,8 @@ the blueprint uses, after bgpcfgd's templates (docker-fpm-frr/frr/bgpd) and mana
   and origin incomplete (managers_advertise_rt.py, managers_rm.py); deleting the key
   withdraws the prefix.
 - LOOPBACK_INTERFACE entries become dummy netdevs with their addresses (what intfmgrd
-  does on a switch), removed when the entries go.
+  does on a switch), removed when the entries go; on a kernel without dummy netdevs the
+  addresses go on `lo`, labelled lo:LoopbackN.
 
 Left out: VRFs other than default, BGP_MONITORS, STATIC_ROUTE, BGP_AGGREGATE_ADDRESS,
 SRv6, allow-lists and the peer route-maps SONiC's policies templates add, and the
@@ -287,8 +288,24 @@ def render(config: dict[str, dict], state: dict[str, dict], appl: dict[str, dict
     return Rendered("\n".join([*head, *bgp, *route_maps]) + "\n", problems, loopbacks)
 
 
-def loopback_commands(wanted: dict[str, set[str]], present: dict[str, set[str]]) -> list[list[str]]:
-    """`ip` commands that make the Loopback dummy netdevs `present` into `wanted`."""
+def loopback_commands(
+    wanted: dict[str, set[str]], present: dict[str, set[str]], dummy: bool = True
+) -> list[list[str]]:
+    """`ip` commands that make the loopbacks `present` into `wanted`.
+
+    With `dummy`, each LoopbackN is a dummy netdev, as on a switch. Kernels built without
+    dummy interfaces get the addresses on `lo` instead, labelled lo:LoopbackN: FRR sees
+    the same connected /32s, only under `lo`.
+    """
+    if not dummy:
+        commands = []
+        for name in sorted(set(present) | set(wanted)):
+            have, want = present.get(name, set()), wanted.get(name, set())
+            commands += [["ip", "addr", "del", a, "dev", "lo"] for a in sorted(have - want)]
+            commands += [
+                ["ip", "addr", "add", a, "dev", "lo", "label", f"lo:{name}"] for a in sorted(want - have)
+            ]
+        return commands
     commands = [["ip", "link", "del", name] for name in sorted(set(present) - set(wanted))]
     for name in sorted(wanted):
         have = present.get(name)
@@ -300,27 +317,37 @@ def loopback_commands(wanted: dict[str, set[str]], present: dict[str, set[str]])
     return commands
 
 
-def present_loopbacks(ip_json: str) -> dict[str, set[str]]:
-    """The Loopback dummy netdevs in `ip -j addr show type dummy` output."""
+def present_loopbacks(ip_json: str, dummy: bool = True) -> dict[str, set[str]]:
+    """The loopbacks in `ip -j addr show` output: LoopbackN netdevs, or lo:LoopbackN labels."""
     present: dict[str, set[str]] = {}
     for link in json.loads(ip_json or "[]"):
         name = link.get("ifname", "")
-        if LOOPBACK.match(name):
-            present[name] = {
-                f"{a['local']}/{a['prefixlen']}"
-                for a in link.get("addr_info", [])
-                if a.get("scope") != "link"
-            }
+        for addr in link.get("addr_info", []):
+            label = addr.get("label", "")
+            owner = name if dummy else label.removeprefix("lo:") if name == "lo" else ""
+            if LOOPBACK.match(owner) and addr.get("scope") != "link":
+                present.setdefault(owner, set()).add(f"{addr['local']}/{addr['prefixlen']}")
+        if dummy and LOOPBACK.match(name):
+            present.setdefault(name, set())
     return present
+
+
+def dummy_supported() -> bool:
+    """Whether this kernel can make dummy netdevs (some VM kernels are built without them)."""
+    probe = "efLabProbe0"
+    made = subprocess.run(["ip", "link", "add", probe, "type", "dummy"], capture_output=True).returncode == 0
+    if made:
+        subprocess.run(["ip", "link", "del", probe], capture_output=True)
+    return made
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _sync_loopbacks(wanted: dict[str, set[str]]) -> None:
-    listing = subprocess.run(["ip", "-j", "addr", "show", "type", "dummy"], capture_output=True, text=True)
-    for command in loopback_commands(wanted, present_loopbacks(listing.stdout)):
+def _sync_loopbacks(wanted: dict[str, set[str]], dummy: bool) -> None:
+    listing = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True)
+    for command in loopback_commands(wanted, present_loopbacks(listing.stdout, dummy), dummy):
         proc = subprocess.run(command, capture_output=True, text=True)
         outcome = "ok" if proc.returncode == 0 else f"failed: {proc.stderr.strip()}"
         _log(f"bgpcfgd-lab: {' '.join(command)}: {outcome}")
@@ -354,6 +381,9 @@ def main() -> None:
     }
     applied: str | None = None
     netdevs: dict[str, set[str]] | None = None
+    dummy = dummy_supported()
+    if not dummy:
+        _log("bgpcfgd-lab: this kernel has no dummy netdevs; loopback addresses go on lo as lo:LoopbackN")
 
     def rebuild() -> bool:
         nonlocal applied, netdevs
@@ -365,13 +395,13 @@ def main() -> None:
         for problem in rendered.problems:
             _log(f"bgpcfgd-lab: {problem}")
         if rendered.loopbacks != netdevs:
-            _sync_loopbacks(rendered.loopbacks)
+            _sync_loopbacks(rendered.loopbacks, dummy)
             netdevs = rendered.loopbacks
         if rendered.text == applied:
             return True
         _write_conf(rendered.text)
         proc = subprocess.run(
-            ["python3", FRR_RELOAD, "--reload", "--stdout", FRR_CONF], capture_output=True, text=True
+            [sys.executable, FRR_RELOAD, "--reload", "--stdout", FRR_CONF], capture_output=True, text=True
         )
         if proc.returncode != 0:
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
