@@ -13,8 +13,12 @@ from edgefaas.deploy.sonic import Routing, plan_routing
 from tests.integration.conftest import Device, connect
 
 DEFAULT_VENV = "/opt/edgefaas/venv"
-# SONiC's service-prefix profile (bgpcfgd: route-map <PROFILE>_RM, setting a community).
+# SONiC's service-prefix profile: bgpcfgd makes route-map <PROFILE>_RM setting the community
+# of APPL_DB BGP_PROFILE_TABLE:<PROFILE> community_id, which SONiC's controllers write (APPL_DB
+# is not CONFIG_DB: redis-cli writes it here, as they would, where the switch has none).
 PROFILE = "FROM_SDN_SLB_ROUTES"
+TEST_COMMUNITY = "64999:100"
+APPL_DB = "redis-cli -s /var/run/redis/redis.sock -n 0"
 
 
 def switches(inventory) -> list[Device]:
@@ -113,3 +117,18 @@ def rib_route(device: Device, prefix: str) -> list[dict[str, Any]]:
 
 def bgp_learned(device: Device, prefix: str) -> bool:
     return any(r.get("protocol") == "bgp" and r.get("selected") for r in rib_route(device, prefix))
+
+
+def ensure_profile(device: Device) -> tuple[str, bool]:
+    """The community PROFILE sets on `device`, and whether this call created the profile
+    (with TEST_COMMUNITY, because the switch had none): then drop_profile() removes it."""
+    key = shlex.quote(f"BGP_PROFILE_TABLE:{PROFILE}")
+    have = device.host.check_output(f"{APPL_DB} hget {key} community_id").strip()
+    if have:
+        return have, False
+    device.host.check_output(f"{APPL_DB} hset {key} community_id {TEST_COMMUNITY}")
+    return TEST_COMMUNITY, True
+
+
+def drop_profile(device: Device) -> None:
+    device.host.run(f"{APPL_DB} del {shlex.quote(f'BGP_PROFILE_TABLE:{PROFILE}')}")

@@ -234,6 +234,7 @@ def test_each_switch_learns_the_other_s_loopback(switches, plans):
 def test_a_prefix_announced_through_state_db_reaches_the_peer_with_its_community_and_goes(switches):
     announcer, peer = switches[0], switches[1]
     key = f"ADVERTISE_NETWORK_TABLE|{TEST_PREFIX}"
+    community, created = sonic.ensure_profile(announcer)
     sonic.db_set(announcer, "STATE_DB", key, profile=sonic.PROFILE)
     try:
         local = wait_for(
@@ -241,22 +242,23 @@ def test_a_prefix_announced_through_state_db_reaches_the_peer_with_its_community
             CHANGE_TIMEOUT,
             f"{announcer.name} to originate {TEST_PREFIX} from STATE_DB {key}",
         )
-        community = sonic.communities(local)
-        assert community, (
+        assert sonic.communities(local) == {community}, (
             f"{announcer.name}: expected profile {sonic.PROFILE} (route-map {sonic.PROFILE}_RM) to set "
-            f"a community on {TEST_PREFIX}; the entry has none: {local}"
+            f"community {community} on {TEST_PREFIX}; found {sonic.communities(local)}"
         )
         learned = wait_for(
             lambda: sonic.bgp_route(peer, TEST_PREFIX),
             CHANGE_TIMEOUT,
             f"{peer.name} to learn {TEST_PREFIX} from {announcer.name}",
         )
-        assert sonic.communities(learned) == community, (
+        assert sonic.communities(learned) == {community}, (
             f"{peer.name}: expected {TEST_PREFIX} with community {community}, "
             f"found {sonic.communities(learned)}"
         )
     finally:
         sonic.db_del(announcer, "STATE_DB", key)
+        if created:
+            sonic.drop_profile(announcer)
     wait_for(
         lambda: sonic.bgp_route(peer, TEST_PREFIX) is None,
         CHANGE_TIMEOUT,

@@ -104,6 +104,7 @@ def withdrawal_to_peer(announcer: Device, peer: Device, tries: int) -> list[floa
     """Seconds from deleting an ADVERTISE_NETWORK_TABLE entry to the peer dropping the route."""
     key = f"ADVERTISE_NETWORK_TABLE|{BENCH_PREFIX}"
     found = []
+    _, created = sonic.ensure_profile(announcer)
     try:
         for _ in range(tries):
             sonic.db_set(announcer, "STATE_DB", key, profile=sonic.PROFILE)
@@ -116,6 +117,8 @@ def withdrawal_to_peer(announcer: Device, peer: Device, tries: int) -> list[floa
             found.append(time.monotonic() - started)
     finally:
         sonic.db_del(announcer, "STATE_DB", key)
+        if created:
+            sonic.drop_profile(announcer)
     return found
 
 
