@@ -381,8 +381,9 @@ class Databases:
             try:
                 client.ping()
             except self._redis.exceptions.RedisError as exc:
+                reason = str(exc).rstrip(".")
                 raise ConfigDbError(
-                    f"{db} does not answer on {self.paths.socket}: {exc}. Is redis-server running?"
+                    f"{db} does not answer on {self.paths.socket}: {reason}. Is redis-server running?"
                 ) from exc
             self._clients[db] = client
         return self._clients[db]
