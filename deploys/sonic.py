@@ -37,6 +37,5 @@ if host.data.get("sonic_config_db"):
         routing.OWNER,
         owned=entries.owned,
         shared=entries.shared,
-        what=f"the switch's routing (AS {plan.asn}, router id {plan.router_id}, "
-        f"{len(plan.neighbors)} BGP neighbours)",
+        what="the switch's routing (AS number, loopback, BGP neighbours with BFD)",
     )
