@@ -279,8 +279,8 @@ def _print_comparison(found: list) -> None:
 
 
 def _attach_subcommands() -> None:
-    from edgefaas.gateway.sync import sync_functions
     from edgefaas.gateway.cli import gateway
+    from edgefaas.gateway.sync import sync_functions
     from edgefaas.nodeauth.cli import nodeauth
     from edgefaas.parsec.cli import parsec
     from edgefaas.sonic.cli import config_db_group
