@@ -8,43 +8,66 @@ from edgefaas.deploy.control_plane_acl import (
     acl_entries,
     retired_opener_removal,
     table_name,
+    table_prefix,
 )
 from edgefaas.sonic.config_db import parse_wanted
 
 pytestmark = pytest.mark.unit
 
 
-def test_one_table_per_owner_with_one_rule_per_line_in_priority_order():
+def test_one_table_per_port_with_one_rule_per_line_in_priority_order():
     entries = acl_entries("k3s", ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/udp flannel VXLAN"])
-    table = entries["ACL_TABLE|EDGEFAAS_K3S"]
-    assert table["type"] == "CTRLPLANE" and table["stage"] == "ingress"
-    assert table["services"] == ["EXTERNAL_CLIENT"]
-    assert "6443/tcp K3S API server" in table["policy_desc"]
+    tables = {key: value for key, value in entries.items() if key.startswith("ACL_TABLE|")}
+    # caclmgrd applies one destination port to all of a table's rules: a table per port.
+    assert sorted(tables) == [
+        "ACL_TABLE|EDGEFAAS_K3S_10250",
+        "ACL_TABLE|EDGEFAAS_K3S_6443",
+        "ACL_TABLE|EDGEFAAS_K3S_8472_UDP",
+    ]
+    for table in tables.values():
+        assert table["type"] == "CTRLPLANE" and table["stage"] == "ingress"
+        assert table["services"] == ["EXTERNAL_CLIENT"]
+    assert tables["ACL_TABLE|EDGEFAAS_K3S_6443"]["policy_desc"] == "EdgeFaaS k3s: 6443/tcp K3S API server"
     rules = {key: value for key, value in entries.items() if key.startswith("ACL_RULE|")}
-    assert list(rules) == [f"ACL_RULE|EDGEFAAS_K3S|RULE_{n}" for n in (1, 2, 3)]
-    assert [rule["PRIORITY"] for rule in rules.values()] == ["9999", "9998", "9997"]
+    first, second, third = (
+        "ACL_RULE|EDGEFAAS_K3S_6443|RULE_1",
+        "ACL_RULE|EDGEFAAS_K3S_10250|RULE_2",
+        "ACL_RULE|EDGEFAAS_K3S_8472_UDP|RULE_3",
+    )
+    assert sorted(rules) == sorted([first, second, third])
+    assert [rules[key]["PRIORITY"] for key in (first, second, third)] == ["9999", "9998", "9997"]
+    assert [rules[key]["L4_DST_PORT"] for key in (first, second, third)] == ["6443", "10250", "8472"]
     assert all(rule["PACKET_ACTION"] == "ACCEPT" for rule in rules.values())
-    assert [rule["L4_DST_PORT"] for rule in rules.values()] == ["6443", "10250", "8472"]
     assert all(rule["SRC_IP"] == "0.0.0.0/0" for rule in rules.values())
     # TCP is EXTERNAL_CLIENT's own protocol; UDP says so in IP_PROTOCOL.
-    assert "IP_PROTOCOL" not in rules["ACL_RULE|EDGEFAAS_K3S|RULE_1"]
-    assert rules["ACL_RULE|EDGEFAAS_K3S|RULE_3"]["IP_PROTOCOL"] == "17"
+    assert "IP_PROTOCOL" not in rules[first]
+    assert rules[third]["IP_PROTOCOL"] == "17"
+
+
+def test_lines_naming_one_port_share_its_table():
+    entries = acl_entries("edgefaas", ["9000/tcp from=10.0.0.5/32 agent", "9000/tcp from=10.0.0.6/32 agent"])
+    assert sorted(entries) == [
+        "ACL_RULE|EDGEFAAS_EDGEFAAS_9000|RULE_1",
+        "ACL_RULE|EDGEFAAS_EDGEFAAS_9000|RULE_2",
+        "ACL_TABLE|EDGEFAAS_EDGEFAAS_9000",
+    ]
+    assert entries["ACL_RULE|EDGEFAAS_EDGEFAAS_9000|RULE_2"]["SRC_IP"] == "10.0.0.6/32"
 
 
 def test_a_source_prefix_limits_the_rule():
     entries = acl_entries("nodeauth", ["7443/tcp from=10.77.0.11/32 node authentication agent"])
-    rule = entries["ACL_RULE|EDGEFAAS_NODEAUTH|RULE_1"]
+    rule = entries["ACL_RULE|EDGEFAAS_NODEAUTH_7443|RULE_1"]
     assert rule["SRC_IP"] == "10.77.0.11/32" and rule["L4_DST_PORT"] == "7443"
-    assert "node authentication agent" in entries["ACL_TABLE|EDGEFAAS_NODEAUTH"]["policy_desc"]
+    assert "node authentication agent" in entries["ACL_TABLE|EDGEFAAS_NODEAUTH_7443"]["policy_desc"]
 
 
 def test_entries_are_a_valid_wanted_document_in_redis_form():
     wanted = parse_wanted({"owned": acl_entries("triton", ["8000/tcp Triton http"])})
-    assert wanted.owned["ACL_TABLE|EDGEFAAS_TRITON"]["services@"] == "EXTERNAL_CLIENT"
+    assert wanted.owned["ACL_TABLE|EDGEFAAS_TRITON_8000"]["services@"] == "EXTERNAL_CLIENT"
 
 
-def test_no_lines_leave_an_empty_table():
-    assert list(acl_entries("parsec", [])) == ["ACL_TABLE|EDGEFAAS_PARSEC"]
+def test_no_lines_are_no_entries():
+    assert acl_entries("parsec", []) == {}
 
 
 @pytest.mark.parametrize(
@@ -64,9 +87,11 @@ def test_bad_lines_are_refused_naming_them(line):
 
 
 def test_owner_names_become_sonic_table_names():
-    assert table_name("node-auth") == "EDGEFAAS_NODE_AUTH"
+    assert table_prefix("node-auth") == "EDGEFAAS_NODE_AUTH"
+    assert table_name("node-auth", 8471) == "EDGEFAAS_NODE_AUTH_8471"
+    assert table_name("k3s", 8472, "udp") == "EDGEFAAS_K3S_8472_UDP"
     with pytest.raises(ValueError, match="owner"):
-        table_name("K3S API")
+        table_prefix("K3S API")
 
 
 def test_retired_opener_is_found_and_removed_by_repeatable_commands():

@@ -48,7 +48,7 @@ def test_an_invalid_owner_is_refused_before_any_host_is_touched():
     ("output", "state"),
     [
         (['{"differs": []}', "exit=0"], "same"),
-        (['{"differs": [{"key": "ACL_TABLE|EDGEFAAS_K3S"}]}', "exit=1"], "differs"),
+        (['{"differs": [{"key": "ACL_TABLE|EDGEFAAS_K3S_6443"}]}', "exit=1"], "differs"),
         (
             ["error: CONFIG_DB does not answer on /var/run/redis/redis.sock", '{"error": "..."}', "exit=2"],
             "cannot tell (exit 2): error: CONFIG_DB does not answer on /var/run/redis/redis.sock",

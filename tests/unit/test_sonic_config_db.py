@@ -99,15 +99,17 @@ def test_apply_writes_the_owner_s_entries_to_redis_and_config_db_json(device):
     assert result.exit_code == 0, result.output
     changed = json.loads(result.stdout)["changed"]
     assert sorted(c["key"] for c in changed) == [
-        "ACL_RULE|EDGEFAAS_K3S|RULE_1",
-        "ACL_RULE|EDGEFAAS_K3S|RULE_2",
-        "ACL_RULE|EDGEFAAS_K3S|RULE_3",
-        "ACL_TABLE|EDGEFAAS_K3S",
+        "ACL_RULE|EDGEFAAS_K3S_10250|RULE_2",
+        "ACL_RULE|EDGEFAAS_K3S_6443|RULE_1",
+        "ACL_RULE|EDGEFAAS_K3S_8472_UDP|RULE_3",
+        "ACL_TABLE|EDGEFAAS_K3S_10250",
+        "ACL_TABLE|EDGEFAAS_K3S_6443",
+        "ACL_TABLE|EDGEFAAS_K3S_8472_UDP",
     ]
     assert {c["action"] for c in changed} == {"create"}
-    table = device.db.hgetall("ACL_TABLE|EDGEFAAS_K3S")
+    table = device.db.hgetall("ACL_TABLE|EDGEFAAS_K3S_6443")
     assert table["type"] == "CTRLPLANE" and table["services@"] == "EXTERNAL_CLIENT"
-    assert device.db.hgetall("ACL_RULE|EDGEFAAS_K3S|RULE_3") == {
+    assert device.db.hgetall("ACL_RULE|EDGEFAAS_K3S_8472_UDP|RULE_3") == {
         "PRIORITY": "9997",
         "PACKET_ACTION": "ACCEPT",
         "L4_DST_PORT": "8472",
@@ -116,8 +118,8 @@ def test_apply_writes_the_owner_s_entries_to_redis_and_config_db_json(device):
     }
     saved = device.saved()
     # Lists as config_db.json holds them: the field without '@', a JSON list.
-    assert saved["ACL_TABLE"]["EDGEFAAS_K3S"]["services"] == ["EXTERNAL_CLIENT"]
-    assert saved["ACL_RULE"]["EDGEFAAS_K3S|RULE_1"]["L4_DST_PORT"] == "6443"
+    assert saved["ACL_TABLE"]["EDGEFAAS_K3S_6443"]["services"] == ["EXTERNAL_CLIENT"]
+    assert saved["ACL_RULE"]["EDGEFAAS_K3S_6443|RULE_1"]["L4_DST_PORT"] == "6443"
     record = json.loads((device.records / "k3s.json").read_text())
     assert sorted(record["owned"]) == sorted(k3s()["owned"])
 
@@ -127,7 +129,8 @@ def test_config_db_json_changes_for_exactly_the_owner_s_keys(device):
     assert device.apply("k3s", k3s()).exit_code == 0
     after = device.saved()
     assert "UNSAVED" not in after["ACL_TABLE"], "an operator's unsaved entry was persisted"
-    after["ACL_TABLE"].pop("EDGEFAAS_K3S")
+    for port in ("6443", "10250", "8472_UDP"):
+        after["ACL_TABLE"].pop(f"EDGEFAAS_K3S_{port}")
     assert after.pop("ACL_RULE") and after == before
 
 
@@ -145,20 +148,22 @@ def test_re_apply_changes_nothing_and_diff_says_same(device):
 def test_diff_names_what_differs_with_exit_1(device):
     diff = device.run("diff", "--owner", "k3s", "-", wanted=k3s())
     assert diff.exit_code == 1
-    assert len(json.loads(diff.stdout)["differs"]) == 4
+    assert len(json.loads(diff.stdout)["differs"]) == 6
     assert device.db.keys("*EDGEFAAS*") == [], "diff wrote something"
 
 
 def test_owned_entries_are_written_whole_and_unlisted_ones_deleted(device):
     assert device.apply("k3s", k3s()).exit_code == 0
-    device.db.hset("ACL_RULE|EDGEFAAS_K3S|RULE_1", mapping={"L4_DST_PORT": "1", "EXTRA": "x"})
+    device.db.hset("ACL_RULE|EDGEFAAS_K3S_6443|RULE_1", mapping={"L4_DST_PORT": "1", "EXTRA": "x"})
     assert device.run("diff", "--owner", "k3s", "-", wanted=k3s()).exit_code == 1
     fewer = k3s(K3S_LINES[:1])
     result = device.apply("k3s", fewer)
     assert result.exit_code == 0, result.output
-    assert device.db.hgetall("ACL_RULE|EDGEFAAS_K3S|RULE_1") == fewer["owned"]["ACL_RULE|EDGEFAAS_K3S|RULE_1"]
-    assert not device.db.exists("ACL_RULE|EDGEFAAS_K3S|RULE_2", "ACL_RULE|EDGEFAAS_K3S|RULE_3")
-    assert sorted(device.saved()["ACL_RULE"]) == ["EDGEFAAS_K3S|RULE_1"]
+    rule = "ACL_RULE|EDGEFAAS_K3S_6443|RULE_1"
+    assert device.db.hgetall(rule) == fewer["owned"][rule]
+    assert not device.db.keys("ACL_*|EDGEFAAS_K3S_10250*") and not device.db.keys("ACL_*|EDGEFAAS_K3S_8472*")
+    assert sorted(device.saved()["ACL_RULE"]) == ["EDGEFAAS_K3S_6443|RULE_1"]
+    assert sorted(device.saved()["ACL_TABLE"]) == ["EDGEFAAS_K3S_6443", "SSH_ONLY"]
 
 
 def test_remove_deletes_exactly_the_owner_s_entries(device):
@@ -168,13 +173,13 @@ def test_remove_deletes_exactly_the_owner_s_entries(device):
     assert device.apply("triton", {"owned": acl_entries("triton", ["8000/tcp Triton http"])}).exit_code == 0
     result = device.run("remove", "--owner", "k3s")
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.stdout)["changed"]) == 4
+    assert len(json.loads(result.stdout)["changed"]) == 6
     left = device.everything()
     assert {k: v for k, v in left.items() if "TRITON" not in k} == before
-    assert "ACL_TABLE|EDGEFAAS_TRITON" in left
+    assert "ACL_TABLE|EDGEFAAS_TRITON_8000" in left
     persisted = device.saved()
     assert persisted["ACL_RULE"] == {
-        "EDGEFAAS_TRITON|RULE_1": persisted["ACL_RULE"]["EDGEFAAS_TRITON|RULE_1"]
+        "EDGEFAAS_TRITON_8000|RULE_1": persisted["ACL_RULE"]["EDGEFAAS_TRITON_8000|RULE_1"]
     }
     assert not (device.records / "k3s.json").exists()
     assert device.run("remove", "--owner", "triton").exit_code == 0
@@ -229,14 +234,14 @@ def test_an_existing_key_the_owner_did_not_write_is_refused(device):
 
 def test_a_rule_of_the_owner_s_table_someone_else_wrote_is_reported_and_left_alone(device):
     stray = {"PRIORITY": "9000", "PACKET_ACTION": "ACCEPT", "L4_DST_PORT": "23"}
-    device.db.hset("ACL_RULE|EDGEFAAS_K3S|RULE_9", mapping=stray)
+    device.db.hset("ACL_RULE|EDGEFAAS_K3S_6443|RULE_9", mapping=stray)
     result = device.apply("k3s", k3s())
     assert result.exit_code == 0, result.output
     left_alone = json.loads(result.stdout)["left_alone"]
-    assert any("ACL_RULE|EDGEFAAS_K3S|RULE_9" in line for line in left_alone)
-    assert "left alone: ACL_RULE|EDGEFAAS_K3S|RULE_9" in result.stderr
+    assert any("ACL_RULE|EDGEFAAS_K3S_6443|RULE_9" in line for line in left_alone)
+    assert "left alone: ACL_RULE|EDGEFAAS_K3S_6443|RULE_9" in result.stderr
     assert device.run("remove", "--owner", "k3s").exit_code == 0
-    assert device.db.hgetall("ACL_RULE|EDGEFAAS_K3S|RULE_9") == stray
+    assert device.db.hgetall("ACL_RULE|EDGEFAAS_K3S_6443|RULE_9") == stray
 
 
 def test_a_database_that_does_not_answer_exits_2_naming_the_socket_and_writes_nothing(device, tmp_path):
@@ -309,8 +314,8 @@ def test_the_layout_file_gives_the_database_numbers(device):
     )
     assert device.apply("k3s", k3s()).exit_code == 0
     moved = redis.Redis(unix_socket_path=str(device.socket), db=9, decode_responses=True)
-    assert moved.exists("ACL_TABLE|EDGEFAAS_K3S")
-    assert not device.db.exists("ACL_TABLE|EDGEFAAS_K3S")
+    assert moved.exists("ACL_TABLE|EDGEFAAS_K3S_6443")
+    assert not device.db.exists("ACL_TABLE|EDGEFAAS_K3S_6443")
 
 
 def test_a_shared_field_no_longer_wanted_is_removed_if_still_the_owner_s_value(device):
@@ -327,13 +332,13 @@ def test_a_shared_field_no_longer_wanted_is_removed_if_still_the_owner_s_value(d
 def test_config_db_json_out_of_step_is_repaired_without_writing_redis(device):
     assert device.apply("k3s", k3s()).exit_code == 0
     saved = device.saved()
-    del saved["ACL_RULE"]["EDGEFAAS_K3S|RULE_2"]
+    del saved["ACL_RULE"]["EDGEFAAS_K3S_10250|RULE_2"]
     device.config_json.write_text(json.dumps(saved))
     diff = device.run("diff", "--owner", "k3s", "-", wanted=k3s())
     assert diff.exit_code == 1
     assert json.loads(diff.stdout)["differs"] == [
-        {"key": "ACL_RULE|EDGEFAAS_K3S|RULE_2", "action": "persist"}
+        {"key": "ACL_RULE|EDGEFAAS_K3S_10250|RULE_2", "action": "persist"}
     ]
     assert device.apply("k3s", k3s()).exit_code == 0
-    assert "EDGEFAAS_K3S|RULE_2" in device.saved()["ACL_RULE"]
+    assert "EDGEFAAS_K3S_10250|RULE_2" in device.saved()["ACL_RULE"]
     assert device.run("diff", "--owner", "k3s", "-", wanted=k3s()).exit_code == 0

@@ -1,11 +1,14 @@
 """Opening ports in a SONiC switch's control-plane ACL, from inside a pyinfra deploy.
 
-SONiC's caclmgrd drops inbound traffic to ports no CTRLPLANE ACL table allows. Each
-deploy owns one such table in CONFIG_DB, `ACL_TABLE|EDGEFAAS_<OWNER>` (service
-EXTERNAL_CLIENT), with one `ACL_RULE` per port, written through edgefaas.deploy.config_db:
-caclmgrd (the lab's stand-in on the virtual devices) turns them into iptables rules, and
-removing a deploy removes its table and rules and nothing else. Hosts without
+SONiC's caclmgrd drops inbound traffic to ports no CTRLPLANE ACL table allows. Deploys
+write such tables to CONFIG_DB through edgefaas.deploy.config_db, as the owner of their
+entries: caclmgrd (the lab's stand-in on the virtual devices) turns them into iptables
+rules, and removing a deploy removes its tables and rules and nothing else. Hosts without
 `sonic_config_db` (Jetsons, plain Linux) are left alone.
+
+caclmgrd gives an EXTERNAL_CLIENT table one destination port for all its rules (the last
+L4_DST_PORT it reads), so an owner gets one table per port, `ACL_TABLE|EDGEFAAS_<OWNER>_<PORT>`
+(`..._UDP` for a UDP port), with one `ACL_RULE` per line naming that port.
 """
 
 from __future__ import annotations
@@ -26,20 +29,25 @@ OPEN_TO_ALL = "0.0.0.0/0"
 _LINE = re.compile(r"^(?P<port>\d{1,5})/(?P<proto>tcp|udp)(?:\s+from=(?P<src>\S+))?(?:\s+(?P<why>.*))?$")
 
 
-def table_name(owner: str) -> str:
-    """`k3s` -> `EDGEFAAS_K3S`: the owner's CTRLPLANE table."""
+def table_prefix(owner: str) -> str:
+    """`k3s` -> `EDGEFAAS_K3S`: what every one of the owner's CTRLPLANE tables is named after."""
     return "EDGEFAAS_" + config_db.check_owner(owner).upper().replace("-", "_")
 
 
-def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """`["6443/tcp K3S API", "9000/tcp from=10.0.0.5/32 agent"]` -> the owner's ACL_TABLE and ACL_RULEs.
+def table_name(owner: str, port: int, proto: str = "tcp") -> str:
+    """The owner's CTRLPLANE table for one port: `EDGEFAAS_K3S_6443`, `EDGEFAAS_K3S_8472_UDP`."""
+    return f"{table_prefix(owner)}_{port}" + ("_UDP" if proto == "udp" else "")
 
-    One rule per line, in line order from priority 9999 down; SRC_IP is the `from=` prefix
-    or 0.0.0.0/0; UDP ports carry IP_PROTOCOL 17. Raises ValueError naming the bad line.
+
+def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """`["6443/tcp K3S API", "9000/tcp from=10.0.0.5/32 agent"]` -> the owner's ACL_TABLEs and ACL_RULEs.
+
+    One table per port, one rule per line (`RULE_<line number>`), priorities in line order
+    from 9999 down; SRC_IP is the `from=` prefix or 0.0.0.0/0; UDP ports carry IP_PROTOCOL
+    17. Raises ValueError naming the bad line.
     """
-    table = table_name(owner)
     entries: dict[str, dict[str, Any]] = {}
-    reasons = []
+    reasons: dict[str, list[str]] = {}
     for number, line in enumerate(lines, start=1):
         found = _LINE.match(line.strip())
         if not found:
@@ -61,14 +69,16 @@ def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
         }
         if found["proto"] == "udp":
             rule["IP_PROTOCOL"] = IP_PROTOCOLS["udp"]
+        table = table_name(owner, port, found["proto"])
         entries[f"ACL_RULE|{table}|RULE_{number}"] = rule
-        reasons.append(f"{port}/{found['proto']} {found['why'] or ''}".strip())
-    entries[f"ACL_TABLE|{table}"] = {
-        "type": "CTRLPLANE",
-        "stage": "ingress",
-        "services": ["EXTERNAL_CLIENT"],
-        "policy_desc": f"EdgeFaaS {owner}: " + ", ".join(reasons),
-    }
+        reasons.setdefault(table, []).append(f"{port}/{found['proto']} {found['why'] or ''}".strip())
+    for table, why in reasons.items():
+        entries[f"ACL_TABLE|{table}"] = {
+            "type": "CTRLPLANE",
+            "stage": "ingress",
+            "services": ["EXTERNAL_CLIENT"],
+            "policy_desc": f"EdgeFaaS {owner}: " + ", ".join(why),
+        }
     return dict(sorted(entries.items()))
 
 
@@ -84,7 +94,7 @@ def open_ports(owner: str, lines: Sequence[str], what: str) -> Any:
 
 
 def close_ports(owner: str, what: str) -> Any:
-    """Remove `owner`'s table and rules (an uninstall); None if not SONiC."""
+    """Remove `owner`'s tables and rules (an uninstall); None if not SONiC."""
     return config_db.remove(owner, what, name=f"Close {what} in the control-plane ACL (CONFIG_DB)")
 
 
