@@ -15,6 +15,7 @@ from io import StringIO
 from pathlib import Path
 
 from pyinfra import host, inventory, logger
+from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -44,9 +45,11 @@ HOST_TOOLS = {
         for plugin in ("host-local", "loopback", "bridge", "portmap", "bandwidth")
     },
 }
+# flannel's host-gw backend routes pod traffic over the management network and needs no
+# port into the node: a SONiC switch's control-plane ACL opens TCP ports only.
 ACL_PORTS = {
-    "server": ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/udp flannel VXLAN"],
-    "agent": ["10250/tcp kubelet", "8472/udp flannel VXLAN"],
+    "server": ["6443/tcp K3S API server", "10250/tcp kubelet"],
+    "agent": ["10250/tcp kubelet"],
 }
 
 
@@ -58,6 +61,15 @@ else:
     server_host = servers[0]
     server_address = hosts.address(server_host)
     my_ip = hosts.own_address(host, "for K3S to bind to")
+    backend = server_host.data.k3s_flannel_backend
+    if backend not in ("host-gw", "vxlan"):
+        raise DeployError(f"{host.name}: k3s_flannel_backend {backend!r}: choose 'host-gw' or 'vxlan'")
+    if backend == "vxlan" and host.data.get("sonic_config_db"):
+        raise DeployError(
+            f"{host.name}: flannel's vxlan backend needs UDP 8472 into this switch, which SONiC's "
+            "control-plane ACL cannot open (caclmgrd opens TCP ports only); use "
+            "k3s_flannel_backend = 'host-gw'; nothing was changed on it"
+        )
 
     files.directory(name="Create /etc/rancher/k3s", path="/etc/rancher/k3s", mode="755")
     token = files.put(
@@ -113,6 +125,7 @@ else:
         api_port=host.data.k3s_api_port,
         node_ip=my_ip,
         interface=host.data.mgmt_interface,
+        flannel_backend=backend,
         flannel_conf="/etc/rancher/k3s/flannel.conflist",
         node_labels=labels,
         pause_image=host.data.k3s_pause_image,

@@ -65,6 +65,11 @@ k3s_token_file = "~/.config/edgefaas/k3s-token"
 # EdgeFaaS gateway by node address, so CoreDNS is not needed either).
 k3s_disable = ["traefik", "servicelb", "metrics-server", "local-storage", "coredns"]
 k3s_disable_network_policy = True
+# Pod traffic between nodes: host-gw routes it over the management network, which the nodes
+# share as one L2 segment, and needs no port into a node. vxlan needs UDP 8472 into every node,
+# which SONiC's control-plane ACL cannot open (caclmgrd opens TCP only), so it suits clusters
+# without switches, or nodes on different subnets whose switches' ACLs allow it by other means.
+k3s_flannel_backend = "host-gw"
 k3s_pause_image = "docker.io/edgefaas/pause:3.6"
 # Image tarballs (artifact names) every node imports at start.
 k3s_airgap_images = ["pause-image", "runtime-image"]

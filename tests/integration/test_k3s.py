@@ -146,7 +146,7 @@ def test_containerd_has_the_nvidia_handler_exactly_where_the_runtime_is(device):
 
 
 def test_a_pod_on_one_device_reaches_a_pod_on_another(api, inventory):
-    """Cross-node pod networking (flannel VXLAN between devices)."""
+    """Cross-node pod networking (flannel between devices, host-gw by default)."""
     sonic_agents = [h.name for h in inventory.get_group("k3s_agent") if "sonic" in h.groups]
     jetsons = [
         h.name for h in inventory.get_group("jetson") if "k3s_agent" in h.groups or "k3s_server" in h.groups

@@ -16,13 +16,13 @@ pytestmark = pytest.mark.unit
 
 
 def test_one_table_per_port_with_one_rule_per_line_in_priority_order():
-    entries = acl_entries("k3s", ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/udp flannel VXLAN"])
+    entries = acl_entries("k3s", ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/tcp node enrollment"])
     tables = {key: value for key, value in entries.items() if key.startswith("ACL_TABLE|")}
     # caclmgrd applies one destination port to all of a table's rules: a table per port.
     assert sorted(tables) == [
         "ACL_TABLE|EDGEFAAS_K3S_10250",
         "ACL_TABLE|EDGEFAAS_K3S_6443",
-        "ACL_TABLE|EDGEFAAS_K3S_8472_UDP",
+        "ACL_TABLE|EDGEFAAS_K3S_8472",
     ]
     for table in tables.values():
         assert table["type"] == "CTRLPLANE" and table["stage"] == "ingress"
@@ -32,16 +32,20 @@ def test_one_table_per_port_with_one_rule_per_line_in_priority_order():
     first, second, third = (
         "ACL_RULE|EDGEFAAS_K3S_6443|RULE_1",
         "ACL_RULE|EDGEFAAS_K3S_10250|RULE_2",
-        "ACL_RULE|EDGEFAAS_K3S_8472_UDP|RULE_3",
+        "ACL_RULE|EDGEFAAS_K3S_8472|RULE_3",
     )
     assert sorted(rules) == sorted([first, second, third])
     assert [rules[key]["PRIORITY"] for key in (first, second, third)] == ["9999", "9998", "9997"]
     assert [rules[key]["L4_DST_PORT"] for key in (first, second, third)] == ["6443", "10250", "8472"]
     assert all(rule["PACKET_ACTION"] == "ACCEPT" for rule in rules.values())
     assert all(rule["SRC_IP"] == "0.0.0.0/0" for rule in rules.values())
-    # TCP is EXTERNAL_CLIENT's own protocol; UDP says so in IP_PROTOCOL.
-    assert "IP_PROTOCOL" not in rules[first]
-    assert rules[third]["IP_PROTOCOL"] == "17"
+    # TCP is EXTERNAL_CLIENT's only protocol: no rule names one.
+    assert not any("IP_PROTOCOL" in rule for rule in rules.values())
+
+
+def test_a_udp_port_is_refused_because_caclmgrd_opens_tcp_only():
+    with pytest.raises(ValueError, match="opens TCP ports only"):
+        acl_entries("k3s", ["6443/tcp K3S API server", "8472/udp flannel VXLAN"])
 
 
 def test_lines_naming_one_port_share_its_table():
@@ -89,7 +93,6 @@ def test_bad_lines_are_refused_naming_them(line):
 def test_owner_names_become_sonic_table_names():
     assert table_prefix("node-auth") == "EDGEFAAS_NODE_AUTH"
     assert table_name("node-auth", 8471) == "EDGEFAAS_NODE_AUTH_8471"
-    assert table_name("k3s", 8472, "udp") == "EDGEFAAS_K3S_8472_UDP"
     with pytest.raises(ValueError, match="owner"):
         table_prefix("K3S API")
 

@@ -16,7 +16,7 @@ from edgefaas.sonic.cli import config_db_group
 pytestmark = pytest.mark.unit
 
 CONFIG_DB, STATE_DB = 4, 6
-K3S_LINES = ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/udp flannel VXLAN"]
+K3S_LINES = ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/tcp node enrollment"]
 
 
 @pytest.fixture
@@ -101,20 +101,19 @@ def test_apply_writes_the_owner_s_entries_to_redis_and_config_db_json(device):
     assert sorted(c["key"] for c in changed) == [
         "ACL_RULE|EDGEFAAS_K3S_10250|RULE_2",
         "ACL_RULE|EDGEFAAS_K3S_6443|RULE_1",
-        "ACL_RULE|EDGEFAAS_K3S_8472_UDP|RULE_3",
+        "ACL_RULE|EDGEFAAS_K3S_8472|RULE_3",
         "ACL_TABLE|EDGEFAAS_K3S_10250",
         "ACL_TABLE|EDGEFAAS_K3S_6443",
-        "ACL_TABLE|EDGEFAAS_K3S_8472_UDP",
+        "ACL_TABLE|EDGEFAAS_K3S_8472",
     ]
     assert {c["action"] for c in changed} == {"create"}
     table = device.db.hgetall("ACL_TABLE|EDGEFAAS_K3S_6443")
     assert table["type"] == "CTRLPLANE" and table["services@"] == "EXTERNAL_CLIENT"
-    assert device.db.hgetall("ACL_RULE|EDGEFAAS_K3S_8472_UDP|RULE_3") == {
+    assert device.db.hgetall("ACL_RULE|EDGEFAAS_K3S_8472|RULE_3") == {
         "PRIORITY": "9997",
         "PACKET_ACTION": "ACCEPT",
         "L4_DST_PORT": "8472",
         "SRC_IP": "0.0.0.0/0",
-        "IP_PROTOCOL": "17",
     }
     saved = device.saved()
     # Lists as config_db.json holds them: the field without '@', a JSON list.
@@ -129,7 +128,7 @@ def test_config_db_json_changes_for_exactly_the_owner_s_keys(device):
     assert device.apply("k3s", k3s()).exit_code == 0
     after = device.saved()
     assert "UNSAVED" not in after["ACL_TABLE"], "an operator's unsaved entry was persisted"
-    for port in ("6443", "10250", "8472_UDP"):
+    for port in ("6443", "10250", "8472"):
         after["ACL_TABLE"].pop(f"EDGEFAAS_K3S_{port}")
     assert after.pop("ACL_RULE") and after == before
 

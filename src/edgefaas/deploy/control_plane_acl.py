@@ -7,8 +7,11 @@ rules, and removing a deploy removes its tables and rules and nothing else. Host
 `sonic_config_db` (Jetsons, plain Linux) are left alone.
 
 caclmgrd gives an EXTERNAL_CLIENT table one destination port for all its rules (the last
-L4_DST_PORT it reads), so an owner gets one table per port, `ACL_TABLE|EDGEFAAS_<OWNER>_<PORT>`
-(`..._UDP` for a UDP port), with one `ACL_RULE` per line naming that port.
+L4_DST_PORT it reads), so an owner gets one table per port, `ACL_TABLE|EDGEFAAS_<OWNER>_<PORT>`,
+with one `ACL_RULE` per line naming that port. caclmgrd opens EXTERNAL_CLIENT ports for TCP
+only (it never reads IP_PROTOCOL), so a UDP port is refused here rather than written as a rule
+that would open the TCP port of the same number; K3S therefore runs flannel's host-gw backend,
+which needs no port into the switch.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from edgefaas.deploy import config_db
 
 # caclmgrd orders a table's rules by PRIORITY, highest first; SONiC's rules go up to 9999.
 FIRST_PRIORITY = 9999
-IP_PROTOCOLS = {"tcp": "6", "udp": "17"}
 OPEN_TO_ALL = "0.0.0.0/0"
 _LINE = re.compile(r"^(?P<port>\d{1,5})/(?P<proto>tcp|udp)(?:\s+from=(?P<src>\S+))?(?:\s+(?P<why>.*))?$")
 
@@ -34,17 +36,17 @@ def table_prefix(owner: str) -> str:
     return "EDGEFAAS_" + config_db.check_owner(owner).upper().replace("-", "_")
 
 
-def table_name(owner: str, port: int, proto: str = "tcp") -> str:
-    """The owner's CTRLPLANE table for one port: `EDGEFAAS_K3S_6443`, `EDGEFAAS_K3S_8472_UDP`."""
-    return f"{table_prefix(owner)}_{port}" + ("_UDP" if proto == "udp" else "")
+def table_name(owner: str, port: int) -> str:
+    """The owner's CTRLPLANE table for one port: `EDGEFAAS_K3S_6443`."""
+    return f"{table_prefix(owner)}_{port}"
 
 
 def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
     """`["6443/tcp K3S API", "9000/tcp from=10.0.0.5/32 agent"]` -> the owner's ACL_TABLEs and ACL_RULEs.
 
     One table per port, one rule per line (`RULE_<line number>`), priorities in line order
-    from 9999 down; SRC_IP is the `from=` prefix or 0.0.0.0/0; UDP ports carry IP_PROTOCOL
-    17. Raises ValueError naming the bad line.
+    from 9999 down; SRC_IP is the `from=` prefix or 0.0.0.0/0. Raises ValueError naming the
+    bad line (a UDP port among them).
     """
     entries: dict[str, dict[str, Any]] = {}
     reasons: dict[str, list[str]] = {}
@@ -53,6 +55,11 @@ def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not found:
             raise ValueError(f"{owner}: port line {line!r}: expected '<port>/<tcp|udp> [from=<cidr>] <why>'")
         port = int(found["port"])
+        if found["proto"] == "udp":
+            raise ValueError(
+                f"{owner}: port line {line!r}: SONiC's control-plane ACL opens TCP ports only "
+                "(caclmgrd's EXTERNAL_CLIENT service), so a UDP port cannot be opened on a switch"
+            )
         if not 1 <= port <= 65535:
             raise ValueError(f"{owner}: port line {line!r}: port {port} is outside 1-65535")
         source = OPEN_TO_ALL
@@ -67,9 +74,7 @@ def acl_entries(owner: str, lines: Sequence[str]) -> dict[str, dict[str, Any]]:
             "L4_DST_PORT": str(port),
             "SRC_IP": source,
         }
-        if found["proto"] == "udp":
-            rule["IP_PROTOCOL"] = IP_PROTOCOLS["udp"]
-        table = table_name(owner, port, found["proto"])
+        table = table_name(owner, port)
         entries[f"ACL_RULE|{table}|RULE_{number}"] = rule
         reasons.setdefault(table, []).append(f"{port}/{found['proto']} {found['why'] or ''}".strip())
     for table, why in reasons.items():
