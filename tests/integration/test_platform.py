@@ -166,8 +166,8 @@ def test_control_plane_acl_drops_unopened_ports_and_config_db_rules_open_them(de
 
 @pytest.mark.devices("sonic")
 def test_deploys_own_ctrlplane_tables_and_the_retired_opener_is_gone(device):
+    # Right after the platform deploy no task has opened a port yet; after the others, each has.
     tables = json.loads(device.host.check_output("edgefaas config-db get 'ACL_TABLE|EDGEFAAS_*'"))
-    assert tables, "no deploy's CTRLPLANE table in CONFIG_DB"
     owned = set()
     for record in device.host.check_output("ls /etc/edgefaas/config_db/*.json 2>/dev/null || true").split():
         owned |= set(json.loads(device.host.file(record).content_string)["owned"])
@@ -176,7 +176,7 @@ def test_deploys_own_ctrlplane_tables_and_the_retired_opener_is_gone(device):
         assert key in owned, f"{key} is in no owner's record under /etc/edgefaas/config_db"
     assert not device.host.file("/usr/local/sbin/edgefaas-cacl").exists
     assert device.host.run("iptables -w -n -L EDGEFAAS-ALLOW").rc != 0, "the retired chain is still there"
-    assert not device.host.service("edgefaas-cacl.timer").is_enabled
+    assert not device.host.file("/etc/systemd/system/edgefaas-cacl.timer").exists, "the retired timer is still there"
 
 
 def test_platform_redeploy_changes_nothing(inventory_path):

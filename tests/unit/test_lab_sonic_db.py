@@ -175,3 +175,18 @@ def test_the_device_copies_run_under_plain_python(tmp_path):
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "9", proc.stderr
     assert Path(tmp_path / "caclmgrd.py").read_text().startswith('"""Lab stand-in for SONiC\'s caclmgrd')
+
+
+def test_each_lab_switch_boots_with_the_as_number_the_routing_deploy_plans_for_it():
+    from edgefaas.deploy.sonic import plan_routing
+
+    lab = load_spec(None, None)
+    switches = [d for d in lab.devices if d.profile == "sonic"]
+    booted = {
+        d.name: profiles.sonic_config_db(lab, d)["DEVICE_METADATA"]["localhost"]["bgp_asn"] for d in switches
+    }
+    data = {"bgp_asn_base": profiles.LAB_ASN_BASE, "loopback_pool": "10.1.0.0/24"}
+    planned = plan_routing([(d.name, {**data, "ssh_hostname": str(d.address)}) for d in switches])
+    # The deploy never overwrites a switch's AS number: the lab must boot with the planned one.
+    assert booted == {name: str(plan.asn) for name, plan in planned.items()}
+    assert len(set(booted.values())) == len(switches), f"switches share an AS number: {booted}"

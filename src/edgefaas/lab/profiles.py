@@ -166,8 +166,14 @@ def _mac(lab: str, device: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
+# Each switch of a fabric has its own AS number; the lab numbers its switches from this base in
+# spec order, as inventories/group_data/sonic.py derives them (bgp_asn_base + position).
+LAB_ASN_BASE = 65100
+
+
 def sonic_config_db(lab: LabSpec, dev: DeviceSpec) -> dict:
     prefix = lab.network.prefixlen
+    switches = [d.name for d in lab.devices if d.profile == "sonic"]
     return {
         "DEVICE_METADATA": {
             "localhost": {
@@ -176,7 +182,7 @@ def sonic_config_db(lab: LabSpec, dev: DeviceSpec) -> dict:
                 "platform": "x86_64-kvm_x86_64-r0",
                 "mac": _mac(lab.name, dev.name),
                 "type": "LeafRouter",
-                "bgp_asn": "65100",
+                "bgp_asn": str(LAB_ASN_BASE + switches.index(dev.name) + 1),
                 "docker_routing_config_mode": "separated",
             }
         },
