@@ -176,7 +176,8 @@ def test_deploys_own_ctrlplane_tables_and_the_retired_opener_is_gone(device):
         assert key in owned, f"{key} is in no owner's record under /etc/edgefaas/config_db"
     assert not device.host.file("/usr/local/sbin/edgefaas-cacl").exists
     assert device.host.run("iptables -w -n -L EDGEFAAS-ALLOW").rc != 0, "the retired chain is still there"
-    assert not device.host.file("/etc/systemd/system/edgefaas-cacl.timer").exists, "the retired timer is still there"
+    timer = "/etc/systemd/system/edgefaas-cacl.timer"
+    assert not device.host.file(timer).exists, "the retired timer is still there"
 
 
 def test_platform_redeploy_changes_nothing(inventory_path):
