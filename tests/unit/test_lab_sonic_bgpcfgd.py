@@ -233,3 +233,13 @@ def test_without_dummy_netdevs_the_loopback_addresses_go_on_lo_labelled():
         ["ip", "addr", "add", "10.1.0.2/32", "dev", "lo", "label", "lo:Loopback0"],
         ["ip", "addr", "del", "10.1.0.9/32", "dev", "lo"],
     ]
+
+
+def test_only_added_lines_take_the_fast_path_and_anything_removed_takes_frr_reload():
+    applied = "router bgp 65101\n neighbor 10.0.0.2 remote-as 65102\nexit\n"
+    added = "router bgp 65101\n neighbor 10.0.0.2 remote-as 65102\n neighbor 10.0.0.3 remote-as 65103\nexit\n"
+    assert bgpcfgd.only_adds(applied, added)
+    assert not bgpcfgd.only_adds(added, applied), "a removed neighbour needs its `no` command"
+    changed = added.replace("65103", "65104")
+    assert not bgpcfgd.only_adds(added, changed), "a changed line is a removal and an addition"
+    assert not bgpcfgd.only_adds(None, added), "nothing applied yet: FRR's state is unknown"

@@ -52,6 +52,7 @@ LOOPBACK = re.compile(r"^Loopback\d{1,4}$")
 PEER_GROUP = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 FRR_CONF = "/etc/frr/frr.conf"
 FRR_RELOAD = "/usr/lib/frr/frr-reload.py"
+VTYSH = "/usr/bin/vtysh"
 
 
 @dataclass
@@ -341,6 +342,20 @@ def dummy_supported() -> bool:
     return made
 
 
+def only_adds(applied: str | None, rendered: str) -> bool:
+    """Whether `rendered` is `applied` with lines added and none removed or changed.
+
+    Such a change (a new neighbour, a new announcement) can be pushed as it is with
+    `vtysh -f`, which only adds; a removal needs frr-reload.py, which computes the `no`
+    commands, at several times the cost."""
+    if not applied:
+        return False
+    removed = (
+        line for line in difflib.ndiff(applied.splitlines(), rendered.splitlines()) if line.startswith("- ")
+    )
+    return next(removed, None) is None
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -400,9 +415,13 @@ def main() -> None:
         if rendered.text == applied:
             return True
         _write_conf(rendered.text)
-        proc = subprocess.run(
-            [sys.executable, FRR_RELOAD, "--reload", "--stdout", FRR_CONF], capture_output=True, text=True
-        )
+        proc = None
+        if only_adds(applied, rendered.text):
+            proc = subprocess.run([VTYSH, "-f", FRR_CONF], capture_output=True, text=True)
+        if proc is None or proc.returncode != 0:
+            proc = subprocess.run(
+                [sys.executable, FRR_RELOAD, "--reload", "--stdout", FRR_CONF], capture_output=True, text=True
+            )
         if proc.returncode != 0:
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
             _log(f"bgpcfgd-lab: frr-reload failed (retrying): {tail}")
