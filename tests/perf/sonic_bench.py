@@ -86,6 +86,9 @@ def config_db_to_frr(device: Device, plan, local_addr: str, spare: str, tries: i
         "t1=$(date +%s%N); "
         f"{redis} del {key} >/dev/null; "
         f"while {knows}; do sleep 0.01; done; "
+        # FRR forgets the neighbour part-way through the removal's apply: let that apply end,
+        # so the next try times its own change and not the tail of this one.
+        "sleep 1; "
         'echo "$(( (t1 - t0) / 1000 ))"'
     )
     found = []
