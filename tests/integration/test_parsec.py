@@ -207,7 +207,19 @@ def test_clients_in_k3s_pods_share_the_one_service(inventory):
             done = [p for p in pods if p.status.phase in ("Succeeded", "Failed")]
             return pods if len(done) == len(tenants) else None
 
-        pods = wait_for(finished, 180, "the three Parsec client pods to finish")
+        def seen() -> str:
+            pods = core.list_namespaced_pod(namespace, label_selector="edgefaas.io/task=parsec").items
+            states = []
+            for pod in pods:
+                waiting = [
+                    f"{s.state.waiting.reason}: {s.state.waiting.message}"
+                    for s in pod.status.container_statuses or []
+                    if s.state and s.state.waiting
+                ]
+                states.append(f"{pod.metadata.name} on {pod.spec.node_name}: {pod.status.phase} {waiting}")
+            return f"the three Parsec client pods to finish; seen: {states or 'no pods'}"
+
+        pods = wait_for(finished, 180, seen)
         for pod in pods:
             log = core.read_namespaced_pod_log(pod.metadata.name, namespace)
             assert pod.status.phase == "Succeeded", log
