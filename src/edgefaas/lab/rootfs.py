@@ -25,7 +25,7 @@ SUITE = "bookworm"
 # Each release's Python, whose libpython Triton's Python backend stub embeds.
 SUITE_PYTHON = {"bookworm": "3.11", "bullseye": "3.9"}
 # Bumped whenever the customisation below changes, so caches rebuild.
-LAYOUT_VERSION = "4"
+LAYOUT_VERSION = "5"
 
 # What a device needs before any deploy runs (SSH, Python for pyinfra/testinfra, systemd),
 # plus what the task deploys use, because lab devices have no route out to fetch packages.
@@ -66,6 +66,11 @@ PACKAGES = (
     "frr",
     "frr-pythontools",
 )
+# The gateways' shared state (deploys/edgefaas.py): PostgreSQL for licenses and the ledger,
+# NATS JetStream for queued calls. Only bookworm hosts (the switches) carry them.
+SUITE_PACKAGES = {"bookworm": ("postgresql", "nats-server"), "bullseye": ()}
+# Installed, not running: a deploy enables each where the inventory puts it.
+DISABLED_UNITS = ("redis-server.service", "frr.service", "postgresql.service", "nats-server.service")
 
 Log = Callable[[str], None]
 
@@ -99,7 +104,7 @@ def debian_mirror() -> str:
 
 
 def packages(suite: str = SUITE) -> tuple[str, ...]:
-    return tuple(name.format(python=SUITE_PYTHON[suite]) for name in PACKAGES)
+    return tuple(name.format(python=SUITE_PYTHON[suite]) for name in (*PACKAGES, *SUITE_PACKAGES[suite]))
 
 
 def cache_key(suite: str = SUITE, arch: str | None = None) -> str:
@@ -137,10 +142,10 @@ def _customise(root: Path, log: Log) -> None:
     # Debian's containerd is installed only for its runc shim; K3S brings its own containerd,
     # and on a real SONiC switch the Docker daemon's containerd belongs to SONiC.
     _run([*chroot, "systemctl", "mask", "containerd.service"], "mask Debian's containerd", log)
-    # SONiC devices run these (their profile enables them); Jetsons and plain hosts do not.
-    _run(
-        [*chroot, "systemctl", "disable", "redis-server.service", "frr.service"], "disable Redis and FRR", log
-    )
+    # SONiC devices run Redis and FRR (their profile enables them); the deploys enable the
+    # rest where the inventory puts them.
+    units = [unit for unit in DISABLED_UNITS if (root / "lib/systemd/system" / unit).exists()]
+    _run([*chroot, "systemctl", "disable", *units], f"disable {', '.join(units)}", log)
     for unit in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"):
         _run([*chroot, "systemctl", "mask", unit], f"mask {unit}", log)
     journald = root / "etc/systemd/journald.conf.d"
