@@ -91,6 +91,8 @@ def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, An
             "k3s_token_file": str(state.dir / "k3s-token"),
             # And the key every device's enrollment secret derives from (deploys/nodeauth.py).
             "nodeauth_enrollment_key_file": str(state.dir / "nodeauth-enrollment-key"),
+            # And the gateways' shared secrets (deploys/edgefaas.py).
+            "edgefaas_secrets_dir": str(state.dir),
             # Lab devices are containers on a shared kernel: they cannot lower OOM scores,
             # and nf_conntrack_max is the lab machine's, read-only inside them.
             "k3s_restrict_oom_score_adj": True,
