@@ -1,31 +1,39 @@
-"""EdgeFaaS (SoW Task 3): the gateway on the K3S server, the runtime image on every node, the functions.
+"""EdgeFaaS (SoW Task 3): gateways on the switches, the runtime image on every node, the functions.
 
     pyinfra -y inventories/lab.py deploys/edgefaas.py
 
 Every K3S node gets the function runtime image (imported into K3S's containerd at once,
-no K3S restart). The K3S server (a SONiC switch: Task 3.2) gets the gateway, then the
-functions from functions/ are deployed through the gateway's own API, only those whose
-code, placement, limits, environment or public flag changed; FuncA and FuncB are placed on different
-kinds of device, so the chain FuncA -> FuncB -> FuncC crosses devices (Task 3.3).
+no K3S restart). Every gateway host (edgefaas.deploy.gateways: the group edgefaas_gateway,
+else every SONiC switch) gets a gateway, active-active: any of them serves any call, deploy,
+update or billing query with the same answer, because what they hold in common lives
+outside them (edgefaas.deploy.shared_state): licenses and the ledger in PostgreSQL on the
+database host (the K3S server unless edgefaas_database_host or edgefaas_database_url says
+otherwise; one gateway alone keeps SQLite), queued calls in a NATS JetStream cluster of one
+server per gateway host. A changed gateway restarts one switch at a time, its WAN
+announcements withdrawn first. The functions from functions/ are deployed through the first
+gateway's own API, only those whose code, placement, limits, environment or public flag
+changed; FuncA and FuncB are placed on different kinds of device, so the chain
+FuncA -> FuncB -> FuncC crosses devices (Task 3.3).
 
 Why the gateway is a systemd service on the switch, not a K3S workload: it is the door
-callers pay through, so it must keep answering, billing and holding its ledger while
-K3S restarts (a K3S upgrade, a node rejoining after its Parsec check); pods already
-running keep serving it calls through the kube-proxy rules meanwhile. It lives next to
-Parsec and the authentication service on the SONiC host, and its SQLite ledger wants a
-plain local disk, not a volume that moves with a pod. OpenFaaS's faasd runs its gateway
-outside Kubernetes for the same reasons.
+callers pay through, so it must keep answering and billing while K3S restarts (a K3S
+upgrade, a node rejoining after its Parsec check); pods already running keep serving it
+calls through the kube-proxy rules meanwhile. It lives next to Parsec and the
+authentication service on the SONiC host. OpenFaaS's faasd runs its gateway outside
+Kubernetes for the same reasons.
 
 How it reaches Kubernetes: not with K3S's admin kubeconfig (root-only, cluster-admin)
 but as its own ServiceAccount, allowed to manage Deployments, Services and ConfigMaps in
 one namespace, to read nodes, and to read the Events that say why the node authentication
-server removed a node (edgefaas.deploy.kube_account). The gateway runs as
-the unprivileged `edgefaas` user, with systemd hardening.
+server removed a node (edgefaas.deploy.kube_account); gateways on other switches get a copy
+of that account's kubeconfig aimed at the server's API. The gateway runs as the
+unprivileged `edgefaas` user, with systemd hardening.
 
 Settings (host data): edgefaas_functions and edgefaas_public_functions (in
 inventories/group_data/all.py), and with defaults (edgefaas.deploy.settings) edgefaas_gateway_port,
-edgefaas_namespace, edgefaas_admin_password (else the gateway makes one, readable by root
-in <data dir>/admin-password), edgefaas_gateway_url (what pods call the gateway at).
+edgefaas_namespace, edgefaas_admin_password (else one for the site, kept in
+edgefaas_secrets_dir on the machine running pyinfra), edgefaas_gateway_url (what pods call a
+gateway at), edgefaas_database*, edgefaas_nats_*, edgefaas_idempotency_window.
 """
 
 from io import StringIO
@@ -33,7 +41,7 @@ from pathlib import Path
 
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import DeployError
-from pyinfra.operations import files, server
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from edgefaas.deploy import hosts
@@ -41,9 +49,18 @@ from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import K3sImage, OutOfDateFunctions
 from edgefaas.deploy.functions import check_manifest, manifest, out_of_date, wanted_functions
-from edgefaas.deploy.kube_account import service_account
-from edgefaas.deploy.services import keep_running
+from edgefaas.deploy.gateways import (
+    database_plan,
+    first_gateway,
+    gateway_hosts,
+    is_gateway,
+    k3s_server,
+    queue_plan,
+)
+from edgefaas.deploy.kube_account import copy_from_server, service_account
+from edgefaas.deploy.secrets import gateway_secret
 from edgefaas.deploy.settings import setting
+from edgefaas.deploy.shared_state import nats, postgresql
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "edgefaas"
 K3S_DATA_DIR = "/var/lib/rancher/k3s"
@@ -53,6 +70,8 @@ CTR = f"{K3S_DATA_DIR}/data/edgefaas/bin/ctr"  # linked by deploys/k3s.py
 DATA_DIR = "/var/lib/edgefaas/gateway"
 CONFIG_DIR = "/etc/edgefaas/gateway"
 KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
+ENVIRONMENT = f"{CONFIG_DIR}/environment"
+RESTARTER = "/usr/local/sbin/edgefaas-gateway-restart"
 RBAC = f"{CONFIG_DIR}/account.yaml"
 FUNCTIONS_DIR = "/etc/edgefaas/functions"
 MANIFEST = f"{FUNCTIONS_DIR}/functions.json"
@@ -64,9 +83,9 @@ if not is_node:
     logger.info(f"{host.name}: not a K3S node: no EdgeFaaS here")
 
 # -- every K3S node: the function runtime image ------------------------------------------------
+runtime = artifact("runtime-image")
+runtime_ref = f"docker.io/edgefaas/runtime:{runtime.version}"
 if is_node:
-    runtime = artifact("runtime-image")
-    runtime_ref = f"docker.io/edgefaas/runtime:{runtime.version}"
     # Where deploys/k3s.py puts it too (K3S imports that directory at start): the same file.
     image_file = f"{K3S_IMAGES_DIR}/runtime-image.tar"
     if runtime.url:
@@ -85,20 +104,31 @@ if is_node:
             commands=[f"{CTR} --address {CONTAINERD_SOCKET} -n k8s.io images import {image_file}"],
         )
 
-# -- the K3S server: the gateway ---------------------------------------------------------------
-if "k3s_server" in host.groups:
+# -- the shared state: PostgreSQL on the database host, NATS on every gateway host ------------
+gateways = gateway_hosts(inventory)
+database = database_plan(host, inventory)
+queue = queue_plan(host, inventory)
+gateway_addresses = [hosts.address(g) for g in gateways]
+if database.host is not None and database.host.name == host.name:
+    postgresql(database, gateway_addresses, gateway_secret(host, "database-password", "database password"))
+
+# -- every gateway host: a gateway, active-active ----------------------------------------------
+if is_gateway(host, inventory):
     user = host.data.edgefaas_user
     venv = host.data.edgefaas_venv
     namespace = setting(host, "edgefaas_namespace")
     port = int(setting(host, "edgefaas_gateway_port"))
+    server_host = k3s_server(inventory)
     gateway_url = (
-        setting(host, "edgefaas_gateway_url")
-        or f"http://{hosts.own_address(host, 'for pods to call')}:{port}"
+        setting(host, "edgefaas_gateway_url") or f"http://{hosts.address(first_gateway(inventory))}:{port}"
     )
     local_url = f"http://127.0.0.1:{port}"
     password_file = f"{DATA_DIR}/admin-password"
 
-    # deploys/platform.py installs edgefaas[gateway] here (group_data/k3s_server.py).
+    nats_token = gateway_secret(host, "nats-token", "NATS client token")
+    nats_restart = nats(queue, nats_token, gateway_secret(host, "nats-route-password", "NATS route password"))
+
+    # deploys/platform.py installs edgefaas[gateway] here (group_data/k3s_server.py, sonic.py).
     files.directory(
         name=f"Create the gateway's data directory {DATA_DIR} (700)",
         path=DATA_DIR,
@@ -107,35 +137,40 @@ if "k3s_server" in host.groups:
         mode="700",
     )
     files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR, user="root", group=user, mode="750")
-    password = None
-    if host.data.get("edgefaas_admin_password"):
-        password = files.put(
-            name="Install the admin password from host data (0600)",
-            src=StringIO(str(host.data.edgefaas_admin_password) + "\n"),
-            dest=password_file,
-            user=user,
-            group=user,
-            mode="600",
-        )
-
-    kubeconfig = service_account(
-        what="gateway",
-        template=TEMPLATES / "gateway-account.yaml.j2",
-        rbac_file=RBAC,
-        account=ACCOUNT,
-        namespace=namespace,
-        kubeconfig=KUBECONFIG,
-        service_user=user,
-        checks=[f"create deployments -n {namespace}", "list nodes", "list events -n default"],
+    # One admin password for every gateway: a caller may land on any of them.
+    password = files.put(
+        name="Install the site's admin password (0600)",
+        src=StringIO(
+            gateway_secret(
+                host, "gateway-admin-password", "admin password", host.data.get("edgefaas_admin_password")
+            )
+            + "\n"
+        ),
+        dest=password_file,
+        user=user,
+        group=user,
+        mode="600",
     )
 
+    checks = [f"create deployments -n {namespace}", "list nodes", "list events -n default"]
+    if host.name == server_host.name:
+        kubeconfig = service_account(
+            what="gateway",
+            template=TEMPLATES / "gateway-account.yaml.j2",
+            rbac_file=RBAC,
+            account=ACCOUNT,
+            namespace=namespace,
+            kubeconfig=KUBECONFIG,
+            service_user=user,
+            checks=checks,
+        )
     open_ports("edgefaas", [f"{port}/tcp EdgeFaaS gateway"], f"the gateway's port {port}/tcp")
 
     # Licenses signed by a key held in Parsec (tamper-proof) where Parsec runs here.
     signer = setting(host, "edgefaas_license_signer")
     if signer not in ("parsec", "hmac"):
         raise DeployError(f"{host.name}: edgefaas_license_signer must be parsec or hmac, not {signer!r}")
-    parsec_access = None
+    license_key = parsec_access = None
     if signer == "parsec":
         parsec_access = server.user(
             name=f"Let {user} use Parsec (group parsec-clients)",
@@ -145,6 +180,42 @@ if "k3s_server" in host.groups:
         )
         # A key from the days of HMAC signing is a secret nothing uses any more: gone.
         files.file(name="Remove the old HMAC license key", path=f"{DATA_DIR}/license-key", present=False)
+    else:
+        # Every gateway verifies every other's tokens: one key for the site.
+        license_key = files.put(
+            name="Install the site's license-signing key (0600)",
+            src=StringIO(gateway_secret(host, "license-key", "license key") + "\n"),
+            dest=f"{DATA_DIR}/license-key",
+            user=user,
+            group=user,
+            mode="600",
+        )
+    # Below the server's account above: at run time the server has written what is copied.
+    if host.name != server_host.name:
+        kubeconfig = copy_from_server(
+            what="gateway",
+            server_host=server_host,
+            kubeconfig=KUBECONFIG,
+            api_url=f"https://{hosts.address(server_host)}:{server_host.data.get('k3s_api_port', 6443)}",
+            service_user=user,
+            checks=checks,
+        )
+    environment = files.template(
+        name="Write what the gateway shares with the others (database, queue; 0640)",
+        src=str(TEMPLATES / "gateway.env.j2"),
+        dest=ENVIRONMENT,
+        user="root",
+        group=user,
+        mode="640",
+        storage_url=database.url(gateway_secret(host, "database-password", "database password"))
+        if database.kind == "postgresql"
+        else "",
+        nats_urls=",".join(
+            url.replace("nats://", f"nats://{nats_token}@") for url in queue.client_urls(host.name)
+        ),
+        nats_replicas=queue.replicas,
+        idempotency_window=setting(host, "edgefaas_idempotency_window"),
+    )
     unit = files.template(
         name="Install the edgefaas-gateway unit",
         src=str(TEMPLATES / "edgefaas-gateway.service.j2"),
@@ -156,6 +227,7 @@ if "k3s_server" in host.groups:
         runtime_image=runtime_ref,
         gateway_url=gateway_url,
         data_dir=DATA_DIR,
+        environment=ENVIRONMENT,
         license_signer=signer,
         listen="0.0.0.0",
         port=port,
@@ -164,21 +236,33 @@ if "k3s_server" in host.groups:
         # evaluated before deploys/platform.py has uploaded anything.
         wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
     )
-    # A new group takes effect only in a new process: joining parsec-clients restarts too.
-    restart = any_changed(*[op for op in (unit, kubeconfig, password, parsec_access) if op is not None])
-    keep_running(
-        "edgefaas-gateway.service", "the gateway", restart, "a new version, unit, account or password"
+    restarter = files.template(
+        name="Install the gateway's rolling restart (announcements withdrawn first)",
+        src=str(TEMPLATES / "edgefaas-gateway-restart.sh.j2"),
+        dest=RESTARTER,
+        mode="755",
+        local_url=local_url,
+        drain_seconds=3,
     )
+    # A new group takes effect only in a new process: joining parsec-clients restarts too.
+    changes = [unit, environment, kubeconfig, password, license_key, parsec_access, nats_restart]
+    restart = any_changed(*[op for op in changes if op is not None])
+    # One switch at a time, so the others keep serving every call meanwhile.
     server.shell(
-        name="Wait until the restarted gateway answers /healthz",
-        commands=[
-            f"for i in $(seq 120); do curl -fsS -o /dev/null {local_url}/healthz && exit 0; sleep 0.5; done; "
-            "journalctl -u edgefaas-gateway -n 30 --no-pager >&2; exit 1"
-        ],
+        name="Restart the gateway, one switch at a time (a new version, unit, account or shared state)",
+        commands=[RESTARTER],
         _if=restart,
+        _serial=True,
+    )
+    systemd.service(
+        name="Keep the gateway enabled and running",
+        service="edgefaas-gateway.service",
+        running=True,
+        enabled=True,
     )
 
-    # -- the functions, through the gateway's own API ------------------------------------------
+# -- the functions, through the first gateway's API (the others share what it deploys) ---------
+if is_gateway(host, inventory) and host.name == first_gateway(inventory).name:
     wanted = wanted_functions(host, inventory)
     files.directory(name=f"Create {FUNCTIONS_DIR}", path=FUNCTIONS_DIR, mode="755")
     for function in wanted:

@@ -11,7 +11,7 @@ through which later deploys write CONFIG_DB. Safe to re-run: a second run change
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, inventory
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import Directory, File, FileContents, Link
 from pyinfra.facts.server import KernelVersion
@@ -20,6 +20,7 @@ from pyinfra.operations import apt, files, server, systemd
 from edgefaas.deploy import control_plane_acl, python_bundle, userland
 from edgefaas.deploy.artifacts import device_arch, install, require, unpack
 from edgefaas.deploy.facts import Userland, WritableSysctls
+from edgefaas.deploy.gateways import is_gateway
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
 PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}
@@ -151,6 +152,9 @@ extras = list(host.data.edgefaas_extras)
 # Whichever group's edgefaas_extras wins on a switch, it needs the config-db tool's extra.
 if host.data.get("sonic_config_db") and "sonic" not in extras:
     extras.append("sonic")
+# And every gateway host (deploys/edgefaas.py) the gateway's own.
+if is_gateway(host, inventory) and "gateway" not in extras:
+    extras.append("gateway")
 requirement = f"edgefaas[{','.join(extras)}]" if extras else "edgefaas"
 files.put(
     name=f"Record what this device runs: {requirement}",

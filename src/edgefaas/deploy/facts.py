@@ -145,3 +145,28 @@ class InterfaceAddresses(FactBase[dict[str, list[IPv4Interface]]]):
 
     def process(self, output: list[str]) -> dict[str, list[IPv4Interface]]:
         return sonic.interface_addresses("\n".join(output))
+
+
+class PostgresClusters(FactBase[list[str]]):
+    """The versions of Debian's PostgreSQL clusters named `main` on this host ("15", ...)."""
+
+    command = "ls -d /etc/postgresql/*/main 2>/dev/null | cut -d/ -f4; true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(
+            (line.strip() for line in output if line.strip()), key=lambda v: int(v) if v.isdigit() else 0
+        )
+
+
+class PostgresDatabase(FactBase[bool]):
+    """Whether the PostgreSQL server here has role `user` and database `database` (False if not running)."""
+
+    def command(self, database: str, user: str) -> str:
+        query = (
+            f"select (select count(*) from pg_roles where rolname = '{user}') + "
+            f"(select count(*) from pg_database where datname = '{database}')"
+        )
+        return f"runuser -u postgres -- psql -XtAc {shlex.quote(query)} 2>/dev/null || echo 0"
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output if line.strip()] == ["2"]

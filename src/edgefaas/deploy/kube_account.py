@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FactBase
-from pyinfra.operations import files, server
+from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.api.exceptions import DeployError
+from pyinfra.operations import files, python, server
 
 WRITER_TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "k3s" / "service-kubeconfig.sh.j2"
 
@@ -83,4 +85,53 @@ def service_account(
         name=f"Write the {what}'s kubeconfig from its account's token (0600)",
         commands=[writer],
         _if=applied.did_change,
+    )
+
+
+def copy_from_server(
+    *,
+    what: str,
+    server_host: Any,
+    kubeconfig: str,
+    api_url: str,
+    service_user: str,
+    checks: Sequence[str],
+) -> Any:
+    """On a host beside the cluster (not the K3S server): the same account's kubeconfig, copied from
+    the server where `service_account` wrote it, pointing at `api_url` instead of the server's
+    loopback. Copied when this host's kubeconfig cannot do what it must; the op, or None.
+
+    Read at run time, after the server's operations above this line made the account, so a
+    first deploy needs no second run.
+    """
+    has_access = host.get_fact(KubeAccess, kubeconfig=kubeconfig, checks=list(checks))
+    if has_access:
+        return None
+
+    def copy(state: Any, current: Any) -> None:
+        status, output = server_host.run_shell_command(
+            StringCommand("cat", QuoteString(kubeconfig)), _sudo=True
+        )
+        if not status:
+            raise DeployError(
+                f"{current.name}: cannot read the {what}'s kubeconfig {kubeconfig} on the K3S server "
+                f"{server_host.name}: {output.stderr or 'no output'}"
+            )
+        text = "\n".join(output.stdout_lines) + "\n"
+        local = [line for line in text.splitlines() if line.strip().startswith("server: https://127.0.0.1:")]
+        if len(local) != 1:
+            raise DeployError(
+                f"{current.name}: the {what}'s kubeconfig on {server_host.name} names no loopback API server"
+            )
+        text = text.replace(local[0], local[0].split("server:")[0] + f"server: {api_url}")
+        done = current.put_file(StringIO(text), kubeconfig, remote_temp_filename=None, _sudo=True)
+        if not done:
+            raise DeployError(f"{current.name}: could not write {kubeconfig}")
+        path = QuoteString(kubeconfig)
+        owner = f"{service_user}:{service_user}"
+        current.run_shell_command(StringCommand("chown", owner, path, "&&", "chmod", "600", path), _sudo=True)
+
+    return python.call(
+        name=f"Copy the {what}'s kubeconfig from the K3S server {server_host.name} (its API at {api_url})",
+        function=copy,
     )

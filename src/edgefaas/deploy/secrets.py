@@ -67,3 +67,10 @@ def enrollment_key(current: Any) -> bytes:
     given = setting(current, "nodeauth_enrollment_key")
     path = setting(current, "nodeauth_enrollment_key_file")
     return site_secret(given, path, "enrollment key", current.name, min_length=32).encode()
+
+
+def gateway_secret(current: Any, name: str, what: str, given: object = None) -> str:
+    """A secret every gateway of the site shares (admin password, license key, database and queue
+    credentials): `given` if set, else the file `name` in `edgefaas_secrets_dir`, made on first use."""
+    path = Path(os.path.expanduser(str(setting(current, "edgefaas_secrets_dir")))) / name
+    return site_secret(given, str(path), what, current.name, min_length=16)

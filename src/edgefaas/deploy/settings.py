@@ -26,6 +26,21 @@ DEFAULTS: dict[str, Any] = {
     # parsec: license tokens signed by an ES256 key held in Parsec (needs deploys/parsec.py on
     # the host, as on SONiC); hmac: a random key in the gateway's data directory.
     "edgefaas_license_signer": "hmac",
+    # Where the gateways' shared secrets (admin password, license key, database and queue
+    # credentials) are kept on the machine running pyinfra, made on first use (0600).
+    "edgefaas_secrets_dir": "~/.config/edgefaas",
+    # auto: PostgreSQL when several gateways share licenses and the ledger, SQLite for one.
+    "edgefaas_database": "auto",
+    # None: PostgreSQL (Debian's) deployed on the K3S server; or name another inventory host.
+    "edgefaas_database_host": None,
+    "edgefaas_database_port": 5432,
+    # An external PostgreSQL server instead (postgresql://user:password@host/db): nothing deployed.
+    "edgefaas_database_url": None,
+    # The queue of asynchronous calls: a NATS JetStream server on every gateway host.
+    "edgefaas_nats_client_port": 4222,
+    "edgefaas_nats_cluster_port": 6222,
+    # A retry with the same X-Call-Id within this many seconds is answered from the first call.
+    "edgefaas_idempotency_window": 600,
     # deploys/nodeauth.py
     "nodeauth_interval": 1.0,  # seconds between reviews of new nodes
     "nodeauth_recheck": 30.0,  # seconds between reviews of every node (revocations take effect at once)
