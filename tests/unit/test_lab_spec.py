@@ -15,16 +15,19 @@ def test_default_lab_is_the_blueprint_demo():
         ("sonic-1", "sonic", ("k3s_server",)),
         ("sonic-2", "sonic", ("k3s_agent",)),
         ("jetson-1", "jetson", ("k3s_agent",)),
+        ("wan-1", "wan", ()),
     ]
 
 
 @pytest.mark.parametrize("count", [1, 3, 10, 20, 40])
 def test_n_device_lab_has_one_server_and_unique_addresses(count):
     spec = load_spec(devices=count)
-    assert len(spec.devices) == count
+    # The switches and boards asked for, and the lab's WAN stand-in.
+    assert [d.profile for d in spec.devices].count("wan") == 1
+    assert len(spec.devices) == count + 1
     assert sum("k3s_server" in d.roles for d in spec.devices) == 1
     addresses = [d.address for d in spec.devices]
-    assert len(set(addresses)) == count
+    assert len(set(addresses)) == count + 1
     assert spec.gateway not in addresses
     assert all(ipaddress.IPv4Address(a) in spec.network for a in addresses)
 
@@ -58,6 +61,7 @@ def test_unknown_device_field_is_named_with_its_position():
             r"\(x\): userland 'buster' must be one of",
         ),
         ({"name": "x", "profile": "jetson", "arch": "riscv64"}, r"\(x\): arch 'riscv64' must be one of"),
+        ({"name": "x", "profile": "wan", "roles": ["k3s_agent"]}, r"\(x\): roles: a wan device"),
     ],
 )
 def test_bad_device_fields_are_refused(device, message):
@@ -153,3 +157,19 @@ def test_a_device_may_have_its_own_userland_and_architecture():
     assert (jetson.userland, jetson.arch) == ("bullseye", "arm64")
     # What the state file keeps reads back as the same spec.
     assert parse_spec(spec.to_dict()) == spec
+
+
+def test_the_wan_device_is_in_no_inventory_group_and_keeps_the_others_addresses():
+    spec = load_spec()
+    wan = spec.device("wan-1")
+    assert wan.groups == () and wan.userland == "bookworm"
+    # Appended after the switches and boards: their addresses are those of a lab without it.
+    without = parse_spec({"devices": default_devices(3)})
+    assert [d.address for d in spec.devices[:3]] == [d.address for d in without.devices]
+    assert wan.address not in {d.address for d in without.devices}
+
+
+def test_a_lab_subnet_overlapping_the_wan_client_subnet_is_refused_only_with_a_wan_device():
+    with pytest.raises(SpecError, match=r"overlaps 10\.200\.0\.0/24, the WAN client subnet"):
+        parse_spec({"subnet": "10.200.0.0/16"})
+    parse_spec({"subnet": "10.200.0.0/16", "devices": default_devices(3)})

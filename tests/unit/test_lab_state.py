@@ -42,5 +42,10 @@ def test_corrupt_state_is_a_clear_error(state_root):
 def test_state_records_addresses_for_inventories():
     LabState(spec=load_spec()).save()
     data = json.loads(state_file("edgefaas").read_text())
-    assert [d["address"] for d in data["spec"]["devices"]] == ["10.77.0.11", "10.77.0.12", "10.77.0.13"]
+    assert [(d["name"], d["address"]) for d in data["spec"]["devices"]] == [
+        ("sonic-1", "10.77.0.11"),
+        ("sonic-2", "10.77.0.12"),
+        ("jetson-1", "10.77.0.13"),
+        ("wan-1", "10.77.0.14"),
+    ]
     assert data["bridge"] == "br-edgefaas"

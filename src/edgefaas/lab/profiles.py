@@ -15,6 +15,9 @@ Jetson: /etc/nv_tegra_release (L4T R32.7.1, the Jetson Nano's last JetPack 4 rel
 the `jetson` device label, and /usr/bin/nvidia-container-runtime as a stand-in that logs
 each call and hands it to runc unchanged, so K3S finds an nvidia runtime and pods of the
 `nvidia` RuntimeClass really go through that handler. There is no GPU.
+
+WAN: a stand-in for the SD-WAN provider edge, laid whole by edgefaas.lab.wan (FRR peering
+with every switch, IP forwarding in its own namespace, a WAN client namespace behind it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import textwrap
 from pathlib import Path
 
+from edgefaas.lab import wan
 from edgefaas.lab.spec import DeviceSpec, LabSpec
 
 SONIC_LIB = "/usr/local/lib/edgefaas-lab"
@@ -298,3 +302,5 @@ def apply(root: Path, lab: LabSpec, dev: DeviceSpec) -> None:
         runtime.parent.mkdir(parents=True, exist_ok=True)
         runtime.write_text(NVIDIA_RUNTIME_SCRIPT)
         runtime.chmod(0o755)
+    elif dev.profile == wan.PROFILE:
+        wan.apply(root, lab, dev)

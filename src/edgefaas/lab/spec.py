@@ -16,19 +16,27 @@ from typing import Any
 
 import yaml
 
-PROFILES = ("sonic", "jetson")
+# `wan` is the lab's stand-in for the SD-WAN provider edge (edgefaas.lab.wan): not a
+# blueprint device, so it belongs to no inventory group the deploys run on.
+PROFILES = ("sonic", "jetson", "wan")
 # The Debian releases a device's root filesystem can be: bookworm is SONiC 202311 and later;
 # bullseye is SONiC 202305 and, with glibc 2.31, the closest to JetPack 5's Ubuntu 20.04.
 USERLANDS = ("bookworm", "bullseye")
 # What each profile gets unless its spec says otherwise: switches the current SONiC base, boards
 # the JetPack 5 generation's glibc and Python (no registry here serves Ubuntu 20.04).
-PROFILE_USERLANDS = {"sonic": "bookworm", "jetson": "bullseye"}
+PROFILE_USERLANDS = {"sonic": "bookworm", "jetson": "bullseye", "wan": "bookworm"}
 # Debian's names; a device of another architecture than the lab machine's runs under qemu-user.
 ARCHES = ("amd64", "arm64")
 ROLES = ("k3s_server", "k3s_agent")
 # Host addresses below this offset stay free for the machine's own bridge address
 # and anything an operator wants to add by hand (an apt proxy, a PC browser...).
 FIRST_DEVICE_OFFSET = 11
+# The SD-WAN provider edge of the lab (edgefaas.lab.wan): its AS number (private, below the
+# switches' 65100 + n of profiles.LAB_ASN_BASE) and the subnet of the WAN client behind it.
+WAN_ASN = 65000
+WAN_CLIENT_SUBNET = "10.200.0.0/24"
+# The default lab's one provider edge, after the switches and boards.
+DEFAULT_WAN_DEVICE = {"name": "wan-1", "profile": "wan"}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SPEC_FIELDS = {"name", "subnet", "devices"}
 _DEVICE_FIELDS = {"name", "profile", "roles", "address", "userland", "arch"}
@@ -49,7 +57,10 @@ class DeviceSpec:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """Inventory groups this device belongs to (profile first, then roles)."""
+        """Inventory groups this device belongs to (profile first, then roles); none for the
+        WAN stand-in, which no deploy configures (the switches name it in sdwan_peers)."""
+        if self.profile == "wan":
+            return ()
         return (self.profile, *self.roles)
 
 
@@ -118,6 +129,11 @@ def default_devices(count: int = 3) -> list[dict[str, Any]]:
     return devices
 
 
+def default_lab_devices(count: int = 3) -> list[dict[str, Any]]:
+    """The default lab: `count` switches and boards (default_devices), then the WAN stand-in."""
+    return [*default_devices(count), dict(DEFAULT_WAN_DEVICE)]
+
+
 def parse_spec(data: Any, source: str = "spec") -> LabSpec:
     """Validate a spec mapping and allocate addresses; raise SpecError naming the field."""
     if not isinstance(data, dict):
@@ -143,7 +159,7 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
 
     raw_devices = data.get("devices")
     if raw_devices is None:
-        raw_devices = default_devices()
+        raw_devices = default_lab_devices()
     if not isinstance(raw_devices, list) or not raw_devices:
         raise SpecError(f"{source}: devices must be a non-empty list")
     usable = network.num_addresses - 2 - FIRST_DEVICE_OFFSET + 1
@@ -177,6 +193,8 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
         roles = raw.get("roles", [])
         if not isinstance(roles, list) or any(r not in ROLES for r in roles):
             raise SpecError(f"{where} ({dev_name}): roles {roles!r} must be a list drawn from {list(ROLES)}")
+        if profile == "wan" and roles:
+            raise SpecError(f"{where} ({dev_name}): roles: a wan device (the provider edge) takes no roles")
         if "k3s_server" in roles and "k3s_agent" in roles:
             raise SpecError(f"{where} ({dev_name}): roles: a device is either k3s_server or k3s_agent")
         if "address" in raw:
@@ -205,6 +223,12 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
             raise SpecError(f"{where} ({dev_name}): arch {arch!r} must be one of {list(ARCHES)}")
         devices.append(DeviceSpec(dev_name, profile, tuple(roles), str(addr), userland, arch))
 
+    wan_client = ipaddress.IPv4Network(WAN_CLIENT_SUBNET)
+    if any(d.profile == "wan" for d in devices) and network.overlaps(wan_client):
+        raise SpecError(
+            f"{source}: subnet {network} overlaps {wan_client}, the WAN client subnet behind the "
+            "wan device; choose another subnet"
+        )
     servers = [d.name for d in devices if "k3s_server" in d.roles]
     if len(servers) > 1:
         raise SpecError(
@@ -223,7 +247,7 @@ def load_spec(path: Path | None = None, devices: int | None = None) -> LabSpec:
         data = {
             "name": os.environ.get("EDGEFAAS_LAB", "edgefaas"),
             "subnet": os.environ.get("EDGEFAAS_LAB_SUBNET", "10.77.0.0/24"),
-            "devices": default_devices(devices or 3),
+            "devices": default_lab_devices(devices or 3),
         }
         return parse_spec(data, source="default lab")
     try:
