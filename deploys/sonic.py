@@ -10,7 +10,10 @@ reload`, never front-panel ports; the entries are recorded for the `sonic` owner
 deploys/sonic_uninstall.py removes exactly those. Only hosts with `sonic_config_db`.
 
 Inventory data (inventories/group_data/sonic.py has the defaults): bgp_asn, loopback_address,
-bgp_neighbors [{address, asn, name}], bgp_peer_ranges, bgp_bfd, bgp_keepalive, bgp_holdtime.
+bgp_neighbors [{address, asn, name}], bgp_peer_ranges, bgp_bfd, bgp_keepalive, bgp_holdtime, and
+sdwan_peers [{name, address, asn}]: the SD-WAN provider edges, each one more BGP_NEIGHBOR
+(named edgefaas-sdwan-<name>, BFD as bgp_bfd), through which announced prefixes reach the WAN
+(edgefaas.deploy.sdwan_peers).
 Bad data is refused before anything is written, naming the host and field
 (edgefaas.deploy.sonic).
 """
@@ -21,6 +24,7 @@ from pyinfra.api.exceptions import DeployError
 from edgefaas.deploy import sonic as routing
 from edgefaas.deploy.config_db import ensure
 from edgefaas.deploy.facts import InterfaceAddresses
+from edgefaas.deploy.sdwan_peers import with_sdwan_peers
 
 if host.data.get("sonic_config_db"):
     # Every switch, not only those a --limit selects: defaults derive from a switch's position.
@@ -28,7 +32,7 @@ if host.data.get("sonic_config_db"):
     if host.name not in dict(switches):
         raise DeployError(f"{host.name}: sonic_config_db is set but the host is not in group 'sonic'")
     try:
-        plan = routing.plan_routing(switches)[host.name]
+        plan = with_sdwan_peers(routing.plan_routing(switches)[host.name], host.data)
         entries = routing.config_db_entries(plan, host.get_fact(InterfaceAddresses))
     except routing.RoutingError as exc:
         raise DeployError(f"deploys/sonic.py refuses the inventory: {exc}") from None
@@ -37,5 +41,5 @@ if host.data.get("sonic_config_db"):
         routing.OWNER,
         owned=entries.owned,
         shared=entries.shared,
-        what="the switch's routing (AS number, loopback, BGP neighbours with BFD)",
+        what="the switch's routing (AS number, loopback, BGP neighbours and SD-WAN peers with BFD)",
     )

@@ -6,7 +6,11 @@ by hand. EDGEFAAS_LAB selects a lab other than the default one.
     pyinfra -y inventories/lab.py deploys/site.py
 """
 
+import os
+
 from edgefaas.deploy.inventory import check_groups, lab_groups
+from edgefaas.lab import wan as _wan
+from edgefaas.lab.state import DEFAULT_LAB, load_state
 
 _groups = lab_groups()
 check_groups(_groups, source="inventories/lab.py")
@@ -15,6 +19,13 @@ sonic = _groups["sonic"]
 jetson = _groups["jetson"]
 k3s_server = _groups["k3s_server"]
 k3s_agent = _groups["k3s_agent"]
+
+# The switches peer with the lab's SD-WAN provider edge stand-in (edgefaas.lab.wan), which
+# is in no group here: no deploy configures it, as none would configure an operator's PE.
+_sdwan_peers = _wan.sdwan_peers(load_state(os.environ.get("EDGEFAAS_LAB", DEFAULT_LAB)).spec)
+if _sdwan_peers:
+    for _name, _data in sonic:
+        _data["sdwan_peers"] = _sdwan_peers
 
 # The lab runs Triton both ways: a systemd service on the other devices, a K3S workload
 # (host data triton_as_k3s_workload) on the second switch and the first Jetson, so the

@@ -54,6 +54,15 @@ _sonic_2_routing = {
     "bgp_neighbors": [{"address": "192.0.2.11", "asn": 65101, "name": "sonic-1"}],
 }
 
+# The SD-WAN provider edge(s) every switch peers with over eBGP with BFD (deploys/sonic.py);
+# the PE is the operator's router, configured by them to accept the switches (e.g. a listen
+# range over their subnet) and to announce the WAN's client subnets. Empty: no WAN peering.
+_sdwan_peers = [
+    {"name": "pe-1", "address": "192.0.2.1", "asn": 65000},  # FILL IN: the PE's name, address, AS
+]
+for _routing in (_sonic_1_routing, _sonic_2_routing):
+    _routing["sdwan_peers"] = _sdwan_peers
+
 sonic = [
     # FILL IN: switch hostnames and their management addresses.
     ("sonic-1", {**_sonic_login, "ssh_hostname": "192.0.2.11", **_sonic_1_routing}),

@@ -31,6 +31,11 @@ bgp_neighbors = None
 bgp_address = None
 # Dynamic peers (SONiC's BGP_PEER_RANGE): [{"name", "ip_range": [...], "peer_asn"}].
 bgp_peer_ranges: list[dict] = []
+# The SD-WAN provider edges every switch peers with (eBGP, BFD as bgp_bfd): [{"name",
+# "address", "asn"}], each one more BGP_NEIGHBOR (edgefaas.deploy.sdwan_peers). The PE is the
+# operator's and announces the WAN's client subnets; the lab's inventory fills this from its
+# `wan` stand-in device. Empty: no WAN peering.
+sdwan_peers: list[dict] = []
 # BFD on every neighbour, and BGP timers short enough that a lost peer shows in seconds.
 bgp_bfd = True
 bgp_keepalive = 3

@@ -132,3 +132,36 @@ def ensure_profile(device: Device) -> tuple[str, bool]:
 
 def drop_profile(device: Device) -> None:
     device.host.run(f"{APPL_DB} del {shlex.quote(f'BGP_PROFILE_TABLE:{PROFILE}')}")
+
+
+# -- the SD-WAN provider edge (test_sdwan.py) --------------------------------------------------
+# The WAN client's network namespace on the lab's PE stand-in (edgefaas.lab.wan).
+WAN_CLIENT_NETNS = "wanclient"
+
+
+def sdwan_peers(device: Device) -> list[dict[str, Any]]:
+    """The provider edges a switch peers with (its inventory data `sdwan_peers`)."""
+    return list(device.data.get("sdwan_peers") or [])
+
+
+def provider_edge(switch: Device, peer: dict[str, Any]) -> Device | None:
+    """A handle on a PE, where the tests may log in to it: the virtual lab's `wan` device, reached
+    with the lab's key as every lab device is (None on a real lab: its PE is the operator's)."""
+    if not switch.data.get("lab_name"):
+        return None
+    data = {
+        key: switch.data.get(key)
+        for key in ("ssh_user", "ssh_key", "ssh_known_hosts_file", "ssh_strict_host_key_checking", "_sudo")
+    }
+    data["ssh_hostname"] = str(peer["address"])
+    return connect(str(peer["name"]), data, {"wan"})
+
+
+def pe_routes(pe: Device) -> dict[str, list[dict[str, Any]]]:
+    """The PE's BGP table (`show bgp ipv4 unicast json`): prefix -> paths."""
+    return vtysh(pe, "show bgp ipv4 unicast json").get("routes", {})
+
+
+def wan_client(pe: Device, command: str) -> Any:
+    """Run `command` in the WAN client's namespace on the PE; the command's result."""
+    return pe.host.run(f"ip netns exec {WAN_CLIENT_NETNS} {command}")
