@@ -283,10 +283,12 @@ def _attach_subcommands() -> None:
     from edgefaas.gateway.sync import sync_functions
     from edgefaas.nodeauth.cli import nodeauth
     from edgefaas.parsec.cli import parsec
+    from edgefaas.sonic.announce_cli import announce_command
     from edgefaas.sonic.cli import config_db_group
 
     main.add_command(parsec)
     main.add_command(config_db_group)
+    main.add_command(announce_command)
     main.add_command(gateway)
     main.add_command(nodeauth)
     main.add_command(sync_functions)

@@ -10,6 +10,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -31,6 +32,7 @@ from .quota import QuotaGate
 from .registry import FunctionRegistry
 from .routes import billing, functions, monitoring, nodes, perf_report
 from .routes.admin import Handler
+from .service_addresses import ServiceAddresses, ServiceAddressRouting, wan_state
 from .state import Gateway
 from .storage import license_signer, open_storage
 
@@ -124,6 +126,7 @@ def create_app(
     routes = [
         Route("/healthz", monitoring.healthz, methods=["GET"]),
         Route("/metrics", monitoring.metrics, methods=["GET"]),
+        Route("/wan", wan_state, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/system/info", functions.system_info, methods=["GET"]),
         _route(
@@ -152,10 +155,13 @@ def create_app(
         Route("/async-function/{name}/{path:path}", invoker.call_async, methods=["POST"]),
         *console_routes(),
     ]
+    service_addresses = ServiceAddresses(settings.wan_plan)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(ServiceAddressRouting, addresses=service_addresses)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.state.gateway = gateway
+    app.state.service_addresses = service_addresses
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -97,6 +98,36 @@ def _gateway_url(host: str, port: int) -> str:
     return f"http://{reachable}:{port}"
 
 
+def service_ports(wan_plan: Path | None, api_port: int) -> list[int]:
+    """The WAN plan's service port, when there is a plan (and it is not the API port)."""
+    from edgefaas.sonic.announce import PlanError, load_plan
+
+    if wan_plan is None:
+        return []
+    try:
+        plan = load_plan(wan_plan)
+    except PlanError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wan-plan") from None
+    if plan is None:
+        logging.getLogger("edgefaas.gateway").warning("%s does not exist: no WAN listener", wan_plan)
+        return []
+    return [] if plan.service_port == api_port else [plan.service_port]
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, which serves several (the API port and the WAN service port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 @click.command("gateway")
 @click.option(
     "--backend",
@@ -174,6 +205,13 @@ def _gateway_url(host: str, port: int) -> str:
     help="With --license-signer parsec: the service's socket (default unix:/run/parsec/parsec.sock).",
 )
 @click.option(
+    "--wan-plan",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EDGEFAAS_WAN_PLAN",
+    help="The switch's WAN plan (/etc/edgefaas/wan.json): functions served at their own addresses on "
+    "its service port, beside the API port. Unset, or no file at start: no WAN listener.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 def gateway(
@@ -192,6 +230,7 @@ def gateway(
     gateway_url: str | None,
     license_signer: str,
     parsec_endpoint: str | None,
+    wan_plan: Path | None,
     log_level: str,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing."""
@@ -226,6 +265,7 @@ def gateway(
         storage_url=storage_url,
         license_signer="parsec" if license_signer == "parsec" else "hmac",
         parsec_endpoint=parsec_endpoint,
+        wan_plan=wan_plan,
     )
     try:
         function_backend = make_backend(
@@ -242,6 +282,12 @@ def gateway(
     if not admin_password:
         click.echo(f"admin password: {settings.admin_password_file} (user admin)", err=True)
     loop, http = _server_implementation()
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=log_level == "debug", loop=loop, http=http
     )
+    ports = [port, *service_ports(wan_plan, port)]
+    try:
+        sockets = [listening_socket(host, p) for p in ports]
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}: {exc}") from exc
+    uvicorn.Server(config).run(sockets=sockets)

@@ -31,6 +31,9 @@ class GatewaySettings:
     # parsec_endpoint (None: PARSEC_SERVICE_ENDPOINT or Parsec's default socket).
     license_signer: Literal["hmac", "parsec"] = "hmac"
     parsec_endpoint: str | None = None
+    # The switch's WAN plan (edgefaas.deploy.wan): functions served at their own addresses.
+    # None, or no file there: no WAN.
+    wan_plan: Path | None = None
 
     @property
     def admin_password_file(self) -> Path:

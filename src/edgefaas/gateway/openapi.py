@@ -115,6 +115,13 @@ def build_openapi(version: str) -> dict[str, Any]:
                 },
             }
         },
+        "/wan": {
+            "get": {
+                "summary": "the WAN plan's functions: served here or not, version, large community "
+                "(what the switch's announcer reads)",
+                "responses": {"200": _json(schemas.WAN_STATE, "the WAN state")},
+            }
+        },
         "/system/info": {
             "get": _admin(
                 "provider, version, architecture", {"200": _json(schemas.SYSTEM_INFO, "gateway info")}

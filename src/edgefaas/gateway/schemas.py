@@ -168,6 +168,37 @@ API_ENTRY: Schema = {
         "description": {"type": "string"},
         "input_schema": {"type": "object", "nullable": True},
         "output_schema": {"type": "object", "nullable": True},
+        # Where a WAN client reaches the function (edgefaas.gateway.service_addresses); absent without WAN.
+        "wan": {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "address": {"type": "string"},
+                "url": {"type": "string"},
+                "community": {"type": "string", "nullable": True},
+                "anycast": {"type": "string"},
+            },
+        },
+    },
+}
+
+WAN_STATE: Schema = {
+    "type": "object",
+    "required": ["anycast", "functions"],
+    "properties": {
+        "anycast": {"type": "string", "nullable": True},
+        "functions": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "address": {"type": "string"},
+                    "available": {"type": "boolean"},
+                    "version": {"type": "integer", "nullable": True},
+                    "community": {"type": "string", "nullable": True},
+                },
+            },
+        },
     },
 }
 

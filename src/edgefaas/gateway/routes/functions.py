@@ -191,5 +191,14 @@ async def function_logs(request: Request, gateway: Gateway) -> Response:
 
 @admin
 async def list_apis(request: Request, gateway: Gateway) -> Response:
-    gateway.registry.sync(await backend_call(gateway.backend.list))
-    return JSONResponse([info.api_entry() for info in gateway.registry.all()])
+    statuses = await backend_call(gateway.backend.list)
+    gateway.registry.sync(statuses)
+    versions = {s.name: s.version for s in statuses}
+    wan = request.app.state.service_addresses
+    entries = []
+    for info in gateway.registry.all():
+        entry = info.api_entry()
+        # Where a WAN client reaches it (address, URL, large community): only with a WAN plan.
+        found = wan.entry(info.name, versions.get(info.name))
+        entries.append({**entry, "wan": found} if found else entry)
+    return JSONResponse(entries)

@@ -30,7 +30,10 @@ SRv6, allow-lists and the peer route-maps SONiC's policies templates add, and th
 AS-path prepend of a profile's route-map (bgpcfgd takes that ASN from its deployment-id
 constants, which the lab has none of). It owns FRR's whole configuration and applies it
 with FRR's frr-reload.py, which changes only what differs and never restarts bgpd;
-bgpcfgd pushes vtysh commands instead. Malformed entries are logged and skipped.
+bgpcfgd pushes vtysh commands instead. Like bgpcfgd, it leaves alone what others put into
+FRR: EDGEFAAS_* prefix-lists and route-maps and the entries of other route-maps that use
+them (edgefaas.sonic.announce's per-function communities) are carried over from the running
+configuration into every reload. Malformed entries are logged and skipped.
 
 Runs on the device with the standard library and python3-redis only.
 """
@@ -356,6 +359,39 @@ def only_adds(applied: str | None, rendered: str) -> bool:
     return next(removed, None) is None
 
 
+def others_objects(running: str) -> str:
+    """What EdgeFaaS's announcer configured in FRR (`show running-config`), as configuration text:
+    EDGEFAAS_* prefix-lists, EDGEFAAS_* route-map entries, and any route-map entry that calls or
+    matches them. A reload from the rendered configuration alone would delete them."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for raw in running.splitlines():
+        line = raw.rstrip()
+        if current is not None and line.startswith(" "):
+            current.append(line)
+            continue
+        current = None
+        if line.startswith(("ip prefix-list EDGEFAAS_", "ipv6 prefix-list EDGEFAAS_")):
+            blocks.append([line])
+        elif line.startswith("route-map "):
+            current = [line]
+            blocks.append(current)
+    kept = []
+    for block in blocks:
+        head = block[0]
+        if head.startswith("route-map ") and not (
+            head.startswith("route-map EDGEFAAS_") or any("EDGEFAAS_" in line for line in block[1:])
+        ):
+            continue
+        kept += block + (["exit", "!"] if head.startswith("route-map ") else [])
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+def _running_config() -> str:
+    proc = subprocess.run([VTYSH, "-c", "show running-config"], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -419,6 +455,9 @@ def main() -> None:
         if only_adds(applied, rendered.text):
             proc = subprocess.run([VTYSH, "-f", FRR_CONF], capture_output=True, text=True)
         if proc is None or proc.returncode != 0:
+            kept = others_objects(_running_config())
+            if kept:
+                _write_conf(rendered.text + kept)
             proc = subprocess.run(
                 [sys.executable, FRR_RELOAD, "--reload", "--stdout", FRR_CONF], capture_output=True, text=True
             )

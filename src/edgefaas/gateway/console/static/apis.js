@@ -34,7 +34,7 @@ function tryRow(api) {
       send.disabled = false;
     }
   });
-  return el("tr", { class: "try", "data-test": "api-try-row", "data-name": api.name }, el("td", { colspan: 5 }, form));
+  return el("tr", { class: "try", "data-test": "api-try-row", "data-name": api.name }, el("td", { colspan: 6 }, form));
 }
 
 export function create(section) {
@@ -51,6 +51,9 @@ export function create(section) {
       const row = el("tr", { "data-test": "api-row", "data-name": api.name },
         el("td", {}, api.name),
         el("td", {}, el("code", {}, api.route)),
+        el("td", { "data-test": "api-wan" }, api.wan
+          ? [el("code", {}, api.wan.url), el("br"), el("small", {}, `community ${api.wan.community || "-"}`)]
+          : "-"),
         el("td", {}, api.public ? "public" : "license"),
         el("td", {}, api.description || "", schema),
         el("td", {}, el("button", { type: "button", class: "secondary", "data-test": "api-try",
@@ -62,8 +65,12 @@ export function create(section) {
       rows.push(row);
     }
     body.replaceChildren(...rows);
+    const anycast = $("#apis-anycast", section);
+    const wan = apis.find((api) => api.wan);
+    anycast.hidden = !wan;
+    anycast.textContent = wan ? `API anycast address in the WAN: ${wan.wan.anycast}` : "";
     section.dataset.loaded = "true";
   }
 
-  return { enter() { load().catch((e) => body.replaceChildren(el("tr", {}, el("td", { colspan: 5, class: "error" }, e.message)))); } };
+  return { enter() { load().catch((e) => body.replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "error" }, e.message)))); } };
 }
