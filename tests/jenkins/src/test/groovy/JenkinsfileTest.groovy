@@ -25,12 +25,13 @@ class JenkinsfileTest {
 
     static final List<String> ALL_STAGES = [
         'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform', 'Switch routing (SONiC)',
-        'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'Node certification (Scenario 2)', 'EdgeFaaS (SoW Task 3)',
+        'SD-WAN peering', 'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'Node certification (Scenario 2)', 'EdgeFaaS (SoW Task 3)',
         'Triton (SoW Task 4)', 'Console', 'Perf',
     ]
     // RUN_* parameter -> [its stage, the scripts/task task it runs]
     static final Map<String, List<String>> TOGGLES = [
         RUN_SONIC   : ['Switch routing (SONiC)', 'sonic'],
+        RUN_SDWAN   : ['SD-WAN peering', 'sdwan'],
         RUN_PARSEC  : ['Parsec (SoW Task 2)', 'parsec'],
         RUN_K3S     : ['K3S (SoW Task 1)', 'k3s'],
         RUN_NODEAUTH: ['Node certification (Scenario 2)', 'nodeauth'],
@@ -40,7 +41,7 @@ class JenkinsfileTest {
         RUN_PERF    : ['Perf', 'perf'],
     ]
     // Tasks that deploy nothing (the console is served by the gateway): they only verify.
-    static final Set<String> VERIFY_ONLY = ['console'] as Set
+    static final Set<String> VERIFY_ONLY = ['console', 'sdwan'] as Set
     // Commands a shell step may use that are not this repository's: the agent's basics.
     static final Set<String> SYSTEM_COMMANDS = ['mkdir', 'tee', 'true'] as Set
 
@@ -187,7 +188,7 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
@@ -202,7 +203,10 @@ class JenkinsfileTest {
         List<String> labTasks = tasksRun().findAll { !(it in ['lint', 'unit', 'arm64', 'perf']) }
         List<String> deployTasks = labTasks.findAll { !(it in VERIFY_ONLY) }
         assertEquals('the Jenkinsfile deploys in deploys/site.py\'s order', siteOrder(), deployTasks)
-        assertEquals('the verify-only tasks come after every deploy', deployTasks + (labTasks - deployTasks), labTasks)
+        // A verify-only task follows what it verifies: sdwan the switches' routing, the console every deploy.
+        assertEquals('sdwan right after sonic', labTasks.indexOf('sonic') + 1, labTasks.indexOf('sdwan'))
+        List<String> withoutSdwan = labTasks - 'sdwan'
+        assertEquals('the console comes after every deploy', deployTasks + (withoutSdwan - deployTasks), withoutSdwan)
         assertEquals('the Jenkinsfile and scripts/test run the same tasks in the same order',
                      scriptsTestOrder(), labTasks)
     }
@@ -322,14 +326,14 @@ class JenkinsfileTest {
     void aRealLabGetsItsCredentialsForEveryTask() {
         runJenkinsfile(INVENTORY: REAL, LAB_CREDENTIALS: 'lab-ssh')
         def creds = calls('sshUserPrivateKey')
-        assertEquals(['platform', 'sonic', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'].size(), creds.size())
+        assertEquals(['platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'].size(), creds.size())
         creds.each {
             assertEquals([credentialsId: 'lab-ssh', keyFileVariable: 'EDGEFAAS_SSH_KEY',
                           usernameVariable: 'EDGEFAAS_SSH_USER'], it.args[0])
         }
         List<Map> shells = shells()
-        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|parsec|k3s|nodeauth|triton|edgefaas|console|perf) / }
-        assertEquals(9, taskShells.size())
+        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|sdwan|parsec|k3s|nodeauth|triton|edgefaas|console|perf) / }
+        assertEquals(10, taskShells.size())
         taskShells.each {
             assertEquals("${it.script} ran without the SSH key bound".toString(), '/tmp/credentials/lab-ssh.key', it.sshKey)
             assertEquals('user-of-lab-ssh', it.sshUser)
