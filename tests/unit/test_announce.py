@@ -241,7 +241,11 @@ def test_healthy_announced_two_failures_withdrawn_function_gone_withdrawn(
         "FuncA": {"available": False, "version": 1},
     }
     announcer = _announcer(tmp_path, redis_socket, gateway, netns)
+    gateway.healthy = False
+    announcer.step()  # a gateway never seen healthy: nothing announced
+    assert set(_advertised(redis_socket)) == {"10.9.0.0/24"}
 
+    gateway.healthy = True
     announcer.step()
     assert _advertised(redis_socket) == {
         ANYCAST: {"profile": "FROM_SDN_SLB_ROUTES"},
@@ -310,10 +314,7 @@ def frr(tmp_path, netns):
             pids.append(int(pidfile.read_text()))
         vtysh = ["vtysh", "--vty_socket", str(run)]
         base = (
-            "router bgp 65101\n bgp router-id 10.1.0.1\n no bgp network import-check\n"
-            " address-family ipv4 unicast\n"
-            "  network 10.255.1.7/32 route-map FROM_SDN_APPLIANCE_ROUTES_RM\n"
-            " exit-address-family\nexit\n"
+            "router bgp 65101\n bgp router-id 10.1.0.1\n no bgp network import-check\nexit\n"
             # bgpcfgd's entry for the profile (managers_rm.py): the community of BGP_PROFILE_TABLE.
             "route-map FROM_SDN_APPLIANCE_ROUTES_RM permit 100\n set community 65100:200\nexit\n"
         )
@@ -350,6 +351,11 @@ def test_a_function_route_carries_its_large_community_and_bgpcfgds(
     gateway.functions = {"camera": {"available": True, "version": 3}}
     announcer = _announcer(tmp_path, redis_socket, gateway, netns, announce.Frr(frr))
     announcer.step()
+    assert CAMERA in _advertised(redis_socket)
+    # What bgpcfgd does for the STATE_DB entry; EdgeFaaS's entries are in place before it.
+    network = f"network {CAMERA} route-map FROM_SDN_APPLIANCE_ROUTES_RM"
+    bgp = ["configure terminal", "router bgp 65101", "address-family ipv4 unicast", network]
+    subprocess.run([*frr, *(arg for command in bgp for arg in ("-c", command))], check=True)
 
     def communities() -> tuple[str, str] | None:
         paths = _route(frr, CAMERA).get("paths") or []

@@ -485,12 +485,15 @@ class Announcer:
         self.plan: WanPlan | None = None
         self._plan_stamp: tuple[int, int] | None = None
         self._failures = 0
+        # Down until a first check passes: nothing is announced for a gateway not yet seen healthy.
+        self._seen_healthy = False
         self._served: dict[str, int] = {}
         self._served_at = -1e9
         self._frr_checked_at = -1e9
         self._frr_wanted: dict[str, list[str]] = {}
         self.desired = NOTHING
         self._profiles_warned: set[str] = set()
+        self._rebind = False
 
     # plan ------------------------------------------------------------------------------------
     def _reload_plan(self) -> None:
@@ -533,6 +536,7 @@ class Announcer:
         ok, why = probe.healthy()
         if ok:
             self._failures = 0
+            self._seen_healthy = True
             now = self._clock()
             if now - self._served_at >= self.settings.functions_interval:
                 try:
@@ -541,10 +545,12 @@ class Announcer:
                 except (OSError, ValueError) as exc:
                     log.warning("/system/wan did not answer (keeping what it said before): %s", exc)
             return True, ""
-        self._failures += 1
-        down = self._failures >= FAILURES_TO_DOWN
+        self._failures = min(self._failures + 1, 1_000_000)
+        down = self._failures >= FAILURES_TO_DOWN or not self._seen_healthy
         if down:
             self._served_at = -1e9  # ask again as soon as it is back
+        if not self._seen_healthy:
+            return False, f"the gateway has not passed a health check yet ({why})"
         return not down, f"the gateway failed {self._failures} health check(s) in a row ({why})"
 
     def step(self) -> Desired:
@@ -575,8 +581,13 @@ class Announcer:
             return
         frr_wanted = wanted_frr(plan, desired)
         frr_due = self._clock() - self._frr_checked_at >= self.settings.frr_interval
-        if self.loopback is not None and self.settings.bind:
-            self.loopback.make(desired.addresses | (previous.addresses & self._advertised_now(plan)))
+        # The addresses on lo are compared when the wanted ones change, and with FRR's objects
+        # periodically (someone may have removed them): not an `ip` call per round.
+        bind = self.loopback is not None and self.settings.bind
+        rebind = bind and (desired.addresses != previous.addresses or frr_due or self._rebind)
+        if rebind:
+            # Those being withdrawn stay until their routes are gone.
+            self._rebind = not self._make_addresses(desired.addresses | previous.addresses)
         frr_ok = True
         if self.frr is not None and (frr_wanted != self._frr_wanted or frr_due):
             frr_ok = self._frr_additions(frr_wanted)
@@ -591,11 +602,18 @@ class Announcer:
                 self._frr_checked_at = self._clock()
             else:
                 self._frr_wanted = {"(FRR did not answer)": []}  # try again next round
-        if self.loopback is not None and self.settings.bind:
-            self.loopback.make(desired.addresses)
+        if rebind:
+            self._rebind = not self._make_addresses(desired.addresses)
 
-    def _advertised_now(self, plan: WanPlan) -> set[str]:
-        return set(self.tables.advertised(plan)) if self.tables is not None else set()
+    def _make_addresses(self, wanted: set[str]) -> bool:
+        assert self.loopback is not None
+        try:
+            for done in self.loopback.make(wanted):
+                log.info("%s", done)
+        except OSError as exc:
+            log.error("addresses on lo: %s", exc)
+            return False
+        return True
 
     def _tables(self, plan: WanPlan, desired: Desired) -> None:
         assert self.tables is not None
@@ -685,9 +703,13 @@ def run(announcer: Announcer, once: bool = False) -> int:
                 return 0
             time.sleep(max(0.0, announcer.settings.interval - (time.monotonic() - started)))
         log.info("%s: withdrawing everything before exiting", stopping[0])
-        announcer.withdraw_all(
-            f"the announcer is stopping ({stopping[0]})", grace=announcer.settings.withdraw_grace
-        )
+        try:
+            announcer.withdraw_all(
+                f"the announcer is stopping ({stopping[0]})", grace=announcer.settings.withdraw_grace
+            )
+        except Exception as exc:  # exit all the same, saying what may still be announced
+            log.error("withdrawing failed: %s; announcements may remain (edgefaas config-db get)", exc)
+            return 1
         return 0
     finally:
         for signum, handler in previous.items():
