@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import sonic_support as sonic
-from tests.integration.conftest import Device
+from tests.integration.conftest import Device, run_deploy
 from tests.integration.support import wait_for
 
 SESSION_TIMEOUT = 90
@@ -257,3 +257,46 @@ def test_an_announced_prefix_reaches_the_wan_client_and_is_withdrawn_within_3_s(
             device.host.run(f"systemctl stop {unit}; rm -rf {directory}; ip addr del {address}/32 dev lo")
     FIGURES.parent.mkdir(exist_ok=True)
     FIGURES.write_text("".join(f"{line}\n" for line in figures))
+
+
+def test_a_pe_no_longer_listed_is_removed_and_a_redeploy_restores_it(
+    inventory_path, switches, peers, tmp_path
+):
+    """deploys/sonic.py with sdwan_peers emptied removes each PE's BGP_NEIGHBOR (FRR drops the
+    session); the inventory's own data brings it back."""
+    without = tmp_path / "without_sdwan_peers.py"
+    without.write_text(
+        "import runpy\n"
+        f"_inv = runpy.run_path({inventory_path!r})\n"
+        "for _name in ('sonic', 'jetson', 'k3s_server', 'k3s_agent'):\n"
+        "    globals()[_name] = _inv.get(_name, [])\n"
+        "for _host, _data in sonic:\n"
+        "    _data['sdwan_peers'] = []\n"
+    )
+    # pyinfra reads group_data beside the inventory file: the real inventory's.
+    (tmp_path / "group_data").symlink_to(Path(inventory_path).resolve().parent / "group_data")
+    addresses = [str(p["address"]) for p in peers]
+    run = run_deploy(str(without), "deploys/sonic.py", timeout=300)
+    try:
+        assert run.returncode == 0, (
+            f"expected deploys/sonic.py without sdwan_peers to succeed:\n{run.describe()}"
+        )
+        for device in switches:
+            left = [a for a in addresses if sonic.db_get(device, f"BGP_NEIGHBOR|{a}")]
+            assert not left, f"{device.name}: expected no BGP_NEIGHBOR for the unlisted PEs, found {left}"
+            wait_for(
+                lambda device=device: not set(addresses) & set(sonic.bgp_peers(device)),
+                CHANGE_TIMEOUT,
+                lambda device=device: (
+                    f"{device.name}: FRR to forget the PEs {addresses} ({sonic.bgp_peers(device)})"
+                ),
+            )
+    finally:
+        again = run_deploy(inventory_path, "deploys/sonic.py", timeout=300)
+    assert again.returncode == 0, f"expected the re-deploy to succeed:\n{again.describe()}"
+    for device in switches:
+        wait_for(
+            lambda device=device: sonic.established(device, addresses),
+            SESSION_TIMEOUT,
+            f"{device.name}: BGP Established with the PEs again after the re-deploy",
+        )
