@@ -166,6 +166,9 @@ class StandInGateway:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path not in ("/healthz", "/wan"):
+                    self.send_error(404)
+                    return
                 if not outer.healthy:
                     self.send_error(503)
                     return

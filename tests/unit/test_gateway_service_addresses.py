@@ -14,6 +14,7 @@ import uvicorn
 
 from edgefaas.gateway import GatewaySettings, create_app
 from edgefaas.gateway.cli import listening_socket, service_ports
+from edgefaas.sonic.announce import GatewayProbe
 
 from .test_gateway_fakes import ADMIN, FakeBackend, Harness, RefusingTransport, fake_functions
 
@@ -174,6 +175,10 @@ def test_the_gateway_serves_the_api_port_and_the_service_port_over_tcp(tmp_path)
             assert answer.status_code == 200, answer.text
             assert (answer.json()["function"], answer.json()["path"]) == ("Echo", "/hello")
             assert client.get(f"http://127.0.0.1:{api_port}/healthz").text == "OK"
+        # What the switch's announcer reads from this gateway.
+        probe = GatewayProbe(api_port)
+        assert probe.healthy() == (True, "")
+        assert probe.served() == {"Echo": 1}
     finally:
         server.should_exit = True
         thread.join(15)

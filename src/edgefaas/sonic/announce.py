@@ -7,7 +7,7 @@ by the deploy, edgefaas.deploy.wan) it computes what the switch should announce:
 - the API's anycast address, with SONiC's profile FROM_SDN_SLB_ROUTES, while the gateway is
   healthy;
 - each function's service address, with profile FROM_SDN_APPLIANCE_ROUTES, while the gateway
-  is healthy and reports the function served here (/system/wan: available replicas);
+  is healthy and reports the function served here (/wan: available replicas);
 
 and makes the switch hold exactly that, the SONiC way: STATE_DB `ADVERTISE_NETWORK_TABLE|
 <prefix>` (bgpcfgd turns each key into `network <prefix> route-map <profile>_RM`), APPL_DB
@@ -392,7 +392,7 @@ class Loopback:
 
 
 class GatewayProbe:
-    """The local gateway: /healthz every loop, /system/wan (functions served here) less often."""
+    """The local gateway: /healthz every loop, /wan (functions served here) less often."""
 
     def __init__(self, port: int, timeout: float = 0.4, host: str = "127.0.0.1") -> None:
         self.base = f"http://{host}:{port}"
@@ -415,7 +415,7 @@ class GatewayProbe:
 
     def served(self) -> dict[str, int]:
         """Function -> version, for the WAN functions with an available replica."""
-        document = json.loads(self._get("/system/wan"))
+        document = json.loads(self._get("/wan"))
         return {
             name: int(entry.get("version") or 0)
             for name, entry in (document.get("functions") or {}).items()
@@ -543,7 +543,7 @@ class Announcer:
                     self._served = probe.served()
                     self._served_at = now
                 except (OSError, ValueError) as exc:
-                    log.warning("/system/wan did not answer (keeping what it said before): %s", exc)
+                    log.warning("/wan did not answer (keeping what it said before): %s", exc)
             return True, ""
         self._failures = min(self._failures + 1, 1_000_000)
         down = self._failures >= FAILURES_TO_DOWN or not self._seen_healthy

@@ -34,7 +34,7 @@ from edgefaas.sonic import announce, config_db
     type=click.FloatRange(0.1),
     default=2.0,
     show_default=True,
-    help="Seconds between asks of /system/wan (which functions are served here).",
+    help="Seconds between asks of /wan (which functions are served here).",
 )
 @click.option(
     "--frr-interval",
@@ -95,7 +95,7 @@ def announce_command(
     """Announce the gateway's anycast address and its functions' addresses into BGP, the SONiC way.
 
     \b
-    Each round: the local gateway's /healthz (2 failures in a row: down) and /system/wan; then
+    Each round: the local gateway's /healthz (2 failures in a row: down) and /wan; then
     STATE_DB ADVERTISE_NETWORK_TABLE holds the anycast address (FROM_SDN_SLB_ROUTES) while the
     gateway is healthy and each served function's address (FROM_SDN_APPLIANCE_ROUTES); its
     large community <asn>:<id>:<version> is set by EdgeFaaS's FRR route-map entries (vtysh).
