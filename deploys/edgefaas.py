@@ -47,7 +47,7 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import K3sImage, OutOfDateFunctions
+from edgefaas.deploy.facts import InterfaceAddresses, K3sImage, OutOfDateFunctions
 from edgefaas.deploy.functions import check_manifest, manifest, out_of_date, wanted_functions
 from edgefaas.deploy.gateways import (
     database_plan,
@@ -59,8 +59,11 @@ from edgefaas.deploy.gateways import (
 )
 from edgefaas.deploy.kube_account import copy_from_server, service_account
 from edgefaas.deploy.secrets import gateway_secret
+from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
 from edgefaas.deploy.shared_state import nats, postgresql
+from edgefaas.deploy.wan import PLAN_PATH, WanError, plan_wan
+from edgefaas.deploy.wan import check_interfaces as check_wan_interfaces
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "edgefaas"
 K3S_DATA_DIR = "/var/lib/rancher/k3s"
@@ -72,6 +75,9 @@ CONFIG_DIR = "/etc/edgefaas/gateway"
 KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
 ENVIRONMENT = f"{CONFIG_DIR}/environment"
 RESTARTER = "/usr/local/sbin/edgefaas-gateway-restart"
+WAN_PLAN = PLAN_PATH
+# While it exists the announcer withdraws this switch's addresses (a rolling restart).
+DRAIN_FILE = "/run/edgefaas/wan-drain"
 RBAC = f"{CONFIG_DIR}/account.yaml"
 FUNCTIONS_DIR = "/etc/edgefaas/functions"
 MANIFEST = f"{FUNCTIONS_DIR}/functions.json"
@@ -109,6 +115,11 @@ gateways = gateway_hosts(inventory)
 database = database_plan(host, inventory)
 queue = queue_plan(host, inventory)
 gateway_addresses = [hosts.address(g) for g in gateways]
+# Planned for every switch at once, so a clash between two is refused before either is touched.
+try:
+    wan_plans = plan_wan([(h.name, h.data) for h in inventory.get_group("sonic", [])])
+except WanError as exc:
+    raise DeployError(f"the SD-WAN plan: {exc}") from None
 if database.host is not None and database.host.name == host.name:
     postgresql(database, gateway_addresses, gateway_secret(host, "database-password", "database password"))
 
@@ -200,6 +211,21 @@ if is_gateway(host, inventory):
             service_user=user,
             checks=checks,
         )
+    # The function API declared into the SD-WAN (edgefaas.deploy.wan): what this switch announces.
+    wan = wan_plans.get(host.name)
+    if wan is not None:
+        check_wan_interfaces(wan, host.get_fact(InterfaceAddresses))
+        wan_file = files.put(
+            name=f"Write the WAN plan {WAN_PLAN} (anycast {wan.anycast}, {len(wan.functions)} functions)",
+            src=StringIO(wan.render()),
+            dest=WAN_PLAN,
+            mode="644",
+        )
+        open_ports(
+            "edgefaas-wan",
+            [f"{wan.service_port}/tcp functions at their WAN addresses"],
+            f"the functions' service port {wan.service_port}/tcp",
+        )
     environment = files.template(
         name="Write what the gateway shares with the others (database, queue; 0640)",
         src=str(TEMPLATES / "gateway.env.j2"),
@@ -229,6 +255,8 @@ if is_gateway(host, inventory):
         data_dir=DATA_DIR,
         environment=ENVIRONMENT,
         license_signer=signer,
+        wan_plan=WAN_PLAN if wan is not None else "",
+        service_port=wan.service_port if wan is not None else 0,
         listen="0.0.0.0",
         port=port,
         # The package the gateway runs: a new wheelhouse (deploys/platform.py) restarts it.
@@ -242,6 +270,7 @@ if is_gateway(host, inventory):
         dest=RESTARTER,
         mode="755",
         local_url=local_url,
+        drain_file=DRAIN_FILE,
         drain_seconds=3,
     )
     # A new group takes effect only in a new process: joining parsec-clients restarts too.
@@ -260,6 +289,21 @@ if is_gateway(host, inventory):
         running=True,
         enabled=True,
     )
+    if wan is not None:
+        announcer = files.template(
+            name="Install the edgefaas-announce unit",
+            src=str(TEMPLATES / "edgefaas-announce.service.j2"),
+            dest="/etc/systemd/system/edgefaas-announce.service",
+            venv=venv,
+            plan=WAN_PLAN,
+            drain_file=DRAIN_FILE,
+        )
+        keep_running(
+            "edgefaas-announce.service",
+            "the announcer",
+            any_changed(announcer, wan_file),
+            "a new unit or WAN plan",
+        )
 
 # -- the functions, through the first gateway's API (the others share what it deploys) ---------
 if is_gateway(host, inventory) and host.name == first_gateway(inventory).name:

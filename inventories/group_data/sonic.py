@@ -40,3 +40,16 @@ sdwan_peers: list[dict] = []
 bgp_bfd = True
 bgp_keepalive = 3
 bgp_holdtime = 9
+
+# The function API declared into the SD-WAN (deploys/edgefaas.py, edgefaas.deploy.wan): every
+# switch whose gateway is healthy announces the API's anycast address, and one address per
+# public function from the pool (stable: a function's name picks its slot; pin one with
+# edgefaas_wan_addresses = {"camera": "10.255.1.7"}), through STATE_DB ADVERTISE_NETWORK_TABLE.
+# Both unset: nothing is announced. Communities (AA:NN) go into APPL_DB BGP_PROFILE_TABLE;
+# a function's own is the large community <switch ASN>:<slot>:<version>.
+edgefaas_wan_anycast = "10.255.0.1"
+edgefaas_wan_function_pool = "10.255.1.0/24"
+edgefaas_wan_api_community = "65100:100"
+edgefaas_wan_function_community = "65100:200"
+# Functions answer at http://<their address>/ (no path prefix), on this port.
+edgefaas_wan_service_port = 80
