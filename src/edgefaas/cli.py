@@ -45,7 +45,12 @@ def lab() -> None:
 
 
 @lab.command("up")
-@click.option("--devices", "-n", type=int, help="Number of devices (default 3: sonic-1, sonic-2, jetson-1).")
+@click.option(
+    "--devices",
+    "-n",
+    type=int,
+    help="Number of switches and boards (default 3: sonic-1, sonic-2, jetson-1), and the WAN router wan-1.",
+)
 @click.option(
     "--spec",
     "spec_file",
