@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..errors import ApiError
 from .plans import License, Plan
 from .store import LicenseStore
-from .tokens import InvalidToken, TokenSigner, make_token, read_token
+from .tokens import Es256Verifier, InvalidToken, TokenSigner, make_token, read_token
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,32 @@ class Caller:
 
 
 class LicenseAuthority:
+    # How long a license looked up stays cached: a revocation made through another gateway
+    # sharing the store takes effect here within this many seconds.
+    CACHE_SECONDS = 5.0
+
     def __init__(self, store: LicenseStore, signer: TokenSigner) -> None:
         self.store = store
         self.signer = signer
-        # license id -> Caller; a token verified once costs a dict lookup afterwards.
-        self._cache: dict[str, Caller | None] = {}
+        # license id -> (Caller, when looked up); a token verified once costs a dict lookup afterwards.
+        self._cache: dict[str, tuple[Caller | None, float]] = {}
+        # kid -> the verifier of another gateway's ES256 key (published in the shared store).
+        self._peers: dict[str, Es256Verifier] = {}
+        public_key = getattr(signer, "public_key", None)
+        if isinstance(public_key, bytes):
+            store.publish_key(signer.key_id, signer.algorithm, public_key)
+
+    def peer(self, kid: str) -> Es256Verifier | None:
+        """The verifier for another gateway's kid, from the store (kept once found: keys never change)."""
+        if kid not in self._peers:
+            found = self.store.verification_key(kid)
+            if found is None or found[0] != "ES256":
+                return None
+            verifier = Es256Verifier(found[1])
+            if verifier.key_id != kid:  # a kid is the hash of its key: a row that lies is not used
+                return None
+            self._peers[kid] = verifier
+        return self._peers[kid]
 
     def issue(self, name: str, plan_name: str) -> tuple[License, str]:
         if self.store.plan(plan_name) is None:
@@ -46,12 +67,14 @@ class LicenseAuthority:
         return revoked
 
     def caller(self, license_id: str) -> Caller | None:
-        if license_id in self._cache:
-            return self._cache[license_id]
+        now = time.monotonic()
+        cached = self._cache.get(license_id)
+        if cached is not None and now - cached[1] < self.CACHE_SECONDS:
+            return cached[0]
         found = self.store.license(license_id)
         plan = self.store.plan(found.plan) if found else None
         caller = Caller(found, plan) if found and plan and not found.revoked else None
-        self._cache[license_id] = caller
+        self._cache[license_id] = (caller, now)
         return caller
 
     def authorize(self, authorization: str | None, public: bool) -> Caller | None:
@@ -70,7 +93,7 @@ class LicenseAuthority:
                 {"WWW-Authenticate": "Bearer"},
             )
         try:
-            license_id = read_token(self.signer, token.strip())
+            license_id = read_token(self.signer, token.strip(), self.peer)
         except InvalidToken as exc:
             raise ApiError(403, f"license token refused: {exc}") from None
         caller = self.caller(license_id)
