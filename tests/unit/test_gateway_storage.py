@@ -558,3 +558,24 @@ def test_a_call_whose_billing_failed_is_answered_503_and_its_retry_runs_once(tmp
         assert _billed(harness, license_id) == 1
     finally:
         harness.close()
+
+
+def test_the_gateway_refuses_to_serve_a_database_newer_than_itself(tmp_path):
+    from click.testing import CliRunner
+
+    from edgefaas.gateway.cli import gateway as gateway_command
+
+    url = f"sqlite://{tmp_path / 'gateway.db'}"
+    db = open_migrated(url)
+    try:
+        with db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                (LATEST + 1, "from the future", 0.0),
+            )
+    finally:
+        db.close()
+    args = ["--backend", "local", "--data-dir", str(tmp_path), "--storage", url, "--admin-password", "x"]
+    result = CliRunner().invoke(gateway_command, args)
+    assert result.exit_code == 1
+    assert f"schema version {LATEST + 1}, newer than this gateway's {LATEST}" in result.output

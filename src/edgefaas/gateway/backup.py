@@ -61,6 +61,8 @@ def dump(db: Database) -> Iterator[str]:
     """The backup of ``db``, line by line (each line one JSON object, no newline)."""
     counts: dict[str, int] = {}
     with db.transaction(write=False) as tx:  # one snapshot: the rows agree with each other
+        if db.dialect == "postgresql":  # its default isolation sees each statement's own snapshot
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         yield json.dumps(
             {
                 "edgefaas_gateway_backup": FORMAT,

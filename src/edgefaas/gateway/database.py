@@ -140,7 +140,7 @@ class PostgresDatabase(Database):
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, pool_size: int = 8, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, pool_size: int = 16, timeout: float = 5.0) -> None:
         try:
             from psycopg_pool import ConnectionPool
         except ImportError as exc:
