@@ -579,3 +579,26 @@ def test_the_gateway_refuses_to_serve_a_database_newer_than_itself(tmp_path):
     result = CliRunner().invoke(gateway_command, args)
     assert result.exit_code == 1
     assert f"schema version {LATEST + 1}, newer than this gateway's {LATEST}" in result.output
+
+
+def test_a_revocation_through_one_gateway_reaches_the_other(tmp_path, storage_url, monkeypatch):
+    from edgefaas.gateway.licensing.authority import LicenseAuthority
+
+    monkeypatch.setattr(LicenseAuthority, "CACHE_SECONDS", 0.2)
+    gateways = [_harness(tmp_path, storage_url, "a"), _harness(tmp_path, storage_url, "b")]
+    try:
+        for harness in gateways:
+            harness.deploy("Echo")
+        license_id, token = gateways[0].license()
+        assert _call(gateways[1], token, None).status_code == 200  # b has it cached now
+        assert (
+            gateways[0].delete(f"/system/licenses/{license_id}", auth=("admin", "test-password")).is_success
+        )
+        deadline = time.monotonic() + 10
+        while _call(gateways[1], token, None).status_code == 200:
+            assert time.monotonic() < deadline, "gateway b still accepts the revoked license"
+            time.sleep(0.05)
+        assert _call(gateways[1], token, None).status_code == 403
+    finally:
+        for harness in gateways:
+            harness.close()

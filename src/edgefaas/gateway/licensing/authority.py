@@ -9,9 +9,11 @@ revoking one license needs no key rotation. Prices come from the Plan; quotas ar
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 
+from ..database import StorageUnavailable
 from ..errors import ApiError
 from .plans import License, Plan
 from .store import LicenseStore
@@ -38,6 +40,7 @@ class LicenseAuthority:
         self._cache: dict[str, tuple[Caller | None, float]] = {}
         # kid -> the verifier of another gateway's ES256 key (published in the shared store).
         self._peers: dict[str, Es256Verifier] = {}
+        self._refreshing: set[str] = set()
         public_key = getattr(signer, "public_key", None)
         if isinstance(public_key, bytes):
             store.publish_key(signer.key_id, signer.algorithm, public_key)
@@ -67,15 +70,35 @@ class LicenseAuthority:
         return revoked
 
     def caller(self, license_id: str) -> Caller | None:
-        now = time.monotonic()
+        """The license's Caller, or None if it is unknown or revoked.
+
+        A cached answer older than CACHE_SECONDS is still given while a thread looks the license
+        up again, so a call never waits on the store (nor hangs while the database is away) for
+        a license it has seen; only a license not seen before is looked up in line.
+        """
         cached = self._cache.get(license_id)
-        if cached is not None and now - cached[1] < self.CACHE_SECONDS:
-            return cached[0]
+        if cached is None:
+            return self._lookup(license_id)
+        if time.monotonic() - cached[1] >= self.CACHE_SECONDS and license_id not in self._refreshing:
+            self._refreshing.add(license_id)
+            threading.Thread(target=self._refresh, args=(license_id,), daemon=True).start()
+        return cached[0]
+
+    def _lookup(self, license_id: str) -> Caller | None:
+        looked_up = time.monotonic()
         found = self.store.license(license_id)
         plan = self.store.plan(found.plan) if found else None
         caller = Caller(found, plan) if found and plan and not found.revoked else None
-        self._cache[license_id] = (caller, now)
+        self._cache[license_id] = (caller, looked_up)
         return caller
+
+    def _refresh(self, license_id: str) -> None:
+        try:
+            self._lookup(license_id)
+        except StorageUnavailable:
+            pass  # the cached answer stands until the database answers again
+        finally:
+            self._refreshing.discard(license_id)
 
     def authorize(self, authorization: str | None, public: bool) -> Caller | None:
         """The paying caller, or None for an anonymous call of a public function.
