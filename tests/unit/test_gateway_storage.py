@@ -602,3 +602,29 @@ def test_a_revocation_through_one_gateway_reaches_the_other(tmp_path, storage_ur
     finally:
         for harness in gateways:
             harness.close()
+
+
+def test_each_call_id_is_billed_once_by_writers_on_two_ledgers(storage_url):
+    # Two gateways' ledgers (two database handles, two writer threads) write every id twice.
+    ledgers = [SqlLedger(open_migrated(storage_url)), SqlLedger(open_migrated(storage_url))]
+    try:
+
+        def writer(thread):
+            ledger = ledgers[thread % 2]
+            futures = []
+            for i in range(100):
+                call = (thread * 100 + i) % 800
+                entry = LedgerEntry(f"call-{call}", "lic_a", f"f{call % 3}", 1000.0 + call, 10, 200, 7)
+                futures.append(ledger.record(entry))
+            return [f.result(30) for f in futures]
+
+        with ThreadPoolExecutor(16) as pool:
+            fresh = [is_new for outcome in pool.map(writer, range(16)) for is_new in outcome]
+        assert sum(fresh) == 800
+        for ledger in ledgers:
+            usage = ledger.usage("lic_a")
+            assert sum(u.invocations for u in usage) == 800
+            assert sum(u.amount_micros for u in usage) == 800 * 7
+    finally:
+        for ledger in ledgers:
+            ledger.close()
