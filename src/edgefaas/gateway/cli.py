@@ -7,12 +7,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from edgefaas.backends.base import Backend
 
 from .config import GatewaySettings
+
+if TYPE_CHECKING:
+    from .database import Database
 
 
 def default_data_dir() -> Path:
@@ -293,7 +297,7 @@ _data_dir_option = click.option(
 )
 
 
-def _open_for_cli(storage_url: str | None, data_dir: Path | None):  # type: ignore[no-untyped-def]
+def _open_for_cli(storage_url: str | None, data_dir: Path | None) -> Database:
     from .database import StorageUnavailable
     from .storage import open_migrated
 
@@ -326,7 +330,7 @@ def backup_command(storage_url: str | None, data_dir: Path | None) -> None:
 @_storage_option
 @_data_dir_option
 @click.argument("backup_file", type=click.File("r"), default="-")
-def restore_command(storage_url: str | None, data_dir: Path | None, backup_file) -> None:  # type: ignore[no-untyped-def]
+def restore_command(storage_url: str | None, data_dir: Path | None, backup_file: TextIO) -> None:
     """Restore a backup (a file, or - for stdin) into an EMPTY database; a non-empty one is refused."""
     from .backup import BackupError, restore
     from .database import StorageUnavailable

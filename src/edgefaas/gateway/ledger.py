@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from .database import Database, SqliteDatabase, StorageUnavailable
+from .database import Database, SqliteDatabase, StorageUnavailable, Transaction
 from .idempotency import Claim, Hold, StoredAnswer
 from .migrations import migrate
 
@@ -186,7 +186,7 @@ class SqlLedger(Ledger):
         self._last_probe = now
         self._read("SELECT 1", ())
 
-    def _read(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+    def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         try:
             with self.db.transaction(write=False) as tx:
                 rows = tx.execute(sql, params).fetchall()
@@ -296,7 +296,17 @@ class SqlLedger(Ledger):
         return claim
 
     @staticmethod
-    def _claim_existing(tx, lock, payer, key, now, fresh_id, holder, lease_s, window_s) -> Claim:  # type: ignore[no-untyped-def]
+    def _claim_existing(
+        tx: Transaction,
+        lock: str,
+        payer: str,
+        key: str,
+        now: float,
+        fresh_id: str,
+        holder: str,
+        lease_s: float,
+        window_s: float,
+    ) -> Claim:
         call_id, state, lease_until, expires_at, status, headers, body, body_size = tx.execute(
             "SELECT call_id, state, lease_until, expires_at, status, headers, body, body_size"
             f" FROM idempotency WHERE payer = ? AND key = ?{lock}",
@@ -349,19 +359,19 @@ class SqlLedger(Ledger):
             " WHERE license_id = ? GROUP BY function ORDER BY function",
             (license_id,),
         )
-        return [FunctionUsage(str(f), int(n), int(d or 0), int(a or 0)) for f, n, d, a in rows]  # type: ignore[call-overload]
+        return [FunctionUsage(f, int(n), int(d or 0), int(a or 0)) for f, n, d, a in rows]
 
     def entries(self, license_id: str | None) -> Iterator[LedgerEntry]:
         where, params = ("WHERE license_id = ?", (license_id,)) if license_id is not None else ("", ())
         rows = self._read(f"SELECT {LEDGER_COLUMNS} FROM ledger {where} ORDER BY started_at, call_id", params)
         for row in rows:
-            yield LedgerEntry(*row)  # type: ignore[arg-type]
+            yield LedgerEntry(*row)
 
     def count_since(self, license_id: str, since: float) -> int:
         ((count,),) = self._read(
             "SELECT COUNT(*) FROM ledger WHERE license_id = ? AND started_at >= ?", (license_id, since)
         )
-        return int(count)  # type: ignore[call-overload]
+        return int(count)
 
     def close(self) -> None:
         """Commit everything queued, then stop."""
