@@ -18,3 +18,6 @@ def pytest_collection_modifyitems(items):
 def _no_lab_selection(monkeypatch):
     for name in ("EDGEFAAS_LAB", "EDGEFAAS_LAB_SUBNET", "EDGEFAAS_INVENTORY"):
         monkeypatch.delenv(name, raising=False)
+
+
+from .postgres_server import postgres_server  # noqa: E402, F401 - a session fixture for the storage tests

@@ -285,11 +285,12 @@ def test_a_call_passes_method_path_query_headers_and_body_through(harness):
     assert seen["query"] == "a=1&b=x+y"
     assert seen["body"] == "payload"
     assert seen["headers"]["x-custom"] == "mine"
-    # The call id is the gateway's: a caller cannot choose the ledger's key.
-    assert seen["headers"]["x-call-id"] == answer.headers["x-call-id"] != "caller-chosen"
+    # The function sees the gateway's call id (the ledger's key, which a caller cannot choose);
+    # the caller's X-Call-Id is its idempotency key, and its answer carries that key back.
+    assert re.fullmatch(r"[0-9a-f]{32}", seen["headers"]["x-call-id"])
+    assert answer.headers["x-call-id"] == "caller-chosen"
     assert "x-edgefaas-license" not in seen["headers"]
     assert seen["headers"]["x-forwarded-for"]
-    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-call-id"])
 
 
 def test_the_extra_path_is_passed_on_as_sent_even_when_the_name_is_escaped(harness):

@@ -53,11 +53,11 @@ def test_tokens_of_another_key_or_algorithm_are_refused():
 
 def test_the_verified_cache_is_bounded():
     signer = ParsecSigner(FakeParsec())
-    signer.CACHE_SIZE = 3
+    signer.verifier.CACHE_SIZE = 3
     tokens = [make_token(signer, f"lic_{i:016x}") for i in range(5)]
     for token in tokens:
         read_token(signer, token)
-    assert len(signer._verified) == 3
+    assert len(signer.verifier._verified) == 3
     assert read_token(signer, tokens[0]) == f"lic_{0:016x}"  # evicted, verified again in full
 
 

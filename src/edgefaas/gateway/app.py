@@ -20,6 +20,7 @@ from edgefaas.backends.base import Backend
 from .auth import AdminAuth, ensure_admin_password
 from .config import GatewaySettings
 from .console import console_routes
+from .database import StorageUnavailable
 from .errors import ApiError
 from .invoke import Invoker
 from .ledger import Ledger
@@ -49,6 +50,15 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    # The database is away (restarting, its host gone): a reason and a retry, not an internal error.
+    return JSONResponse(
+        {"error": f"the gateway's database is unavailable: {exc}"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -160,7 +170,12 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(ServiceAddressRouting, addresses=service_addresses)],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            StorageUnavailable: _storage_unavailable,
+            Exception: _unexpected,
+        },
     )
     app.state.gateway = gateway
     app.state.service_addresses = service_addresses

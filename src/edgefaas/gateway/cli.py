@@ -8,12 +8,16 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from edgefaas.backends.base import Backend
 
 from .config import GatewaySettings
+
+if TYPE_CHECKING:
+    from .database import Database
 
 
 def default_data_dir() -> Path:
@@ -128,7 +132,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-@click.command("gateway")
+@click.group("gateway", invoke_without_command=True)
 @click.option(
     "--backend",
     type=click.Choice(["auto", "local", "kubernetes"]),
@@ -165,7 +169,27 @@ def listening_socket(host: str, port: int) -> socket.socket:
     help="normal: billed calls survive the gateway being killed; full: a power cut too (fsync per commit).",
 )
 @click.option(
-    "--storage", "storage_url", envvar="EDGEFAAS_STORAGE_URL", help="sqlite:///path (default in data dir)."
+    "--storage",
+    "storage_url",
+    envvar="EDGEFAAS_STORAGE_URL",
+    help="sqlite:///path (default: gateway.db in the data dir) or postgresql://user:password@host:port/db "
+    "(shared by several gateways).",
+)
+@click.option(
+    "--idempotency-window",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    envvar="EDGEFAAS_IDEMPOTENCY_WINDOW",
+    help="Seconds a caller's X-Call-Id replays its first answer instead of running (and billing) again.",
+)
+@click.option(
+    "--idempotency-max-answer",
+    default=1024 * 1024,
+    show_default=True,
+    type=click.IntRange(0),
+    envvar="EDGEFAAS_IDEMPOTENCY_MAX_ANSWER",
+    help="Bytes: larger answers are billed once but not kept, and a replay of one is answered 409.",
 )
 @click.option(
     "--kubeconfig",
@@ -214,7 +238,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 @click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
+@click.pass_context
 def gateway(
+    ctx: click.Context,
     backend: str,
     host: str,
     port: int,
@@ -224,6 +250,8 @@ def gateway(
     upstream_timeout: float,
     ledger_sync: str,
     storage_url: str | None,
+    idempotency_window: float,
+    idempotency_max_answer: int,
     kubeconfig: Path | None,
     namespace: str,
     runtime_image: str | None,
@@ -233,12 +261,18 @@ def gateway(
     wan_plan: Path | None,
     log_level: str,
 ) -> None:
-    """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing."""
+    """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
+
+    With a subcommand (backup, restore), run that instead of serving.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     import uvicorn
 
     from edgefaas.parsec.errors import ParsecError
 
     from .app import create_app
+    from .database import StorageUnavailable
 
     logging.basicConfig(
         stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -263,6 +297,8 @@ def gateway(
         upstream_timeout=upstream_timeout,
         ledger_sync="full" if ledger_sync == "full" else "normal",
         storage_url=storage_url,
+        idempotency_window=idempotency_window,
+        idempotency_max_answer_bytes=idempotency_max_answer,
         license_signer="parsec" if license_signer == "parsec" else "hmac",
         parsec_endpoint=parsec_endpoint,
         wan_plan=wan_plan,
@@ -277,7 +313,7 @@ def gateway(
             runtime_image=runtime_image,
         )
         app = create_app(settings, function_backend)
-    except (OSError, ValueError, NotImplementedError, RuntimeError, ParsecError) as exc:
+    except (OSError, ValueError, NotImplementedError, RuntimeError, ParsecError, StorageUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
     if not admin_password:
         click.echo(f"admin password: {settings.admin_password_file} (user admin)", err=True)
@@ -291,3 +327,65 @@ def gateway(
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}: {exc}") from exc
     uvicorn.Server(config).run(sockets=sockets)
+
+
+_storage_option = click.option(
+    "--storage",
+    "storage_url",
+    envvar="EDGEFAAS_STORAGE_URL",
+    help="sqlite:///path or postgresql://... (default: gateway.db in the data dir).",
+)
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="EDGEFAAS_DATA_DIR",
+    help="Where the default SQLite database is (default /var/lib/edgefaas/gateway as root).",
+)
+
+
+def _open_for_cli(storage_url: str | None, data_dir: Path | None) -> Database:
+    from .database import StorageUnavailable
+    from .storage import open_migrated
+
+    url = storage_url or f"sqlite://{(data_dir or default_data_dir()).resolve() / 'gateway.db'}"
+    try:
+        return open_migrated(url)
+    except (OSError, ValueError, RuntimeError, StorageUnavailable) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@gateway.command("backup")
+@_storage_option
+@_data_dir_option
+def backup_command(storage_url: str | None, data_dir: Path | None) -> None:
+    """Write plans, licenses and the ledger to stdout as a versioned JSON-lines backup."""
+    from .backup import write_backup
+    from .database import StorageUnavailable
+
+    db = _open_for_cli(storage_url, data_dir)
+    try:
+        counts = write_backup(db, sys.stdout)
+    except StorageUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    click.echo(f"backed up {counts}", err=True)
+
+
+@gateway.command("restore")
+@_storage_option
+@_data_dir_option
+@click.argument("backup_file", type=click.File("r"), default="-")
+def restore_command(storage_url: str | None, data_dir: Path | None, backup_file: TextIO) -> None:
+    """Restore a backup (a file, or - for stdin) into an EMPTY database; a non-empty one is refused."""
+    from .backup import BackupError, restore
+    from .database import StorageUnavailable
+
+    db = _open_for_cli(storage_url, data_dir)
+    try:
+        counts = restore(db, backup_file)
+    except (BackupError, StorageUnavailable) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    click.echo(f"restored {counts}", err=True)

@@ -23,8 +23,13 @@ class GatewaySettings:
     # "normal": a ledger entry survives the gateway being killed (the OS has it);
     # "full": it also survives a power cut (one fsync per commit group).
     ledger_sync: Literal["normal", "full"] = "normal"
-    # None: <data_dir>/gateway.db (SQLite). The storage layer is an interface; see storage.py.
+    # None: <data_dir>/gateway.db (SQLite); postgresql://... is shared by every gateway (storage.py).
     storage_url: str | None = None
+    # How long a caller's X-Call-Id (an idempotency key) replays its first answer, in seconds;
+    # after it the key starts a new, newly billed call.
+    idempotency_window: float = 600.0
+    # Largest answer body kept for replays; a larger one is billed once and a replay is 409.
+    idempotency_max_answer_bytes: int = 1024 * 1024
     # None: read <data_dir>/license-key, or create it. Every gateway replica must share it.
     license_key: bytes | None = None
     # "parsec": license tokens signed by an ECDSA key held in the Parsec service at

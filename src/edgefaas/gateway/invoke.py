@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import logging
+import math
 import time
 import urllib.parse
 import uuid
@@ -36,7 +37,9 @@ from edgefaas.runtime.event import PARENT_CALL_ID_HEADER
 from edgefaas.runtime.server import REJECTED_HEADER
 
 from .config import GatewaySettings
+from .database import StorageUnavailable
 from .errors import ApiError
+from .idempotency import REPLAY_HEADER, Hold, StoredAnswer, check_key, too_large_to_replay
 from .ledger import PUBLIC_LICENSE, Ledger, LedgerEntry
 from .licensing.authority import Caller, LicenseAuthority
 from .metrics import Metrics
@@ -204,17 +207,72 @@ class Invoker:
 
     async def call(self, request: Request) -> Response:
         call_id = uuid.uuid4().hex
+        key = request.headers.get(CALL_ID_HEADER)
         name = request.path_params["name"]
         started = time.perf_counter()
         try:
+            if key is not None:
+                check_key(key)
             admitted = await self._admit(request, name, "/function/")
-            upstream = await self._run(admitted, request.method, call_id)
+            if key is None:
+                upstream = await self._run(admitted, request.method, call_id)
+                response = _relay(upstream, call_id)
+            else:
+                response = await self._run_once(admitted, request.method, key)
         except ApiError as exc:
             if self.registry.lookup(name) is not None:
                 self.metrics.observe(name, exc.status, time.perf_counter() - started)
-            return exc.response(call_id)
-        self.metrics.observe(name, upstream.status, time.perf_counter() - started)
-        return _relay(upstream, call_id)
+            return exc.response(key or call_id)
+        self.metrics.observe(name, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _run_once(self, admitted: _Admitted, method: str, key: str) -> Response:
+        """The call under the caller's idempotency key: run and billed once, else its first answer."""
+        payer = admitted.caller.license.id if admitted.caller else PUBLIC_LICENSE
+        lease = self.settings.upstream_timeout + 5.0
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.settings.upstream_timeout
+        delay = 0.02
+        try:
+            while True:
+                try:
+                    claim = await run_in_threadpool(
+                        self.ledger.claim, payer, key, lease, self.settings.idempotency_window
+                    )
+                except StorageUnavailable as exc:
+                    raise ApiError(
+                        503, f"the call cannot be billed now: {exc}", {"Retry-After": "1"}
+                    ) from None
+                if claim.outcome != "wait":
+                    break
+                if loop.time() >= give_up:
+                    raise ApiError(
+                        409,
+                        f"a call with X-Call-Id {key!r} is still running; retry to get its answer",
+                        {"Retry-After": str(max(1, math.ceil(claim.retry_after)))},
+                    )
+                delay = await _pause(delay, give_up - loop.time())
+        except BaseException:
+            admitted.ticket.release()
+            raise
+        if claim.outcome == "replay":
+            admitted.ticket.release()  # nothing new is billed
+            assert claim.answer is not None
+            limit = self.settings.idempotency_max_answer_bytes
+            if claim.answer.body is None:
+                raise too_large_to_replay(claim.answer, limit)
+            response = Response(content=claim.answer.body, status_code=claim.answer.status)
+            response.raw_headers = [*claim.answer.headers, (REPLAY_HEADER.lower().encode(), b"true")]
+            return response
+        assert claim.hold is not None
+        try:
+            upstream = await self._run(admitted, method, claim.call_id, claim.hold, key)
+        except BaseException:
+            await run_in_threadpool(self.ledger.release, claim.hold)
+            raise
+        if not upstream.reached:
+            await run_in_threadpool(self.ledger.release, claim.hold)
+        return _relay(upstream, key)
 
     async def call_async(self, request: Request) -> Response:
         call_id = uuid.uuid4().hex
@@ -262,10 +320,23 @@ class Invoker:
             parent_call_id=request.headers.get(PARENT_CALL_ID_HEADER, "")[:64],
         )
 
-    async def _run(self, admitted: _Admitted, method: str, call_id: str) -> Upstream:
-        """Forward, then bill; the quota slot is given back if the function never answered."""
+    async def _run(
+        self, admitted: _Admitted, method: str, call_id: str, hold: Hold | None = None, key: str = ""
+    ) -> Upstream:
+        """Forward, then bill; the quota slot is given back if the function never answered.
+
+        ``hold``: the idempotency claim it runs under; its answer (as relayed, X-Call-Id ``key``)
+        is stored with the ledger entry.
+        """
         started_at = time.time()
         try:
+            if self.ledger.degraded:  # refused before the function runs, not run and then unbilled
+                try:
+                    await run_in_threadpool(self.ledger.ensure_available)
+                except StorageUnavailable as exc:
+                    raise ApiError(
+                        503, f"the call cannot be billed now: {exc}", {"Retry-After": "1"}
+                    ) from None
             upstream = await self._forward(admitted, method, call_id)
         except BaseException:
             admitted.ticket.release()
@@ -284,9 +355,12 @@ class Invoker:
             amount_micros=caller.plan.price(upstream.duration_us) if caller else 0,
             parent_call_id=admitted.parent_call_id,
         )
+        done = None
+        if hold is not None:
+            done = (hold, _stored(_relay(upstream, key), self.settings.idempotency_max_answer_bytes))
         try:
             # Durable before answered: the answer waits for the ledger's commit.
-            await asyncio.wrap_future(self.ledger.record(entry))
+            await asyncio.wrap_future(self.ledger.record(entry, done))
         except Exception:
             log.exception("billing call %s of %s failed", call_id, admitted.info.name)
             raise ApiError(503, "the call could not be billed, so its answer is withheld") from None
@@ -460,6 +534,13 @@ def _relay(upstream: Upstream, call_id: str) -> Response:
         (b"x-duration-seconds", f"{upstream.duration_us / 1_000_000:.6f}".encode()),
     ]
     return response
+
+
+def _stored(response: Response, limit: int) -> StoredAnswer:
+    body = bytes(response.body)
+    return StoredAnswer(
+        response.status_code, list(response.raw_headers), body if len(body) <= limit else None, len(body)
+    )
 
 
 def _valid_callback(url: str) -> bool:

@@ -58,7 +58,10 @@ def _function_operation(summary: str, path_param: bool, method: str, is_async: b
         "413": _error("body over the size limit"),
         "429": _error("the license's quota is used up (not billed), or the function is at max in-flight"),
         "502": _error("the function could not be reached"),
-        "503": _error("the function has no ready replica (restarting), or could not be woken from zero"),
+        "503": _error(
+            "the function has no ready replica (restarting), could not be woken from zero, or the call "
+            "cannot be billed now (the gateway's database is unreachable; not billed, retry)"
+        ),
         "504": _error("the function did not answer in time"),
     }
     if is_async:
@@ -68,9 +71,23 @@ def _function_operation(summary: str, path_param: bool, method: str, is_async: b
         }
         responses["400"] = _error("X-Callback-Url is not an http(s) URL")
     else:
+        parameters.append(
+            {"name": "X-Call-Id", "in": "header", "required": False,
+             "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"},
+             "description": "an idempotency key of the caller's license: a retry within the window "
+                            "replays the first answer (X-Idempotent-Replay: true) and is not billed again"}
+        )  # fmt: skip
+        responses["400"] = _error("X-Call-Id is not 1 to 128 printable ASCII characters without spaces")
+        responses["409"] = _error(
+            "the X-Call-Id's call is still running (Retry-After), or its answer was too large to keep"
+        )
         responses["default"] = {
-            "description": "the function's own answer, status and headers as it chose; X-Call-Id added",
-            "headers": {"X-Call-Id": {"schema": {"type": "string"}}},
+            "description": "the function's own answer, status and headers as it chose; X-Call-Id added "
+            "(the caller's key when given)",
+            "headers": {
+                "X-Call-Id": {"schema": {"type": "string"}},
+                "X-Idempotent-Replay": {"schema": {"type": "string", "enum": ["true"]}},
+            },
             "content": {"*/*": {"schema": {}}},
         }
     operation: dict[str, Any] = {

@@ -1,35 +1,43 @@
-"""Where licenses and the ledger live: a URL picks the implementation.
+"""Where licenses and the ledger live: a URL picks the database.
 
 ``sqlite:///path/to/gateway.db`` (the default: ``<data-dir>/gateway.db``) uses SQLite, fine
-for one gateway per site. ``postgresql://...`` is the place for larger sites: fill
-``LicenseStore`` and ``Ledger`` with a PostgreSQL driver (the SQL carries over; the
-ledger's ``INSERT OR IGNORE`` becomes ``ON CONFLICT (call_id) DO NOTHING``).
+for one gateway. ``postgresql://user:password@host:port/dbname`` shares plans, licenses,
+the ledger and idempotency keys between every gateway pointed at it (pooled connections).
+Either is migrated forward to this release's schema when opened (``migrations``).
 """
 
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 
 from .auth import write_secret_file
 from .config import GatewaySettings
-from .ledger import Ledger, SqliteLedger
-from .licensing.store import LicenseStore, SqliteLicenseStore
+from .database import Database, open_database
+from .ledger import Ledger, SqlLedger
+from .licensing.store import LicenseStore, SqlLicenseStore
 from .licensing.tokens import HmacSigner, TokenSigner
+from .migrations import migrate
 
 
-def storage_path(settings: GatewaySettings) -> Path:
-    url = settings.storage_url or f"sqlite://{settings.data_dir / 'gateway.db'}"
-    if url.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("PostgreSQL storage is not implemented yet; use sqlite:///path")
-    if not url.startswith("sqlite://"):
-        raise ValueError(f"unknown storage URL {url!r}: use sqlite:///path")
-    return Path(url.removeprefix("sqlite://"))
+def storage_url(settings: GatewaySettings) -> str:
+    return settings.storage_url or f"sqlite://{settings.data_dir / 'gateway.db'}"
+
+
+def open_migrated(url: str, settings: GatewaySettings | None = None) -> Database:
+    """The database at ``url``, migrated to this release's schema (refused if it is newer)."""
+    db = open_database(url, settings.ledger_sync if settings else "normal")
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def open_storage(settings: GatewaySettings) -> tuple[LicenseStore, Ledger]:
-    path = storage_path(settings)
-    return SqliteLicenseStore(path), SqliteLedger(path, sync=settings.ledger_sync)
+    """The license store and the ledger on one database; closing the store closes it (after the ledger)."""
+    db = open_migrated(storage_url(settings), settings)
+    return SqlLicenseStore(db), SqlLedger(db, close_db=False)
 
 
 def license_signer(settings: GatewaySettings) -> TokenSigner:

@@ -1,17 +1,18 @@
-"""Where plans and licenses are kept. SqliteLicenseStore is the default (see ``storage``)."""
+"""Where plans, licenses and token verification keys are kept (see ``storage`` for which database)."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from ..database import Database, SqliteDatabase
+from ..migrations import migrate
 from .plans import DEFAULT_PLANS, License, Plan
 
 
 class LicenseStore(ABC):
-    """Plans and licenses. SqliteLicenseStore fills it; a PostgreSQL one would fill the same."""
+    """Plans, licenses, and the public keys gateways sign license tokens with (by kid)."""
 
     @abstractmethod
     def add_plan(self, plan: Plan) -> bool:
@@ -35,92 +36,107 @@ class LicenseStore(ABC):
     @abstractmethod
     def revoke(self, license_id: str, when: float) -> bool: ...
 
+    @abstractmethod
+    def publish_key(self, kid: str, algorithm: str, public_key: bytes) -> None:
+        """Record a gateway's token verification key (an ES256 key's DER SubjectPublicKeyInfo)."""
+
+    @abstractmethod
+    def verification_key(self, kid: str) -> tuple[str, bytes] | None:
+        """(algorithm, public key) of ``kid``, if a gateway published it."""
+
     def close(self) -> None:  # noqa: B027 - optional
         pass
 
 
-class SqliteLicenseStore(LicenseStore):
-    _SCHEMA = """
-    CREATE TABLE IF NOT EXISTS plans (
-        name TEXT PRIMARY KEY, description TEXT NOT NULL, price_per_call_micros INTEGER NOT NULL,
-        price_per_second_micros INTEGER NOT NULL, quota_calls INTEGER, quota_period_s INTEGER NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS licenses (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, plan TEXT NOT NULL REFERENCES plans (name),
-        created_at REAL NOT NULL, revoked_at REAL
-    );
-    """
+PLAN_COLUMNS = (
+    "name, price_per_call_micros, price_per_second_micros, quota_calls, quota_period_s, description"
+)
+LICENSE_COLUMNS = "id, name, plan, created_at, revoked_at"
 
-    def __init__(self, path: Path, seed_plans: tuple[Plan, ...] = DEFAULT_PLANS) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(self._SCHEMA)
-        self._lock = threading.Lock()
-        if not self.plans():
+
+class SqlLicenseStore(LicenseStore):
+    def __init__(
+        self, db: Database, seed_plans: tuple[Plan, ...] = DEFAULT_PLANS, *, close_db: bool = True
+    ) -> None:
+        self.db = db
+        self._close_db = close_db
+        if seed_plans and not self.plans():
             for plan in seed_plans:
                 self.add_plan(plan)
 
     def add_plan(self, plan: Plan) -> bool:
-        with self._lock:
-            cursor = self._conn.execute(
-                "INSERT OR IGNORE INTO plans VALUES (?, ?, ?, ?, ?, ?)",
+        with self.db.transaction() as tx:
+            cursor = tx.execute(
+                f"INSERT INTO plans ({PLAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 (
                     plan.name,
-                    plan.description,
                     plan.price_per_call_micros,
                     plan.price_per_second_micros,
                     plan.quota_calls,
                     plan.quota_period_s,
+                    plan.description,
                 ),
             )
             return cursor.rowcount == 1
 
     def plan(self, name: str) -> Plan | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT name, price_per_call_micros, price_per_second_micros, quota_calls, quota_period_s,"
-                " description FROM plans WHERE name = ?",
-                (name,),
-            ).fetchone()
+        with self.db.transaction(write=False) as tx:
+            row = tx.execute(f"SELECT {PLAN_COLUMNS} FROM plans WHERE name = ?", (name,)).fetchone()
         return Plan(*row) if row else None
 
     def plans(self) -> list[Plan]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT name, price_per_call_micros, price_per_second_micros, quota_calls, quota_period_s,"
-                " description FROM plans ORDER BY name"
-            ).fetchall()
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(f"SELECT {PLAN_COLUMNS} FROM plans ORDER BY name").fetchall()
         return [Plan(*row) for row in rows]
 
     def add_license(self, license: License) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO licenses VALUES (?, ?, ?, ?, ?)",
+        with self.db.transaction() as tx:
+            tx.execute(
+                f"INSERT INTO licenses ({LICENSE_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 (license.id, license.name, license.plan, license.created_at, license.revoked_at),
             )
 
     def license(self, license_id: str) -> License | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT id, name, plan, created_at, revoked_at FROM licenses WHERE id = ?", (license_id,)
-            ).fetchone()
+        with self.db.transaction(write=False) as tx:
+            row = tx.execute(f"SELECT {LICENSE_COLUMNS} FROM licenses WHERE id = ?", (license_id,)).fetchone()
         return License(*row) if row else None
 
     def licenses(self) -> list[License]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, name, plan, created_at, revoked_at FROM licenses ORDER BY created_at, id"
-            ).fetchall()
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(f"SELECT {LICENSE_COLUMNS} FROM licenses ORDER BY created_at, id").fetchall()
         return [License(*row) for row in rows]
 
     def revoke(self, license_id: str, when: float) -> bool:
-        with self._lock:
-            cursor = self._conn.execute(
+        with self.db.transaction() as tx:
+            cursor = tx.execute(
                 "UPDATE licenses SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (when, license_id)
             )
             return cursor.rowcount == 1
 
+    def publish_key(self, kid: str, algorithm: str, public_key: bytes) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO signing_keys (kid, algorithm, public_key, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (kid) DO NOTHING",
+                (kid, algorithm, public_key, time.time()),
+            )
+
+    def verification_key(self, kid: str) -> tuple[str, bytes] | None:
+        with self.db.transaction(write=False) as tx:
+            row = tx.execute(
+                "SELECT algorithm, public_key FROM signing_keys WHERE kid = ?", (kid,)
+            ).fetchone()
+        return (str(row[0]), bytes(row[1])) if row else None
+
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self._close_db:
+            self.db.close()
+
+
+class SqliteLicenseStore(SqlLicenseStore):
+    """The license store alone in a SQLite file (migrated to the latest schema on open)."""
+
+    def __init__(self, path: Path, seed_plans: tuple[Plan, ...] = DEFAULT_PLANS) -> None:
+        db = SqliteDatabase(Path(path))
+        migrate(db)
+        super().__init__(db, seed_plans)

@@ -28,6 +28,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 # The refusal of anything that is not three base64url parts with a JOSE header, tokens of an
@@ -67,12 +68,9 @@ class HmacSigner(TokenSigner):
         return hmac.compare_digest(self.sign(message), signature)
 
 
-class ParsecSigner(TokenSigner):
-    """ES256 (ECDSA P-256, SHA-256) with the private key held in Parsec: it never leaves the service.
+class Es256Verifier:
+    """Verifies ES256 signatures with one public key (DER SubjectPublicKeyInfo).
 
-    The key (`key_name`, made on first use) belongs to the gateway's own Parsec identity (its
-    Unix user under the UnixPeerCredentials authenticator). Signing asks Parsec; verifying
-    needs only the public key, exported once, so a call costs no round trip to the service.
     A token is verified in full the first time it is seen; the exact bytes that verified are
     then remembered (a bounded LRU), so a caller's repeated calls cost a dictionary lookup and
     any edited token is a different key and is verified afresh.
@@ -82,31 +80,14 @@ class ParsecSigner(TokenSigner):
     CACHE_SIZE = 4096
     SIGNATURE_BYTES = 64  # r || s, 32 bytes each on P-256
 
-    def __init__(self, client: Any, key_name: str = "edgefaas-license") -> None:
+    def __init__(self, spki: bytes) -> None:
         from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-        from edgefaas.parsec.errors import ParsecError
-
-        self._client = client
-        self._key = key_name
-        if key_name not in {key.name for key in client.list_keys()}:
-            try:
-                client.generate_ecc_sign_key(key_name)
-            except ParsecError:  # another replica made it first: use that one
-                if key_name not in {key.name for key in client.list_keys()}:
-                    raise
-        spki = client.export_public_key(key_name, "der")
+        self.spki = spki
         self._public = load_der_public_key(spki)
         self.key_id = hashlib.sha256(spki).hexdigest()[:12]
         self._verified: dict[bytes, None] = {}
         self._lock = threading.Lock()
-
-    def sign(self, message: bytes) -> bytes:
-        # Parsec signs in PSA's format, r || s, which is JWS ES256's own: no DER to undo.
-        signature = self._client.sign_hash(self._key, hashlib.sha256(message).digest())
-        if len(signature) != self.SIGNATURE_BYTES:
-            raise ValueError(f"Parsec returned a {len(signature)}-byte ECDSA signature, not r || s")
-        return signature
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         from cryptography.exceptions import InvalidSignature
@@ -126,7 +107,7 @@ class ParsecSigner(TokenSigner):
             int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
         )
         try:
-            self._public.verify(der, message, ec.ECDSA(hashes.SHA256()))
+            self._public.verify(der, message, ec.ECDSA(hashes.SHA256()))  # type: ignore[call-arg, union-attr]
         except InvalidSignature:
             return False
         with self._lock:
@@ -134,6 +115,45 @@ class ParsecSigner(TokenSigner):
             while len(self._verified) > self.CACHE_SIZE:
                 self._verified.pop(next(iter(self._verified)))
         return True
+
+
+class ParsecSigner(TokenSigner):
+    """ES256 (ECDSA P-256, SHA-256) with the private key held in Parsec: it never leaves the service.
+
+    The key (`key_name`, made on first use) belongs to the gateway's own Parsec identity (its
+    Unix user under the UnixPeerCredentials authenticator). Signing asks Parsec; verifying
+    needs only the public key, exported once, so a call costs no round trip to the service.
+    Each gateway has a key of its own: the others verify its tokens by their kid with the
+    public key it published in the shared store (``LicenseAuthority``).
+    """
+
+    algorithm = "ES256"
+    SIGNATURE_BYTES = Es256Verifier.SIGNATURE_BYTES
+
+    def __init__(self, client: Any, key_name: str = "edgefaas-license") -> None:
+        from edgefaas.parsec.errors import ParsecError
+
+        self._client = client
+        self._key = key_name
+        if key_name not in {key.name for key in client.list_keys()}:
+            try:
+                client.generate_ecc_sign_key(key_name)
+            except ParsecError:  # another replica made it first: use that one
+                if key_name not in {key.name for key in client.list_keys()}:
+                    raise
+        self.verifier = Es256Verifier(client.export_public_key(key_name, "der"))
+        self.public_key = self.verifier.spki
+        self.key_id = self.verifier.key_id
+
+    def sign(self, message: bytes) -> bytes:
+        # Parsec signs in PSA's format, r || s, which is JWS ES256's own: no DER to undo.
+        signature = self._client.sign_hash(self._key, hashlib.sha256(message).digest())
+        if len(signature) != self.SIGNATURE_BYTES:
+            raise ValueError(f"Parsec returned a {len(signature)}-byte ECDSA signature, not r || s")
+        return signature
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        return self.verifier.verify(message, signature)
 
 
 def _b64(data: bytes) -> str:
@@ -173,8 +193,14 @@ def make_token(signer: TokenSigner, license_id: str, issued_at: float | None = N
     return f"{signing_input}.{_b64(signer.sign(signing_input.encode('ascii')))}"
 
 
-def read_token(signer: TokenSigner, token: str) -> str:
-    """The license id in a genuine token; InvalidToken for anything forged, edited or malformed."""
+def read_token(
+    signer: TokenSigner, token: str, peer: Callable[[str], Es256Verifier | None] | None = None
+) -> str:
+    """The license id in a genuine token; InvalidToken for anything forged, edited or malformed.
+
+    ``peer``: for an ES256 token whose kid is not this signer's, the verifier of the gateway
+    that made it (None: no gateway published that kid, and the token is refused).
+    """
     parts = token.split(".")
     if len(parts) != 3 or not token.isascii():
         raise InvalidToken(NOT_JWS)
@@ -191,7 +217,14 @@ def read_token(signer: TokenSigner, token: str) -> str:
     if "crit" in header:  # RFC 7515: extensions a verifier does not know make the token invalid
         raise InvalidToken("the token's header names extensions (crit) this gateway does not implement")
     signature = _unb64(parts[2], "signature")
-    if not signer.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
+    verifier: TokenSigner | Es256Verifier = signer
+    kid = header.get("kid")
+    if peer is not None and signer.algorithm == "ES256" and kid != signer.key_id:
+        found = peer(kid) if isinstance(kid, str) else None
+        if found is None:
+            raise InvalidToken(f"the token is signed by key {kid!r}, which no gateway of this site published")
+        verifier = found
+    if not verifier.verify(f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
         raise InvalidToken("token signature does not verify")
     claims = _json_object(parts[1], "claims")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
