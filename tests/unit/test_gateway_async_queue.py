@@ -272,6 +272,36 @@ def test_a_full_queue_is_429_and_nats_unreachable_is_503(nats, stream, tmp_path)
         nowhere.close()
 
 
+def test_calls_queued_before_nats_restarts_still_run_and_an_outage_is_503(stream, tmp_path):
+    server = NatsServer(tmp_path / "nats")
+    server.start()
+    server.wait_ready()
+    harness = gateway(tmp_path / "gw", server.url, stream, async_workers=1)
+    try:
+        harness.deploy("Slow", public=True)
+        ids = [
+            queued_async(harness, "Slow", "?s=0.5", headers={"X-Callback-Url": "http://callback.fn/done"})
+            for _ in range(3)
+        ]
+        server.stop()
+        down = harness.post("/async-function/Slow", headers={"X-Call-Id": "during-outage"})
+        assert down.status_code == 503 and "unreachable" in down.json()["error"], down.text
+        server.start()  # the same port and store: the stream comes back from disk
+        server.wait_ready()
+        after = {"X-Call-Id": "after", "X-Callback-Url": "http://callback.fn/done"}
+        again = wait_for(
+            lambda: (
+                (r := harness.post("/async-function/Slow?s=0.01", headers=after)).status_code == 202 and r
+            ),
+            what="an enqueue accepted after NATS came back",
+        )
+        assert again.headers["x-call-id"] == "after"
+        wait_for(lambda: {*ids, "after"} <= set(completed_ids(harness)), timeout=30, what="every call")
+    finally:
+        harness.close()
+        server.stop()
+
+
 # -- across gateways --------------------------------------------------------------------------------
 
 

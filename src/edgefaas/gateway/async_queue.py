@@ -338,6 +338,9 @@ class JetStreamQueue(AsyncQueue):
                         allow_reconnect=True,
                         max_reconnect_attempts=-1,  # a gateway outlives any NATS server restart
                         reconnect_time_wait=0.5,
+                        error_cb=self._on_error,
+                        disconnected_cb=self._on_disconnected,
+                        reconnected_cb=self._on_reconnected,
                     )
                 self._js = self._nc.jetstream(timeout=self.settings.timeout)
                 await self._ensure_stream()
@@ -355,6 +358,17 @@ class JetStreamQueue(AsyncQueue):
                 log.warning("async queue: NATS at %s not ready: %s", ",".join(self.settings.servers), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    # The client's own default logs each of these with a traceback: one line says enough.
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("async queue: NATS: %s", str(exc) or type(exc).__name__)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("async queue: disconnected from NATS; async calls answer 503 until it is back")
+
+    async def _on_reconnected(self) -> None:
+        url = self._nc.connected_url if self._nc else None
+        log.info("async queue: reconnected to NATS at %s", url.netloc if url else "?")
 
     async def _ensure_stream(self) -> None:
         """Create the stream and the shared consumer, or bring them to this gateway's settings.

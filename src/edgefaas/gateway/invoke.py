@@ -485,6 +485,8 @@ class Invoker:
         except ApiError as exc:
             response = exc.response()
             status, body, headers = exc.status, bytes(response.body), [(b"content-type", b"application/json")]
+            if delivery.ticket is not None:
+                delivery.ticket.release()  # not billed: its quota slot is free again
             self.metrics.async_event("failed")
             log.warning("async call %s of %s: %d %s", call.call_id, call.function, exc.status, exc.message)
         if self.registry.lookup(call.function) is not None:
