@@ -223,7 +223,8 @@ class MemoryQueue(AsyncQueue):
         return
 
     async def put(self, call: AsyncCall, ticket: Ticket | None = None) -> bool:
-        if self._queue.full():
+        # Running calls count, as in JetStream, where a call leaves the stream when acknowledged.
+        if self._queue.qsize() + self._running >= self.size:
             raise QueueFull(f"the async queue is full ({self.size} calls)")
         if not self._recent.add(call.dedup_key):
             return False
@@ -322,7 +323,7 @@ class JetStreamQueue(AsyncQueue):
         """
         self._connecting = asyncio.create_task(self._connect_until_ready())
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._ready.wait()), self.settings.timeout)
+            await asyncio.wait_for(self._ready.wait(), self.settings.timeout)
 
     async def _connect_until_ready(self) -> None:
         import nats
