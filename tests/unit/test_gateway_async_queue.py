@@ -349,8 +349,9 @@ def test_a_call_taken_by_a_gateway_that_died_is_run_by_another(nats, stream, tmp
         harness.deploy("Echo", public=True)
         harness.run(_take_and_die(nats.url, stream, harness, "orphan-1"))
         wait_for(lambda: completed_ids(harness), what="the orphaned call")
-        assert completed_ids(harness) == ["orphan-1"]
-        assert metric(harness, 'edgefaas_async_calls_total{event="redelivered"}') == 1
+        assert completed_ids(harness) == ["orphan-1"] and billed(harness) == ["orphan-1"]
+        # (Not asserted: edgefaas_async_calls_total{event="redelivered"}. The server counts a
+        # delivery to a client that vanished at once as never made, so this may be delivery 1.)
     finally:
         harness.close()
 
@@ -373,11 +374,10 @@ async def _take_and_die(url: str, stream: str, harness: Harness, call_id: str) -
         parent_call_id="",
         callback_url="http://callback.fn/done",
     )
-    # The harness's own workers would take it first: stop them pulling while the dead one takes it.
-    workers = harness.gateway.invoker._workers
-    for task in workers:
-        task.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
+    # The harness's own workers would take it first: they stop pulling while the dead one takes it.
+    invoker = harness.gateway.invoker
+    invoker._queue.stop_taking()
+    await asyncio.gather(*invoker._workers)
     conn = await nats_client.connect(url)
     js = conn.jetstream()
     await js.publish(f"edgefaas.async.{stream.lower()}", call.encode())
@@ -385,7 +385,7 @@ async def _take_and_die(url: str, stream: str, harness: Harness, call_id: str) -
     (msg,) = await sub.fetch(1, timeout=5)
     assert AsyncCall.decode(msg.data).call_id == call_id
     await conn.close()  # died: neither ack nor nak
-    invoker = harness.gateway.invoker
+    invoker._queue._stopping = False
     invoker._workers = [asyncio.create_task(invoker._work())]
 
 
@@ -430,7 +430,9 @@ def test_a_three_server_cluster_keeps_the_queue_when_a_server_dies(stream, tmp_p
             tmp_path / "b", others, stream, backend=first.backend, nats_replicas=3, async_workers=3
         )
         try:
-            wait_for(lambda: done_before | set(completed_ids(second)) == set(ids), what="every call done")
+            # Generous: a call handed back just before its server was killed waits out ack_wait.
+            every = set(ids)
+            wait_for(lambda: done_before | set(completed_ids(second)) == every, timeout=60, what="every call")
             assert set(completed_ids(second)) - done_before, "nothing was left queued for the second gateway"
         finally:
             second.close()

@@ -41,6 +41,8 @@ log = logging.getLogger("edgefaas.gateway.async_queue")
 
 # The consumer every gateway pulls from; one name, so they share the work.
 CONSUMER = "gateways"
+# How long one wait for a call lasts (a JetStream pull's expiry): a stopping gateway waits this long.
+TAKE_WAIT = 1.0
 
 
 class QueueError(Exception):
@@ -150,6 +152,8 @@ class Delivery(ABC):
 
 class AsyncQueue(ABC):
     kind: str
+    # Whether a worker waiting in ``get`` may be cancelled without stranding a call.
+    cancel_waiting_safely = False
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -165,8 +169,18 @@ class AsyncQueue(ABC):
         """
 
     @abstractmethod
-    async def get(self) -> Delivery:
-        """The next call to run; waits for one."""
+    async def get(self) -> Delivery | None:
+        """The next call to run (waits for one), or None once ``stop_taking`` was called."""
+
+    def stop_taking(self) -> None:
+        """The gateway is stopping: ``get`` hands out no more calls and returns None within ``TAKE_WAIT``.
+
+        Workers waiting for a call are let run out rather than cancelled: a JetStream pull that
+        is cancelled while the server answers it would strand that call until ``ack_wait``.
+        """
+        self._stopping = True
+
+    _stopping = False
 
     @abstractmethod
     async def depth(self) -> QueueDepth | None:
@@ -209,6 +223,7 @@ class _MemoryDelivery(Delivery):
 
 class MemoryQueue(AsyncQueue):
     kind = "memory"
+    cancel_waiting_safely = True  # asyncio.Queue.get gives nothing to a cancelled getter
 
     def __init__(self, size: int, dedup_window: float) -> None:
         self._queue: asyncio.Queue[tuple[AsyncCall, Ticket | None, int]] = asyncio.Queue(maxsize=size)
@@ -231,8 +246,15 @@ class MemoryQueue(AsyncQueue):
         self._queue.put_nowait((call, ticket, 1))
         return True
 
-    async def get(self) -> Delivery:
-        call, ticket, attempt = await self._queue.get()
+    async def get(self) -> Delivery | None:
+        while not self._stopping:
+            try:
+                call, ticket, attempt = await asyncio.wait_for(self._queue.get(), TAKE_WAIT)
+            except TimeoutError:
+                continue
+            break
+        else:
+            return None
         self._running += 1
         return _MemoryDelivery(self, call, ticket, attempt)
 
@@ -315,6 +337,7 @@ class JetStreamQueue(AsyncQueue):
         self._ready = asyncio.Event()
         self._connecting: asyncio.Task[None] | None = None
         self._subscriptions: dict[asyncio.Task[Any] | None, Any] = {}
+        self._closing = False
 
     async def start(self) -> None:
         """Connect and set up the stream; if NATS is not there yet, keep trying in the background.
@@ -365,6 +388,8 @@ class JetStreamQueue(AsyncQueue):
         log.warning("async queue: NATS: %s", str(exc) or type(exc).__name__)
 
     async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
         log.warning("async queue: disconnected from NATS; async calls answer 503 until it is back")
 
     async def _on_reconnected(self) -> None:
@@ -421,6 +446,7 @@ class JetStreamQueue(AsyncQueue):
         )
 
     async def close(self) -> None:
+        self._closing = True
         if self._connecting is not None:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -460,14 +486,17 @@ class JetStreamQueue(AsyncQueue):
             raise self._unavailable(str(exc) or type(exc).__name__) from None
         return not ack.duplicate
 
-    async def get(self) -> Delivery:
+    async def get(self) -> Delivery | None:
         """Pull one call; each worker task keeps its own pull subscription on the shared consumer."""
         from nats.errors import Error as NatsError
         from nats.errors import TimeoutError as NatsTimeout
 
         task = asyncio.current_task()
-        while True:
-            await self._ready.wait()
+        while not self._stopping:
+            if not self._ready.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), TAKE_WAIT)
+                continue
             assert self._js is not None
             try:
                 sub = self._subscriptions.get(task)
@@ -475,7 +504,7 @@ class JetStreamQueue(AsyncQueue):
                     sub = self._subscriptions[task] = await self._js.pull_subscribe_bind(
                         CONSUMER, self.settings.stream
                     )
-                msgs = await sub.fetch(1, timeout=5)
+                msgs = await sub.fetch(1, timeout=TAKE_WAIT)
             except (TimeoutError, NatsTimeout):
                 continue
             except NatsError as exc:
@@ -484,6 +513,9 @@ class JetStreamQueue(AsyncQueue):
                 await asyncio.sleep(0.5)
                 continue
             for msg in msgs:
+                if self._stopping:
+                    await msg.nak()  # taken as the gateway stops: another gateway's, at once
+                    continue
                 try:
                     call = AsyncCall.decode(msg.data)
                 except ValueError as exc:
@@ -492,6 +524,7 @@ class JetStreamQueue(AsyncQueue):
                     await msg.term()
                     continue
                 return _JetStreamDelivery(msg, call, keep_alive=self.settings.ack_wait / 3)
+        return None
 
     async def depth(self) -> QueueDepth | None:
         if not self._ready.is_set() or self._js is None:

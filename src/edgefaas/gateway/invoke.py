@@ -38,6 +38,7 @@ from edgefaas.runtime.event import PARENT_CALL_ID_HEADER
 from edgefaas.runtime.server import REJECTED_HEADER
 
 from .async_queue import (
+    TAKE_WAIT,
     AsyncCall,
     AsyncQueue,
     CallTooLarge,
@@ -170,6 +171,7 @@ class Invoker:
         self._fallback: _HttpxUpstream | None = None
         self._queue: AsyncQueue | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None] | None] = set()  # workers running a call now
         self._waking: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
@@ -194,8 +196,18 @@ class Invoker:
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.async_workers)]
 
     async def close(self) -> None:
-        for task in self._workers:
-            task.cancel()
+        if self._queue is not None:
+            self._queue.stop_taking()
+        # Running calls are handed back at once (another gateway runs them); idle workers run out
+        # (a JetStream pull cancelled as the server answers it would strand a call).
+        cancel_all = self._queue is None or self._queue.cancel_waiting_safely
+        for task in self._workers if cancel_all else list(self._busy):
+            if task is not None:
+                task.cancel()
+        if self._workers:
+            _, stuck = await asyncio.wait(self._workers, timeout=TAKE_WAIT + 5)
+            for task in stuck:
+                task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         if self._queue is not None:
             await self._queue.close()
@@ -419,23 +431,32 @@ class Invoker:
                 log.exception("async queue: taking the next call failed")
                 await asyncio.sleep(1)
                 continue
+            if delivery is None:
+                return  # the gateway is stopping
+            me = asyncio.current_task()
+            self._busy.add(me)
             try:
-                async with delivery.running():
-                    await self._run_job(delivery)
-            except asyncio.CancelledError:
-                # Stopping mid-call: another gateway (or this one, restarted) runs it again; the
-                # ledger's key (the call id) keeps a second run from being billed twice.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(delivery.give_back())
-                raise
-            except Exception:
-                log.exception("async call %s failed", delivery.call.call_id)
-            try:
-                await delivery.done()
-            except Exception as exc:
-                log.warning(
-                    "async call %s: its ack was lost (%s); it may run again", delivery.call.call_id, exc
-                )
+                await self._finish(delivery)
+            finally:
+                self._busy.discard(me)
+
+    async def _finish(self, delivery: Delivery) -> None:
+        """Run the call and its callback, then acknowledge it; stopped midway, hand it back."""
+        try:
+            async with delivery.running():
+                await self._run_job(delivery)
+        except asyncio.CancelledError:
+            # Another gateway (or this one, restarted) runs it again; the ledger's key (the
+            # call id) keeps a second run from being billed twice.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(delivery.give_back())
+            raise
+        except Exception:
+            log.exception("async call %s failed", delivery.call.call_id)
+        try:
+            await delivery.done()
+        except Exception as exc:
+            log.warning("async call %s: its ack was lost (%s); it may run again", delivery.call.call_id, exc)
 
     async def _readmit(self, delivery: Delivery) -> _Admitted:
         """The queued call as admitted again on this gateway: its function and payer looked up now."""
