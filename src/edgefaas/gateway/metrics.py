@@ -10,7 +10,7 @@ and the async queue's own, which OpenFaaS's gateway has none of (its queue-worke
 - edgefaas_async_running: gauge of queued calls taken by a worker, not yet finished
 - edgefaas_async_calls_total{event}: counter; queued, completed (the function answered),
   failed (it did not: not found, unreachable, timed out), redelivered (taken again after a
-  gateway died or stopped), duplicate (an enqueue of a call id already queued)
+  gateway died or stopped, by NATS's delivery count), duplicate (an enqueue of a call id already queued)
 - edgefaas_async_callbacks_total{outcome}: counter; delivered, refused (4xx), gave_up
 
 The depth gauges count the whole queue (every gateway's), the counters this gateway's work.
