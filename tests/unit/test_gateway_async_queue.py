@@ -456,6 +456,7 @@ def test_a_queued_call_encodes_and_decodes_whole():
         body=bytes(range(256)),
         parent_call_id="p",
         callback_url=None,
+        caller_key=True,
     )
     assert AsyncCall.decode(call.encode()) == call
     for broken in (b"", b"[]", b'{"v": 2}', b'{"v": 1}'):

@@ -76,6 +76,8 @@ class AsyncCall:
     parent_call_id: str
     callback_url: str | None
     queued_at: float = field(default_factory=time.time)
+    # The call id is the caller's own X-Call-Id (an idempotency key), not one the gateway made.
+    caller_key: bool = False
 
     @property
     def dedup_key(self) -> str:
@@ -96,6 +98,7 @@ class AsyncCall:
                 "parent_call_id": self.parent_call_id,
                 "callback_url": self.callback_url,
                 "queued_at": self.queued_at,
+                "caller_key": self.caller_key,
             },
             separators=(",", ":"),
         ).encode()
@@ -119,6 +122,7 @@ class AsyncCall:
                 parent_call_id=str(raw["parent_call_id"]),
                 callback_url=raw["callback_url"],
                 queued_at=float(raw["queued_at"]),
+                caller_key=bool(raw.get("caller_key", False)),
             )
         except (KeyError, TypeError, AttributeError, UnicodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"malformed queued call: {exc!r}") from None

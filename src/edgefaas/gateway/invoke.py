@@ -251,7 +251,8 @@ class Invoker:
         call_id = uuid.uuid4().hex
         name = request.path_params["name"]
         try:
-            call_id = _caller_call_id(request) or call_id
+            key = _caller_call_id(request)
+            call_id = key or call_id
             callback = request.headers.get(CALLBACK_HEADER)
             if callback is not None:
                 try:
@@ -261,7 +262,7 @@ class Invoker:
             admitted = await self._admit(request, name, "/async-function/")
             try:
                 _check_async_body(request, admitted.body)
-                queued = await self._enqueue(admitted, request.method, call_id, callback)
+                queued = await self._enqueue(admitted, request.method, call_id, callback, key is not None)
             except BaseException:
                 admitted.ticket.release()
                 raise
@@ -271,7 +272,9 @@ class Invoker:
             return exc.response(call_id)
         return Response(status_code=202, headers={CALL_ID_HEADER: call_id})
 
-    async def _enqueue(self, admitted: _Admitted, method: str, call_id: str, callback: str | None) -> bool:
+    async def _enqueue(
+        self, admitted: _Admitted, method: str, call_id: str, callback: str | None, caller_key: bool
+    ) -> bool:
         assert self._queue is not None, "invoker not started"
         caller = admitted.caller
         call = AsyncCall(
@@ -285,6 +288,7 @@ class Invoker:
             body=admitted.body,
             parent_call_id=admitted.parent_call_id,
             callback_url=callback,
+            caller_key=caller_key,
         )
         try:
             queued = await self._queue.put(call, admitted.ticket)
