@@ -158,6 +158,7 @@ class AsyncQueue(ABC):
     kind: str
     # Whether a worker waiting in ``get`` may be cancelled without stranding a call.
     cancel_waiting_safely = False
+    _stopping = False  # set by stop_taking
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -183,8 +184,6 @@ class AsyncQueue(ABC):
         is cancelled while the server answers it would strand that call until ``ack_wait``.
         """
         self._stopping = True
-
-    _stopping = False
 
     @abstractmethod
     async def depth(self) -> QueueDepth | None:
@@ -219,10 +218,10 @@ class _MemoryDelivery(Delivery):
         self._queue._running -= 1
 
     async def give_back(self) -> None:
-        # Lost with the process anyway; kept queued for a restarted invoker in the same process.
+        # Lost with the process anyway, but queued again for whatever still runs in it.
         self._queue._running -= 1
         with contextlib.suppress(asyncio.QueueFull):
-            self._queue._queue.put_nowait((self.call, None, self.attempt + 1))
+            self._queue._queue.put_nowait((self.call, self.ticket, self.attempt + 1))
 
 
 class MemoryQueue(AsyncQueue):
