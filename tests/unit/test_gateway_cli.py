@@ -54,3 +54,27 @@ def test_functions_reach_the_gateway_on_loopback_when_it_listens_everywhere(host
 def test_port_zero_is_refused():
     result = CliRunner().invoke(cli.gateway, ["--port", "0"])
     assert result.exit_code == 2 and "--port" in result.output
+
+
+def test_the_async_queue_options_reach_the_settings(monkeypatch, tmp_path):
+    import uvicorn
+
+    from edgefaas.gateway import app
+
+    seen = []
+    monkeypatch.setattr(cli, "make_backend", lambda *args, **kwargs: object())
+    monkeypatch.setattr(app, "create_app", lambda settings, backend: seen.append(settings))
+    # Serving is uvicorn's: nothing binds or serves here.
+    monkeypatch.setattr(cli, "listening_socket", lambda host, port: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    env = {"EDGEFAAS_GATEWAY_NATS_URL": "nats://10.0.0.1:4222,nats://10.0.0.2:4222"}
+    args = ["--backend", "local", "--data-dir", str(tmp_path), "--admin-password", "pw"]
+    result = CliRunner().invoke(
+        cli.gateway, [*args, "--nats-replicas", "3", "--callback-attempts", "2"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    (settings,) = seen
+    assert settings.nats_url == env["EDGEFAAS_GATEWAY_NATS_URL"] and settings.nats_replicas == 3
+    assert settings.callback_attempts == 2 and settings.callback_backoff == 1.0
+    bad = CliRunner().invoke(cli.gateway, [*args, "--nats-url", "http://10.0.0.1:4222"])
+    assert bad.exit_code == 2 and "--nats-url" in bad.output and "not a NATS server URL" in bad.output

@@ -128,8 +128,20 @@ def fake_functions(backend: FakeBackend, callbacks: list) -> Starlette:
     async def any_call(request: Request) -> Response:
         host = request.url.hostname or ""
         if host == "callback.fn":
-            callbacks.append({"headers": dict(request.headers), "body": await request.body()})
-            return Response(status_code=200)
+            # ?fail=N&status=S: the first N deliveries to this path answer S (default 503).
+            path = request.url.path
+            tries = 1 + sum(1 for seen in callbacks if seen["path"] == path)
+            failing = tries <= int(request.query_params.get("fail", "0"))
+            status = int(request.query_params.get("status", "503")) if failing else 200
+            callbacks.append(
+                {
+                    "headers": dict(request.headers),
+                    "body": await request.body(),
+                    "path": path,
+                    "answered": status,
+                }
+            )
+            return Response(status_code=status)
         name = next((n for n in backend.specs if n.lower() + ".fn" == host), "?")
         body = await request.body()
         if name.startswith("Slow"):
@@ -180,8 +192,9 @@ class RefusingTransport(httpx.AsyncBaseTransport):
 class Harness:
     """The gateway app, started, with a blocking client (``get``/``post``/...) and ``run`` for coroutines."""
 
-    def __init__(self, data_dir: Path, **settings: object) -> None:
-        self.backend = FakeBackend()
+    def __init__(self, data_dir: Path, backend: FakeBackend | None = None, **settings: object) -> None:
+        # A backend given: another gateway's, as gateways sharing one cluster share its functions.
+        self.backend = backend or FakeBackend()
         self.callbacks: list = []
         self.transport = RefusingTransport(fake_functions(self.backend, self.callbacks))
         settings = {"admin_password": ADMIN[1], "unavailable_wait": 0.3, **settings}

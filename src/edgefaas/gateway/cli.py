@@ -236,6 +236,52 @@ def listening_socket(host: str, port: int) -> socket.socket:
     "its service port, beside the API port. Unset, or no file at start: no WAN listener.",
 )
 @click.option(
+    "--nats-url",
+    envvar="EDGEFAAS_GATEWAY_NATS_URL",
+    help="NATS servers with JetStream, comma-separated (nats://10.0.0.1:4222,nats://10.0.0.2:4222): async "
+    "calls queue there, shared by every gateway, and survive restarts. Default: in memory, one gateway.",
+)
+@click.option(
+    "--nats-replicas",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 5),
+    envvar="EDGEFAAS_GATEWAY_NATS_REPLICAS",
+    help="Copies of the async queue's stream in the NATS cluster (3 keeps it through a server's loss).",
+)
+@click.option(
+    "--async-workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    envvar="EDGEFAAS_GATEWAY_ASYNC_WORKERS",
+    help="Async calls this gateway runs at once.",
+)
+@click.option(
+    "--async-queue-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="EDGEFAAS_GATEWAY_ASYNC_QUEUE_SIZE",
+    help="Queued async calls at most (all gateways with NATS); past it 429.",
+)
+@click.option(
+    "--callback-attempts",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    envvar="EDGEFAAS_GATEWAY_CALLBACK_ATTEMPTS",
+    help="Tries of an async call's callback (5xx, 408, 429 and connection errors are retried).",
+)
+@click.option(
+    "--callback-backoff",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    envvar="EDGEFAAS_GATEWAY_CALLBACK_BACKOFF",
+    help="Seconds before a callback's second try; doubling after each, at most 30.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
@@ -259,6 +305,12 @@ def gateway(
     license_signer: str,
     parsec_endpoint: str | None,
     wan_plan: Path | None,
+    nats_url: str | None,
+    nats_replicas: int,
+    async_workers: int,
+    async_queue_size: int,
+    callback_attempts: int,
+    callback_backoff: float,
     log_level: str,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
@@ -272,6 +324,7 @@ def gateway(
     from edgefaas.parsec.errors import ParsecError
 
     from .app import create_app
+    from .async_queue import parse_servers
     from .database import StorageUnavailable
 
     logging.basicConfig(
@@ -281,6 +334,11 @@ def gateway(
         # httpx logs each request to a function at INFO: a line per call would flood the journal.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     kind = choose_backend(backend, kubeconfig)
+    if nats_url:
+        try:
+            parse_servers(nats_url)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--nats-url") from None
     if kubeconfig is not None and not kubeconfig.is_file():
         raise click.BadParameter(f"{kubeconfig} does not exist", param_hint="--kubeconfig")
     if gateway_url is None:
@@ -302,6 +360,12 @@ def gateway(
         license_signer="parsec" if license_signer == "parsec" else "hmac",
         parsec_endpoint=parsec_endpoint,
         wan_plan=wan_plan,
+        nats_url=nats_url or None,
+        nats_replicas=nats_replicas,
+        async_workers=async_workers,
+        async_queue_size=async_queue_size,
+        callback_attempts=callback_attempts,
+        callback_backoff=callback_backoff,
     )
     try:
         function_backend = make_backend(

@@ -19,7 +19,26 @@ class GatewaySettings:
     # How long a call waits for a function with no ready replica (restarting, rolling) before 503.
     unavailable_wait: float = 5.0
     async_workers: int = 8
+    # At most this many queued calls (waiting and running); past it an async call gets 429.
     async_queue_size: int = 1000
+    # None: async calls queue in this process (lost on restart). Else NATS servers,
+    # comma-separated ("nats://10.0.0.1:4222,nats://10.0.0.2:4222"): a JetStream stream every
+    # gateway shares, so a queued call survives any gateway and runs on whichever is alive.
+    nats_url: str | None = None
+    # Copies of the stream in a NATS cluster (1, or 3 to survive a server's loss; at most the servers).
+    nats_replicas: int = 1
+    nats_stream: str = "EDGEFAAS_ASYNC"
+    # A gateway that stops acking a call this long (it died) loses it to another gateway.
+    async_ack_wait: float = 30.0
+    # Deliveries of one queued call at most (a call that kills every gateway it runs on stops).
+    async_max_deliver: int = 5
+    # A second enqueue with the same (payer, X-Call-Id) this soon is not queued again.
+    async_dedup_window: float = 120.0
+    # Callbacks: tries in all, the back-off before the second (doubling, capped), one try's timeout.
+    callback_attempts: int = 5
+    callback_backoff: float = 1.0
+    callback_backoff_max: float = 30.0
+    callback_timeout: float = 10.0
     # "normal": a ledger entry survives the gateway being killed (the OS has it);
     # "full": it also survives a power cut (one fsync per commit group).
     ledger_sync: Literal["normal", "full"] = "normal"

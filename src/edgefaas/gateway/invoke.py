@@ -19,11 +19,13 @@ network (the tests call ASGI apps) or an endpoint is not plain http.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookiejar
+import json
 import logging
 import math
+import re
 import time
-import urllib.parse
 import uuid
 from dataclasses import dataclass
 
@@ -36,6 +38,21 @@ from edgefaas.backends.base import Backend, BackendError, FunctionNotFound, Func
 from edgefaas.runtime.event import PARENT_CALL_ID_HEADER
 from edgefaas.runtime.server import REJECTED_HEADER
 
+from .async_queue import (
+    TAKE_WAIT,
+    AsyncCall,
+    AsyncQueue,
+    CallTooLarge,
+    Delivery,
+    JetStreamQueue,
+    JetStreamSettings,
+    MemoryQueue,
+    QueueDepth,
+    QueueFull,
+    QueueUnavailable,
+    parse_servers,
+)
+from .callbacks import RetryPolicy, check_callback_url, deliver
 from .config import GatewaySettings
 from .database import StorageUnavailable
 from .errors import ApiError
@@ -52,6 +69,9 @@ log = logging.getLogger("edgefaas.gateway.invoke")
 CALL_ID_HEADER = "X-Call-Id"
 LICENSE_HEADER = "X-Edgefaas-License"
 CALLBACK_HEADER = "X-Callback-Url"
+# A caller's X-Call-Id kept as an async call's id: what OpenFaaS clients send (uuids), nothing
+# that could smuggle a header or a path.
+_CALLER_CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 _HOP_BY_HOP = frozenset(
     {
@@ -129,14 +149,6 @@ class _Admitted:
     parent_call_id: str
 
 
-@dataclass(frozen=True)
-class _AsyncJob:
-    admitted: _Admitted
-    method: str
-    call_id: str
-    callback_url: str | None
-
-
 class Invoker:
     def __init__(
         self,
@@ -160,8 +172,9 @@ class Invoker:
         self._client: httpx.AsyncClient | None = None
         self._pool: Pool | None = None
         self._fallback: _HttpxUpstream | None = None
-        self._queue: asyncio.Queue[_AsyncJob] | None = None
+        self._queue: AsyncQueue | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None] | None] = set()  # workers running a call now
         self._waking: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> None:
@@ -181,13 +194,26 @@ class Invoker:
         self._fallback = _HttpxUpstream(self._client)
         if self._transport is None:
             self._pool = Pool(connect_timeout=2.0, max_connections=1000, max_idle=200)
-        self._queue = asyncio.Queue(maxsize=self.settings.async_queue_size)
+        self._queue = make_queue(self.settings)
+        await self._queue.start()
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.settings.async_workers)]
 
     async def close(self) -> None:
-        for task in self._workers:
-            task.cancel()
+        if self._queue is not None:
+            self._queue.stop_taking()
+        # Running calls are handed back at once (another gateway runs them); idle workers run out
+        # (a JetStream pull cancelled as the server answers it would strand a call).
+        cancel_all = self._queue is None or self._queue.cancel_waiting_safely
+        for task in self._workers if cancel_all else list(self._busy):
+            if task is not None:
+                task.cancel()
+        if self._workers:
+            _, stuck = await asyncio.wait(self._workers, timeout=TAKE_WAIT + 5)
+            for task in stuck:
+                task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._queue is not None:
+            await self._queue.close()
         if self._pool:
             await self._pool.aclose()
         if self._client:
@@ -275,24 +301,69 @@ class Invoker:
         return _relay(upstream, key)
 
     async def call_async(self, request: Request) -> Response:
+        """Queue the call and answer 202 with its id; a worker on any gateway runs it later.
+
+        Nothing is queued unless everything about the call is right: the caller learns of a
+        bad callback URL or body now, not never.
+        """
         call_id = uuid.uuid4().hex
         name = request.path_params["name"]
         try:
+            key = _caller_call_id(request)
+            call_id = key or call_id
             callback = request.headers.get(CALLBACK_HEADER)
-            if callback is not None and not _valid_callback(callback):
-                raise ApiError(400, f"{CALLBACK_HEADER} must be an http(s) URL")
+            if callback is not None:
+                try:
+                    check_callback_url(callback)
+                except ValueError as exc:
+                    raise ApiError(400, f"{CALLBACK_HEADER} {exc}") from None
             admitted = await self._admit(request, name, "/async-function/")
-            assert self._queue is not None, "invoker not started"
             try:
-                self._queue.put_nowait(_AsyncJob(admitted, request.method, call_id, callback))
-            except asyncio.QueueFull:
+                _check_async_body(request, admitted.body)
+                queued = await self._enqueue(admitted, request.method, call_id, callback, key is not None)
+            except BaseException:
                 admitted.ticket.release()
-                raise ApiError(
-                    429, "the async queue is full; try again later", {"Retry-After": "1"}
-                ) from None
+                raise
+            if not queued:
+                admitted.ticket.release()  # the first enqueue of this call id holds the slot
         except ApiError as exc:
             return exc.response(call_id)
         return Response(status_code=202, headers={CALL_ID_HEADER: call_id})
+
+    async def _enqueue(
+        self, admitted: _Admitted, method: str, call_id: str, callback: str | None, caller_key: bool
+    ) -> bool:
+        assert self._queue is not None, "invoker not started"
+        caller = admitted.caller
+        call = AsyncCall(
+            call_id=call_id,
+            # Billed under an id of the gateway's making: a caller's key reused later, or one
+            # another payer chose, is a new call and is paid for.
+            ledger_id=uuid.uuid4().hex,
+            payer=caller.license.id if caller else PUBLIC_LICENSE,
+            license_id=caller.license.id if caller else None,
+            function=admitted.info.name,
+            method=method,
+            target=admitted.target,
+            headers=admitted.headers,
+            body=admitted.body,
+            parent_call_id=admitted.parent_call_id,
+            callback_url=callback,
+            caller_key=caller_key,
+        )
+        try:
+            queued = await self._queue.put(call, admitted.ticket)
+        except QueueFull as exc:
+            raise ApiError(429, f"{exc}; try again later", {"Retry-After": "1"}) from None
+        except QueueUnavailable as exc:
+            raise ApiError(503, f"{exc}; try again later (with the same X-Call-Id, it queues once)",
+                           {"Retry-After": "2"}) from None  # fmt: skip
+        except CallTooLarge as exc:
+            raise ApiError(413, str(exc)) from None
+        self.metrics.async_event("queued" if queued else "duplicate")
+        if not queued:
+            log.info("async call %s of %s was queued already; not queued again", call_id, call.function)
+        return queued
 
     # -- the steps of one call ---------------------------------------------------------------
 
@@ -321,12 +392,20 @@ class Invoker:
         )
 
     async def _run(
-        self, admitted: _Admitted, method: str, call_id: str, hold: Hold | None = None, key: str = ""
+        self,
+        admitted: _Admitted,
+        method: str,
+        call_id: str,
+        hold: Hold | None = None,
+        key: str = "",
+        shown_id: str = "",
     ) -> Upstream:
-        """Forward, then bill; the quota slot is given back if the function never answered.
+        """Forward, then bill under ``call_id``; the quota slot is given back if the function never
+        answered.
 
         ``hold``: the idempotency claim it runs under; its answer (as relayed, X-Call-Id ``key``)
-        is stored with the ledger entry.
+        is stored with the ledger entry. ``shown_id``: the X-Call-Id the function sees, when it is
+        not the ledger's (a queued call keeps its caller's id end to end).
         """
         started_at = time.time()
         try:
@@ -337,7 +416,7 @@ class Invoker:
                     raise ApiError(
                         503, f"the call cannot be billed now: {exc}", {"Retry-After": "1"}
                     ) from None
-            upstream = await self._forward(admitted, method, call_id)
+            upstream = await self._forward(admitted, method, shown_id or call_id)
         except BaseException:
             admitted.ticket.release()
             raise
@@ -435,39 +514,141 @@ class Invoker:
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
-            job = await self._queue.get()
             try:
-                await self._run_job(job)
+                delivery = await self._queue.get()
             except Exception:
-                log.exception("async call %s failed", job.call_id)
+                log.exception("async queue: taking the next call failed")
+                await asyncio.sleep(1)
+                continue
+            if delivery is None:
+                return  # the gateway is stopping
+            me = asyncio.current_task()
+            self._busy.add(me)
+            try:
+                await self._finish(delivery)
             finally:
-                self._queue.task_done()
+                self._busy.discard(me)
 
-    async def _run_job(self, job: _AsyncJob) -> None:
-        name = job.admitted.info.name
+    async def _finish(self, delivery: Delivery) -> None:
+        """Run the call and its callback, then acknowledge it; stopped midway, hand it back."""
+        try:
+            async with delivery.running():
+                await self._run_job(delivery)
+        except asyncio.CancelledError:
+            # Another gateway (or this one, restarted) runs it again; the ledger's key (the
+            # call id) keeps a second run from being billed twice.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(delivery.give_back())
+            raise
+        except Exception:
+            log.exception("async call %s failed", delivery.call.call_id)
+        try:
+            await delivery.done()
+        except Exception as exc:
+            log.warning("async call %s: its ack was lost (%s); it may run again", delivery.call.call_id, exc)
+
+    async def _readmit(self, delivery: Delivery) -> _Admitted:
+        """The queued call as admitted again on this gateway: its function and payer looked up now."""
+        call = delivery.call
+        info = self.registry.lookup(call.function)
+        if info is None:
+            # Deployed through another gateway since this one last listed the functions?
+            try:
+                info = self.registry.remember(await run_in_threadpool(self.backend.get, call.function))
+            except FunctionNotFound:
+                raise ApiError(
+                    404, f"function {call.function!r} not found (removed since the call was queued)"
+                ) from None
+            except BackendError as exc:
+                raise ApiError(503, f"function {call.function!r} could not be looked up: {exc}") from None
+        caller = None
+        if call.license_id is not None:
+            caller = self.licenses.caller(call.license_id)
+            if caller is None:
+                raise ApiError(
+                    403, "license token refused: the license was revoked since the call was queued"
+                )
+        return _Admitted(
+            info=info,
+            caller=caller,
+            # A call admitted on another gateway took its quota slot there.
+            ticket=delivery.ticket or Ticket(None, ("", 0), call.queued_at),
+            body=call.body,
+            target=call.target,
+            headers=call.headers,
+            parent_call_id=call.parent_call_id,
+        )
+
+    async def _run_job(self, delivery: Delivery) -> None:
+        call = delivery.call
+        if delivery.attempt > 1:
+            self.metrics.async_event("redelivered")
+            log.info("async call %s: delivery %d (a gateway stopped before it finished)", call.call_id,
+                     delivery.attempt)  # fmt: skip
         started = time.perf_counter()
         try:
-            upstream = await self._run(job.admitted, job.method, job.call_id)
+            admitted = await self._readmit(delivery)
+            # The sync path with the call's own id: a redelivered call is billed once (the ledger's key).
+            upstream = await self._run(admitted, call.method, call.ledger_id, shown_id=call.call_id)
             status, body, headers = upstream.status, upstream.body, upstream.headers
+            self.metrics.async_event("completed" if upstream.reached else "failed")
         except ApiError as exc:
             response = exc.response()
             status, body, headers = exc.status, bytes(response.body), [(b"content-type", b"application/json")]
-        self.metrics.observe(name, status, time.perf_counter() - started)
-        if not job.callback_url:
+            if delivery.ticket is not None:
+                delivery.ticket.release()  # not billed: its quota slot is free again
+            self.metrics.async_event("failed")
+            log.warning("async call %s of %s: %d %s", call.call_id, call.function, exc.status, exc.message)
+        if self.registry.lookup(call.function) is not None:
+            self.metrics.observe(call.function, status, time.perf_counter() - started)
+        if not call.callback_url:
             return
         assert self._client is not None
         send: list[tuple[str | bytes, str | bytes]] = [
             (k, v) for k, v in headers if k.lower() == b"content-type"
         ]
-        send += [(CALL_ID_HEADER, job.call_id), ("X-Function-Name", name), ("X-Function-Status", str(status))]
-        try:
-            await self._client.post(job.callback_url, content=body, headers=send, timeout=10.0)
-        except httpx.HTTPError as exc:
-            log.warning("callback for async call %s to %s failed: %s", job.call_id, job.callback_url, exc)
+        send += [
+            (CALL_ID_HEADER, call.call_id),
+            ("X-Function-Name", call.function),
+            ("X-Function-Status", str(status)),
+        ]
+        outcome = await deliver(
+            self._client, call.callback_url, body, send, self._callback_policy, call.call_id
+        )
+        self.metrics.callback(outcome)
 
     @property
-    def queued(self) -> int:
-        return self._queue.qsize() if self._queue else 0
+    def _callback_policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(
+            s.callback_attempts, s.callback_backoff, s.callback_backoff_max, s.callback_timeout
+        )
+
+    @property
+    def queue_kind(self) -> str:
+        return self._queue.kind if self._queue else "none"
+
+    async def queue_depth(self) -> QueueDepth | None:
+        return await self._queue.depth() if self._queue else None
+
+
+def make_queue(settings: GatewaySettings) -> AsyncQueue:
+    """JetStream when a NATS URL is set, else the in-process queue."""
+    if not settings.nats_url:
+        return MemoryQueue(settings.async_queue_size, settings.async_dedup_window)
+    return JetStreamQueue(
+        JetStreamSettings(
+            servers=parse_servers(settings.nats_url),
+            stream=settings.nats_stream,
+            replicas=settings.nats_replicas,
+            max_calls=settings.async_queue_size,
+            # Never shorter than a call plus a callback try: in-progress acks renew it, but a
+            # missed one must not hand a running call to another gateway.
+            ack_wait=settings.async_ack_wait,
+            max_deliver=settings.async_max_deliver,
+            dedup_window=settings.async_dedup_window,
+        )
+    )
 
 
 class _HttpxUpstream:
@@ -543,9 +724,26 @@ def _stored(response: Response, limit: int) -> StoredAnswer:
     )
 
 
-def _valid_callback(url: str) -> bool:
+def _caller_call_id(request: Request) -> str | None:
+    """The caller's X-Call-Id, kept as the async call's id; ApiError(400) if it is not a plain id."""
+    given = request.headers.get(CALL_ID_HEADER)
+    if given is None:
+        return None
+    if not _CALLER_CALL_ID.fullmatch(given):
+        raise ApiError(
+            400,
+            f"{CALL_ID_HEADER} must be 1-128 letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit",
+        )
+    return given
+
+
+def _check_async_body(request: Request, body: bytes) -> None:
+    """A body declared JSON must be JSON: an async caller would otherwise learn only from the callback."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not body or not (media_type == "application/json" or media_type.endswith("+json")):
+        return
     try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+        json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is declared {media_type} but is not JSON: {exc}") from None

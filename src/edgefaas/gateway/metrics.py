@@ -4,6 +4,17 @@
 - gateway_functions_seconds{function_name, code}: histogram
 - gateway_service_count{function_name}: gauge of replicas
 
+and the async queue's own, which OpenFaaS's gateway has none of (its queue-worker is apart):
+
+- edgefaas_async_queue_depth: gauge of queued calls not yet taken by a worker
+- edgefaas_async_running: gauge of queued calls taken by a worker, not yet finished
+- edgefaas_async_calls_total{event}: counter; queued, completed (the function answered),
+  failed (it did not: not found, unreachable, timed out), redelivered (taken again after a
+  gateway died or stopped, by NATS's delivery count), duplicate (an enqueue of a call id already queued)
+- edgefaas_async_callbacks_total{outcome}: counter; delivered, refused (4xx), gave_up
+
+The depth gauges count the whole queue (every gateway's), the counters this gateway's work.
+
 Only functions that exist get series (a caller probing random names must not be able to
 grow the metrics without bound). Written by hand: the text format is simple and the
 gateway's hot path then costs two dict updates.
@@ -14,10 +25,15 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Literal
 
 # Prometheus client's default buckets, which OpenFaaS's gateway uses too.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+AsyncEvent = Literal["queued", "completed", "failed", "redelivered", "duplicate"]
+ASYNC_EVENTS: tuple[AsyncEvent, ...] = ("queued", "completed", "failed", "redelivered", "duplicate")
+CALLBACK_OUTCOMES = ("delivered", "refused", "gave_up")
 
 
 def _label(value: str) -> str:
@@ -44,15 +60,24 @@ class Metrics:
     def __init__(self) -> None:
         self._invocations: dict[tuple[str, int], int] = defaultdict(int)
         self._seconds: dict[tuple[str, int], _Histogram] = defaultdict(_Histogram)
+        self.async_events: dict[str, int] = dict.fromkeys(ASYNC_EVENTS, 0)
+        self.callbacks: dict[str, int] = dict.fromkeys(CALLBACK_OUTCOMES, 0)
 
     def observe(self, function: str, code: int, seconds: float) -> None:
         self._invocations[(function, code)] += 1
         self._seconds[(function, code)].observe(seconds)
 
+    def async_event(self, event: AsyncEvent) -> None:
+        self.async_events[event] += 1
+
+    def callback(self, outcome: str) -> None:
+        self.callbacks[outcome] += 1
+
     def invocation_count(self, function: str) -> int:
         return sum(n for (name, _), n in self._invocations.items() if name == function)
 
-    def render(self, replicas: Mapping[str, int]) -> str:
+    def render(self, replicas: Mapping[str, int], async_depth: tuple[int, int] | None = None) -> str:
+        """The text format; ``async_depth`` is (waiting, running), None when the queue cannot tell."""
         lines = [
             "# HELP gateway_function_invocation_total Function invocations, by function and HTTP status.",
             "# TYPE gateway_function_invocation_total counter",
@@ -80,4 +105,23 @@ class Metrics:
         ]
         for name, count in sorted(replicas.items()):
             lines.append(f'gateway_service_count{{function_name="{_label(name)}"}} {count}')
+        if async_depth is not None:
+            lines += [
+                "# HELP edgefaas_async_queue_depth Queued calls waiting for a worker (all gateways).",
+                "# TYPE edgefaas_async_queue_depth gauge",
+                f"edgefaas_async_queue_depth {async_depth[0]}",
+                "# HELP edgefaas_async_running Queued calls a worker is running (all gateways).",
+                "# TYPE edgefaas_async_running gauge",
+                f"edgefaas_async_running {async_depth[1]}",
+            ]
+        lines += [
+            "# HELP edgefaas_async_calls_total Async calls on this gateway, by event.",
+            "# TYPE edgefaas_async_calls_total counter",
+        ]
+        lines += [f'edgefaas_async_calls_total{{event="{e}"}} {n}' for e, n in self.async_events.items()]
+        lines += [
+            "# HELP edgefaas_async_callbacks_total Callbacks of async calls on this gateway, by outcome.",
+            "# TYPE edgefaas_async_callbacks_total counter",
+        ]
+        lines += [f'edgefaas_async_callbacks_total{{outcome="{o}"}} {n}' for o, n in self.callbacks.items()]
         return "\n".join(lines) + "\n"

@@ -66,10 +66,21 @@ def _function_operation(summary: str, path_param: bool, method: str, is_async: b
     }
     if is_async:
         responses["202"] = {
-            "description": "queued; the answer goes to X-Callback-Url if given",
+            "description": "queued (or queued already: the same X-Call-Id from the same payer within the "
+            "dedup window); the answer goes to X-Callback-Url if given, with this X-Call-Id",
             "headers": {"X-Call-Id": {"schema": {"type": "string"}}},
         }
-        responses["400"] = _error("X-Callback-Url is not an http(s) URL")
+        responses["400"] = _error(
+            "X-Callback-Url is not an absolute http(s) URL (or too long, or with credentials), X-Call-Id "
+            "is not a plain id, or a body declared JSON is not JSON; nothing queued"
+        )
+        responses["413"] = _error("body over the size limit, or over what the queue takes; nothing queued")
+        responses["429"] = _error(
+            "the license's quota is used up, or the async queue is full; nothing queued"
+        )
+        responses["503"] = _error(
+            "the async queue (NATS) is unreachable; nothing queued, retry with the X-Call-Id"
+        )
     else:
         parameters.append(
             {"name": "X-Call-Id", "in": "header", "required": False,

@@ -154,6 +154,16 @@ SYSTEM_INFO: Schema = {
             "properties": {"sha": {"type": "string"}, "release": {"type": "string"}},
         },
         "arch": {"type": "string"},
+        "async_queue": {
+            "type": "object",
+            "description": "where async calls wait (memory or nats) and how many wait and run now "
+            "(null when the queue cannot be asked)",
+            "properties": {
+                "kind": {"type": "string"},
+                "waiting": {"type": "integer", "nullable": True},
+                "running": {"type": "integer", "nullable": True},
+            },
+        },
     },
 }
 

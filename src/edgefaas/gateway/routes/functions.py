@@ -87,8 +87,14 @@ def gateway_version() -> dict[str, str]:
 async def system_info(request: Request, gateway: Gateway) -> Response:
     version = gateway_version()
     machine = platform.machine()
+    depth = await gateway.invoker.queue_depth()
     return JSONResponse(
         {
+            "async_queue": {
+                "kind": gateway.invoker.queue_kind,
+                "waiting": depth.waiting if depth else None,
+                "running": depth.running if depth else None,
+            },
             "provider": {
                 "provider": "edgefaas",
                 "orchestration": gateway.backend.orchestration,

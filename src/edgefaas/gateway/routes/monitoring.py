@@ -26,4 +26,6 @@ async def metrics(request: Request) -> Response:
     except Exception:  # metrics must answer even when the backend does not
         log.exception("listing functions for /metrics")
         replicas = {}
-    return Response(gateway.metrics.render(replicas), media_type=CONTENT_TYPE)
+    depth = await gateway.invoker.queue_depth()
+    async_depth = (depth.waiting, depth.running) if depth is not None else None
+    return Response(gateway.metrics.render(replicas, async_depth), media_type=CONTENT_TYPE)

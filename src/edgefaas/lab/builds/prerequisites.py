@@ -140,6 +140,7 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
             deb(
                 "postgresql", "the storage unit tests run a real PostgreSQL (initdb, pg_ctl) for shared state"
             ),
+            deb("nats-server", "the gateway's async queue tests run real NATS servers with JetStream"),
         )
     },
 }
