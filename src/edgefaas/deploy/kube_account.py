@@ -108,28 +108,29 @@ def copy_from_server(
     if has_access:
         return None
 
-    def copy(state: Any, current: Any) -> None:
+    # pyinfra passes (state, host) to a callback whose parameters have those names.
+    def copy(state: Any, host: Any) -> None:
         status, output = server_host.run_shell_command(
             StringCommand("cat", QuoteString(kubeconfig)), _sudo=True
         )
         if not status:
             raise DeployError(
-                f"{current.name}: cannot read the {what}'s kubeconfig {kubeconfig} on the K3S server "
+                f"{host.name}: cannot read the {what}'s kubeconfig {kubeconfig} on the K3S server "
                 f"{server_host.name}: {output.stderr or 'no output'}"
             )
         text = "\n".join(output.stdout_lines) + "\n"
         local = [line for line in text.splitlines() if line.strip().startswith("server: https://127.0.0.1:")]
         if len(local) != 1:
             raise DeployError(
-                f"{current.name}: the {what}'s kubeconfig on {server_host.name} names no loopback API server"
+                f"{host.name}: the {what}'s kubeconfig on {server_host.name} names no loopback API server"
             )
         text = text.replace(local[0], local[0].split("server:")[0] + f"server: {api_url}")
-        done = current.put_file(StringIO(text), kubeconfig, remote_temp_filename=None, _sudo=True)
+        done = host.put_file(StringIO(text), kubeconfig, remote_temp_filename=None, _sudo=True)
         if not done:
-            raise DeployError(f"{current.name}: could not write {kubeconfig}")
+            raise DeployError(f"{host.name}: could not write {kubeconfig}")
         path = QuoteString(kubeconfig)
         owner = f"{service_user}:{service_user}"
-        current.run_shell_command(StringCommand("chown", owner, path, "&&", "chmod", "600", path), _sudo=True)
+        host.run_shell_command(StringCommand("chown", owner, path, "&&", "chmod", "600", path), _sudo=True)
 
     return python.call(
         name=f"Copy the {what}'s kubeconfig from the K3S server {server_host.name} (its API at {api_url})",
