@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import GATEWAY_DATA_DIR, run_deploy
+from edgefaas.deploy import hosts
+from edgefaas.deploy.gateways import database_plan, gateway_hosts
+from tests.integration.conftest import GATEWAY_DATA_DIR, admin_password, connect, run_deploy, server_device
 from tests.integration.support import kubernetes_api, wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -347,6 +349,262 @@ def _function_source(api) -> str:
     volumes = [v for v in pods[0].spec.volumes if v.name == "code"]
     assert volumes, f"{pods[0].metadata.name} has no volume named code"
     return api.read_namespaced_config_map(volumes[0].config_map.name, NAMESPACE).data["handler.py"]
+
+
+# -- gateways on every switch, sharing their state ------------------------------------------------
+
+SLEEPER = """
+import time
+
+
+def handle(event, context):
+    data = event.json(default={}) or {}
+    time.sleep(float(data.get("seconds", 1)))
+    return {"call_id": context.call_id, "host": context.hostname}
+"""
+
+
+@pytest.fixture(scope="module")
+def gateways(inventory, admin, port) -> list[httpx.Client]:
+    """An admin client of every gateway (the first is `admin`'s), or a skip where there is one."""
+    found = gateway_hosts(inventory)
+    if len(found) < 2:
+        pytest.skip(f"{len(found)} gateway host(s) in this inventory: nothing is shared")
+    password = admin_password(server_device(inventory))
+    clients = [
+        httpx.Client(
+            base_url=f"http://{hosts.address(g)}:{port}",
+            auth=("admin", password),
+            timeout=60,
+            trust_env=False,
+        )
+        for g in found
+    ]
+    yield clients
+    for client in clients:
+        client.close()
+
+
+def _callers(gateways: list[httpx.Client], token: str) -> list[httpx.Client]:
+    return [
+        httpx.Client(
+            base_url=str(g.base_url),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+            trust_env=False,
+        )
+        for g in gateways
+    ]
+
+
+def test_every_gateway_gives_the_same_answers(gateways, caller):
+    """Active-active: functions, plans, a license made through one, its billing: the same on each."""
+    seen = []
+    for gateway in gateways:
+        functions = {f["name"]: f["version"] for f in gateway.get("/system/functions").json()}
+        plans = sorted(p["name"] for p in gateway.get("/system/plans").json())
+        seen.append((functions, plans))
+    assert all(view == seen[0] for view in seen), f"gateways disagree: {seen}"
+    token = caller.headers["Authorization"].removeprefix("Bearer ")
+    for client in _callers(gateways, token):
+        with client:
+            answer = client.post("/function/FuncC", json={"message": "any gateway"})
+            assert answer.status_code == 200, f"{client.base_url}: {answer.status_code} {answer.text}"
+    bills = [_billed(g, caller.license_id) for g in gateways]
+    assert all(bill == bills[0] for bill in bills), f"gateways bill differently: {bills}"
+
+
+def test_a_call_retried_through_the_other_gateway_runs_and_is_billed_once(gateways, admin):
+    """16 callers; every call is sent to one gateway and retried, same X-Call-Id, through the other."""
+    answer = admin.post(
+        "/system/licenses", json={"name": f"itest-{uuid.uuid4().hex[:8]}", "plan": "standard"}
+    )
+    assert answer.status_code == 201, answer.text
+    license = answer.json()
+    callers = _callers(gateways, license["token"])
+    mismatches: list[str] = []
+    keys: list[str] = []
+    lock = threading.Lock()
+
+    def user(number: int) -> None:
+        for _ in range(5):
+            key = uuid.uuid4().hex
+            first, retry = callers[number % 2], callers[(number + 1) % 2]
+            answers = [
+                c.post("/function/FuncC", json={"message": key}, headers={"X-Call-Id": key})
+                for c in (first, retry)
+            ]
+            with lock:
+                keys.append(key)
+                if [a.status_code for a in answers] != [200, 200] or answers[0].json() != answers[1].json():
+                    mismatches.append(f"{key}: {[(a.status_code, a.text[:120]) for a in answers]}")
+                elif answers[1].headers.get("X-Call-Id") != key:
+                    mismatches.append(
+                        f"{key}: the retry answered X-Call-Id {answers[1].headers.get('X-Call-Id')}"
+                    )
+
+    try:
+        threads = [threading.Thread(target=user, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert not mismatches, f"{len(mismatches)} of {len(keys)} retries differ: {mismatches[:5]}"
+        billed = _billed(admin, license["id"])
+        assert billed["FuncC"] == len(keys), f"{len(keys)} calls, each retried once, billed {billed['FuncC']}"
+    finally:
+        for client in callers:
+            client.close()
+        admin.delete(f"/system/licenses/{license['id']}")
+
+
+class Callbacks:
+    """An HTTP receiver for async calls' callbacks, on the address the gateways reach this runner at."""
+
+    def __init__(self, towards: str) -> None:
+        import http.server
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((towards, 9))
+            address = probe.getsockname()[0]
+        self.received: dict[str, int] = {}
+        self.lock = threading.Lock()
+        received, lock = self.received, self.lock
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    call_id = self.headers.get("X-Call-Id", "")
+                    received[call_id] = received.get(call_id, 0) + 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}/done"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_queued_async_calls_all_complete_after_a_gateway_is_killed(gateways, admin, caller, inventory):
+    """Calls queued through the first gateway, which is then SIGKILLed: every one completes, once."""
+    name = f"itest-sleep-{uuid.uuid4().hex[:6]}"
+    deployed = admin.post("/system/functions", json={"service": name, "code": SLEEPER, "public": False})
+    assert deployed.status_code in (200, 201, 202), deployed.text
+    first = server_device(inventory)
+    callbacks = Callbacks(first.address)
+    try:
+        wait_for(
+            lambda: caller.post(f"/function/{name}", json={"seconds": 0}).status_code == 200,
+            120,
+            f"{name} to answer",
+            interval=1,
+        )
+        before = _billed(admin, caller.license_id)[name]
+        sent = []
+        for _ in range(24):
+            key = uuid.uuid4().hex
+            answer = caller.post(
+                f"/async-function/{name}",
+                json={"seconds": 1},
+                headers={"X-Call-Id": key, "X-Callback-Url": callbacks.url},
+            )
+            assert answer.status_code == 202, answer.text
+            assert answer.headers.get("X-Call-Id") == key
+            sent.append(key)
+        first.host.run("sudo systemctl kill --signal=SIGKILL edgefaas-gateway.service")
+        wait_for(
+            lambda: set(sent) <= set(callbacks.received),
+            180,
+            lambda: f"callbacks of {len(set(sent) - set(callbacks.received))} of {len(sent)} queued calls",
+            interval=1,
+        )
+        doubled = {k: n for k, n in callbacks.received.items() if n > 1}
+        print(f"{len(sent)} queued, {len(callbacks.received)} called back, repeated callbacks {doubled}")
+        billed = _billed(admin_after_restart(admin), caller.license_id)[name] - before
+        assert billed == len(sent), f"{len(sent)} async calls, billed {billed}"
+    finally:
+        callbacks.close()
+        admin_after_restart(admin).request("DELETE", "/system/functions", json={"functionName": name})
+
+
+def admin_after_restart(admin: httpx.Client) -> httpx.Client:
+    """`admin`, once its gateway answers again (systemd restarts a killed gateway)."""
+    wait_for(lambda: _healthy(admin), 60, f"{admin.base_url} to answer after its restart", interval=0.5)
+    return admin
+
+
+def _healthy(client: httpx.Client) -> bool:
+    try:
+        return client.get("/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_the_database_restarted_under_load_loses_no_billed_call(gateways, admin, inventory):
+    """PostgreSQL restarted while 8 callers call through both gateways and retry with their keys."""
+    plan = database_plan(server_device(inventory), list(inventory))
+    if plan.host is None:
+        pytest.skip("the gateways' database is not deployed by this inventory")
+    database = connect(plan.host.name, plan.host.data, plan.host.groups)
+    answer = admin.post(
+        "/system/licenses", json={"name": f"itest-{uuid.uuid4().hex[:8]}", "plan": "standard"}
+    )
+    assert answer.status_code == 201, answer.text
+    license = answer.json()
+    callers = _callers(gateways, license["token"])
+    stop = threading.Event()
+    done: list[str] = []
+    refused: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def user(number: int) -> None:
+        while not stop.is_set():
+            key = uuid.uuid4().hex
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                try:
+                    got = callers[number % 2].post("/function/FuncC", json={}, headers={"X-Call-Id": key})
+                except httpx.HTTPError as exc:
+                    got = None
+                    with lock:
+                        refused[type(exc).__name__] += 1
+                if got is not None and got.status_code == 200:
+                    with lock:
+                        done.append(key)
+                    break
+                if got is not None:
+                    with lock:
+                        refused[f"{got.status_code} {got.json().get('message', '')[:60]}"] += 1
+                time.sleep(0.2)
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(done) >= 20, 60, "calls flowing before the restart", interval=0.5)
+        restarted = database.host.run("sudo systemctl restart postgresql")
+        assert restarted.rc == 0, restarted.stderr
+        count = len(done)
+        wait_for(lambda: len(done) >= count + 20, 90, "calls flowing after the restart", interval=0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=120)
+        for client in callers:
+            client.close()
+    print(f"{len(done)} calls succeeded; refused on the way: {dict(refused)}")
+    assert all(code.startswith("503") for code in refused if code[0].isdigit()), f"not 503: {dict(refused)}"
+    billed = _billed(admin, license["id"])["FuncC"]
+    assert billed == len(done) == len(set(done)), f"{len(done)} calls succeeded, {billed} billed"
+    admin.delete(f"/system/licenses/{license['id']}")
 
 
 # -- the deploy ----------------------------------------------------------------------------------
