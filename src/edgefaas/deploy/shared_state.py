@@ -27,7 +27,8 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "edgefaas"
 DATABASE_CONFIG_DIR = "/etc/edgefaas/database"
 NATS_CONFIG_DIR = "/etc/edgefaas/nats"
 NATS_MONITOR_PORT = 8222
-HBA_MARKER = "# {mark} EdgeFaaS gateways (deploys/edgefaas.py)"
+# Plain words: pyinfra finds the block by its marker lines with a pattern.
+HBA_MARKER = "# {mark} EDGEFAAS GATEWAYS"
 
 
 def postgresql(plan: DatabasePlan, gateway_addresses: list[str], password: str) -> None:
@@ -59,7 +60,6 @@ def postgresql(plan: DatabasePlan, gateway_addresses: list[str], password: str) 
         path=f"{cluster}/pg_hba.conf",
         content="\n".join(lines),
         marker=HBA_MARKER,
-        try_prevent_shell_expansion=True,
     )
     unit = f"postgresql@{version}-main.service"
     # postgresql.service starts every cluster at boot; the cluster's own unit is the server.
