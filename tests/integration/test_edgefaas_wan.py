@@ -191,7 +191,11 @@ def test_the_pe_holds_the_anycast_from_every_switch_and_each_function_with_its_c
                 f"{site.pe.name} to hold {name}'s {prefix} from {switch.name}",
                 interval=0.5,
             )
-            found = [p for p in wan.paths(site.pe, prefix) if wan.peer_of(p) == switch.address]
+            found = [
+                p
+                for p in wan.paths(site.pe, prefix)
+                if wan.peer_of(p) == switch.address and wan.originated(p)
+            ]
             assert wan.large_community(found[0]) == expected, (
                 f"{prefix} ({name} version {version}) from {switch.name}: expected large community "
                 f"{expected} (ASN:slot:version), found {wan.large_community(found[0])!r}"
@@ -214,28 +218,31 @@ def test_a_gateway_killed_under_load_fails_only_its_running_calls_and_bills_each
     assert victim is not None, f"{site.pe.name} forwards {site.anycast} to no switch"
     survivor = next(s for s in site.switches if s is not victim)
     before = wan.billed_calls(admins[survivor.name], license["id"])
-    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS) as load:
+    watch = wan.PathWatch(site.pe, site.anycast, victim.address)
+    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS) as load, watch:
         wait_for(lambda: load.succeeded() >= 40, 60, "calls flowing from the WAN client", interval=0.5)
         flowing = load.succeeded()
-        started = time.monotonic()
-        wan.kill_gateway(victim)
-        gone = wan.seconds_until(
-            lambda: victim.address not in wan.announcers(site.pe, site.anycast), CHANGE_TIMEOUT
-        )
         # From before the kill command: its SSH round trip is counted against the limit.
-        withdrawn = None if gone is None else time.monotonic() - started
-        moved = wan.preferred(site.pe, site.anycast)
+        killed_at = time.time()
+        wan.kill_gateway(victim)
+        moved = wan.seconds_until(
+            lambda: wan.preferred(site.pe, site.anycast) == survivor.address, CHANGE_TIMEOUT, interval=0.1
+        )
         wait_for(
             lambda: load.succeeded() >= flowing + 40,
             60,
-            lambda: f"calls to go on through {survivor.name} (progress {load.progress()})",
+            lambda: f"calls to go on after the kill (progress {load.progress()})",
             interval=0.5,
         )
         # systemd starts the killed gateway again; its switch announces the anycast again.
-        back = wan.seconds_until(
-            lambda: victim.address in wan.announcers(site.pe, site.anycast), RESTART_TIMEOUT, interval=0.5
+        wait_for(
+            lambda: victim.address in wan.announcers(site.pe, site.anycast),
+            RESTART_TIMEOUT,
+            f"{victim.name} to announce {site.anycast} again after systemd's restart",
+            interval=0.5,
         )
         wait_for(lambda: load.succeeded() >= flowing + 80, 60, "calls after the restart", interval=0.5)
+        withdrawn, back = watch.changes(since=killed_at)
         result = load.stop()
     failures = result["failures"]
     billed = wan.billed_calls(_any_admin(site, admins), license["id"]) - before
@@ -247,16 +254,16 @@ def test_a_gateway_killed_under_load_fails_only_its_running_calls_and_bills_each
         f"{result['failed']} failed, {billed} billed; API unanswered at the anycast for {result['outages']} s"
     )
     print(figures[-1])
+    print("failed calls (first try / retry):", [f"{f['first']} / {f['retry']}" for f in failures[:8]])
     assert withdrawn is not None and withdrawn <= WITHDRAWAL_LIMIT_S, (
         f"{site.pe.name}: {victim.name}'s {site.anycast} left the table "
         f"{'never' if withdrawn is None else f'{withdrawn:.2f} s'} after its gateway was killed; "
         f"expected within {WITHDRAWAL_LIMIT_S} s"
     )
-    assert moved == survivor.address, (
-        f"{site.pe.name}: expected {site.anycast} forwarded to {survivor.name} ({survivor.address}), "
-        f"not {moved}"
+    assert moved is not None, (
+        f"{site.pe.name}: expected {site.anycast} forwarded to {survivor.name} ({survivor.address}) "
+        f"once {victim.name}'s gateway was killed"
     )
-    assert back is not None, f"{victim.name}: the anycast was not announced again after systemd's restart"
     assert result["failed"] <= LOAD_THREADS, (
         f"{result['failed']} calls failed after their retry; at most the {LOAD_THREADS} in flight "
         f"when the gateway died may: {failures[:5]}"

@@ -30,6 +30,7 @@ from tests.integration.conftest import Device, admin_password, connect, server_d
 
 GATEWAY_UNIT = "edgefaas-gateway.service"
 LOAD_SCRIPT = Path(__file__).with_name("wan_load.py")
+WATCH_SCRIPT = Path(__file__).with_name("wan_watch.py")
 # A licensed function with no placement constraint, fast to answer (the chain's last).
 LICENSED_FUNCTION = "FuncC"
 
@@ -108,9 +109,18 @@ def peer_of(path: dict[str, Any]) -> str:
     return str((path.get("peer") or {}).get("peerId") or path.get("peerId") or "")
 
 
+def originated(path: dict[str, Any]) -> bool:
+    """Whether the neighbour the path came from announced it itself: its AS path is that one AS.
+
+    Once a switch withdraws a prefix the other switch also announces, it passes on the other's
+    path (AS path of two ASes): the PE still has a path from it, but not its announcement."""
+    aspath = path.get("aspath") or {}
+    return int(aspath.get("length", len(str(aspath.get("string", "")).split()))) == 1
+
+
 def announcers(pe: Device, prefix: str) -> set[str]:
-    """The addresses of the switches whose announcement of `prefix` the PE holds."""
-    return {peer_of(p) for p in paths(pe, prefix)}
+    """The addresses of the switches whose own announcement of `prefix` the PE holds."""
+    return {peer_of(p) for p in paths(pe, prefix) if originated(p)}
 
 
 def large_community(path: dict[str, Any]) -> str:
@@ -176,11 +186,90 @@ def billed_calls(admin: httpx.Client, license_id: str) -> int:
     return sum(int(row["invocations"]) for row in answer.json()["functions"])
 
 
-# -- the load from the WAN client ------------------------------------------------------------------
+# -- scripts run on the PE in the background -------------------------------------------------------
 
 
-class WanLoad:
-    """wan_load.py running in the WAN client's namespace on the PE until stop()."""
+class DeviceScript:
+    """A script of this directory run by a device's python3 in the background, on an SSH connection
+    of its own, with its configuration on standard input, until stop() (its stop file)."""
+
+    def __init__(
+        self, device: Device, script: Path, config: dict[str, Any], limit_s: float, netns: str | None = None
+    ) -> None:
+        self.device = connect(f"{device.name} ({script.stem})", device.data, device.groups)
+        self.script = script
+        self.directory = f"/run/edgefaas-{script.stem.replace('_', '-')}-{uuid.uuid4().hex[:8]}"
+        self.config = {
+            **config,
+            "limit_s": limit_s,
+            "stop_file": f"{self.directory}/stop",
+            "progress_file": f"{self.directory}/progress.json",
+        }
+        self.limit_s = limit_s
+        self.netns = netns
+        self._result: Any = None
+        self._thread: threading.Thread | None = None
+
+    def _put(self, name: str, content: bytes) -> None:
+        encoded = base64.b64encode(content).decode()
+        self.device.host.check_output(f"printf %s {encoded} | base64 -d > {self.directory}/{name}")
+
+    def start(self) -> DeviceScript:
+        self.device.host.check_output(f"install -d -m 700 {self.directory}")
+        self._put("script.py", self.script.read_bytes())
+        self._put("config.json", json.dumps(self.config).encode())
+        inside = f"ip netns exec {self.netns} " if self.netns else ""
+        command = (
+            f"timeout {int(self.limit_s) + 60} {inside}python3 {self.directory}/script.py "
+            f"< {self.directory}/config.json"
+        )
+
+        def run() -> None:
+            self._result = self.device.host.run(command)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        return self
+
+    def progress(self) -> dict[str, Any]:
+        """What it wrote to its progress file so far ({} before the first write)."""
+        found = self.device.host.run(f"cat {self.directory}/progress.json")
+        try:
+            return json.loads(found.stdout) if found.rc == 0 else {}
+        except ValueError:
+            return {}
+
+    def stop(self, timeout: float = 120) -> dict[str, Any]:
+        """Stop it; the JSON object it printed last."""
+        self.device.host.run(f"touch {self.config['stop_file']}")
+        assert self._thread is not None, f"{self.script.name} was never started"
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise RuntimeError(
+                f"{self.script.name} on {self.device.name} did not stop within {timeout:.0f} s"
+            )
+        self.device.host.run(f"rm -rf {shlex.quote(self.directory)}")
+        result = self._result
+        try:
+            return json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError(
+                f"{self.script.name} printed no result (rc {result.rc}): {result.stdout[-500:]} "
+                f"{result.stderr[-1500:]}"
+            ) from None
+
+    def __enter__(self) -> DeviceScript:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self.device.host.run(f"touch {self.config['stop_file']}")
+            self._thread.join(60)
+            self.device.host.run(f"rm -rf {shlex.quote(self.directory)}")
+
+
+class WanLoad(DeviceScript):
+    """wan_load.py in the WAN client's namespace: callers of the API's anycast address."""
 
     def __init__(
         self,
@@ -193,78 +282,31 @@ class WanLoad:
         timeout: float = 10.0,
         limit_s: float = 240.0,
     ) -> None:
-        # Its own SSH connection: the suite reads the PE's table while this one is busy.
-        self.device = connect(f"{pe.name} (WAN load)", pe.data, pe.groups)
-        self.directory = f"/run/edgefaas-wan-load-{uuid.uuid4().hex[:8]}"
-        self.config = {
+        config = {
             "url": url,
             "function": function,
             "token": token,
             "threads": threads,
             "retry_delay": retry_delay,
             "timeout": timeout,
-            "limit_s": limit_s,
             "probe_interval": 0.05,
-            "stop_file": f"{self.directory}/stop",
-            "progress_file": f"{self.directory}/progress.json",
         }
-        self.limit_s = limit_s
-        self._result: Any = None
-        self._thread: threading.Thread | None = None
-
-    def _put(self, name: str, content: bytes) -> None:
-        encoded = base64.b64encode(content).decode()
-        self.device.host.check_output(f"printf %s {encoded} | base64 -d > {self.directory}/{name}")
-
-    def start(self) -> WanLoad:
-        self.device.host.check_output(f"install -d -m 700 {self.directory}")
-        self._put("load.py", LOAD_SCRIPT.read_bytes())
-        self._put("config.json", json.dumps(self.config).encode())
-        command = (
-            f"timeout {int(self.limit_s) + 60} ip netns exec {sonic.WAN_CLIENT_NETNS} "
-            f"python3 {self.directory}/load.py < {self.directory}/config.json"
-        )
-
-        def run() -> None:
-            self._result = self.device.host.run(command)
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        return self
-
-    def progress(self) -> dict[str, int]:
-        """The counts so far ({} before the first write)."""
-        found = self.device.host.run(f"cat {self.directory}/progress.json")
-        try:
-            return json.loads(found.stdout) if found.rc == 0 else {}
-        except ValueError:
-            return {}
+        super().__init__(pe, LOAD_SCRIPT, config, limit_s, netns=sonic.WAN_CLIENT_NETNS)
 
     def succeeded(self) -> int:
         return int(self.progress().get("succeeded", 0))
 
-    def stop(self, timeout: float = 120) -> dict[str, Any]:
-        """Stop it and return its result: counts, failures (key, first, retry), outages (s)."""
-        self.device.host.run(f"touch {self.config['stop_file']}")
-        assert self._thread is not None, "the load was never started"
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise RuntimeError(f"the WAN load did not stop within {timeout:.0f} s")
-        self.device.host.run(f"rm -rf {shlex.quote(self.directory)}")
-        result = self._result
-        try:
-            return json.loads(result.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise RuntimeError(
-                f"the WAN load printed no result (rc {result.rc}): {result.stdout[-500:]} "
-                f"{result.stderr[-1500:]}"
-            ) from None
 
-    def __enter__(self) -> WanLoad:
-        return self.start()
+class PathWatch(DeviceScript):
+    """wan_watch.py on the PE: when its path to `prefix` from `peer` went and came back."""
 
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self.device.host.run(f"touch {self.config['stop_file']}")
-            self._thread.join(60)
-            self.device.host.run(f"rm -rf {shlex.quote(self.directory)}")
+    def __init__(self, pe: Device, prefix: str, peer: str, limit_s: float = 240.0) -> None:
+        super().__init__(pe, WATCH_SCRIPT, {"prefix": prefix, "peer": peer}, limit_s)
+
+    def changes(self, since: float) -> tuple[float | None, float | None]:
+        """(seconds from `since` (time.time()) until the path was first seen gone, then until it was
+        seen back); None where it was not."""
+        events = self.stop()["events"]
+        gone = next((t for t, present in events if t >= since and not present), None)
+        back = None if gone is None else next((t for t, present in events if t > gone and present), None)
+        return (None if gone is None else gone - since), (None if back is None else back - since)

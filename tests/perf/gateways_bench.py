@@ -9,8 +9,9 @@ Prints, and writes to reports/gateways-figures.txt (and .json):
   from the WAN client (behind the SD-WAN provider edge) calls the API's anycast address, each
   failed call retried once with its X-Call-Id; the gateway of the switch the PE forwards the
   anycast to is SIGKILLed. Per try: calls failed after their retry, seconds from the kill until
-  the PE's table no longer has that switch's anycast route (polled every 50 ms from this machine,
-  one SSH round trip included), seconds the anycast answered nothing (the WAN client asks
+  the PE's table no longer has that switch's own announcement of the anycast (looked at on the PE
+  every 20 ms, tests/integration/wan_watch.py; the kill's SSH round trip included), seconds the
+  anycast answered nothing (the WAN client asks
   /healthz every 50 ms: from its last answer before the kill to its first after), seconds until
   the restarted gateway's switch announces it again, and calls succeeded against billed;
 - throughput with two gateways against one: --threads callers on this machine call the
@@ -101,15 +102,14 @@ def failover_try(site: wan.Site, token: str, license_id: str, threads: int) -> d
         raise SystemExit(f"{site.pe.name} forwards {site.anycast} to no switch")
     with site.admin(_answering(site)) as admin:
         before = wan.billed_calls(admin, license_id)
-    with wan.WanLoad(site.pe, site.api_url, token, threads) as load:
+    watch = wan.PathWatch(site.pe, site.anycast, victim.address)
+    with wan.WanLoad(site.pe, site.api_url, token, threads) as load, watch:
         _wait(lambda: load.succeeded() >= 20, 60, "calls flowing from the WAN client")
-        started = time.monotonic()
+        killed_at = time.time()
         wan.kill_gateway(victim)
-        gone = wan.seconds_until(lambda: victim.address not in wan.announcers(site.pe, site.anycast), 30)
-        withdrawn = None if gone is None else time.monotonic() - started
-        back = wan.seconds_until(lambda: _all_announce(site), RESTART_TIMEOUT, interval=0.5)
-        announced = None if back is None else time.monotonic() - started
+        _wait(lambda: _all_announce(site), RESTART_TIMEOUT, f"{victim.name} to announce {site.anycast} again")
         time.sleep(2)  # calls through both switches again
+        withdrawn, announced = watch.changes(since=killed_at)
         result = load.stop()
     with site.admin(_answering(site)) as admin:
         billed = wan.billed_calls(admin, license_id) - before
