@@ -205,6 +205,40 @@ def test_the_pe_holds_the_anycast_from_every_switch_and_each_function_with_its_c
     assert checked, "no function of the WAN plan is served: nothing announced to check"
 
 
+ECHO = """
+def handle(event, context):
+    return {"call_id": context.call_id}
+"""
+
+
+def test_a_function_deployed_through_one_gateway_answers_at_the_anycast(site, license):
+    """Active-active: the WAN client reaches whichever gateway the PE prefers, so a function
+    deployed through the other one must answer there as soon as its deploy has answered."""
+    if len(site.switches) < 2:
+        pytest.skip("one gateway in this inventory")
+    _wait_announced_by_all(site, site.anycast)
+    reached = site.switch_at(wan.preferred(site.pe, site.anycast) or "")
+    assert reached is not None, f"{site.pe.name} forwards {site.anycast} to no switch"
+    other = next(s for s in site.switches if s is not reached)
+    name = f"itest-wan-{uuid.uuid4().hex[:6]}"
+    # A deploy waits for the function's readiness (up to 90 s): a client that waits longer.
+    with site.admin(other, timeout=180) as admin:
+        deployed = admin.post("/system/functions", json={"service": name, "code": ECHO, "public": False})
+        assert deployed.status_code in (200, 201, 202), deployed.text
+        try:
+            url = f"{site.api_url}/function/{name}"
+            auth = f"Authorization: Bearer {license['token']}"
+            status, _, body = _curl(
+                site, url, "-H", auth, "-H", "Content-Type: application/json", "--data", "{}"
+            )
+            assert status == 200, (
+                f"{name}, deployed through {other.name}'s gateway, called from the WAN client at the "
+                f"anycast (forwarded to {reached.name}): {status} {body[:200]}"
+            )
+        finally:
+            admin.request("DELETE", "/system/functions", json={"functionName": name})
+
+
 # -- a gateway killed under load -------------------------------------------------------------------
 
 
