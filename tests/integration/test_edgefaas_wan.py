@@ -6,9 +6,10 @@ Every switch runs a gateway and announces, through STATE_DB ADVERTISE_NETWORK_TA
 API's anycast address while its gateway is healthy and one address per public function
 with a BGP large community <switch ASN>:<slot>:<version>. The client is the WAN client
 namespace behind the SD-WAN provider edge (PE; the virtual lab's `wan` device): it calls the
-anycast address and a function's own address; the PE's BGP table is read with vtysh.
+anycast address and a function's own address; the PE's BGP table is read with vtysh. A
+function deployed through one gateway answers at the anycast wherever the PE forwards it.
 Under a steady load from that client the gateway the PE prefers is SIGKILLed: its
-announcement leaves the PE's table within 3 s, calls go on through the other switch, and
+announcement leaves the PE's table within 3 s (timed on the PE, wan_watch.py), calls go on through the other switch, and
 every call that succeeded is billed exactly once. A function removed through the API has its
 route withdrawn. Skipped where the inventory plans no WAN or the tests cannot log in to the PE.
 """

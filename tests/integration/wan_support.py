@@ -3,8 +3,9 @@ the gateways on the switches, the WAN plan as the deploy makes it, the provider 
 view of what the switches announce, and a steady load from the WAN client behind the PE.
 
 The load is wan_load.py, run by the PE's own python3 inside the WAN client's network namespace
-(only there is the API's anycast address routed), on an SSH connection of its own so the test
-can read the PE's table and kill a gateway meanwhile.
+(only there is the API's anycast address routed), and wan_watch.py times a path's withdrawal on
+the PE itself; each runs on an SSH connection of its own, so the test can read the PE's table
+and kill a gateway meanwhile.
 """
 
 from __future__ import annotations
