@@ -9,9 +9,10 @@ namespace behind the SD-WAN provider edge (PE; the virtual lab's `wan` device): 
 anycast address and a function's own address; the PE's BGP table is read with vtysh. A
 function deployed through one gateway answers at the anycast wherever the PE forwards it.
 Under a steady load from that client the gateway the PE prefers is SIGKILLed: its
-announcement leaves the PE's table within 3 s (timed on the PE, wan_watch.py), calls go on through the other switch, and
-every call that succeeded is billed exactly once. A function removed through the API has its
-route withdrawn. Skipped where the inventory plans no WAN or the tests cannot log in to the PE.
+announcement leaves the PE's table within 3 s (timed on the PE, wan_watch.py), calls go on
+through the other switch, and every call that succeeded is billed exactly once. A function
+removed through the API has its route withdrawn. Skipped where the inventory plans no WAN or
+the tests cannot log in to the PE.
 """
 
 from __future__ import annotations
