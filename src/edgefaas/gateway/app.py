@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -77,6 +78,17 @@ def _route(path: str, **by_method: Handler) -> Route:
     return Route(path, dispatch, methods=list(by_method))
 
 
+async def _refresh(registry: FunctionRegistry, every: float) -> None:
+    """Keep the registry in step with the backend, where other gateways deploy, update and remove
+    functions too: a change made through one is seen by every gateway within `every` seconds."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await run_in_threadpool(registry.sync)
+        except Exception as exc:  # the next round tries again; calls go on with what is known
+            log.warning("could not refresh the functions from the backend: %s", exc)
+
+
 def create_app(
     settings: GatewaySettings,
     backend: Backend,
@@ -124,10 +136,12 @@ def create_app(
         await run_in_threadpool(backend.start)
         await run_in_threadpool(registry.sync)
         await invoker.start()
+        refresher = asyncio.create_task(_refresh(registry, settings.registry_refresh))
         log.info("gateway ready: %s backend, %d functions", backend.kind, len(registry.all()))
         try:
             yield
         finally:
+            refresher.cancel()
             await invoker.close()
             await run_in_threadpool(backend.close)
             await run_in_threadpool(ledger.close)

@@ -18,6 +18,8 @@ class GatewaySettings:
     upstream_timeout: float = 60.0
     # How long a call waits for a function with no ready replica (restarting, rolling) before 503.
     unavailable_wait: float = 5.0
+    # Seconds between re-reads of the functions from the backend (other gateways change them too).
+    registry_refresh: float = 5.0
     async_workers: int = 8
     # At most this many queued calls (waiting and running); past it an async call gets 429.
     async_queue_size: int = 1000

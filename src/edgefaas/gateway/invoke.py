@@ -67,6 +67,10 @@ from .upstream import Answer, AnswerTimeout, BrokenAnswer, Pool, Unreached
 log = logging.getLogger("edgefaas.gateway.invoke")
 
 CALL_ID_HEADER = "X-Call-Id"
+# How long a name the backend did not have is answered 404 without asking it again, and how
+# many such names are remembered at most.
+MISSING_TTL = 1.0
+MISSING_CACHE_SIZE = 1024
 LICENSE_HEADER = "X-Edgefaas-License"
 CALLBACK_HEADER = "X-Callback-Url"
 # A caller's X-Call-Id kept as an async call's id: what OpenFaaS clients send (uuids), nothing
@@ -176,6 +180,7 @@ class Invoker:
         self._workers: list[asyncio.Task[None]] = []
         self._busy: set[asyncio.Task[None] | None] = set()  # workers running a call now
         self._waking: dict[str, asyncio.Lock] = {}
+        self._missing: dict[str, float] = {}
 
     async def start(self) -> None:
         timeout = self.settings.upstream_timeout
@@ -367,10 +372,29 @@ class Invoker:
 
     # -- the steps of one call ---------------------------------------------------------------
 
-    async def _admit(self, request: Request, name: str, route: str) -> _Admitted:
+    async def _function(self, name: str, not_found: str) -> FunctionInfo:
+        """What the registry knows of `name`, else what the backend has (deployed through another
+        gateway since this one last listed the functions); ApiError 404 `not_found` or 503."""
         info = self.registry.lookup(name)
-        if info is None:
-            raise ApiError(404, f"function {name!r} not found")
+        if info is not None:
+            return info
+        # A name just found missing is not asked of the backend again at once: callers of
+        # unknown names must not turn into a stream of Kubernetes API requests.
+        now = time.monotonic()
+        if self._missing.get(name, 0.0) > now:
+            raise ApiError(404, not_found)
+        try:
+            return self.registry.remember(await run_in_threadpool(self.backend.get, name))
+        except FunctionNotFound:
+            if len(self._missing) >= MISSING_CACHE_SIZE:
+                self._missing.clear()
+            self._missing[name] = now + MISSING_TTL
+            raise ApiError(404, not_found) from None
+        except BackendError as exc:
+            raise ApiError(503, f"function {name!r} could not be looked up: {exc}") from None
+
+    async def _admit(self, request: Request, name: str, route: str) -> _Admitted:
+        info = await self._function(name, f"function {name!r} not found")
         caller = self.licenses.authorize(request.headers.get("authorization"), info.public)
         body = await read_body(request, self.settings.max_body_bytes)
         ticket = self.quota.admit(caller)
@@ -550,17 +574,9 @@ class Invoker:
     async def _readmit(self, delivery: Delivery) -> _Admitted:
         """The queued call as admitted again on this gateway: its function and payer looked up now."""
         call = delivery.call
-        info = self.registry.lookup(call.function)
-        if info is None:
-            # Deployed through another gateway since this one last listed the functions?
-            try:
-                info = self.registry.remember(await run_in_threadpool(self.backend.get, call.function))
-            except FunctionNotFound:
-                raise ApiError(
-                    404, f"function {call.function!r} not found (removed since the call was queued)"
-                ) from None
-            except BackendError as exc:
-                raise ApiError(503, f"function {call.function!r} could not be looked up: {exc}") from None
+        info = await self._function(
+            call.function, f"function {call.function!r} not found (removed since the call was queued)"
+        )
         caller = None
         if call.license_id is not None:
             caller = self.licenses.caller(call.license_id)
