@@ -192,6 +192,44 @@ def test_an_abandoned_claim_is_taken_over_under_the_same_call_id(storage_url):
         ledger.close()
 
 
+def test_a_renewed_claim_is_kept_and_only_its_holder_renews_it(storage_url):
+    ledger = SqlLedger(open_migrated(storage_url))
+    try:
+        first = ledger.claim("lic", "k", lease_s=0.3, window_s=600)
+        for _ in range(3):  # 0.6 s in all: past the lease, but renewed as a live gateway does
+            time.sleep(0.2)
+            assert ledger.renew(first.hold, 0.3)
+            assert ledger.claim("lic", "k", lease_s=0.3, window_s=600).outcome == "wait"
+        time.sleep(0.4)  # renewals stop: the gateway died
+        taken = ledger.claim("lic", "k", lease_s=0.3, window_s=600)
+        assert taken.outcome == "run" and taken.call_id == first.call_id
+        assert not ledger.renew(first.hold, 0.3), "the old holder renewed a claim it lost"
+    finally:
+        ledger.close()
+
+
+def test_a_call_longer_than_the_lease_is_not_run_again_by_a_retry(tmp_path, storage_url):
+    """Its gateway renews the claim while it runs, so a retry waits for the first answer."""
+    gateways = [_harness(tmp_path, storage_url, n, idempotency_lease=0.3) for n in ("a", "b")]
+    try:
+        for harness in gateways:
+            harness.deploy("Slow")
+        license_id, token = gateways[0].license()
+        headers = {"Authorization": f"Bearer {token}", "X-Call-Id": "long-call"}
+        first = asyncio.run_coroutine_threadsafe(
+            gateways[0].client.post("/function/Slow?s=1.2", headers=headers), gateways[0].loop
+        )
+        time.sleep(0.5)
+        retry = gateways[1].call("Slow", token, path="?s=1.2", headers={"X-Call-Id": "long-call"})
+        answer = first.result(30)
+        assert answer.status_code == retry.status_code == 200, (answer.text, retry.text)
+        assert retry.headers.get("X-Idempotent-Replay") == "true"
+        assert _billed(gateways[0], license_id) == 1
+    finally:
+        for harness in gateways:
+            harness.close()
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 

@@ -49,6 +49,9 @@ class GatewaySettings:
     # How long a caller's X-Call-Id (an idempotency key) replays its first answer, in seconds;
     # after it the key starts a new, newly billed call.
     idempotency_window: float = 600.0
+    # Seconds a running call's key stays claimed without a renewal (its gateway renews it every
+    # third): a retry after its gateway died runs after at most this long.
+    idempotency_lease: float = 6.0
     # Largest answer body kept for replays; a larger one is billed once and a replay is 409.
     idempotency_max_answer_bytes: int = 1024 * 1024
     # None: read <data_dir>/license-key, or create it. Every gateway replica must share it.

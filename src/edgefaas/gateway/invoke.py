@@ -260,7 +260,9 @@ class Invoker:
     async def _run_once(self, admitted: _Admitted, method: str, key: str) -> Response:
         """The call under the caller's idempotency key: run and billed once, else its first answer."""
         payer = admitted.caller.license.id if admitted.caller else PUBLIC_LICENSE
-        lease = self.settings.upstream_timeout + 5.0
+        # Short, and renewed while the call runs: a retry through another gateway takes over the
+        # key of a gateway that died mid-call within a lease, not after the upstream timeout.
+        lease = self.settings.idempotency_lease
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.settings.upstream_timeout
         delay = 0.02
@@ -296,11 +298,14 @@ class Invoker:
             response.raw_headers = [*claim.answer.headers, (REPLAY_HEADER.lower().encode(), b"true")]
             return response
         assert claim.hold is not None
+        renewing = asyncio.create_task(self._renew(claim.hold, lease))
         try:
             upstream = await self._run(admitted, method, claim.call_id, claim.hold, key)
         except BaseException:
             await run_in_threadpool(self.ledger.release, claim.hold)
             raise
+        finally:
+            renewing.cancel()
         if not upstream.reached:
             await run_in_threadpool(self.ledger.release, claim.hold)
         return _relay(upstream, key)
@@ -371,6 +376,16 @@ class Invoker:
         return queued
 
     # -- the steps of one call ---------------------------------------------------------------
+
+    async def _renew(self, hold: Hold, lease: float) -> None:
+        """Renew ``hold``'s lease every third of it until cancelled (the call finished)."""
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await run_in_threadpool(self.ledger.renew, hold, lease):
+                    return  # taken over: its lease ran out while this gateway could not renew
+            except StorageUnavailable as exc:
+                log.warning("could not renew the claim on X-Call-Id %r: %s", hold.key, exc)
 
     async def _function(self, name: str, not_found: str) -> FunctionInfo:
         """What the registry knows of `name`, else what the backend has (deployed through another

@@ -100,6 +100,10 @@ class Ledger(ABC):
         """Give back a claim whose call was not billed, so a retry runs it."""
 
     @abstractmethod
+    def renew(self, hold: Hold, lease_s: float) -> bool:
+        """Keep a running claim ``lease_s`` more seconds; False if it is no longer this holder's."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     @property
@@ -335,6 +339,17 @@ class SqlLedger(Ledger):
             (holder, now + lease_s, payer, key),
         )
         return Claim("run", call_id, Hold(payer, key, call_id, holder))
+
+    def renew(self, hold: Hold, lease_s: float) -> bool:
+        with self.db.transaction() as tx:
+            return (
+                tx.execute(
+                    "UPDATE idempotency SET lease_until = ?"
+                    " WHERE payer = ? AND key = ? AND holder = ? AND state = 'running'",
+                    (time.time() + lease_s, hold.payer, hold.key, hold.holder),
+                ).rowcount
+                == 1
+            )
 
     def release(self, hold: Hold) -> None:
         try:
