@@ -310,6 +310,48 @@ def test_a_gateway_killed_under_load_fails_only_its_running_calls_and_bills_each
     )
 
 
+# -- a rolling upgrade ------------------------------------------------------------------------------
+
+# What deploys/edgefaas.py runs on each switch in turn (pyinfra's _serial) when the gateway changed.
+RESTARTER = "/usr/local/sbin/edgefaas-gateway-restart"
+
+
+def test_a_rolling_restart_of_every_gateway_fails_no_call(site, admins, license, figures):
+    """An upgrade as the deploy rolls it: one switch at a time, its announcements withdrawn
+    first, restored once its gateway is healthy; WAN callers see no failed call."""
+    if len(site.switches) < 2:
+        pytest.skip("one gateway in this inventory: a restart leaves nobody to serve")
+    _wait_announced_by_all(site, site.anycast)
+    before = wan.billed_calls(_any_admin(site, admins), license["id"])
+    took = []
+    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS) as load:
+        wait_for(lambda: load.succeeded() >= 40, 60, "calls flowing from the WAN client", interval=0.5)
+        for switch in site.switches:
+            started = time.monotonic()
+            done = switch.host.run(f"sudo {RESTARTER}")
+            assert done.rc == 0, f"{switch.name}: {RESTARTER} failed: {done.stderr[-1000:]}"
+            took.append(f"{switch.name} {time.monotonic() - started:.1f} s")
+            # The next switch goes only once this one announces again, as the deploy's next host
+            # would find it.
+            _wait_announced_by_all(site, site.anycast)
+        flowing = load.succeeded()
+        wait_for(lambda: load.succeeded() >= flowing + 20, 60, "calls after the last restart", interval=0.5)
+        result = load.stop()
+    billed = wan.billed_calls(_any_admin(site, admins), license["id"]) - before
+    figures.append(
+        f"rolling restart ({', '.join(took)}) under {LOAD_THREADS} WAN callers: {result['calls']} calls, "
+        f"{result['succeeded']} succeeded ({result['retried_ok']} on their retry), "
+        f"{result['failed']} failed, {billed} billed"
+    )
+    print(figures[-1])
+    first_tries_failed = result["failed"] + result["retried_ok"]
+    assert result["failed"] == 0 and first_tries_failed == 0, (
+        f"{result['failed']} calls failed and {first_tries_failed} needed their retry during a rolling "
+        f"restart: {result['failures'][:5]}"
+    )
+    assert billed == result["succeeded"], f"{result['succeeded']} calls succeeded, {billed} billed"
+
+
 # -- a removed function ----------------------------------------------------------------------------
 
 
