@@ -6,9 +6,12 @@ Fixtures live in conftest.py; these are plain functions the suites and benchmark
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import json
 import socket
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -140,3 +143,33 @@ def certified_after_join(server: Device, name: str) -> float:
     current = wait_for(lambda: is_certified(server, name), 90, f"{name} to be certified", interval=0.25)
     joined = _time(current["metadata"]["creationTimestamp"])
     return (_time(current["metadata"]["annotations"]["edgefaas.io/certified-at"]) - joined).total_seconds()
+
+
+class Callbacks:
+    """An HTTP receiver for async calls' callbacks, on this machine's address towards the gateways."""
+
+    def __init__(self, towards: str) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((towards, 9))
+            address = probe.getsockname()[0]
+        self.received: Counter[str] = Counter()
+        received, lock = self.received, threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    received[self.headers.get("X-Call-Id", "")] += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self.server.server_address[1]}/done"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -23,7 +23,7 @@ import pytest
 from edgefaas.deploy import hosts
 from edgefaas.deploy.gateways import database_plan, gateway_hosts
 from tests.integration.conftest import GATEWAY_DATA_DIR, admin_password, connect, run_deploy, server_device
-from tests.integration.support import kubernetes_api, wait_for
+from tests.integration.support import Callbacks, kubernetes_api, wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402
@@ -456,41 +456,6 @@ def test_a_call_retried_through_the_other_gateway_runs_and_is_billed_once(gatewa
         for client in callers:
             client.close()
         admin.delete(f"/system/licenses/{license['id']}")
-
-
-class Callbacks:
-    """An HTTP receiver for async calls' callbacks, on the address the gateways reach this runner at."""
-
-    def __init__(self, towards: str) -> None:
-        import http.server
-        import socket
-
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((towards, 9))
-            address = probe.getsockname()[0]
-        self.received: dict[str, int] = {}
-        self.lock = threading.Lock()
-        received, lock = self.received, self.lock
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    call_id = self.headers.get("X-Call-Id", "")
-                    received[call_id] = received.get(call_id, 0) + 1
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
-        self.url = f"http://{address}:{self.server.server_address[1]}/done"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_queued_async_calls_all_complete_after_a_gateway_is_killed(gateways, admin, caller, inventory):

@@ -33,9 +33,7 @@ removes them; the killed gateways are started again by systemd.
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
-import socket
 import threading
 import time
 import uuid
@@ -49,6 +47,7 @@ from edgefaas.deploy.inventory import load_inventory
 from edgefaas.perf.stats import percentile
 from tests.integration import wan_support as wan
 from tests.integration.conftest import REPO
+from tests.integration.support import Callbacks
 
 FIGURES = REPO / "reports" / "gateways-figures.txt"
 RESTART_TIMEOUT = 90.0
@@ -294,36 +293,6 @@ def exactly_once(site: wan.Site, users: int, calls: int) -> tuple[list[str], dic
 
 
 # -- asynchronous calls across a restart ----------------------------------------------------------
-
-
-class Callbacks:
-    """An HTTP receiver for async calls' callbacks, on this machine's address towards the gateways."""
-
-    def __init__(self, towards: str) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((towards, 9))
-            address = probe.getsockname()[0]
-        self.received: Counter[str] = Counter()
-        received, lock = self.received, threading.Lock()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    received[self.headers.get("X-Call-Id", "")] += 1
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer((address, 0), Handler)
-        self.url = f"http://{address}:{self.server.server_address[1]}/done"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def async_restart(site: wan.Site, calls: int) -> tuple[list[str], dict[str, Any]]:

@@ -21,6 +21,8 @@ import redis
 
 from edgefaas.sonic import announce, config_db
 
+from .redis_server import redis_server
+
 pytestmark = pytest.mark.unit
 
 APPL_DB, STATE_DB = 0, 6
@@ -115,25 +117,8 @@ def _as_running(objects: dict[str, list[str]]) -> str:
 
 @pytest.fixture
 def redis_socket(tmp_path):
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is missing: apt-get install redis-server (scripts/setup installs it)"
-    socket = tmp_path / "redis.sock"
-    proc = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not socket.exists():
-            assert proc.poll() is None, "redis-server exited at start"
-            assert time.monotonic() < deadline, "redis-server did not open its socket within 10 s"
-            time.sleep(0.02)
+    with redis_server(tmp_path) as socket:
         yield socket
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
 """`edgefaas config-db` against a real Redis (Debian's redis-server, as on the lab's switches)."""
 
 import json
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,8 @@ from click.testing import CliRunner
 
 from edgefaas.deploy.control_plane_acl import acl_entries
 from edgefaas.sonic.cli import config_db_group
+
+from .redis_server import redis_server
 
 pytestmark = pytest.mark.unit
 
@@ -22,25 +21,8 @@ K3S_LINES = ["6443/tcp K3S API server", "10250/tcp kubelet", "8472/tcp node enro
 @pytest.fixture
 def server(tmp_path):
     """A throwaway redis-server on a unix socket under tmp_path; no TCP port, nothing saved."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is missing: apt-get install redis-server (scripts/setup installs it)"
-    socket = tmp_path / "redis.sock"
-    proc = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not socket.exists():
-            assert proc.poll() is None, "redis-server exited at start"
-            assert time.monotonic() < deadline, "redis-server did not open its socket within 10 s"
-            time.sleep(0.02)
+    with redis_server(tmp_path) as socket:
         yield socket
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -39,15 +39,21 @@ LOOPBACK_NAME = re.compile(r"^Loopback\d{1,4}$")
 PEER_RANGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 
 
-class RoutingError(ValueError):
-    """Inventory data deploys/sonic.py refuses; the message names each host and field."""
+class InventoryProblems(ValueError):
+    """Inventory data a plan refuses: every problem found, each naming its host and field."""
 
     def __init__(self, problems: Sequence[str]):
         super().__init__("; ".join(problems))
         self.problems = tuple(problems)
 
 
-class _Data(Protocol):
+class RoutingError(InventoryProblems):
+    """Inventory data deploys/sonic.py refuses."""
+
+
+class HostDataLike(Protocol):
+    """A host's inventory data, as pyinfra's or edgefaas.deploy.inventory's."""
+
     def get(self, key: str, default: Any = None) -> Any: ...
 
 
@@ -141,7 +147,7 @@ def _int(value: Any, where: str, low: int, high: int, problems: list[str]) -> in
     return number
 
 
-def _ssh_address(name: str, data: _Data) -> IPv4Address | None:
+def _ssh_address(name: str, data: HostDataLike) -> IPv4Address | None:
     """The host's ssh_hostname when it is an IPv4 address: where the lab's switches peer."""
     try:
         return IPv4Address(str(data.get("ssh_hostname") or name))
@@ -150,7 +156,10 @@ def _ssh_address(name: str, data: _Data) -> IPv4Address | None:
 
 
 def _neighbors(
-    name: str, data: _Data, others: Sequence[tuple[str, int | None, IPv4Address | None]], problems: list[str]
+    name: str,
+    data: HostDataLike,
+    others: Sequence[tuple[str, int | None, IPv4Address | None]],
+    problems: list[str],
 ) -> tuple[Neighbor, ...] | None:
     given = data.get("bgp_neighbors")
     if given is None:
@@ -179,7 +188,7 @@ def _neighbors(
     return tuple(found)
 
 
-def _peer_ranges(name: str, data: _Data, problems: list[str]) -> tuple[PeerRange, ...]:
+def _peer_ranges(name: str, data: HostDataLike, problems: list[str]) -> tuple[PeerRange, ...]:
     given = data.get("bgp_peer_ranges") or []
     ranges: list[PeerRange] = []
     for i, entry in enumerate(given if isinstance(given, (list, tuple)) else [given]):
@@ -204,7 +213,7 @@ def _peer_ranges(name: str, data: _Data, problems: list[str]) -> tuple[PeerRange
     return tuple(ranges)
 
 
-def _plan(hosts: Sequence[tuple[str, _Data]], complete: bool) -> tuple[dict[str, Routing], list[str]]:
+def _plan(hosts: Sequence[tuple[str, HostDataLike]], complete: bool) -> tuple[dict[str, Routing], list[str]]:
     """Every host's routing and every problem; with complete=False (host data without the
     group defaults) only what the data gives explicitly is checked."""
     problems: list[str] = []
@@ -313,7 +322,7 @@ def _pool_address(name: str, pool: Any, index: int, problems: list[str]) -> IPv4
     return network[index]
 
 
-def plan_routing(hosts: Sequence[tuple[str, _Data]]) -> dict[str, Routing]:
+def plan_routing(hosts: Sequence[tuple[str, HostDataLike]]) -> dict[str, Routing]:
     """The routing of every `sonic` host (name, data with group defaults), in inventory order:
     an unset bgp_asn is bgp_asn_base + the host's position (1, 2, ...), an unset
     loopback_address that position's address in loopback_pool, unset bgp_neighbors every
@@ -325,7 +334,7 @@ def plan_routing(hosts: Sequence[tuple[str, _Data]]) -> dict[str, Routing]:
     return plans
 
 
-def check_routing(hosts: Sequence[tuple[str, _Data]]) -> list[str]:
+def check_routing(hosts: Sequence[tuple[str, HostDataLike]]) -> list[str]:
     """The problems in what an inventory file itself gives (no group defaults), for the check
     run when an inventory loads; deploys/sonic.py checks again with every default resolved."""
     return _plan(hosts, complete=False)[1]

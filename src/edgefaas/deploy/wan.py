@@ -31,9 +31,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
-from typing import Any, Protocol
+from typing import Any
 
-from edgefaas.deploy.sonic import RoutingError, plan_routing
+from edgefaas.deploy.sonic import HostDataLike, InventoryProblems, RoutingError, plan_routing
 
 # Where the deploy renders the plan on each switch, and where `edgefaas announce` and the
 # gateway read it.
@@ -67,16 +67,8 @@ COMMON = (
 )
 
 
-class WanError(ValueError):
-    """Inventory data the WAN plan refuses; the message names each host and field."""
-
-    def __init__(self, problems: Sequence[str]):
-        super().__init__("; ".join(problems))
-        self.problems = tuple(problems)
-
-
-class _Data(Protocol):
-    def get(self, key: str, default: Any = None) -> Any: ...
+class WanError(InventoryProblems):
+    """Inventory data the WAN plan refuses."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +110,7 @@ class WanPlan:
         return json.dumps(self.document(), indent=2, sort_keys=True) + "\n"
 
 
-def _get(data: _Data, key: str) -> Any:
+def _get(data: HostDataLike, key: str) -> Any:
     value = data.get(key)
     return DEFAULTS.get(key) if value is None else value
 
@@ -172,14 +164,14 @@ def _port(value: Any, where: str, problems: list[str]) -> int | None:
     return int(value)
 
 
-def public_functions(data: _Data) -> list[str]:
+def public_functions(data: HostDataLike) -> list[str]:
     """The functions anyone may call: those a WAN client reaches by address."""
     functions = data.get("edgefaas_functions") or {}
     public = set(data.get("edgefaas_public_functions") or ())
     return sorted(n for n, s in functions.items() if (s or {}).get("public", n in public))
 
 
-def _reserved(name: str, data: _Data, problems: list[str]) -> list[tuple[str, IPv4Network]]:
+def _reserved(name: str, data: HostDataLike, problems: list[str]) -> list[tuple[str, IPv4Network]]:
     """(what, subnet) the pool and the anycast address must keep out of."""
     found: list[tuple[str, IPv4Network]] = []
     for key in ("k3s_cluster_cidr", "k3s_service_cidr", "loopback_pool"):
@@ -227,7 +219,7 @@ def allocate(
     return out, problems
 
 
-def plan_wan(hosts: Sequence[tuple[str, _Data]]) -> dict[str, WanPlan]:
+def plan_wan(hosts: Sequence[tuple[str, HostDataLike]]) -> dict[str, WanPlan]:
     """Every `sonic` host's WAN plan (name, data with group defaults, in inventory order);
     {} when no switch sets edgefaas_wan_anycast and edgefaas_wan_function_pool.
     Raises WanError naming every problem."""

@@ -27,7 +27,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from edgefaas.lab import wan
+from edgefaas.lab import frr, wan
 from edgefaas.lab.spec import DeviceSpec, LabSpec
 
 SONIC_LIB = "/usr/local/lib/edgefaas-lab"
@@ -123,35 +123,6 @@ RestartSec=1
 
 [Install]
 WantedBy=multi-user.target
-"""
-
-# SONiC's bgp container runs zebra, staticd, bgpd and bfdd; FRR always starts zebra and
-# staticd. Other devices keep Debian's file and FRR disabled.
-SONIC_FRR_DAEMONS = """\
-# Lab SONiC device: the daemons of SONiC's bgp container (zebra and staticd always run).
-bgpd=yes
-bfdd=yes
-ospfd=no
-ospf6d=no
-ripd=no
-ripngd=no
-isisd=no
-pimd=no
-pim6d=no
-ldpd=no
-nhrpd=no
-eigrpd=no
-babeld=no
-sharpd=no
-pbrd=no
-fabricd=no
-vrrpd=no
-pathd=no
-vtysh_enable=yes
-zebra_options="  -A 127.0.0.1 -s 90000000"
-bgpd_options="   -A 127.0.0.1"
-staticd_options="-A 127.0.0.1"
-bfdd_options="   -A 127.0.0.1"
 """
 
 # Debian's units the SONiC profile enables (the rootfs leaves them disabled), and its own.
@@ -270,7 +241,11 @@ def _lay_sonic_services(root: Path) -> None:
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "sonic.conf").write_text(SONIC_REDIS_DROPIN)
     (root / "etc/frr").mkdir(parents=True, exist_ok=True)
-    (root / "etc/frr/daemons").write_text(SONIC_FRR_DAEMONS)
+    (root / "etc/frr/daemons").write_text(
+        frr.daemons_file(
+            "Lab SONiC device: the daemons of SONiC's bgp container (zebra and staticd always run)."
+        )
+    )
     old_script = root / "usr/local/sbin/caclmgrd-lab"
     if old_script.exists():
         old_script.unlink()

@@ -28,6 +28,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from edgefaas.lab.frr import daemons_file
 from edgefaas.lab.spec import WAN_ASN, WAN_CLIENT_SUBNET, DeviceSpec, LabSpec
 
 PROFILE = "wan"
@@ -98,34 +99,6 @@ def frr_conf(lab: LabSpec, dev: DeviceSpec) -> str:
         """
     )
 
-
-# The PE runs zebra, staticd, bgpd and bfdd, as the switches' bgp container does.
-FRR_DAEMONS = """\
-# Lab SD-WAN provider edge stand-in (edgefaas.lab.wan).
-bgpd=yes
-bfdd=yes
-ospfd=no
-ospf6d=no
-ripd=no
-ripngd=no
-isisd=no
-pimd=no
-pim6d=no
-ldpd=no
-nhrpd=no
-eigrpd=no
-babeld=no
-sharpd=no
-pbrd=no
-fabricd=no
-vrrpd=no
-pathd=no
-vtysh_enable=yes
-zebra_options="  -A 127.0.0.1 -s 90000000"
-bgpd_options="   -A 127.0.0.1"
-staticd_options="-A 127.0.0.1"
-bfdd_options="   -A 127.0.0.1"
-"""
 
 # Applied by the device's systemd-sysctl inside its own network namespace (the lab's compat
 # unit makes /proc/sys/net writable there first); the lab machine's settings are untouched.
@@ -205,7 +178,7 @@ def apply(root: Path, lab: LabSpec, dev: DeviceSpec) -> None:
     """Lay the PE's FRR, forwarding and WAN client into the device's root (before first boot)."""
     frr = root / "etc/frr"
     frr.mkdir(parents=True, exist_ok=True)
-    (frr / "daemons").write_text(FRR_DAEMONS)
+    (frr / "daemons").write_text(daemons_file("Lab SD-WAN provider edge stand-in (edgefaas.lab.wan)."))
     conf = frr / "frr.conf"
     conf.write_text(frr_conf(lab, dev))
     # FRR's own files belong to its user, as Debian's package leaves them.
