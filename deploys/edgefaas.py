@@ -115,13 +115,17 @@ gateways = gateway_hosts(inventory)
 database = database_plan(host, inventory)
 queue = queue_plan(host, inventory)
 gateway_addresses = [hosts.address(g) for g in gateways]
+# Made (on the machine running pyinfra) only where the blueprint deploys the database itself.
+database_password = (
+    gateway_secret(host, "database-password", "database password") if database.host is not None else ""
+)
 # Planned for every switch at once, so a clash between two is refused before either is touched.
 try:
     wan_plans = plan_wan([(h.name, h.data) for h in inventory.get_group("sonic", [])])
 except WanError as exc:
     raise DeployError(f"the SD-WAN plan: {exc}") from None
 if database.host is not None and database.host.name == host.name:
-    postgresql(database, gateway_addresses, gateway_secret(host, "database-password", "database password"))
+    postgresql(database, gateway_addresses, database_password)
 
 # -- every gateway host: a gateway, active-active ----------------------------------------------
 if is_gateway(host, inventory):
@@ -233,12 +237,8 @@ if is_gateway(host, inventory):
         user="root",
         group=user,
         mode="640",
-        storage_url=database.url(gateway_secret(host, "database-password", "database password"))
-        if database.kind == "postgresql"
-        else "",
-        nats_urls=",".join(
-            url.replace("nats://", f"nats://{nats_token}@") for url in queue.client_urls(host.name)
-        ),
+        storage_url=database.url(database_password),
+        nats_urls=",".join(queue.client_urls(host.name, nats_token)),
         nats_replicas=queue.replicas,
         idempotency_window=setting(host, "edgefaas_idempotency_window"),
     )

@@ -83,5 +83,7 @@ def test_the_queue_clusters_the_gateway_hosts_and_each_connects_to_its_own_serve
     assert plan.clustered and plan.replicas == 2
     assert plan.routes("sonic-1") == ["nats-route://10.0.0.12:6222"]
     assert plan.client_urls("sonic-2") == ["nats://127.0.0.1:4222", "nats://10.0.0.11:4222"]
+    assert plan.client_urls("sonic-2", "tok") == ["nats://tok@127.0.0.1:4222", "nats://tok@10.0.0.11:4222"]
+    assert plan.routes("sonic-1", "route:pw") == ["nats-route://route:pw@10.0.0.12:6222"]
     four = [FakeHost(f"s{i}", ("sonic",), ssh_hostname=f"10.0.0.{i}") for i in range(4)]
     assert queue_plan(four[0], four).replicas == 3

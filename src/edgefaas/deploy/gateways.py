@@ -141,19 +141,23 @@ class QueuePlan:
     def replicas(self) -> int:
         return min(len(self.servers), MAX_QUEUE_REPLICAS)
 
-    def routes(self, own_name: str) -> list[str]:
-        """The cluster routes of server `own_name`: every other server's cluster port."""
+    def routes(self, own_name: str, credentials: str = "") -> list[str]:
+        """The cluster routes of server `own_name`: every other server's cluster port
+        (`credentials`: the routes' `user:password`)."""
+        userinfo = f"{credentials}@" if credentials else ""
         return [
-            f"nats-route://{address}:{self.cluster_port}"
+            f"nats-route://{userinfo}{address}:{self.cluster_port}"
             for name, address in zip(self.servers, self.addresses, strict=True)
             if name != own_name
         ]
 
-    def client_urls(self, own_name: str) -> list[str]:
-        """What a gateway connects to: its own server first (no network between them), then the others."""
-        own = [f"nats://127.0.0.1:{self.client_port}"] if own_name in self.servers else []
+    def client_urls(self, own_name: str, token: str = "") -> list[str]:
+        """What a gateway connects to: its own server first (no network between them), then the
+        others (`token`: the clients' token)."""
+        userinfo = f"{token}@" if token else ""
+        own = [f"nats://{userinfo}127.0.0.1:{self.client_port}"] if own_name in self.servers else []
         others = [
-            f"nats://{address}:{self.client_port}"
+            f"nats://{userinfo}{address}:{self.client_port}"
             for name, address in zip(self.servers, self.addresses, strict=True)
             if name != own_name
         ]

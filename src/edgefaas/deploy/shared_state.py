@@ -122,10 +122,7 @@ def nats(plan: QueuePlan, token: str, route_password: str) -> Any:
         monitor_port=NATS_MONITOR_PORT,
         token=token,
         route_password=route_password,
-        routes=[
-            route.replace("nats-route://", f"nats-route://route:{route_password}@")
-            for route in plan.routes(host.name)
-        ],
+        routes=plan.routes(host.name, f"route:{route_password}"),
         replicas=plan.replicas,
         max_file_store="1GB",
     )

@@ -120,8 +120,8 @@ def _address(value: Any, where: str, problems: list[str]) -> IPv4Address | None:
         return None
 
 
-def _loopback(value: Any, where: str, problems: list[str]) -> IPv4Address | None:
-    """A loopback address, with or without its /32."""
+def single_address(value: Any, where: str, problems: list[str], as_: str = "") -> IPv4Address | None:
+    """One IPv4 address, with or without its /32 (`as_`: what must be one, for the message)."""
     text = str(value)
     if "/" in text:
         try:
@@ -130,7 +130,7 @@ def _loopback(value: Any, where: str, problems: list[str]) -> IPv4Address | None
             problems.append(f"{where}: {value!r} is no IPv4 address")
             return None
         if iface.network.prefixlen != 32:
-            problems.append(f"{where}: {value!r} must be a single address (/32), as a loopback is")
+            problems.append(f"{where}: {value!r} must be a single address (/32){as_}")
             return None
         return iface.ip
     return _address(value, where, problems)
@@ -233,7 +233,9 @@ def _plan(hosts: Sequence[tuple[str, HostDataLike]], complete: bool) -> tuple[di
             if complete:
                 problems.append(f"{name}: bgp_asn: not given, and no bgp_asn_base to derive it from")
         if data.get("loopback_address") is not None:
-            router_ids[name] = _loopback(data.get("loopback_address"), f"{name}: loopback_address", problems)
+            router_ids[name] = single_address(
+                data.get("loopback_address"), f"{name}: loopback_address", problems, ", as a loopback is"
+            )
         elif data.get("loopback_pool") is not None:
             router_ids[name] = _pool_address(name, data.get("loopback_pool"), index, problems)
         else:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
-from edgefaas.deploy.sonic import HostDataLike, InventoryProblems, RoutingError, plan_routing
+from edgefaas.deploy.sonic import HostDataLike, InventoryProblems, RoutingError, plan_routing, single_address
 
 # Where the deploy renders the plan on each switch, and where `edgefaas announce` and the
 # gateway read it.
@@ -142,18 +142,6 @@ def _network(value: Any, where: str, problems: list[str]) -> IPv4Network | None:
         return None
 
 
-def _single(value: Any, where: str, problems: list[str]) -> IPv4Address | None:
-    try:
-        iface = IPv4Interface(str(value).strip())
-    except ValueError:
-        problems.append(f"{where}: {value!r} is no IPv4 address")
-        return None
-    if iface.network.prefixlen != 32:
-        problems.append(f"{where}: {value!r} must be a single address (/32)")
-        return None
-    return iface.ip
-
-
 def _port(value: Any, where: str, problems: list[str]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
         problems.append(f"{where}: {value!r} must be a TCP port 1..65535")
@@ -246,7 +234,9 @@ def plan_wan(hosts: Sequence[tuple[str, HostDataLike]]) -> dict[str, WanPlan]:
     if problems:
         raise WanError(problems)
 
-    anycast = _single(_get(first, "edgefaas_wan_anycast"), f"{first_name}: edgefaas_wan_anycast", problems)
+    anycast = single_address(
+        _get(first, "edgefaas_wan_anycast"), f"{first_name}: edgefaas_wan_anycast", problems
+    )
     pool = _network(
         _get(first, "edgefaas_wan_function_pool"), f"{first_name}: edgefaas_wan_function_pool", problems
     )
@@ -300,7 +290,7 @@ def plan_wan(hosts: Sequence[tuple[str, HostDataLike]]) -> dict[str, WanPlan]:
             continue
         for function, value in sorted(given.items()):
             where = f"{name}: edgefaas_wan_addresses[{function!r}]"
-            address = _single(value, where, problems)
+            address = single_address(value, where, problems)
             if address is None:
                 continue
             if pool is not None and address not in pool:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgefaas.sonic import announce, config_db
+from edgefaas.sonic.cli import database_config_option, socket_option
 
 
 @click.command("announce")
@@ -57,14 +58,8 @@ from edgefaas.sonic import announce, config_db
     show_default=True,
     help="On SIGTERM: seconds between withdrawing the routes and removing the addresses from lo.",
 )
-@click.option("--socket", type=click.Path(path_type=Path), default=config_db.SOCKET, show_default=True)
-@click.option(
-    "--database-config",
-    type=click.Path(path_type=Path),
-    default=config_db.DATABASE_CONFIG,
-    show_default=True,
-    help="SONiC's database layout (SONiC's database numbers when absent).",
-)
+@socket_option
+@database_config_option
 @click.option("--vtysh", default="vtysh", show_default=True, help="The vtysh command (split like a shell).")
 @click.option(
     "--ip", "ip_command", default="ip", show_default=True, help="The ip command (split like a shell)."

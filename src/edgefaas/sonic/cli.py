@@ -58,15 +58,22 @@ owner_option = click.option(
 )
 
 
-@click.group("config-db")
-@click.option("--socket", type=click.Path(path_type=Path), default=config_db.SOCKET, show_default=True)
-@click.option(
+# Where SONiC's database is: every command that reads or writes it takes these.
+socket_option = click.option(
+    "--socket", type=click.Path(path_type=Path), default=config_db.SOCKET, show_default=True
+)
+database_config_option = click.option(
     "--database-config",
     type=click.Path(path_type=Path),
     default=config_db.DATABASE_CONFIG,
     show_default=True,
     help="SONiC's database layout (SONiC's database numbers when absent).",
 )
+
+
+@click.group("config-db")
+@socket_option
+@database_config_option
 @click.option(
     "--config-db-json",
     type=click.Path(path_type=Path),
