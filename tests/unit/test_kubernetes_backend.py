@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import click
@@ -247,3 +248,25 @@ def test_the_lab_gateway_is_on_the_k3s_server():
     alone = LabState(parse_spec({"devices": [{"name": "jetson-1", "profile": "jetson", "roles": []}]}))
     with pytest.raises(SpecError, match="no k3s_server"):
         gateway_url(alone)
+
+
+def test_a_function_without_a_ready_replica_says_for_how_long(cluster, backend):
+    """The gateway refuses at once a function down for longer than a restart takes (its device
+    lost power), so it must learn how long the outage has lasted, from its first unready sight."""
+    backend.deploy(FunctionSpec("FuncB", code=CODE))
+    url = backend.endpoint("FuncB")
+    backend._set_route("FuncB", url, replicas=1, ready=0)
+    with pytest.raises(FunctionUnavailable) as first:
+        backend.endpoint("FuncB")
+    time.sleep(0.05)
+    backend._set_route("FuncB", url, replicas=1, ready=0)  # a later sighting keeps the start
+    with pytest.raises(FunctionUnavailable) as later:
+        backend.endpoint("FuncB")
+    assert "its device is down" in str(later.value)
+    assert later.value.unready_for >= first.value.unready_for + 0.04
+    backend._set_route("FuncB", url, replicas=1, ready=1)
+    assert backend.endpoint("FuncB") == url
+    backend._set_route("FuncB", url, replicas=1, ready=0)
+    with pytest.raises(FunctionUnavailable) as again:
+        backend.endpoint("FuncB")
+    assert again.value.unready_for < 0.04  # a new outage counts from its own start

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -92,6 +92,14 @@ class _Route:
     url: str | None  # None until the Service's cluster IP is known
     replicas: int
     ready: int
+    unready_since: float | None = None  # monotonic time it lost its last ready replica
+
+    def carrying_outage(self, before: _Route | None) -> _Route:
+        """This route, with when its outage began kept from the route it replaces."""
+        if self.ready > 0 or self.replicas <= 0:
+            return self
+        since = before.unready_since if before is not None and before.unready_since is not None else None
+        return replace(self, unready_since=since if since is not None else time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -365,7 +373,13 @@ class KubernetesBackend(Backend):
         if route.ready <= 0 or route.url is None:
             if route.replicas == 0:
                 raise FunctionUnavailable(f"function {name!r} is scaled to zero", scaled_to_zero=True)
-            raise FunctionUnavailable(f"function {name!r} has no ready replica: it is (re)starting")
+            # Kubernetes marks a replica not ready when it starts, fails its probe, or its node
+            # stops answering; the caller learns at once rather than waiting on a dead address.
+            since = route.unready_since
+            raise FunctionUnavailable(
+                f"function {name!r} has no ready replica: it is (re)starting, or its device is down",
+                unready_for=time.monotonic() - since if since is not None else 0.0,
+            )
         return route.url
 
     def nodes(self) -> list[NodeInfo]:
@@ -490,11 +504,13 @@ class KubernetesBackend(Backend):
                     self._call(self.core.read_namespaced_service, dep.metadata.name, self.namespace)
                 )
         with self._routes_lock:
-            self._routes = {**self._routes, name: self._route_of(dep, url)}
+            route = self._route_of(dep, url).carrying_outage(self._routes.get(name))
+            self._routes = {**self._routes, name: route}
 
     def _set_route(self, name: str, url: str | None, replicas: int, ready: int) -> None:
         with self._routes_lock:
-            self._routes = {**self._routes, name: _Route(url, replicas, ready)}
+            route = _Route(url, replicas, ready).carrying_outage(self._routes.get(name))
+            self._routes = {**self._routes, name: route}
 
     def _drop_route(self, name: str) -> None:
         with self._routes_lock:
