@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from edgefaas.backends import kubernetes as kb
 from edgefaas.backends import kubernetes_manifests as km
 from edgefaas.backends.base import (
-    BackendError,
+    BackendUnreachable,
     DeployError,
     FunctionExists,
     FunctionNotFound,
@@ -180,9 +180,9 @@ def test_logs_come_from_the_functions_pods_without_their_timestamps(backend):
         backend.logs("Nope")
 
 
-def test_an_unreachable_api_server_is_a_backend_error(cluster, backend):
+def test_an_unreachable_api_server_is_a_backend_error_worth_retrying(cluster, backend):
     cluster.unreachable = True
-    with pytest.raises(BackendError, match="cannot be reached"):
+    with pytest.raises(BackendUnreachable, match="cannot be reached"):
         backend.list()
 
 

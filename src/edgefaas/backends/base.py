@@ -63,6 +63,11 @@ class FunctionUnavailable(BackendError):
         self.unready_for = unready_for
 
 
+class BackendUnreachable(BackendError):
+    """The backend's control plane cannot be reached or is not ready (a K3S server restarting):
+    the same request may succeed when tried again."""
+
+
 class DeployError(BackendError):
     """The function could not be made to run: it failed to start, or no node fits."""
 

@@ -42,6 +42,7 @@ from .base import (
     PROFILE_LABEL,
     Backend,
     BackendError,
+    BackendUnreachable,
     DeployError,
     FunctionExists,
     FunctionNotFound,
@@ -540,7 +541,7 @@ class KubernetesBackend(Backend):
         try:
             return method(*args, _request_timeout=self.request_timeout, **kwargs)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise BackendError(f"the Kubernetes API cannot be reached: {exc}") from exc
+            raise BackendUnreachable(f"the Kubernetes API cannot be reached: {exc}") from exc
 
     def _refused(self, exc: ApiException, what: str) -> BackendError:
         message = _api_message(exc)
@@ -549,6 +550,11 @@ class KubernetesBackend(Backend):
         if exc.status in (401, 403):
             return BackendError(
                 f"the gateway may not {what} in namespace {self.namespace}: {message} (check its RBAC)"
+            )
+        if exc.status in (500, 502, 503, 504):
+            # The API server (re)starting answers these before it is ready.
+            return BackendUnreachable(
+                f"could not {what}: the Kubernetes API is not ready ({exc.status} {message})"
             )
         return BackendError(f"could not {what}: {exc.status} {message}")
 
