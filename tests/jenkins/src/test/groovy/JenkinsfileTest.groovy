@@ -26,7 +26,7 @@ class JenkinsfileTest {
     static final List<String> ALL_STAGES = [
         'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform', 'Switch routing (SONiC)',
         'SD-WAN peering', 'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'Node certification (Scenario 2)', 'EdgeFaaS (SoW Task 3)',
-        'Triton (SoW Task 4)', 'Console', 'Perf',
+        'Triton (SoW Task 4)', 'Console', 'Faults', 'Perf',
     ]
     // RUN_* parameter -> [its stage, the scripts/task task it runs]
     static final Map<String, List<String>> TOGGLES = [
@@ -37,11 +37,12 @@ class JenkinsfileTest {
         RUN_NODEAUTH: ['Node certification (Scenario 2)', 'nodeauth'],
         RUN_TRITON  : ['Triton (SoW Task 4)', 'triton'],
         RUN_CONSOLE : ['Console', 'console'],
+        RUN_FAULTS  : ['Faults', 'faults'],
         RUN_EDGEFAAS: ['EdgeFaaS (SoW Task 3)', 'edgefaas'],
         RUN_PERF    : ['Perf', 'perf'],
     ]
     // Tasks that deploy nothing (the console is served by the gateway): they only verify.
-    static final Set<String> VERIFY_ONLY = ['console', 'sdwan'] as Set
+    static final Set<String> VERIFY_ONLY = ['console', 'sdwan', 'faults'] as Set
     // Commands a shell step may use that are not this repository's: the agent's basics.
     static final Set<String> SYSTEM_COMMANDS = ['mkdir', 'tee', 'true'] as Set
 
@@ -188,7 +189,7 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'faults', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
@@ -291,7 +292,7 @@ class JenkinsfileTest {
         // A failure in each stage after the lab is up, and in bringing it up.
         ['edgefaas lab up', 'scripts/task platform', 'scripts/task parsec', 'scripts/task k3s',
          'scripts/task nodeauth', 'scripts/task triton', 'scripts/task edgefaas', 'scripts/task console',
-         'scripts/task perf'].each { String failing ->
+         'scripts/task faults', 'scripts/task perf'].each { String failing ->
             reset()
             failOn = failing
             runJenkinsfile()
@@ -326,14 +327,14 @@ class JenkinsfileTest {
     void aRealLabGetsItsCredentialsForEveryTask() {
         runJenkinsfile(INVENTORY: REAL, LAB_CREDENTIALS: 'lab-ssh')
         def creds = calls('sshUserPrivateKey')
-        assertEquals(['platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'perf'].size(), creds.size())
+        assertEquals(['platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'faults', 'perf'].size(), creds.size())
         creds.each {
             assertEquals([credentialsId: 'lab-ssh', keyFileVariable: 'EDGEFAAS_SSH_KEY',
                           usernameVariable: 'EDGEFAAS_SSH_USER'], it.args[0])
         }
         List<Map> shells = shells()
-        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|sdwan|parsec|k3s|nodeauth|triton|edgefaas|console|perf) / }
-        assertEquals(10, taskShells.size())
+        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|sdwan|parsec|k3s|nodeauth|triton|edgefaas|console|faults|perf) / }
+        assertEquals(11, taskShells.size())
         taskShells.each {
             assertEquals("${it.script} ran without the SSH key bound".toString(), '/tmp/credentials/lab-ssh.key', it.sshKey)
             assertEquals('user-of-lab-ssh', it.sshUser)
