@@ -44,7 +44,7 @@ from edgefaas.lab import network
 from edgefaas.lab.state import StateError, load_state
 from edgefaas.nodeauth.marks import CERTIFIED_AT, CERTIFIED_LABEL, QUARANTINED
 from tests.integration import fault_figures
-from tests.integration.conftest import Device, connect
+from tests.integration.conftest import Device, connect, reconnect
 from tests.integration.support import kubernetes_api, node, wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -317,6 +317,7 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
         booted = _now()
         on = time.monotonic()
         _lab("start", name)
+        victim = reconnect(host.name, host.data, host.groups)
         current = wait_for(
             lambda: (
                 (n := node(server, name))
@@ -441,7 +442,10 @@ def test_parsec_restarted_its_clients_recover_without_restarts(server, api, admi
         issued = wait_for(
             lambda: (
                 (
-                    got := admin.post("/system/licenses", json={"name": f"faults-{uuid.uuid4().hex[:6]}"})
+                    got := admin.post(
+                        "/system/licenses",
+                        json={"name": f"faults-{uuid.uuid4().hex[:6]}", "plan": "standard"},
+                    )
                 ).status_code
                 == 201
                 and got.json()
