@@ -81,6 +81,7 @@ class Calls:
         self.lost: list[str] = []  # calls that never got an answer, retries included
         self.refusals: Counter[str] = Counter()
         self.last_failure: float | None = None
+        self.billed_before: Counter[str] = Counter()
         self.threads = [threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(threads)]
 
     def __enter__(self) -> Calls:
@@ -105,6 +106,7 @@ class Calls:
                 function = self.functions[turn % len(self.functions)]
                 turn += 1
                 self.call(client, function)
+                time.sleep(0.05)  # steady, not flat out: the lab's CPUs run the devices too
 
     def call(self, client: httpx.Client, function: str) -> None:
         key = uuid.uuid4().hex
@@ -146,8 +148,9 @@ def _billed(admin: httpx.Client, license_id: str) -> Counter[str]:
 
 
 def _record(fault: str, load: Calls, admin: httpx.Client, license_id: str, since: float, detail: str) -> None:
-    billed = _billed(admin, license_id)
+    billed = _billed(admin, license_id) - load.billed_before
     errors = sum(abs(billed[f] - load.succeeded[f]) for f in set(billed) | set(load.succeeded))
+    print(f"{fault}: refused on the way: {dict(load.refusals.most_common(5))}")
     fault_figures.record(
         fault, load.keys, load.failed_attempts, len(load.lost), errors, load.recover_s(since), detail
     )
@@ -187,7 +190,9 @@ def license(admin):
 
 
 def _load(admin: httpx.Client, license: dict, functions: tuple[str, ...] = MOVABLE) -> Calls:
-    return Calls(str(admin.base_url), license["token"], functions)
+    load = Calls(str(admin.base_url), license["token"], functions)
+    load.billed_before = _billed(admin, license["id"])  # the license serves every fault in turn
+    return load
 
 
 def _function_nodes(api, function: str) -> set[str]:
@@ -273,11 +278,19 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
     victim = connect(host.name, host.data, host.groups)
     machine_id = victim.host.file("/etc/machine-id").content_string.strip()
     services = _active_services(victim)
+    # What runs there and could run anywhere: these must move (the load calls MOVABLE wherever they are).
+    listed = admin.get("/system/functions").json()
+    movable = sorted(f["name"] for f in listed if name in f["nodes"] and not f["constraints"])
     grace = int(host.data.get("k3s_node_monitor_grace_seconds") or 20)
     toleration = int(host.data.get("k3s_node_loss_toleration_seconds") or 5)
     promise = grace + toleration + POD_START_ALLOWANCE_S
     pinned: list[tuple[float, int, float, str]] = []  # (since power-off, status, seconds taken, body)
-    headers = {"Authorization": f"Bearer {license['token']}"}
+    # A license of its own: FuncB calls FuncC, so its calls would be billed beside the load's.
+    pinned_license = admin.post(
+        "/system/licenses", json={"name": f"faults-{uuid.uuid4().hex[:8]}", "plan": "standard"}
+    )
+    assert pinned_license.status_code == 201, pinned_license.text
+    headers = {"Authorization": f"Bearer {pinned_license.json()['token']}"}
     stop_pinned = threading.Event()
 
     def call_pinned(started: float) -> None:
@@ -292,52 +305,57 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
                 pinned.append((began - started, status, time.monotonic() - began, body))
                 time.sleep(0.5)
 
-    with _load(admin, license) as load:
-        off = time.monotonic()
-        off_wall = _now()
-        _lab("stop", name)
-        prober = threading.Thread(target=call_pinned, args=(off,), daemon=True)
-        prober.start()
-        # Movable functions answer from elsewhere.
-        moved = wait_for(
-            lambda: all(_function_nodes(api, f) - {name} for f in MOVABLE) and time.monotonic() - off,
-            120,
-            f"{', '.join(MOVABLE)} to run on a device other than {name}",
-            interval=0.5,
-        )
-        # The authentication server cordons the silent node rather than removing it.
-        wait_for(
-            lambda: (n := node(server, name)) and QUARANTINED in n["metadata"].get("annotations", {}),
-            60,
-            f"{name}, silent, to be cordoned by the authentication server",
-            interval=1,
-        )
-        flowing = load.ok()
-        wait_for(lambda: load.ok() >= flowing + 10, 30, "calls after the move", 0.5)
-        booted = _now()
-        on = time.monotonic()
-        _lab("start", name)
-        victim = reconnect(host.name, host.data, host.groups)
-        current = wait_for(
-            lambda: (
-                (n := node(server, name))
-                and _when(n["metadata"]["annotations"].get(CERTIFIED_AT, "1970-01-01T00:00:00+00:00"))
-                > booted
-                and QUARANTINED not in n["metadata"]["annotations"]
-                and n
-            ),
-            120,
-            f"{name} to be certified again after its boot",
-            interval=0.5,
-        )
-        certified = _when(current["metadata"]["annotations"][CERTIFIED_AT])
-        rejoined = time.monotonic() - on
-        wait_for(
-            lambda: services <= _active_services(victim), 120, f"{name}'s services to start by themselves", 1
-        )
-        wait_for(lambda: name in _function_nodes(api, PINNED), 120, f"{PINNED} ready on {name} again", 0.5)
+    load = _load(admin, license)
+    off = on = time.monotonic()
+    try:
+        with load:
+            off = time.monotonic()
+            off_wall = _now()
+            _lab("stop", name)
+            prober = threading.Thread(target=call_pinned, args=(off,), daemon=True)
+            prober.start()
+            # Movable functions answer from elsewhere.
+            moved = wait_for(
+                lambda: all(_function_nodes(api, f) - {name} for f in movable) and time.monotonic() - off,
+                120,
+                f"{', '.join(movable)} to run on a device other than {name}",
+                interval=0.5,
+            )
+            # The authentication server cordons the silent node rather than removing it.
+            wait_for(
+                lambda: (n := node(server, name)) and QUARANTINED in n["metadata"].get("annotations", {}),
+                60,
+                f"{name}, silent, to be cordoned by the authentication server",
+                interval=1,
+            )
+            flowing = load.ok()
+            wait_for(lambda: load.ok() >= flowing + 10, 30, "calls after the move", 0.5)
+            booted = _now()
+            on = time.monotonic()
+            _lab("start", name)
+            victim = reconnect(host.name, host.data, host.groups)
+            current = wait_for(
+                lambda: (
+                    (n := node(server, name))
+                    and _when(n["metadata"]["annotations"].get(CERTIFIED_AT, "1970-01-01T00:00:00+00:00"))
+                    > booted
+                    and QUARANTINED not in n["metadata"]["annotations"]
+                    and n
+                ),
+                120,
+                f"{name} to be certified again after its boot",
+                interval=0.5,
+            )
+            certified = _when(current["metadata"]["annotations"][CERTIFIED_AT])
+            rejoined = time.monotonic() - on
+            started = f"{name}'s services to start by themselves"
+            wait_for(lambda: services <= _active_services(victim), 120, started, 1)
+            again = f"{PINNED} ready on {name} again"
+            wait_for(lambda: name in _function_nodes(api, PINNED), 120, again, 0.5)
+    finally:
         stop_pinned.set()
-        prober.join(timeout=30)
+        _lab("start", name)  # whatever failed, the device is left on (a no-op when it is)
+        admin.delete(f"/system/licenses/{pinned_license.json()['id']}")
     _converged(server, api, admin)
 
     assert node(server, name)["metadata"]["creationTimestamp"] < off_wall.isoformat(), (
@@ -361,7 +379,7 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
     assert not hung, f"{PINNED} answers held for a second or more once refused promptly: {hung[:5]}"
     assert "no ready replica" in prompt[0][3], prompt[0]
     assert moved <= promise, (
-        f"{', '.join(MOVABLE)} ran elsewhere {moved:.1f} s after {name} lost power; the settings "
+        f"{', '.join(movable)} ran elsewhere {moved:.1f} s after {name} lost power; the settings "
         f"promise {promise} s (grace {grace} s + toleration {toleration} s + a pod start)"
     )
     _record(
@@ -370,7 +388,9 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
         admin,
         license["id"],
         off,
-        f"moved in {moved:.1f} s, {PINNED} refused promptly after {first_prompt:.1f} s, "
+        (f"{', '.join(movable)} served elsewhere after {moved:.1f} s" if movable else "nothing movable on it")
+        + ", "
+        f"{PINNED} refused promptly after {first_prompt:.1f} s, "
         f"certified again {rejoined:.1f} s after power-on",
     )
 
