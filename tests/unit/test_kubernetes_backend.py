@@ -264,6 +264,12 @@ def test_a_function_without_a_ready_replica_says_for_how_long(cluster, backend):
         backend.endpoint("FuncB")
     assert "its device is down" in str(later.value)
     assert later.value.unready_for >= first.value.unready_for + 0.04
+    deployment(cluster, "FuncB")["status"]["readyReplicas"] = 0
+    backend.refresh()  # a relist, as after every watch's end, keeps it too
+    with pytest.raises(FunctionUnavailable) as relisted:
+        backend.endpoint("FuncB")
+    assert relisted.value.unready_for >= later.value.unready_for
+    deployment(cluster, "FuncB")["status"]["readyReplicas"] = 1
     backend._set_route("FuncB", url, replicas=1, ready=1)
     assert backend.endpoint("FuncB") == url
     backend._set_route("FuncB", url, replicas=1, ready=0)

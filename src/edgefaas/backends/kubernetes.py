@@ -452,12 +452,14 @@ class KubernetesBackend(Backend):
         except ApiException as exc:
             raise self._refused(exc, "list functions") from None
         urls = {svc.metadata.name: self._service_url(svc) for svc in services}
-        routes: dict[str, _Route] = {}
-        for dep in deployments.items:
-            name = _annotations(dep).get(NAME_ANNOTATION)
-            if name:
-                routes[name] = self._route_of(dep, urls.get(dep.metadata.name))
         with self._routes_lock:
+            routes: dict[str, _Route] = {}
+            for dep in deployments.items:
+                name = _annotations(dep).get(NAME_ANNOTATION)
+                if name:
+                    # A relist (the watch ends every minute) must not forget when an outage began.
+                    route = self._route_of(dep, urls.get(dep.metadata.name))
+                    routes[name] = route.carrying_outage(self._routes.get(name))
             self._routes = routes
         return getattr(deployments.metadata, "resource_version", None)
 
