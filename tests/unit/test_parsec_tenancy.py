@@ -22,6 +22,7 @@ from edgefaas.parsec.tenancy import (
     namespace_uid,
     pod_violations,
     review,
+    tenant_problems,
     webhook_configuration,
 )
 
@@ -209,3 +210,11 @@ def test_the_server_certificate_names_its_address_for_tls_server_auth(tmp_path):
     usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(usage) == [x509.ExtendedKeyUsageOID.SERVER_AUTH]
     assert cert.issuer == x509.load_der_x509_certificate(ca.self_signed()).subject
+
+
+def test_the_tenant_table_refuses_shared_root_and_malformed_entries():
+    assert tenant_problems({"edgefaas-tenant-a": 20001, "edgefaas-tenant-b": 20002}) == []
+    problems = tenant_problems({"a": 20001, "b": 20001, "c": 0, "Bad_Name": 5, "d": True})
+    assert any("share uid 20001" in p for p in problems)
+    assert any("c: uid 0" in p for p in problems) and any("d: uid True" in p for p in problems)
+    assert any("'Bad_Name' is not a Kubernetes namespace name" in p for p in problems)

@@ -23,6 +23,7 @@ cluster, and the webhook's manifest is built by the same module that knows the l
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,22 @@ CONTAINER_KINDS = (
     ("containers", "container"),
     ("ephemeralContainers", "ephemeral container"),
 )
+
+
+def tenant_problems(tenants: dict[str, int]) -> list[str]:
+    """What is wrong with a namespace -> Parsec uid table (host data `parsec_tenants`)."""
+    problems = []
+    seen: dict[int, str] = {}
+    for namespace, uid in tenants.items():
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+            problems.append(f"{namespace!r} is not a Kubernetes namespace name")
+        if not isinstance(uid, int) or isinstance(uid, bool) or uid <= 0:
+            problems.append(f"{namespace}: uid {uid!r} must be a positive integer (never root)")
+        elif uid in seen:
+            problems.append(f"{namespace} and {seen[uid]} share uid {uid}: they would share Parsec keys")
+        else:
+            seen[uid] = namespace
+    return problems
 
 
 def namespace_uid(labels: dict[str, str] | None) -> int | None:
