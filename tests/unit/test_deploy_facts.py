@@ -111,3 +111,8 @@ def test_the_webhook_is_current_only_when_kubectl_diff_finds_no_difference():
     assert "kubectl diff -f -" in command
     assert fact.process(["current"]) is True
     assert fact.process(["differs"]) is False and fact.process([]) is False
+
+
+def test_no_labelled_namespace_is_an_empty_table_not_none():
+    # pyinfra answers default() when the command prints nothing (no namespace, or K3S away).
+    assert KubeNamespaceLabel.default() == {}

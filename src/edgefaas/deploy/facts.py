@@ -175,6 +175,10 @@ class PostgresDatabase(FactBase[bool]):
 class KubeNamespaceLabel(FactBase[dict[str, str]]):
     """Namespaces that carry label `label`, with its value (empty while K3S cannot answer)."""
 
+    @staticmethod
+    def default() -> dict[str, str]:  # pyinfra's answer when the command prints nothing
+        return {}
+
     def command(self, label: str) -> str:
         escaped = label.replace(".", "\\.")
         template = f'{{range .items[*]}}{{.metadata.name}}={{.metadata.labels.{escaped}}}{{"\\n"}}{{end}}'
