@@ -269,9 +269,14 @@ def test_a_pod_claiming_another_tenants_uid_is_refused_at_admission(inventory):
     core, api_client = kubernetes_api(inventory)
     # Registered as deployed: failing closed, on the uid-labelled namespaces alone, so nothing
     # outside them (kube-system above all) waits on it.
-    config = k8s.AdmissionregistrationV1Api(api_client).read_validating_webhook_configuration(
-        CONFIGURATION_NAME
-    )
+    try:
+        config = k8s.AdmissionregistrationV1Api(api_client).read_validating_webhook_configuration(
+            CONFIGURATION_NAME
+        )
+    except ApiException as exc:
+        pytest.fail(
+            f"no webhook configuration {CONFIGURATION_NAME} ({exc.status}): deploys/nodeauth.py registers it"
+        )
     (hook,) = config.webhooks
     assert hook.failure_policy == "Fail"
     assert [(e.key, e.operator) for e in hook.namespace_selector.match_expressions] == [(UID_LABEL, "Exists")]
