@@ -259,11 +259,12 @@ def test_a_pod_claiming_another_tenants_uid_is_refused_at_admission(inventory):
     """Issue 18: in a tenant namespace only the tenant's own Parsec uid is admitted."""
     if not inventory.get_group("k3s_server"):
         pytest.skip("no K3S in this inventory")
+    import jinja2
     from kubernetes import client as k8s
     from kubernetes.client.rest import ApiException
 
     from edgefaas.parsec.tenancy import CONFIGURATION_NAME, TENANT_LABEL, UID_LABEL
-    from tests.integration.conftest import server_device
+    from tests.integration.conftest import REPO, server_device
     from tests.integration.support import kubernetes_api
 
     core, api_client = kubernetes_api(inventory)
@@ -282,8 +283,16 @@ def test_a_pod_claiming_another_tenants_uid_is_refused_at_admission(inventory):
     assert [(e.key, e.operator) for e in hook.namespace_selector.match_expressions] == [(UID_LABEL, "Exists")]
     # The deploy's tenant namespaces carry their uids.
     wanted = server_device(inventory).data.get("parsec_tenants") or {}
+    template = jinja2.Template((REPO / "templates/parsec/client-pod.yaml.j2").read_text())
     for namespace, uid in wanted.items():
         assert core.read_namespace(namespace).metadata.labels.get(UID_LABEL) == str(uid), namespace
+        # The blueprint's own client Job, as its tenant: its pod is admitted (a dry run leaves nothing).
+        job = yaml.safe_load(
+            template.render(tenant="t", uid=uid, node="n", image="i", ops=1, namespace=namespace)
+        )
+        pod_manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"}}
+        pod_manifest["spec"] = job["spec"]["template"]["spec"]
+        core.create_namespaced_pod(namespace, pod_manifest, dry_run="All")
 
     namespace, uid, other = f"edgefaas-test-tenant-{uuid.uuid4().hex[:6]}", 20901, 20902
     labels = {TENANT_LABEL: namespace, UID_LABEL: str(uid)}

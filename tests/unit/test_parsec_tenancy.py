@@ -9,6 +9,7 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -29,6 +30,7 @@ from edgefaas.parsec.tenancy import (
 from .parsec_fakes import FakeParsec
 
 pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
 TENANT = 20001
 SAFE = {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
 
@@ -218,3 +220,14 @@ def test_the_tenant_table_refuses_shared_root_and_malformed_entries():
     assert any("share uid 20001" in p for p in problems)
     assert any("c: uid 0" in p for p in problems) and any("d: uid True" in p for p in problems)
     assert any("'Bad_Name' is not a Kubernetes namespace name" in p for p in problems)
+
+
+def test_the_blueprints_own_client_pod_passes_as_its_tenant_and_no_other():
+    import jinja2
+    import yaml
+
+    template = jinja2.Template((REPO / "templates/parsec/client-pod.yaml.j2").read_text())
+    job = yaml.safe_load(template.render(tenant="a", uid=TENANT, node="n", image="i", ops=1, namespace="ns"))
+    client = {"spec": job["spec"]["template"]["spec"]}
+    assert pod_violations(client, TENANT) == []
+    assert pod_violations(client, TENANT + 1) != []
