@@ -47,13 +47,18 @@ def test_every_listener_is_declared_with_its_owner_user_and_reach(device, invent
 
 
 def test_the_control_plane_acl_admits_the_declared_peers_alone(device, inventory):
+    """Both families; SONiC's own TTL<2 traceroute rule is outside it (edgefaas.deploy.ports)."""
     if "sonic" not in device.groups:
         pytest.skip("no control-plane ACL off SONiC: the services themselves choose whom they answer")
     host = inventory.get_host(device.name)
     roles = device_roles(host, inventory)
-    rules = parse_input_rules(device.host.check_output("iptables -S INPUT"))
+    peers = acl_peers(host, inventory)
     listening = {(socket.protocol, socket.port) for socket in listeners(device)}
-    problems = check_acl(rules, roles, acl_peers(host, inventory), listening)
+    v4 = parse_input_rules(device.host.check_output("iptables -S INPUT"))
+    problems = check_acl(v4, roles, peers, listening)
+    # The deploys open IPv4 sources only: IPv6 must not admit anyone to a peers-only port.
+    v6 = parse_input_rules(device.host.check_output("ip6tables -S INPUT"), any_source="::/0")
+    problems += [f"IPv6: {problem}" for problem in check_acl(v6, roles, peers, ())]
     assert not problems, f"{device.name}:\n" + "\n".join(problems)
 
 

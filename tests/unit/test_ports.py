@@ -215,3 +215,17 @@ def test_every_loopback_row_is_closed_in_the_acl_and_no_row_is_declared_twice():
             seen.add(key)
         if row.reach == "loopback":
             assert row.acl is None, row
+
+
+def test_ipv6_rules_admitting_a_peer_only_port_to_anyone_fail():
+    v6 = parse_input_rules("-A INPUT -p tcp -m tcp --dport 8471 -j ACCEPT\n", any_source="::/0")
+    assert v6 == [AclRule("tcp", (8471,), "::/0")]
+    (problem,) = check_acl(v6, AGENT_ROLES, PEERS, ())
+    assert problem.startswith("ACL admits ::/0 to 8471/tcp, declared k3s_server only")
+    # An IPv6 rule for a port open to anyone is fine, and no IPv6 opening is required.
+    assert (
+        check_acl(
+            parse_input_rules("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", "::/0"), AGENT_ROLES, PEERS, ()
+        )
+        == []
+    )

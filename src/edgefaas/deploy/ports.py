@@ -25,7 +25,14 @@ Reach (who may connect):
 `acl` (SONiC only): the sources the control-plane ACL must admit to the port: "any",
 "k3s_server" (its address), "gateways" (every gateway host's address), "other_gateways"
 (every gateway host but this one). None: no deploy opens it (loopback, or SONiC's own
-default rules: SSH, BGP, BFD, whose ACL this check leaves to SONiC).
+default rules: SSH, BGP, BFD, whose ACL this check leaves to SONiC). Both families are
+checked: the deploys open IPv4 sources only, so IPv6 must admit nothing narrower rows forbid.
+
+What the ACL cannot narrow: SONiC's caclmgrd (and the lab's stand-in) accepts TCP and UDP to
+ports 1025-65535 from any sender whose packets arrive with TTL (hop limit) below 2, for
+traceroute. A neighbour on the same segment can therefore reach a port above 1024 that the
+table restricts to peers; each such service authenticates its callers as well (NATS token
+and route password, PostgreSQL password, the agent's own source check).
 
 No I/O here: the suite runs LISTING_COMMAND and `iptables -S INPUT` on each device;
 parse_listing, parse_input_rules and the check_* functions are plain functions, tested in
@@ -278,11 +285,15 @@ class AclRule:
 
     protocol: str
     ports: tuple[int, ...]
-    source: str  # a network, 0.0.0.0/0 for any
+    source: str  # a network, 0.0.0.0/0 (::/0 for IPv6) for any
 
 
-def parse_input_rules(text: str) -> list[AclRule]:
-    """The plain ACCEPT rules of `iptables -S INPUT`: a protocol, a port or list of ports, maybe a source.
+ANY_SOURCE = frozenset({"0.0.0.0/0", "::/0"})
+
+
+def parse_input_rules(text: str, any_source: str = "0.0.0.0/0") -> list[AclRule]:
+    """The plain ACCEPT rules of `iptables -S INPUT` (`ip6tables`: any_source "::/0"): a protocol,
+    a port or list of ports, maybe a source.
 
     Rules with any other match (an interface, a TTL, a connection state, ICMP) or a port range
     are SONiC's own defaults (loopback, replies, traceroute, DHCP) and are left out.
@@ -302,7 +313,7 @@ def parse_input_rules(text: str) -> list[AclRule]:
         if options.get("-m") not in (options["-p"], "multiport"):
             continue
         ports = tuple(int(p) for p in ports_text.split(","))
-        rules.append(AclRule(options["-p"], ports, options.get("-s", "0.0.0.0/0")))
+        rules.append(AclRule(options["-p"], ports, options.get("-s", any_source)))
     return rules
 
 
@@ -316,7 +327,8 @@ def check_acl(
     """What the switch's control-plane ACL (`rules`) admits that the table does not, or refuses
     that it promises. `peers` gives the addresses behind each ACL source name but "any";
     `listening` the (protocol, port) the device listens on: a declared service that is not
-    deployed here needs no opening."""
+    deployed here needs no opening (pass none for a family the lab does not address, IPv6:
+    then only what its rules admit too widely is reported)."""
     roles, table, rules, listening = set(roles), list(table), list(rules), set(listening)
     problems = []
     for row in table:
@@ -324,15 +336,15 @@ def check_acl(
             continue
         expected = set()
         for name in row.acl:
-            expected |= {"0.0.0.0/0"} if name == "any" else {f"{a}/32" for a in peers.get(name, ())}
+            expected |= ANY_SOURCE if name == "any" else {_host_network(a) for a in peers.get(name, ())}
         for port in range(row.ports[0], row.ports[1] + 1):
             found = {r.source for r in rules if r.protocol == row.protocol and port in r.ports}
-            if "0.0.0.0/0" not in expected and found - expected:
+            if not expected & ANY_SOURCE and found - expected:
                 problems.append(
                     f"ACL admits {', '.join(sorted(found - expected))} to {port}/{row.protocol}, "
                     f"declared {' '.join(row.acl)} only ({row.why})"
                 )
-            if (row.protocol, port) in listening and "0.0.0.0/0" not in found and expected - found:
+            if (row.protocol, port) in listening and not found & ANY_SOURCE and expected - found:
                 problems.append(
                     f"ACL does not admit {', '.join(sorted(expected - found))} to {port}/{row.protocol}, "
                     f"declared reachable by {' '.join(row.acl)} ({row.why})"
@@ -347,6 +359,10 @@ def check_acl(
             elif all(row.reach == "loopback" for row in rows):
                 problems.append(f"ACL opens {port}/{rule.protocol} to {rule.source}: declared loopback-only")
     return problems
+
+
+def _host_network(address: str) -> str:
+    return str(ipaddress.ip_network(address))  # 10.0.0.1 -> 10.0.0.1/32, fd00::1 -> fd00::1/128
 
 
 def table_problems(table: Iterable[Listener] = LISTENERS) -> list[str]:
