@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import ssl
 import threading
 import urllib.error
@@ -15,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from edgefaas.nodeauth.admission import serve_admission, write_server_credentials
+from edgefaas.nodeauth.admission import ServerTls, serve_admission, write_server_credentials
 from edgefaas.nodeauth.certificates import CertificateAuthority
 from edgefaas.parsec.tenancy import (
     ADMIT_PATH,
@@ -155,12 +156,12 @@ def webhook(tmp_path):
     """The webhook served over HTTPS with a key certified by a Parsec-held CA; (url, CA PEM)."""
     ca = CertificateAuthority(FakeParsec())
     ca_pem = x509.load_der_x509_certificate(ca.self_signed()).public_bytes(serialization.Encoding.PEM)
-    cert, key = write_server_credentials(ca, tmp_path / "tls", ["127.0.0.1"])
-    assert oct(key.stat().st_mode & 0o777) == "0o600"
-    server = serve_admission(lambda ns: TENANT if ns == "tenant-a" else None, "127.0.0.1", 0, cert, key)
+    tls = ServerTls(ca, tmp_path / "tls", ["127.0.0.1"])
+    assert oct((tmp_path / "tls" / "tls.key").stat().st_mode & 0o777) == "0o600"
+    server = serve_admission(lambda ns: TENANT if ns == "tenant-a" else None, "127.0.0.1", 0, tls)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", ca_pem
+    yield f"https://127.0.0.1:{server.server_address[1]}", ca_pem, tls
     server.shutdown()
     server.server_close()
 
@@ -179,7 +180,7 @@ def post(url: str, ca_pem: bytes, body: bytes) -> tuple[int, dict]:
 
 
 def test_the_webhook_speaks_https_verified_by_the_ca_and_refuses_with_the_reason(webhook):
-    url, ca_pem = webhook
+    url, ca_pem, _ = webhook
     claimed = own_pod()
     claimed["spec"]["securityContext"]["runAsUser"] = 20002
     status, answer = post(url + ADMIT_PATH, ca_pem, json.dumps(admission(claimed)).encode())
@@ -192,13 +193,13 @@ def test_the_webhook_speaks_https_verified_by_the_ca_and_refuses_with_the_reason
 
 
 def test_a_client_that_does_not_trust_the_ca_is_not_served(webhook):
-    url, _ = webhook
+    url, _, _ = webhook
     other = CertificateAuthority(FakeParsec())
     other_pem = x509.load_der_x509_certificate(other.self_signed()).public_bytes(serialization.Encoding.PEM)
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         post(url + ADMIT_PATH, other_pem, b"{}")
     # ... and the failed handshake leaves the server serving the next client.
-    url_ok, ca_pem = webhook
+    url_ok, ca_pem, _ = webhook
     assert post(url_ok + ADMIT_PATH, ca_pem, json.dumps(admission(own_pod())).encode())[0] == 200
 
 
@@ -231,3 +232,43 @@ def test_the_blueprints_own_client_pod_passes_as_its_tenant_and_no_other():
     client = {"spec": job["spec"]["template"]["spec"]}
     assert pod_violations(client, TENANT) == []
     assert pod_violations(client, TENANT + 1) != []
+
+
+def served_certificate(url: str, ca_pem: bytes) -> x509.Certificate:
+    host, port = url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cadata=ca_pem.decode())
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+
+def test_a_renewed_certificate_is_served_to_the_next_connection_without_a_restart(webhook):
+    url, ca_pem, tls = webhook
+    before = served_certificate(url, ca_pem)
+    tls.renew()
+    after = served_certificate(url, ca_pem)
+    assert after.serial_number != before.serial_number and after.public_key() != before.public_key()
+    assert post(url + ADMIT_PATH, ca_pem, json.dumps(admission(own_pod())).encode())[0] == 200
+
+
+def test_a_failed_renewal_keeps_the_served_certificate_and_is_retried(webhook, monkeypatch):
+    import edgefaas.nodeauth.admission as admission_module
+
+    url, ca_pem, tls = webhook
+    before = served_certificate(url, ca_pem)
+    calls = []
+    stop = threading.Event()
+
+    def failing_then_stop() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            stop.set()
+        raise ConnectionError("Parsec restarting")
+
+    monkeypatch.setattr(admission_module, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(tls, "renew", failing_then_stop)
+    tls.keep_renewed(stop, every_s=0.01)
+    assert len(calls) == 2
+    assert served_certificate(url, ca_pem).serial_number == before.serial_number

@@ -162,16 +162,12 @@ def server_command(
     )
     http = serve(service, listen, port)
     if admission_port:
-        from edgefaas.nodeauth.admission import (
-            TLS_DIR,
-            namespace_uids,
-            serve_admission,
-            write_server_credentials,
-        )
+        from edgefaas.nodeauth.admission import TLS_DIR, ServerTls, namespace_uids, serve_admission
 
-        certificate, tls_key = write_server_credentials(service.ca, state_dir / TLS_DIR, [admission_listen])
-        webhook = serve_admission(namespace_uids(api), admission_listen, admission_port, certificate, tls_key)
+        tls = ServerTls(service.ca, state_dir / TLS_DIR, [admission_listen])
+        webhook = serve_admission(namespace_uids(api), admission_listen, admission_port, tls)
         threading.Thread(target=webhook.serve_forever, daemon=True, name="admission").start()
+        threading.Thread(target=tls.keep_renewed, args=(threading.Event(),), daemon=True).start()
         logging.getLogger("edgefaas.nodeauth").info(
             "Parsec tenant admission webhook on https://%s:%d", admission_listen, admission_port
         )
