@@ -145,3 +145,7 @@ parsec_log_level = "info"
 parsec_thread_pool_size = 8
 parsec_idle_listener_sleep_ms = 10
 parsec_listener_timeout_ms = 200
+# Tenant namespaces (deploys/parsec.py, on the K3S server): namespace -> the Parsec uid its pods
+# must run as (the admission webhook of deploys/nodeauth.py refuses any other, and root).
+# Unique uids, none 0. A namespace dropped from here is not deleted (its pods may hold data).
+parsec_tenants: dict[str, int] = {"edgefaas-tenant-a": 20001, "edgefaas-tenant-b": 20002}
