@@ -328,6 +328,14 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
                 f"{name}, silent, to be cordoned by the authentication server",
                 interval=1,
             )
+            # The pinned function is refused at once, with the reason, while its device is off.
+            wait_for(
+                lambda: any(p[1] == 503 and p[2] < 1.0 for p in pinned),
+                60,
+                lambda: f"{PINNED} to be refused promptly (last: {pinned[-3:]})",
+                interval=0.5,
+            )
+            time.sleep(2)  # a few more of its calls, all prompt
             flowing = load.ok()
             wait_for(lambda: load.ok() >= flowing + 10, 30, "calls after the move", 0.5)
             booted = _now()
