@@ -300,7 +300,8 @@ def test_a_gateway_killed_under_load_fails_only_its_running_calls_and_bills_each
         lost=sum(1 for f in failures if not f["retry"][:3].isdigit()),
         billing_errors=abs(billed - result["succeeded"]),
         recover_s=max(result["outages"], default=0.0),
-        detail=f"{result['failed']} failed after their retry, anycast withdrawn in {withdrawn} s",
+        detail=f"{result['failed']} failed after their retry, anycast withdrawn in "
+        f"{withdrawn if withdrawn is None else f'{withdrawn:.2f}'} s",
     )
     assert withdrawn is not None and withdrawn <= WITHDRAWAL_LIMIT_S, (
         f"{site.pe.name}: {victim.name}'s {site.anycast} left the table "
