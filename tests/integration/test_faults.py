@@ -268,6 +268,22 @@ def _when(text: str) -> dt.datetime:
 # -- a. a device powered off and on ---------------------------------------------------------------
 
 
+SLEEPER = "def handle(event, context):\n    return {'ok': True}\n"
+
+
+def _deploy_on(server: Device, api, admin: httpx.Client, function: str, device: str) -> None:
+    """Deploy `function`, free to run anywhere, while only `device` takes new pods, so that it
+    starts there: the other nodes are cordoned for as long as the deploy takes."""
+    others = [n.metadata.name for n in api.list_node().items if n.metadata.name != device]
+    server.host.check_output(f"kubectl cordon {' '.join(others)}")
+    try:
+        got = admin.post("/system/functions", json={"service": function, "code": SLEEPER, "public": False})
+        assert got.status_code in (200, 201, 202), got.text
+    finally:
+        server.host.check_output(f"kubectl uncordon {' '.join(others)}")
+    wait_for(lambda: device in _function_nodes(api, function), 60, f"{function} ready on {device}", 0.5)
+
+
 def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
     lab, inventory, server, api, admin, license
 ):
@@ -278,7 +294,9 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
     victim = connect(host.name, host.data, host.groups)
     machine_id = victim.host.file("/etc/machine-id").content_string.strip()
     services = _active_services(victim)
-    # What runs there and could run anywhere: these must move (the load calls MOVABLE wherever they are).
+    # A function free to run anywhere, started on the victim: it must move, and the load calls it.
+    mover = f"itest-mover-{uuid.uuid4().hex[:6]}"
+    _deploy_on(server, api, admin, mover, name)
     listed = admin.get("/system/functions").json()
     movable = sorted(f["name"] for f in listed if name in f["nodes"] and not f["constraints"])
     grace = int(host.data.get("k3s_node_monitor_grace_seconds") or 20)
@@ -305,7 +323,7 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
                 pinned.append((began - started, status, time.monotonic() - began, body))
                 time.sleep(0.5)
 
-    load = _load(admin, license)
+    load = _load(admin, license, (*MOVABLE, mover))
     off = on = time.monotonic()
     try:
         with load:
@@ -364,6 +382,7 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
         stop_pinned.set()
         _lab("start", name)  # whatever failed, the device is left on (a no-op when it is)
         admin.delete(f"/system/licenses/{pinned_license.json()['id']}")
+        admin.request("DELETE", "/system/functions", json={"functionName": mover})
     _converged(server, api, admin)
 
     assert node(server, name)["metadata"]["creationTimestamp"] < off_wall.isoformat(), (
@@ -404,8 +423,6 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
 
 
 # -- b. the K3S server restarted ------------------------------------------------------------------
-
-SLEEPER = "def handle(event, context):\n    return {'ok': True}\n"
 
 
 def test_the_k3s_server_restarted_keeps_calls_answering_and_deploys_get_503(server, api, admin, license):
