@@ -10,7 +10,8 @@ lost (every call ends answered), nothing billed twice or for nothing. The figure
 reports/faults-figures.txt (tests/integration/fault_figures.py), one line per fault.
 
   power cycle   a device (the one holding FuncB) powered off and on with `edgefaas lab stop|start`,
-                its disk kept: movable functions are served elsewhere within the cluster's settings
+                its disk kept: a function free to run anywhere, started there for the purpose (the
+                load calls it too), is served elsewhere within the cluster's settings
                 (k3s_node_monitor_grace_seconds + k3s_node_loss_toleration_seconds + a pod start);
                 a function pinned to it answers 503 with the reason at once; once booted every
                 service starts by itself and the node is certified again before it gets work.
