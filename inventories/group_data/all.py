@@ -78,12 +78,13 @@ k3s_kubelet_args: list[str] = []
 # link), and so how soon its pods run elsewhere. The node controller marks a node NotReady
 # (and its pods not ready, so the gateway answers 503 at once instead of waiting on a dead
 # pod) when it has heard nothing for the grace period; pods then leave it after the
-# toleration. Kubernetes' defaults (40 s, then 300 s) moved FuncA and FuncB only after
-# about 6 minutes; 20 s keeps a margin of two of the kubelet's 10 s lease renewals, so one
-# late renewal on a loaded device does not mark it NotReady. A short partition therefore
-# does move pods (they come back as placement allows); it never removes the node itself.
+# toleration, and run elsewhere within 30 s of the node's power loss. Kubernetes' defaults
+# (40 s, then 300 s) moved pods only after about 6 minutes. 20 s spans two of the kubelet's
+# 10 s lease renewals, so one late renewal on a loaded device does not mark it NotReady.
+# A short partition therefore does move pods (they come back as placement allows); it never
+# removes the node itself. Pods made before a change keep the toleration they were made with.
 k3s_node_monitor_grace_seconds = 20
-k3s_node_loss_toleration_seconds = 5
+k3s_node_loss_toleration_seconds = 2
 k3s_kube_proxy_args: list[str] = []
 # Only for hosts that cannot lower OOM scores (containers without CAP_SYS_RESOURCE).
 k3s_restrict_oom_score_adj = False
