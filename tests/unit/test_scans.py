@@ -129,6 +129,12 @@ def test_high_and_medium_findings_fail_unless_explained_and_low_ones_pass():
     assert explained.outcome == "passed" and "release notes" in explained.output
 
 
+def test_a_device_kube_hunter_did_not_reach_is_an_error():
+    cases = report.hunt_cases(_hunt(), table=(), addresses=["127.0.0.1", "192.0.2.13"])
+    errors = [c for c in cases if c.outcome == "error"]
+    assert [c.name for c in errors] == ["kube-hunter reached 192.0.2.13"]
+
+
 def test_a_report_that_is_not_kube_hunters_is_refused():
     with pytest.raises(kubehunter.KubeHunterError):
         kubehunter.parse_report("Started hunting\n")
@@ -237,6 +243,7 @@ def test_the_junit_report_and_summary_carry_every_verdict(tmp_path):
         hunt=_hunt(),
         debian=[debsecurity.Listing("sonic-1", "bookworm", "amd64", 243, [], "today")],
         seconds=12.5,
+        addresses=["127.0.0.1"],
     )
     figures = report.write(scans, tmp_path, tmp_path / "scan.xml")
     root = ET.parse(tmp_path / "scan.xml").getroot()

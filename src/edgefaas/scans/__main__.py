@@ -40,20 +40,21 @@ def main(argv: list[str] | None = None) -> int:
     args.junit.parent.mkdir(parents=True, exist_ok=True)
 
     started = time.monotonic()
-    scans = report.Scans()
-    with ThreadPoolExecutor(max_workers=len(hosts) + 2) as pool:
-        audits = []
-        if "lynis" in wanted:
-            archive = lynis.tree_archive()
-            audits = [pool.submit(lynis.scan, host, archive, args.out) for host in hosts]
+    scans = report.Scans(addresses=[h.address for h in hosts])
+    with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
+        # kube-hunter first and alone with the devices: its port probes give up after 1.5 s, which
+        # busy devices (Lynis on all of them at once) can miss, and a missed kubelet looks clean.
         hunt = pool.submit(_hunt, [h.address for h in hosts], args.out) if "kube-hunter" in wanted else None
         # One after another: the listings share the security index, fetched once per release.
         if "debian" in wanted:
             lists = debsecurity.AptLists(tools.VENVS / "apt")
             indexes: dict = {}
             scans.debian = [debsecurity.list_device(host, lists, indexes) for host in hosts]
-        scans.lynis = [audit.result() for audit in audits]
         scans.hunt = hunt.result() if hunt else None
+        if "lynis" in wanted:
+            archive = lynis.tree_archive()
+            audits = [pool.submit(lynis.scan, host, archive, args.out) for host in hosts]
+            scans.lynis = [audit.result() for audit in audits]
     scans.seconds = time.monotonic() - started
 
     figures = report.write(scans, args.out, args.junit)

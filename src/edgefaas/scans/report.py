@@ -32,6 +32,7 @@ class Scans:
     hunt: kubehunter.HuntResult | None = None
     debian: list[debsecurity.Listing] = field(default_factory=list)
     seconds: float = 0.0
+    addresses: list[str] = field(default_factory=list)  # every device kube-hunter should find
 
 
 def lynis_cases(results: list[lynis.ScanResult], table=accepted.ACCEPTED) -> list[Case]:
@@ -69,7 +70,11 @@ def lynis_cases(results: list[lynis.ScanResult], table=accepted.ACCEPTED) -> lis
     return cases
 
 
-def hunt_cases(hunt: kubehunter.HuntResult | None, table=accepted.ACCEPTED) -> list[Case]:
+def hunt_cases(
+    hunt: kubehunter.HuntResult | None, table=accepted.ACCEPTED, addresses: list[str] = ()
+) -> list[Case]:
+    """A case per finding, and an error for each device where kube-hunter found no node at all
+    (every device of the inventory runs a kubelet, so nothing found means it was not looked at)."""
     if hunt is None:
         return []
     if hunt.report is None:
@@ -83,6 +88,17 @@ def hunt_cases(hunt: kubehunter.HuntResult | None, table=accepted.ACCEPTED) -> l
             + "\n  ".join(report.services),
         )
     ]
+    for address in addresses:
+        if address not in report.nodes:
+            cases.append(
+                Case(
+                    "kube-hunter",
+                    f"kube-hunter reached {address}",
+                    "error",
+                    f"kube-hunter found no Kubernetes service at {address}: the device was down or "
+                    "did not answer its probes in time, so it was not scanned",
+                )
+            )
     for finding in report.findings:
         case = Case("kube-hunter", f"{finding.severity}: {finding.text()}", output=finding.description)
         if finding.severity in GATED_SEVERITIES:
@@ -125,7 +141,11 @@ def debian_cases(listings: list[debsecurity.Listing]) -> list[Case]:
 
 
 def all_cases(scans: Scans) -> list[Case]:
-    return [*lynis_cases(scans.lynis), *hunt_cases(scans.hunt), *debian_cases(scans.debian)]
+    return [
+        *lynis_cases(scans.lynis),
+        *hunt_cases(scans.hunt, addresses=scans.addresses),
+        *debian_cases(scans.debian),
+    ]
 
 
 def junit_xml(cases: list[Case], seconds: float = 0.0) -> bytes:
