@@ -257,3 +257,35 @@ def test_the_junit_report_and_summary_carry_every_verdict(tmp_path):
     text = (tmp_path / "summary.txt").read_text()
     assert "sonic-1: index 57" in text and "jetson-1: not scanned: unreachable" in text
     assert "high 2, medium 1, low 1" in text
+
+
+# ---- the tools' venvs ---------------------------------------------------------------------
+
+
+def test_a_tools_venv_is_reused_while_its_pins_are_unchanged_and_remade_when_they_change(
+    tmp_path, monkeypatch
+):
+    from edgefaas.scans import tools
+
+    monkeypatch.setattr(tools, "REQUIREMENTS", tmp_path / "requirements")
+    monkeypatch.setattr(tools, "VENVS", tmp_path / "venvs")
+    monkeypatch.setenv("EDGEFAAS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "requirements").mkdir()
+    pins = tmp_path / "requirements" / "lftools.txt"
+    pins.write_text("# nothing to install: the venv alone\n")
+
+    made = tools.venv_bin("lftools")
+    assert (made / "python").exists()
+    marker = made.parent / "marker"
+    marker.write_text("kept")
+    assert tools.venv_bin("lftools") == made and marker.exists()
+
+    pins.write_text("# other pins\n")
+    assert tools.venv_bin("lftools") == made and not marker.exists()
+
+    with pytest.raises(tools.ToolError, match="unknown tool"):
+        tools.venv_bin("nmap")
+    # A pin pip cannot install (a wheel file that is not there: no index is asked).
+    pins.write_text(f"{tmp_path / 'missing-1.0-py3-none-any.whl'}\n")
+    with pytest.raises(tools.ToolError, match="lftools"):
+        tools.venv_bin("lftools")
