@@ -239,24 +239,30 @@ def test_ssh_reaches_a_host_as_the_inventory_says():
 
 def test_the_junit_report_and_summary_carry_every_verdict(tmp_path):
     scans = report.Scans(
-        lynis=[_scan(_lynis_sample(K3S_WARNING)), lynis.ScanResult("jetson-1", None, "unreachable", 0.0)],
+        lynis=[
+            _scan(_lynis_sample(K3S_WARNING)),
+            _scan(_lynis_sample().replace("hardening_index=57", "hardening_index=61"), "sonic-2"),
+            lynis.ScanResult("jetson-1", None, "unreachable", 0.0),
+        ],
         hunt=_hunt(),
         debian=[debsecurity.Listing("sonic-1", "bookworm", "amd64", 243, [], "today")],
         seconds=12.5,
         addresses=["127.0.0.1"],
+        profiles={"sonic-1": "sonic", "sonic-2": "sonic", "jetson-1": "jetson"},
     )
     figures = report.write(scans, tmp_path, tmp_path / "scan.xml")
     root = ET.parse(tmp_path / "scan.xml").getroot()
     assert root.tag == "testsuites"
     assert [s.get("name") for s in root] == ["lynis", "kube-hunter", "debian-security"]
-    # k3s warning + 2 high + 1 medium fail; the unreachable device is an error
-    assert (root.get("failures"), root.get("errors"), root.get("skipped")) == ("4", "1", "1")
-    assert int(root.get("tests")) == sum(int(s.get("tests")) for s in root) == 4 + 5 + 1
+    # k3s warning + 2 high + 1 medium fail; the unreachable device is an error; base-system warnings skip
+    assert (root.get("failures"), root.get("errors"), root.get("skipped")) == ("4", "1", "2")
+    assert int(root.get("tests")) == sum(int(s.get("tests")) for s in root) == 6 + 5 + 1
     assert figures["devices"]["sonic-1"]["hardening_index"] == 57
+    assert figures["hardening_index_by_profile"] == {"sonic": 57}  # no jetson index: none scanned
     assert figures["kube_hunter"]["by_severity"] == {"high": 2, "medium": 1, "low": 1}
     text = (tmp_path / "summary.txt").read_text()
     assert "sonic-1: index 57" in text and "jetson-1: not scanned: unreachable" in text
-    assert "high 2, medium 1, low 1" in text
+    assert "high 2, medium 1, low 1" in text and "lowest index per profile: sonic 57" in text
 
 
 # ---- the tools' venvs ---------------------------------------------------------------------

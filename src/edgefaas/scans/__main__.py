@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from edgefaas.deploy.inventory import InventoryError, load_inventory
+from edgefaas.deploy.inventory import PROFILE_GROUPS, InventoryError, load_inventory
 from edgefaas.scans import debsecurity, kubehunter, lynis, remote, report, tools
 
 SCANS = ("lynis", "kube-hunter", "debian")
@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args.junit.parent.mkdir(parents=True, exist_ok=True)
 
     started = time.monotonic()
-    scans = report.Scans(addresses=[h.address for h in hosts])
+    profiles = {h.name: next((g for g in PROFILE_GROUPS if g in h.groups), "other") for h in inventory}
+    scans = report.Scans(addresses=[h.address for h in hosts], profiles=profiles)
     with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
         # kube-hunter first and alone with the devices: its port probes give up after 1.5 s, which
         # busy devices (Lynis on all of them at once) can miss, and a missed kubelet looks clean.

@@ -33,6 +33,7 @@ class Scans:
     debian: list[debsecurity.Listing] = field(default_factory=list)
     seconds: float = 0.0
     addresses: list[str] = field(default_factory=list)  # every device kube-hunter should find
+    profiles: dict[str, str] = field(default_factory=dict)  # device -> its profile (sonic, jetson)
 
 
 def lynis_cases(results: list[lynis.ScanResult], table=accepted.ACCEPTED) -> list[Case]:
@@ -193,9 +194,16 @@ def summary(scans: Scans, cases: list[Case]) -> dict:
         )
         if listing.error:
             entry["debian_error"] = listing.error
+    by_profile: dict[str, list[int]] = {}
+    for result in scans.lynis:
+        if result.report and result.report.hardening_index is not None:
+            profile = scans.profiles.get(result.device, "other")
+            by_profile.setdefault(profile, []).append(result.report.hardening_index)
     hunt = scans.hunt
     return {
         "devices": devices,
+        # The lowest index of each profile's devices: what a device of that profile can be.
+        "hardening_index_by_profile": {p: min(values) for p, values in sorted(by_profile.items())},
         "kube_hunter": {
             "by_severity": hunt.report.by_severity() if hunt and hunt.report else None,
             "findings": [f.text() + f" [{f.severity}]" for f in hunt.report.findings]
@@ -219,6 +227,11 @@ def summary_text(figures: dict) -> str:
                 f"{entry['suggestions']} suggestions ({entry['lynis_seconds']} s)"
             )
             lines += [f"      warning {w}" for w in entry["warnings"]]
+    if figures["hardening_index_by_profile"]:
+        lines.append(
+            "  lowest index per profile: "
+            + ", ".join(f"{p} {i}" for p, i in figures["hardening_index_by_profile"].items())
+        )
     hunt = figures["kube_hunter"]
     lines += ["", "kube-hunter findings by severity:"]
     if hunt["by_severity"] is None:
