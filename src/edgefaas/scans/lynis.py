@@ -31,14 +31,15 @@ refresh-repositories=no
 skip-upgrade-test=yes
 """
 
-# Runs as root on the device; stdin carries the tree, stdout brings back the results.
+# Runs as root on the device; stdin carries the tree, stdout brings back the results. Lynis is
+# a shell script, run through sh so that a /tmp mounted noexec does not stop it.
 REMOTE_SCRIPT = r"""
 d=$(mktemp -d /tmp/edgefaas-lynis.XXXXXX) || exit 90
 trap 'cd /; rm -rf "$d"' EXIT HUP INT TERM
 tar -x -o -C "$d" -f - || exit 91
 cd "$d/lynis" || exit 92
 status=0
-./lynis audit system --quick --no-colors --usecwd --plugin-dir "$d/lynis/plugins" \
+sh ./lynis audit system --quick --no-colors --usecwd --plugin-dir "$d/lynis/plugins" \
     --report-file "$d/report.dat" --log-file "$d/lynis.log" >"$d/output.txt" 2>&1 || status=$?
 echo "$status" >"$d/status"
 cd "$d" && tar -c -f - $(for f in report.dat lynis.log output.txt status; do [ -f "$f" ] && echo "$f"; done)
