@@ -133,6 +133,8 @@ else:
         disable=host.data.k3s_disable,
         disable_network_policy=host.data.k3s_disable_network_policy,
         kubelet_args=host.data.k3s_kubelet_args,
+        node_monitor_grace_seconds=host.data.k3s_node_monitor_grace_seconds,
+        node_loss_toleration_seconds=host.data.k3s_node_loss_toleration_seconds,
         kube_proxy_args=host.data.k3s_kube_proxy_args,
     )
     containerd = files.template(

@@ -6,7 +6,10 @@ After deploys/k3s.py and deploys/parsec.py (both services keep their keys in Par
 
 The K3S server gets the authentication server (`edgefaas-nodeauth-server`, port 8472): its
 CA key and its challenge key are made inside its Parsec, it runs as its own user with its
-own Kubernetes account, and it certifies every K3S node that joins, or removes it.
+own Kubernetes account, and it certifies every K3S node that joins, or removes it. It also
+serves the Parsec tenant admission webhook (HTTPS on 127.0.0.1:8473, a certificate from the
+same CA), which this deploy registers with K3S for the tenant namespaces deploys/parsec.py
+labels (edgefaas.parsec.tenancy).
 
 Every K3S agent gets an enrollment secret for its own name, enrolls (a certificate for
 a key made inside its Parsec) and runs the authentication agent (`edgefaas-nodeauth-agent`,
@@ -32,11 +35,12 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import NodeCertificate
+from edgefaas.deploy.facts import AdmissionWebhookCurrent, NodeCertificate
 from edgefaas.deploy.kube_account import service_account
 from edgefaas.deploy.secrets import enrollment_key
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
+from edgefaas.nodeauth.admission import ADMISSION_PORT
 from edgefaas.nodeauth.enrollment import ENROLL_PORT, enrollment_secret
 from edgefaas.nodeauth.server import AGENT_PORT
 
@@ -101,6 +105,7 @@ if role == "server":
             "delete nodes",
             "create pods --subresource=eviction",
             "create events -n default",
+            "get namespaces",
         ],
     )
     open_ports("nodeauth", [f"{ENROLL_PORT}/tcp node enrollment"], f"node enrollment {ENROLL_PORT}/tcp")
@@ -116,6 +121,7 @@ if role == "server":
         exempt=[hosts.node_name(host)],
         port=ENROLL_PORT,
         agent_port=AGENT_PORT,
+        admission_port=ADMISSION_PORT,
         interval=setting(host, "nodeauth_interval"),
         recheck=setting(host, "nodeauth_recheck"),
         grace=setting(host, "nodeauth_grace"),
@@ -152,6 +158,19 @@ if role is not None:
         ],
         # The server waits for itself after a restart; an agent, when it has to enroll.
         _if=restart if role == "server" else lambda: needs_certificate,
+    )
+
+# -- the K3S server: the Parsec tenant webhook, registered once the server answers ----------------
+if role == "server":
+    local_url = f"http://127.0.0.1:{ENROLL_PORT}"
+    webhook_current = host.get_fact(AdmissionWebhookCurrent, venv=venv, server_url=local_url)
+    server.shell(
+        name="Register the Parsec tenant admission webhook (trusting the server's CA)",
+        commands=[
+            f"config=$({venv}/bin/edgefaas nodeauth admission-config --server-url {local_url}) && "
+            'printf "%s\n" "$config" | kubectl apply -f -'
+        ],
+        _if=lambda: not webhook_current,
     )
 
 # -- every K3S agent: its enrollment and the authentication agent ---------------------------------

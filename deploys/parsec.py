@@ -10,6 +10,10 @@ data; checksums verified), runs the service as the unprivileged `parsec` user un
 systemd with its socket in /run/parsec, and opens nothing in the network: Parsec is
 reached over a Unix socket only. A new version or configuration restarts the service;
 keys live in /var/lib/parsec and survive both.
+
+On the K3S server it also makes the tenant namespaces of host data `parsec_tenants`, each
+labelled with its tenant's Parsec uid; deploys/nodeauth.py's admission webhook holds every
+pod in them to that uid (edgefaas.parsec.tenancy).
 """
 
 from pathlib import Path
@@ -19,8 +23,11 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
+from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact, install
+from edgefaas.deploy.facts import KubeNamespaceLabel
 from edgefaas.deploy.services import keep_running
+from edgefaas.parsec.tenancy import TENANT_LABEL, UID_LABEL, tenant_problems
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "parsec"
 BINARY = "/usr/libexec/parsec/parsec"
@@ -29,6 +36,7 @@ CONFIG = "/etc/parsec/config.toml"
 STATE_DIR = "/var/lib/parsec"
 SOCKET = "/run/parsec/parsec.sock"
 AUTHENTICATORS = ("UnixPeerCredentials", "Direct")
+TENANTS_FILE = "/etc/edgefaas/parsec-tenants.yaml"
 
 
 if host.data.get("parsec_service"):
@@ -92,4 +100,27 @@ if host.data.get("parsec_service"):
             f"for i in $(seq 50); do test -S {SOCKET} && break; sleep 0.1; done",
             f"PARSEC_SERVICE_ENDPOINT=unix:{SOCKET} {host.data.edgefaas_venv}/bin/edgefaas parsec ping",
         ],
+    )
+
+# -- the K3S server: the tenants' namespaces, labelled with their Parsec uids ---------------------
+if hosts.k3s_role(host) == "server":
+    tenants = dict(host.data.get("parsec_tenants") or {})
+    problems = tenant_problems(tenants)
+    if problems:
+        raise DeployError(f"{host.name}: parsec_tenants: " + "; ".join(problems))
+    manifest = files.template(
+        name="Write the Parsec tenant namespaces",
+        src=str(TEMPLATES / "tenant-namespaces.yaml.j2"),
+        dest=TENANTS_FILE,
+        mode="644",
+        tenants=tenants,
+        tenant_label=TENANT_LABEL,
+        uid_label=UID_LABEL,
+    )
+    present = host.get_fact(KubeNamespaceLabel, label=UID_LABEL)
+    missing = [ns for ns, uid in tenants.items() if present.get(ns) != str(uid)]
+    server.shell(
+        name=f"Apply the Parsec tenant namespaces ({', '.join(tenants) or 'none'})",
+        commands=[f"kubectl apply -f {TENANTS_FILE}"],
+        _if=lambda: bool(tenants) and (manifest.did_change() or bool(missing)),
     )

@@ -29,6 +29,7 @@ from pathlib import Path
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
+from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -233,12 +234,21 @@ if "k3s_server" in host.groups and host.data.get("triton_testcases"):
             cases=cases,
         )
         job_names = " ".join(case["name"] for case in cases)
+        # A Job whose pods left with their node (a device removed from the cluster) still says
+        # it succeeded but keeps no report: run the cases again, so a deploy repairs that too.
+        orphaned = host.get_fact(
+            Command,
+            f"for j in {job_names}; do "
+            f"kubectl -n {TESTCASE_NAMESPACE} get job $j >/dev/null 2>&1 || continue; "
+            f"kubectl -n {TESTCASE_NAMESPACE} get pods -l job-name=$j -o name 2>/dev/null | grep -q . "
+            "|| echo $j; done; true",
+        )
         server.shell(
             name=f"Run the Triton test cases as Jobs ({', '.join(c['node'] for c in cases)})",
             commands=[
                 f"kubectl -n {TESTCASE_NAMESPACE} delete job --ignore-not-found --wait=true {job_names}",
                 "kubectl apply -f /etc/edgefaas/triton-testcases.yaml",
             ],
-            _if=manifest.did_change,
+            _if=lambda: manifest.did_change() or bool((orphaned or "").strip()),
         )
         logger.info(json.dumps({"triton_testcases": [{k: c[k] for k in ("name", "node")} for c in cases]}))

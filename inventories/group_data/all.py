@@ -74,6 +74,16 @@ k3s_pause_image = "docker.io/edgefaas/pause:3.6"
 # Image tarballs (artifact names) every node imports at start.
 k3s_airgap_images = ["pause-image", "runtime-image"]
 k3s_kubelet_args: list[str] = []
+# How fast the cluster gives up on a node that stops answering (a board losing power, a cut
+# link), and so how soon its pods run elsewhere. The node controller marks a node NotReady
+# (and its pods not ready, so the gateway answers 503 at once instead of waiting on a dead
+# pod) when it has heard nothing for the grace period; pods then leave it after the
+# toleration. Kubernetes' defaults (40 s, then 300 s) moved FuncA and FuncB only after
+# about 6 minutes; 20 s keeps a margin of two of the kubelet's 10 s lease renewals, so one
+# late renewal on a loaded device does not mark it NotReady. A short partition therefore
+# does move pods (they come back as placement allows); it never removes the node itself.
+k3s_node_monitor_grace_seconds = 20
+k3s_node_loss_toleration_seconds = 5
 k3s_kube_proxy_args: list[str] = []
 # Only for hosts that cannot lower OOM scores (containers without CAP_SYS_RESOURCE).
 k3s_restrict_oom_score_adj = False
@@ -135,3 +145,7 @@ parsec_log_level = "info"
 parsec_thread_pool_size = 8
 parsec_idle_listener_sleep_ms = 10
 parsec_listener_timeout_ms = 200
+# Tenant namespaces (deploys/parsec.py, on the K3S server): namespace -> the Parsec uid its pods
+# must run as (the admission webhook of deploys/nodeauth.py refuses any other, and root).
+# Unique uids, none 0. A namespace dropped from here is not deleted (its pods may hold data).
+parsec_tenants: dict[str, int] = {"edgefaas-tenant-a": 20001, "edgefaas-tenant-b": 20002}

@@ -95,6 +95,35 @@ def lab_down(name: str | None) -> None:
         _fail(str(exc))
 
 
+@lab.command("stop")
+@click.argument("device")
+@click.option("--name", default=None, help="Lab name (default: EDGEFAAS_LAB or 'edgefaas').")
+def lab_stop(device: str, name: str | None) -> None:
+    """Power DEVICE off cleanly, as a board losing power after a clean shutdown; its disk is kept."""
+    from edgefaas.lab import lifecycle
+    from edgefaas.lab.state import StateError
+
+    try:
+        lifecycle.stop_device(_lab_name(name), device, log=_log)
+    except (lifecycle.LabError, StateError) as exc:
+        _fail(str(exc))
+
+
+@lab.command("start")
+@click.argument("device")
+@click.option("--name", default=None, help="Lab name (default: EDGEFAAS_LAB or 'edgefaas').")
+@click.option("--ssh-timeout", default=90.0, show_default=True, help="Seconds to wait for its SSH.")
+def lab_start(device: str, name: str | None, ssh_timeout: float) -> None:
+    """Boot a powered-off DEVICE from its disk: same identity, same services, nothing rewritten."""
+    from edgefaas.lab import lifecycle
+    from edgefaas.lab.state import StateError
+
+    try:
+        lifecycle.start_device(_lab_name(name), device, log=_log, ssh_timeout=ssh_timeout)
+    except (lifecycle.LabError, StateError, RuntimeError) as exc:
+        _fail(str(exc))
+
+
 @lab.command("status")
 @click.option("--name", default=None, help="Lab name (default: EDGEFAAS_LAB or 'edgefaas').")
 def lab_status(name: str | None) -> None:

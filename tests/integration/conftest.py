@@ -200,6 +200,12 @@ def connect(name: str, data: Any, groups) -> Device:
     return _connections[name]
 
 
+def reconnect(name: str, data: Any, groups) -> Device:
+    """A new connection to a device that was powered off (its old session died with it)."""
+    _connections.pop(name, None)
+    return connect(name, data, groups)
+
+
 @pytest.fixture(scope="session")
 def inventory(request):
     loaded = _inventory(request.config)

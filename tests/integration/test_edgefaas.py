@@ -22,6 +22,7 @@ import pytest
 
 from edgefaas.deploy import hosts
 from edgefaas.deploy.gateways import database_plan, gateway_hosts
+from tests.integration import fault_figures
 from tests.integration.conftest import GATEWAY_DATA_DIR, admin_password, connect, run_deploy, server_device
 from tests.integration.support import Callbacks, kubernetes_api, wait_for
 
@@ -484,7 +485,10 @@ def test_queued_async_calls_all_complete_after_a_gateway_is_killed(gateways, adm
             assert answer.status_code == 202, answer.text
             assert answer.headers.get("X-Call-Id") == key
             sent.append(key)
+        killed = time.monotonic()
         first.host.run("sudo systemctl kill --signal=SIGKILL edgefaas-gateway.service")
+        admin_after_restart(admin)
+        restarted = time.monotonic() - killed
         wait_for(
             lambda: set(sent) <= set(callbacks.received),
             180,
@@ -494,6 +498,15 @@ def test_queued_async_calls_all_complete_after_a_gateway_is_killed(gateways, adm
         doubled = {k: n for k, n in callbacks.received.items() if n > 1}
         print(f"{len(sent)} queued, {len(callbacks.received)} called back, repeated callbacks {doubled}")
         billed = _billed(admin_after_restart(admin), caller.license_id)[name] - before
+        fault_figures.record(
+            "gateway SIGKILL (queued async calls)",
+            calls=len(sent),
+            failed=0,
+            lost=len(set(sent) - set(callbacks.received)),
+            billing_errors=abs(billed - len(sent)),
+            recover_s=restarted,
+            detail=f"{sum(n > 1 for n in callbacks.received.values())} repeated callbacks",
+        )
         assert billed == len(sent), f"{len(sent)} async calls, billed {billed}"
     finally:
         callbacks.close()

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration import fault_figures
 from tests.integration import sonic_support as sonic
 from tests.integration import wan_support as wan
 from tests.integration.support import wait_for
@@ -291,6 +292,16 @@ def test_a_gateway_killed_under_load_fails_only_its_running_calls_and_bills_each
     )
     print(figures[-1])
     print("failed calls (first try / retry):", [f"{f['first']} / {f['retry']}" for f in failures[:8]])
+    fault_figures.record(
+        "gateway SIGKILL (WAN callers)",
+        calls=result["calls"],
+        failed=result["retried"],
+        # A failed call got a status on its retry (5xx): only one with no answer at all is lost.
+        lost=sum(1 for f in failures if not f["retry"][:3].isdigit()),
+        billing_errors=abs(billed - result["succeeded"]),
+        recover_s=max(result["outages"], default=0.0),
+        detail=f"{result['failed']} failed after their retry, anycast withdrawn in {withdrawn} s",
+    )
     assert withdrawn is not None and withdrawn <= WITHDRAWAL_LIMIT_S, (
         f"{site.pe.name}: {victim.name}'s {site.anycast} left the table "
         f"{'never' if withdrawn is None else f'{withdrawn:.2f} s'} after its gateway was killed; "

@@ -136,7 +136,8 @@ def test_control_plane_acl_drops_unopened_ports_and_config_db_rules_open_them(de
     table = table_name(owner, PROBE_PORT)
     wanted = json.dumps({"owned": acl_entries(owner, [f"{PROBE_PORT}/tcp platform test probe"])})
     host.run(
-        f"systemd-run --unit={unit} --quiet socat TCP-LISTEN:{PROBE_PORT},fork,reuseaddr SYSTEM:'echo probe'"
+        f"systemd-run --unit={unit} --collect --quiet "
+        f"socat TCP-LISTEN:{PROBE_PORT},fork,reuseaddr SYSTEM:'echo probe'"
     )
     try:
         wait_for(

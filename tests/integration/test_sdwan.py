@@ -162,7 +162,7 @@ def _serve_probe(device: Device, address: str, unit: str, directory: str) -> Non
     device.host.check_output(f"ip addr replace {address}/32 dev lo")
     device.host.check_output(f"mkdir -p {directory} && echo {shlex.quote(device.name)} > {directory}/probe")
     device.host.check_output(
-        f"systemd-run --unit={unit} --quiet python3 -m http.server --bind {address} "
+        f"systemd-run --unit={unit} --collect --quiet python3 -m http.server --bind {address} "
         f"--directory {directory} {PROBE_PORT}"
     )
 

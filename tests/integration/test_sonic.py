@@ -123,7 +123,8 @@ def test_a_port_nobody_opened_is_dropped_from_another_switch(switches):
     units = [f"edgefaas-probe-{uuid.uuid4().hex[:8]}" for _ in (OPENED_PORT, UNOPENED_PORT)]
     for unit, port in zip(units, (OPENED_PORT, UNOPENED_PORT), strict=True):
         target.host.run(
-            f"systemd-run --unit={unit} --quiet socat TCP-LISTEN:{port},fork,reuseaddr SYSTEM:'echo probe'"
+            f"systemd-run --unit={unit} --collect --quiet "
+            f"socat TCP-LISTEN:{port},fork,reuseaddr SYSTEM:'echo probe'"
         )
     table = "EDGEFAAS_ACLPROBE"
     document = {

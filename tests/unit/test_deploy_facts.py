@@ -6,7 +6,15 @@ import subprocess
 
 import pytest
 
-from edgefaas.deploy.facts import K3sImage, NodeCertificate, NvidiaGpu, OutOfDateFunctions, UnpackedArtifact
+from edgefaas.deploy.facts import (
+    AdmissionWebhookCurrent,
+    K3sImage,
+    KubeNamespaceLabel,
+    NodeCertificate,
+    NvidiaGpu,
+    OutOfDateFunctions,
+    UnpackedArtifact,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +90,29 @@ def test_out_of_date_functions_are_read_only_from_a_clear_answer():
     assert process(["exit 2"]) is None, "the gateway did not answer"
     assert process(["exit 1"]) is None, "an unexpected error names nothing"
     assert process([]) is None
+
+
+def test_namespace_labels_are_read_with_the_dotted_key_escaped_and_nothing_when_k3s_is_away():
+    fact = KubeNamespaceLabel()
+    command = fact.command("edgefaas.io/parsec-uid")
+    assert "-l edgefaas.io/parsec-uid" in command and r"labels.edgefaas\.io/parsec-uid" in command
+    assert command.endswith("|| true")
+    assert fact.process(["edgefaas-tenant-a=20001", "edgefaas-tenant-b=20002", ""]) == {
+        "edgefaas-tenant-a": "20001",
+        "edgefaas-tenant-b": "20002",
+    }
+    assert fact.process([]) == {}
+
+
+def test_the_webhook_is_current_only_when_kubectl_diff_finds_no_difference():
+    fact = AdmissionWebhookCurrent()
+    command = fact.command("/opt/edgefaas/venv", "http://127.0.0.1:8472")
+    assert "nodeauth admission-config --server-url http://127.0.0.1:8472" in command
+    assert "kubectl diff -f -" in command
+    assert fact.process(["current"]) is True
+    assert fact.process(["differs"]) is False and fact.process([]) is False
+
+
+def test_no_labelled_namespace_is_an_empty_table_not_none():
+    # pyinfra answers default() when the command prints nothing (no namespace, or K3S away).
+    assert KubeNamespaceLabel.default() == {}

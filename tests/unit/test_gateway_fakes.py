@@ -108,6 +108,11 @@ class FakeBackend(Backend):
             raise FunctionUnavailable(f"function {name!r} is scaled to zero", scaled_to_zero=True)
         if self.specs[name].env_vars.get("NEVER_READY"):
             raise FunctionUnavailable(f"function {name!r} has no ready replica: it is (re)starting")
+        if self.specs[name].env_vars.get("DOWN_FOR"):
+            raise FunctionUnavailable(
+                f"function {name!r} has no ready replica: its device is down",
+                unready_for=float(self.specs[name].env_vars["DOWN_FOR"]),
+            )
         return f"http://{name.lower()}.fn"
 
     def nodes(self) -> list[NodeInfo]:

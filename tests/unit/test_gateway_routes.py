@@ -258,6 +258,33 @@ def test_scale(harness):
     assert harness.get("/system/function/Echo", auth=ADMIN).json()["replicas"] == 1
 
 
+def test_a_deploy_while_the_cluster_api_restarts_is_503_and_succeeds_when_retried(harness, monkeypatch):
+    from edgefaas.backends.base import BackendUnreachable
+
+    deploy = harness.backend.deploy
+
+    def restarting(spec):
+        raise BackendUnreachable("the Kubernetes API cannot be reached: connection refused")
+
+    monkeypatch.setattr(harness.backend, "deploy", restarting)
+    answer = harness.post("/system/functions", json={"service": "Echo", "code": CODE}, auth=ADMIN)
+    assert answer.status_code == 503 and "try again" in answer.json()["error"]
+    assert answer.headers["retry-after"]
+    monkeypatch.setattr(harness.backend, "deploy", deploy)
+    harness.deploy("Echo")
+
+
+def test_a_function_down_for_longer_than_a_restart_is_503_at_once(harness):
+    """Its device lost power: waiting for a replica would only add a hang to every call."""
+    harness.deploy("Echo", public=True, envVars={"DOWN_FOR": "60"})
+    started = time.monotonic()
+    answer = harness.call("Echo")
+    assert answer.status_code == 503 and "its device is down" in answer.json()["error"]
+    assert "for 60 s" in answer.json()["error"]
+    assert time.monotonic() - started < 0.25  # not held for unavailable_wait (0.3 s here)
+    assert harness.bill("public").json()["functions"] == []
+
+
 def test_a_function_with_no_ready_replica_is_503_after_waiting(harness):
     harness.deploy("Echo", public=True, envVars={"NEVER_READY": "1"})
     started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from edgefaas.backends import kubernetes as kb
 from edgefaas.backends import kubernetes_manifests as km
 from edgefaas.backends.base import (
-    BackendError,
+    BackendUnreachable,
     DeployError,
     FunctionExists,
     FunctionNotFound,
@@ -179,9 +180,9 @@ def test_logs_come_from_the_functions_pods_without_their_timestamps(backend):
         backend.logs("Nope")
 
 
-def test_an_unreachable_api_server_is_a_backend_error(cluster, backend):
+def test_an_unreachable_api_server_is_a_backend_error_worth_retrying(cluster, backend):
     cluster.unreachable = True
-    with pytest.raises(BackendError, match="cannot be reached"):
+    with pytest.raises(BackendUnreachable, match="cannot be reached"):
         backend.list()
 
 
@@ -247,3 +248,31 @@ def test_the_lab_gateway_is_on_the_k3s_server():
     alone = LabState(parse_spec({"devices": [{"name": "jetson-1", "profile": "jetson", "roles": []}]}))
     with pytest.raises(SpecError, match="no k3s_server"):
         gateway_url(alone)
+
+
+def test_a_function_without_a_ready_replica_says_for_how_long(cluster, backend):
+    """The gateway refuses at once a function down for longer than a restart takes (its device
+    lost power), so it must learn how long the outage has lasted, from its first unready sight."""
+    backend.deploy(FunctionSpec("FuncB", code=CODE))
+    url = backend.endpoint("FuncB")
+    backend._set_route("FuncB", url, replicas=1, ready=0)
+    with pytest.raises(FunctionUnavailable) as first:
+        backend.endpoint("FuncB")
+    time.sleep(0.05)
+    backend._set_route("FuncB", url, replicas=1, ready=0)  # a later sighting keeps the start
+    with pytest.raises(FunctionUnavailable) as later:
+        backend.endpoint("FuncB")
+    assert "its device is down" in str(later.value)
+    assert later.value.unready_for >= first.value.unready_for + 0.04
+    deployment(cluster, "FuncB")["status"]["readyReplicas"] = 0
+    backend.refresh()  # a relist, as after every watch's end, keeps it too
+    with pytest.raises(FunctionUnavailable) as relisted:
+        backend.endpoint("FuncB")
+    assert relisted.value.unready_for >= later.value.unready_for
+    deployment(cluster, "FuncB")["status"]["readyReplicas"] = 1
+    backend._set_route("FuncB", url, replicas=1, ready=1)
+    assert backend.endpoint("FuncB") == url
+    backend._set_route("FuncB", url, replicas=1, ready=0)
+    with pytest.raises(FunctionUnavailable) as again:
+        backend.endpoint("FuncB")
+    assert again.value.unready_for < 0.04  # a new outage counts from its own start

@@ -158,6 +158,37 @@ def test_a_node_whose_agent_is_not_up_yet_waits_cordoned_then_is_certified_and_u
     assert "jetson-1" not in nodes.cordoned and QUARANTINED not in nodes.current["jetson-1"].annotations
 
 
+def test_a_certified_node_that_goes_silent_is_cordoned_not_removed_and_certified_again(tmp_path, authority):
+    """A board losing power (or its link) for less than the grace keeps its place in the cluster,
+    gets no work while silent, and is certified again, on the next pass, once it answers."""
+    port = free_port()
+    nodes = FakeNodes([Node("jetson-1", "127.0.0.1", {CERTIFIED_LABEL: "true"})])
+    clock = Clock()
+    server = certifier(authority, nodes, port, grace=60, clock=clock)
+    assert server.review()["jetson-1"].action == "quarantined"
+    assert "jetson-1" in nodes.cordoned and not nodes.removed
+    clock.now += dt.timedelta(seconds=30)
+    # Not only on full reviews: a quarantined node is asked on every pass.
+    assert server.review(full=False)["jetson-1"].action == "waiting"
+    parsec = FakeParsecWithRsa()
+    certificate = tmp_path / "jetson-1.crt"
+    certificate.write_bytes(authority[1].issue(certificate_request(parsec, "jetson-1")))
+    running(serve(Agent(parsec, certificate, (), NODE_KEY), "127.0.0.1", port))
+    assert server.review(full=False)["jetson-1"].action == "certified"
+    assert "jetson-1" not in nodes.cordoned and not nodes.removed
+    assert nodes.certified_times["jetson-1"] == 1
+
+
+def test_an_unreachable_address_is_an_absent_agent_not_a_failing_one():
+    import errno
+
+    from edgefaas.nodeauth.server import _host_absent
+
+    assert _host_absent(OSError(errno.EHOSTUNREACH, "No route to host"))
+    assert not _host_absent(OSError(errno.ECONNRESET, "reset"))
+    assert not _host_absent(ValueError("garbage"))
+
+
 def test_a_node_whose_agent_never_comes_is_removed_when_the_grace_ends(authority):
     nodes = FakeNodes([Node("jetson-1", "127.0.0.1", {})])
     clock = Clock()

@@ -53,11 +53,19 @@ class FunctionUnavailable(BackendError):
     """The function exists but has no ready replica: restarting, or scaled to zero.
 
     ``scaled_to_zero`` tells the gateway that a call should wake the function (scale it
-    to one and wait until it is ready) rather than wait for a restart."""
+    to one and wait until it is ready) rather than wait for a restart. ``unready_for`` is how
+    long it has had no ready replica, where the backend knows (0 otherwise): a function down
+    for longer than a restart takes (its device lost power) is refused at once, not waited on."""
 
-    def __init__(self, message: str, scaled_to_zero: bool = False) -> None:
+    def __init__(self, message: str, scaled_to_zero: bool = False, unready_for: float = 0.0) -> None:
         super().__init__(message)
         self.scaled_to_zero = scaled_to_zero
+        self.unready_for = unready_for
+
+
+class BackendUnreachable(BackendError):
+    """The backend's control plane cannot be reached or is not ready (a K3S server restarting):
+    the same request may succeed when tried again."""
 
 
 class DeployError(BackendError):

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -42,6 +42,7 @@ from .base import (
     PROFILE_LABEL,
     Backend,
     BackendError,
+    BackendUnreachable,
     DeployError,
     FunctionExists,
     FunctionNotFound,
@@ -92,6 +93,14 @@ class _Route:
     url: str | None  # None until the Service's cluster IP is known
     replicas: int
     ready: int
+    unready_since: float | None = None  # monotonic time it lost its last ready replica
+
+    def carrying_outage(self, before: _Route | None) -> _Route:
+        """This route, with when its outage began kept from the route it replaces."""
+        if self.ready > 0 or self.replicas <= 0:
+            return self
+        since = before.unready_since if before is not None and before.unready_since is not None else None
+        return replace(self, unready_since=since if since is not None else time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -365,7 +374,13 @@ class KubernetesBackend(Backend):
         if route.ready <= 0 or route.url is None:
             if route.replicas == 0:
                 raise FunctionUnavailable(f"function {name!r} is scaled to zero", scaled_to_zero=True)
-            raise FunctionUnavailable(f"function {name!r} has no ready replica: it is (re)starting")
+            # Kubernetes marks a replica not ready when it starts, fails its probe, or its node
+            # stops answering; the caller learns at once rather than waiting on a dead address.
+            since = route.unready_since
+            raise FunctionUnavailable(
+                f"function {name!r} has no ready replica: it is (re)starting, or its device is down",
+                unready_for=time.monotonic() - since if since is not None else 0.0,
+            )
         return route.url
 
     def nodes(self) -> list[NodeInfo]:
@@ -437,12 +452,14 @@ class KubernetesBackend(Backend):
         except ApiException as exc:
             raise self._refused(exc, "list functions") from None
         urls = {svc.metadata.name: self._service_url(svc) for svc in services}
-        routes: dict[str, _Route] = {}
-        for dep in deployments.items:
-            name = _annotations(dep).get(NAME_ANNOTATION)
-            if name:
-                routes[name] = self._route_of(dep, urls.get(dep.metadata.name))
         with self._routes_lock:
+            routes: dict[str, _Route] = {}
+            for dep in deployments.items:
+                name = _annotations(dep).get(NAME_ANNOTATION)
+                if name:
+                    # A relist (the watch ends every minute) must not forget when an outage began.
+                    route = self._route_of(dep, urls.get(dep.metadata.name))
+                    routes[name] = route.carrying_outage(self._routes.get(name))
             self._routes = routes
         return getattr(deployments.metadata, "resource_version", None)
 
@@ -490,11 +507,13 @@ class KubernetesBackend(Backend):
                     self._call(self.core.read_namespaced_service, dep.metadata.name, self.namespace)
                 )
         with self._routes_lock:
-            self._routes = {**self._routes, name: self._route_of(dep, url)}
+            route = self._route_of(dep, url).carrying_outage(self._routes.get(name))
+            self._routes = {**self._routes, name: route}
 
     def _set_route(self, name: str, url: str | None, replicas: int, ready: int) -> None:
         with self._routes_lock:
-            self._routes = {**self._routes, name: _Route(url, replicas, ready)}
+            route = _Route(url, replicas, ready).carrying_outage(self._routes.get(name))
+            self._routes = {**self._routes, name: route}
 
     def _drop_route(self, name: str) -> None:
         with self._routes_lock:
@@ -524,7 +543,7 @@ class KubernetesBackend(Backend):
         try:
             return method(*args, _request_timeout=self.request_timeout, **kwargs)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise BackendError(f"the Kubernetes API cannot be reached: {exc}") from exc
+            raise BackendUnreachable(f"the Kubernetes API cannot be reached: {exc}") from exc
 
     def _refused(self, exc: ApiException, what: str) -> BackendError:
         message = _api_message(exc)
@@ -533,6 +552,11 @@ class KubernetesBackend(Backend):
         if exc.status in (401, 403):
             return BackendError(
                 f"the gateway may not {what} in namespace {self.namespace}: {message} (check its RBAC)"
+            )
+        if exc.status in (500, 502, 503, 504):
+            # The API server (re)starting answers these before it is ready.
+            return BackendUnreachable(
+                f"could not {what}: the Kubernetes API is not ready ({exc.status} {message})"
             )
         return BackendError(f"could not {what}: {exc.status} {message}")
 

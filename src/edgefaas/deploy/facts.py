@@ -170,3 +170,34 @@ class PostgresDatabase(FactBase[bool]):
 
     def process(self, output: list[str]) -> bool:
         return [line.strip() for line in output if line.strip()] == ["2"]
+
+
+class KubeNamespaceLabel(FactBase[dict[str, str]]):
+    """Namespaces that carry label `label`, with its value (empty while K3S cannot answer)."""
+
+    @staticmethod
+    def default() -> dict[str, str]:  # pyinfra's answer when the command prints nothing
+        return {}
+
+    def command(self, label: str) -> str:
+        escaped = label.replace(".", "\\.")
+        template = f'{{range .items[*]}}{{.metadata.name}}={{.metadata.labels.{escaped}}}{{"\\n"}}{{end}}'
+        listing = f"kubectl get namespaces -l {shlex.quote(label)} -o jsonpath={shlex.quote(template)}"
+        return f"{listing} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return dict(line.strip().split("=", 1) for line in output if "=" in line)
+
+
+class AdmissionWebhookCurrent(FactBase[bool]):
+    """Whether the cluster's webhook configuration is the one `edgefaas nodeauth admission-config`
+    prints now (kubectl diff: exit 0 is no difference); False when the server cannot say."""
+
+    def command(self, venv: str, server_url: str) -> str:
+        return (
+            f"{venv}/bin/edgefaas nodeauth admission-config --server-url {shlex.quote(server_url)} "
+            "2>/dev/null | kubectl diff -f - >/dev/null 2>&1 && echo current || echo differs"
+        )
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output] == ["current"]

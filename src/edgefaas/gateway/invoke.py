@@ -505,6 +505,11 @@ class Invoker:
                     continue
                 if loop.time() >= give_up:
                     raise ApiError(503, str(exc), {"Retry-After": "1"}) from None
+                if exc.unready_for >= self.settings.unavailable_wait:
+                    # Down for longer than a restart takes: holding this call would only add a hang.
+                    raise ApiError(
+                        503, f"{exc} (no ready replica for {exc.unready_for:.0f} s)", {"Retry-After": "5"}
+                    ) from None
                 delay = await _pause(delay, give_up - loop.time())
                 continue
             client = self._pool if self._pool is not None and base.startswith("http://") else self._fallback

@@ -353,7 +353,8 @@ def stop(lab: str, device: str, pid: int | None, grace: float = 15.0) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def teardown(paths: DevicePaths, lab: str, device: str, pid: int | None) -> None:
+def power_off(paths: DevicePaths, lab: str, device: str, pid: int | None) -> None:
+    """Stop the device and release what runs it, keeping its disk (overlay upper, K3S data)."""
     stop(lab, device, pid)
     # K3S leaves mounts (pod volumes, netns) under the device tree; unmount deepest first.
     for mountpoint in mountpoints_under(paths.root):
@@ -361,3 +362,7 @@ def teardown(paths: DevicePaths, lab: str, device: str, pid: int | None) -> None
     unmount(paths.merged)
     remove_cgroups(lab, device)
     network.remove_device_netns(lab, device)
+
+
+def teardown(paths: DevicePaths, lab: str, device: str, pid: int | None) -> None:
+    power_off(paths, lab, device, pid)

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from edgefaas.lab import artifacts, binfmt, device, network, rootfs
 from edgefaas.lab.device import DevicePaths
 from edgefaas.lab.paths import lab_dir
-from edgefaas.lab.spec import LabSpec, check_subnet_free
+from edgefaas.lab.spec import LabSpec, SpecError, check_subnet_free
 from edgefaas.lab.state import DeviceState, LabState, StateError, load_state, state_file
 
 Log = Callable[[str], None]
@@ -162,6 +163,84 @@ def _wait_for_ssh(state: LabState, names: list[str], timeout: float) -> None:
         raise LabError("devices did not come up:\n" + "\n".join(failures))
 
 
+BootPlan = Literal["running", "from-disk", "fresh"]
+
+
+def boot_plan(dev_state: DeviceState, paths: DevicePaths, alive: bool) -> BootPlan:
+    """What `up` does with a device: leave it, boot it from its kept disk, or make it anew.
+
+    A device powered off by `lab stop` keeps its disk, as a real board does across a power
+    cycle; only a device never prepared (or left half-made by an interrupted run) is recreated.
+    """
+    if alive and paths.prepared.exists():
+        return "running"
+    if dev_state.powered_off and paths.prepared.exists() and paths.upper.is_dir():
+        return "from-disk"
+    return "fresh"
+
+
+def _boot(state: LabState, name: str, lower: Path) -> None:
+    """Mount the device's overlay (kept or new), plug it in and boot it; record its PID."""
+    spec = state.spec
+    dev = spec.device(name)
+    dev_state = state.devices.setdefault(name, DeviceState())
+    paths = DevicePaths(state.device_dir(name))
+    device.mount_overlay(paths, lower)
+    dev_state.netns = network.ensure_device_netns(spec.name, name, spec.bridge)
+    if dev.arch != artifacts.native_arch():
+        network.configure_from_outside(dev_state.netns, dev.address, spec.network.prefixlen, spec.gateway)
+    dev_state.pid = device.start(paths, spec, dev, dev_state.netns)
+    dev_state.powered_off = False
+    state.save()
+
+
+def _device_of(state: LabState, name: str) -> tuple[DeviceState, DevicePaths]:
+    try:
+        state.spec.device(name)
+    except SpecError as exc:
+        raise LabError(str(exc)) from None
+    return state.devices.setdefault(name, DeviceState()), DevicePaths(state.device_dir(name))
+
+
+def stop_device(lab: str, name: str, log: Log = print) -> bool:
+    """Power DEVICE off cleanly, keeping its disk; return False if it was already off."""
+    require_root("stop")
+    state = load_state(lab)
+    dev_state, paths = _device_of(state, name)
+    if dev_state.powered_off and not device.pid_alive(dev_state.pid):
+        log(f"{name}: already powered off")
+        return False
+    if not paths.prepared.exists():
+        raise LabError(f"{name} was never created; run `edgefaas lab up`")
+    started = time.monotonic()
+    device.power_off(paths, lab, name, dev_state.pid)
+    dev_state.pid = None
+    dev_state.netns = None
+    dev_state.powered_off = True
+    state.save()
+    log(f"{name}: powered off in {time.monotonic() - started:.1f} s (its disk is kept)")
+    return True
+
+
+def start_device(lab: str, name: str, log: Log = print, ssh_timeout: float = 90.0) -> bool:
+    """Boot a powered-off DEVICE from its kept disk; return False if it was already running."""
+    require_root("start")
+    state = load_state(lab)
+    dev_state, paths = _device_of(state, name)
+    plan = boot_plan(dev_state, paths, device.pid_alive(dev_state.pid))
+    if plan == "running":
+        log(f"{name}: already running")
+        return False
+    if plan != "from-disk":
+        raise LabError(f"{name} is not powered off with a disk to boot from; run `edgefaas lab up`")
+    started = time.monotonic()
+    dev = state.spec.device(name)
+    _boot(state, name, rootfs.lower_dir(log, suite=dev.userland, arch=dev.arch))
+    _wait_for_ssh(state, [name], ssh_timeout)
+    log(f"{name}: booted from its disk, SSH-ready in {time.monotonic() - started:.1f} s")
+    return True
+
+
 def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
     """Bring the lab described by `spec` up; return True if anything changed."""
     require_root("up")
@@ -203,7 +282,13 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
     for dev in spec.devices:
         dev_state = state.devices.setdefault(dev.name, DeviceState())
         paths = DevicePaths(state.device_dir(dev.name))
-        if device.pid_alive(dev_state.pid) and paths.prepared.exists():
+        plan = boot_plan(dev_state, paths, device.pid_alive(dev_state.pid))
+        if plan == "running":
+            continue
+        if plan == "from-disk":
+            _boot(state, dev.name, lower[dev.userland, dev.arch])
+            booted.append(dev.name)
+            log(f"{dev.name}: booting from its disk ({dev.profile}, {dev.address})")
             continue
         if dev_state.pid or paths.root.exists():
             log(f"{dev.name}: cleaning up what an interrupted run left")
@@ -212,11 +297,7 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
         paths.root.mkdir(parents=True, exist_ok=True)
         device.mount_overlay(paths, lower[dev.userland, dev.arch])
         device.prepare_root(paths, spec, dev, public_key)
-        dev_state.netns = network.ensure_device_netns(spec.name, dev.name, spec.bridge)
-        if dev.arch != artifacts.native_arch():
-            network.configure_from_outside(dev_state.netns, dev.address, spec.network.prefixlen, spec.gateway)
-        dev_state.pid = device.start(paths, spec, dev, dev_state.netns)
-        state.save()
+        _boot(state, dev.name, lower[dev.userland, dev.arch])
         booted.append(dev.name)
         log(f"{dev.name}: booting ({dev.profile}, {dev.address})")
 
@@ -275,9 +356,11 @@ def status(lab: str) -> list[DeviceStatus]:
     state = load_state(lab)
     rows = []
     for dev in state.spec.devices:
-        pid = state.devices.get(dev.name, DeviceState()).pid
+        dev_state = state.devices.get(dev.name, DeviceState())
+        pid = dev_state.pid
         if not device.pid_alive(pid):
-            condition = "stopped"
+            # "off": powered off by `lab stop`, disk kept; "stopped": not running, for no known reason.
+            condition = "off" if dev_state.powered_off else "stopped"
         elif device.ssh_banner(dev.address):
             condition = "running"
         else:

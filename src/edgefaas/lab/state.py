@@ -28,6 +28,9 @@ class StateError(RuntimeError):
 class DeviceState:
     pid: int | None = None
     netns: str | None = None
+    # Powered off by `edgefaas lab stop`: its disk (overlay upper and K3S data) is kept, and
+    # `lab start` or `lab up` boots it from that disk instead of recreating it blank.
+    powered_off: bool = False
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 ORGANIZATION = "EdgeFaaS"
@@ -81,7 +81,13 @@ class CertificateAuthority:
         self.public_key = ensure_key(parsec, key)
 
     def _certificate(
-        self, subject: str, public_key: Any, is_ca: bool, days: float, now: dt.datetime | None
+        self,
+        subject: str,
+        public_key: Any,
+        is_ca: bool,
+        days: float,
+        now: dt.datetime | None,
+        extensions: Iterable[Any] = (),
     ) -> bytes:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -101,6 +107,8 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
             .add_extension(_key_usage(is_ca), critical=True)
         )
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
         certificate = builder.sign(ParsecEcKey(self.parsec, self.key), hashes.SHA256())
         return certificate.public_bytes(serialization.Encoding.DER)
 
@@ -125,6 +133,31 @@ class CertificateAuthority:
         if len(names) != 1:
             raise CertificateRejected("the certificate request must name exactly one node (CN)")
         return self._certificate(str(names[0].value), csr.public_key(), False, days, now)
+
+    def issue_server(
+        self, public_key: Any, names: Sequence[str], days: float = 365, now: dt.datetime | None = None
+    ) -> bytes:
+        """A TLS server certificate for `public_key`, valid for `names` (IP addresses or DNS names).
+
+        TLS clients (Go's among them) check the subjectAltName, not the CN, so every name goes there.
+        """
+        import ipaddress
+
+        from cryptography import x509
+
+        alt_names: list[Any] = []
+        for name in names:
+            try:
+                alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                alt_names.append(x509.DNSName(name))
+        if not alt_names:
+            raise ValueError("a server certificate needs at least one name")
+        extensions = [
+            x509.SubjectAlternativeName(alt_names),
+            x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
+        ]
+        return self._certificate(names[0], public_key, False, days, now, extensions)
 
 
 def check_certificate(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from edgefaas.nodeauth.admission import ADMISSION_PORT
 from edgefaas.nodeauth.enrollment import ENROLL_PORT
 from edgefaas.nodeauth.server import AGENT_PORT
 
@@ -102,6 +103,18 @@ def nodeauth() -> None:
     "--grace", default=120.0, show_default=True, help="Seconds a node may wait for its agent to start."
 )
 @click.option("--agent-timeout", default=3.0, show_default=True, help="Seconds an agent has to answer.")
+@click.option(
+    "--admission-port",
+    default=ADMISSION_PORT,
+    show_default=True,
+    help="HTTPS port of the Parsec tenant admission webhook, on --admission-listen (0: none).",
+)
+@click.option(
+    "--admission-listen",
+    default="127.0.0.1",
+    show_default=True,
+    help="The webhook's address: the API server beside it calls it on loopback.",
+)
 def server_command(
     kubeconfig: Path,
     state_dir: Path,
@@ -114,8 +127,14 @@ def server_command(
     recheck: float,
     grace: float,
     agent_timeout: float,
+    admission_port: int,
+    admission_listen: str,
 ) -> None:
-    """Certify every node that joins K3S; remove the ones that cannot prove their certificate."""
+    """Certify every node that joins K3S; remove the ones that cannot prove their certificate.
+
+    Also serves the Parsec tenant admission webhook (edgefaas.parsec.tenancy) over HTTPS with a
+    certificate from the same CA.
+    """
     from kubernetes import config
 
     from edgefaas.nodeauth.kube import KubernetesNodes
@@ -142,6 +161,16 @@ def server_command(
         agent_timeout=agent_timeout,
     )
     http = serve(service, listen, port)
+    if admission_port:
+        from edgefaas.nodeauth.admission import TLS_DIR, ServerTls, namespace_uids, serve_admission
+
+        tls = ServerTls(service.ca, state_dir / TLS_DIR, [admission_listen])
+        webhook = serve_admission(namespace_uids(api), admission_listen, admission_port, tls)
+        threading.Thread(target=webhook.serve_forever, daemon=True, name="admission").start()
+        threading.Thread(target=tls.keep_renewed, args=(threading.Event(),), daemon=True).start()
+        logging.getLogger("edgefaas.nodeauth").info(
+            "Parsec tenant admission webhook on https://%s:%d", admission_listen, admission_port
+        )
     logging.getLogger("edgefaas.nodeauth").info(
         "authentication server on %s:%d, agents on port %d, exempt %s",
         listen,
@@ -213,6 +242,31 @@ def enroll_command(
     except ParsecError as exc:
         _fail(f"Parsec on this node: {exc}")
     click.echo("enrolled" if issued else "unchanged")
+
+
+@nodeauth.command("admission-config")
+@click.option("--server-url", default=f"http://127.0.0.1:{ENROLL_PORT}", show_default=True)
+@click.option(
+    "--webhook-url",
+    default=f"https://127.0.0.1:{ADMISSION_PORT}/v1/admit",
+    show_default=True,
+    help="Where the API server calls the webhook.",
+)
+def admission_config_command(server_url: str, webhook_url: str) -> None:
+    """Print the Parsec tenant webhook's ValidatingWebhookConfiguration (JSON, for kubectl apply),
+    trusting the CA the running server at --server-url publishes."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from edgefaas.nodeauth.enrollment import fetch_ca
+    from edgefaas.parsec.tenancy import webhook_configuration
+
+    try:
+        der, _ = fetch_ca(server_url.rstrip("/"))
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(f"no CA certificate from the authentication server at {server_url}: {exc}")
+    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    click.echo(json.dumps(webhook_configuration(pem, webhook_url), indent=2, sort_keys=True))
 
 
 @nodeauth.command("revoke")

@@ -8,18 +8,28 @@ exception inside become a 4xx/503 answer, never a dead service.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
+import ssl
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_BODY = 64 * 1024
+HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client has to finish its handshake and request
 Respond = Callable[[str, str, str, bytes], tuple[int, dict[str, Any]]]
 
 
-def json_service(respond: Respond, host: str, port: int, log: logging.Logger) -> ThreadingHTTPServer:
-    """A started server answering with `respond` (call serve_forever); port 0 picks a free one."""
+def json_service(
+    respond: Respond, host: str, port: int, log: logging.Logger, tls: ssl.SSLContext | None = None
+) -> ThreadingHTTPServer:
+    """A started server answering with `respond` (call serve_forever); port 0 picks a free one.
+
+    With `tls` it speaks HTTPS; each connection's handshake runs in that connection's own
+    thread, so a client that stalls in it holds up nobody else.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def _serve(self, method: str) -> None:
@@ -54,4 +64,22 @@ def json_service(respond: Respond, host: str, port: int, log: logging.Logger) ->
         def log_message(self, format: str, *args: Any) -> None:  # the services log their own lines
             return
 
-    return ThreadingHTTPServer((host, port), Handler)
+    class Server(ThreadingHTTPServer):
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            if tls is None:
+                super().finish_request(request, client_address)
+                return
+            request.settimeout(HANDSHAKE_TIMEOUT)
+            try:
+                wrapped = tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.info("TLS handshake with %s failed: %s", client_address[0], exc)
+                return
+            try:
+                super().finish_request(wrapped, client_address)
+            finally:
+                with contextlib.suppress(OSError):
+                    wrapped.shutdown(socket.SHUT_RDWR)
+                wrapped.close()
+
+    return Server((host, port), Handler)

@@ -24,6 +24,7 @@ decisions are tested without a cluster.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import time
@@ -50,6 +51,15 @@ class Node:
     labels: dict[str, str]
     annotations: dict[str, str] = field(default_factory=dict)
     joined: dt.datetime | None = None  # when it registered (its creationTimestamp)
+
+
+def _host_absent(reason: object) -> bool:
+    """An address nobody answers ARP for: a device powered off or cut off, not a failing agent."""
+    return isinstance(reason, OSError) and reason.errno in (
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+    )
 
 
 class NodeApi(Protocol):
@@ -119,7 +129,7 @@ class Certifier:
         except urllib.error.URLError as exc:
             # Refused, or no connection in time (a SONiC ACL drops what it was not told to open):
             # no agent there yet. An agent that accepted and then stalls is a failure below.
-            if isinstance(exc.reason, ConnectionRefusedError | TimeoutError):
+            if isinstance(exc.reason, ConnectionRefusedError | TimeoutError) or _host_absent(exc.reason):
                 return Verdict(
                     False, f"no authentication agent answers at {node.address}: {exc.reason}"
                 ), True
@@ -137,7 +147,8 @@ class Certifier:
             del self.absent_since[gone]
         for node in nodes:
             certified = node.labels.get(CERTIFIED_LABEL) == "true"
-            if node.name in self.exempt or (certified and not full):
+            # A quarantined node is asked on every pass: it gets work back as soon as it answers.
+            if node.name in self.exempt or (certified and not full and QUARANTINED not in node.annotations):
                 continue
             started = time.perf_counter()
             verdict, not_yet = self.authenticate(node)
@@ -162,8 +173,11 @@ class Certifier:
             return "certified"
         waited = (now - self.absent_since.setdefault(node.name, now)).total_seconds() if not_yet else None
         if waited is not None and waited < self.grace:
-            if certified or QUARANTINED in node.annotations:
+            if QUARANTINED in node.annotations:
                 return "waiting"
+            # A certified node whose agent stops answering (a power cut, a cut link) is cordoned,
+            # not removed, for the grace: when it answers again it is certified again before it
+            # gets work; only one silent past the grace is removed.
             log.warning("%s quarantined for up to %.0f s: %s", node.name, self.grace, verdict.reason)
             self.api.quarantine(node.name, verdict.reason)
             return "quarantined"

@@ -52,7 +52,7 @@ class NodeAuthService:
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.records = Records(state_dir)
-        ca = CertificateAuthority(parsec)
+        self.ca = ca = CertificateAuthority(parsec)
         self.ca_certificate = load_or_make_ca_certificate(ca, state_dir)
         self.enroller = Enroller(ca, self.ca_certificate, enrollment_key, self.records)
         self.certifier = Certifier(

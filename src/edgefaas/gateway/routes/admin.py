@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from edgefaas.backends.base import (
     BackendError,
+    BackendUnreachable,
     DeployError,
     FunctionExists,
     FunctionNotFound,
@@ -62,6 +63,8 @@ async def backend_call(call: Callable[..., T], *args: Any) -> T:
         raise ApiError(400, str(exc)) from None
     except FunctionUnavailable as exc:
         raise ApiError(503, str(exc)) from None
+    except BackendUnreachable as exc:
+        raise ApiError(503, f"{exc}; try again shortly", {"Retry-After": "5"}) from None
     except BackendError as exc:
         raise ApiError(502, f"the backend failed: {exc}") from None
 
