@@ -61,6 +61,15 @@ def postgresql(plan: DatabasePlan, gateway_addresses: list[str], password: str) 
         content="\n".join(lines),
         marker=HBA_MARKER,
     )
+    # Debian makes the postgres user's home 755; nothing but PostgreSQL reads it (the gateways
+    # use TCP), and Lynis's HOME-9304 asks for 750.
+    files.directory(
+        name="Keep PostgreSQL's home directory to its own user and group (750)",
+        path="/var/lib/postgresql",
+        user="postgres",
+        group="postgres",
+        mode="750",
+    )
     unit = f"postgresql@{version}-main.service"
     # postgresql.service starts every cluster at boot; the cluster's own unit is the server.
     systemd.service(name="Start PostgreSQL at boot", service="postgresql.service", running=True, enabled=True)

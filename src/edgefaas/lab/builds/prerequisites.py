@@ -141,6 +141,7 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
                 "postgresql", "the storage unit tests run a real PostgreSQL (initdb, pg_ctl) for shared state"
             ),
             deb("nats-server", "the gateway's async queue tests run real NATS servers with JetStream"),
+            deb("lynis", "the security scans carry its tree to every device (scripts/task scan)"),
         )
     },
 }

@@ -5,7 +5,7 @@
  * It models only what this repository's Jenkinsfile uses: the sections (agent label, parameters,
  * options, environment, stages with when/steps/post, post), `when` conditions (expression,
  * environment, allOf, anyOf, not) and the steps (sh, echo, script, withCredentials,
- * sshUserPrivateKey, archiveArtifacts, junit, publishHTML). Anything else fails the run with an
+ * sshUserPrivateKey, usernamePassword, archiveArtifacts, junit, publishHTML). Anything else fails the run with an
  * UnsupportedDslException naming it, so a Jenkinsfile change the harness would only pretend to
  * understand is noticed; model it here then.
  *
@@ -295,7 +295,7 @@ class DeclarativePipelineHarness {
                 return null
             case 'script':
                 return closureArg(name, args).call()
-            case 'sshUserPrivateKey':
+            case ['sshUserPrivateKey', 'usernamePassword']:
                 return args[0] as Map   // the binding withCredentials applies
             case 'withCredentials':
                 return withCredentials(args[0] as List<Map>, args[1] as Closure)
@@ -306,11 +306,19 @@ class DeclarativePipelineHarness {
         throw new UnsupportedDslException("the harness does not model the step '${name}' (arguments ${args})")
     }
 
-    /** Exposes each SSH credential as Jenkins does: a key file path and the user, only inside the body. */
+    /**
+     * Exposes each credential as Jenkins does, only inside the body: an SSH key as a key file path
+     * and its user, a username/password pair as the two values.
+     */
     private Object withCredentials(List<Map> bindings, Closure body) {
         Map<String, String> saved = new LinkedHashMap(env)
         bindings.each { Map b ->
-            env[b.keyFileVariable as String] = "/tmp/credentials/${b.credentialsId}.key".toString()
+            if (b.keyFileVariable) {
+                env[b.keyFileVariable as String] = "/tmp/credentials/${b.credentialsId}.key".toString()
+            }
+            if (b.passwordVariable) {
+                env[b.passwordVariable as String] = "password-of-${b.credentialsId}".toString()
+            }
             env[b.usernameVariable as String] = "user-of-${b.credentialsId}".toString()
         }
         try {

@@ -26,7 +26,7 @@ class JenkinsfileTest {
     static final List<String> ALL_STAGES = [
         'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform', 'Switch routing (SONiC)',
         'SD-WAN peering', 'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'Node certification (Scenario 2)', 'EdgeFaaS (SoW Task 3)',
-        'Triton (SoW Task 4)', 'Console', 'Faults', 'Perf',
+        'Triton (SoW Task 4)', 'Console', 'Security scans', 'Faults', 'Perf',
     ]
     // RUN_* parameter -> [its stage, the scripts/task task it runs]
     static final Map<String, List<String>> TOGGLES = [
@@ -39,10 +39,13 @@ class JenkinsfileTest {
         RUN_CONSOLE : ['Console', 'console'],
         RUN_FAULTS  : ['Faults', 'faults'],
         RUN_EDGEFAAS: ['EdgeFaaS (SoW Task 3)', 'edgefaas'],
+        RUN_SCANS   : ['Security scans', 'scan'],
         RUN_PERF    : ['Perf', 'perf'],
     ]
     // Tasks that deploy nothing (the console is served by the gateway): they only verify.
     static final Set<String> VERIFY_ONLY = ['console', 'sdwan', 'faults'] as Set
+    // Tasks that neither deploy nor run an integration suite: the security scans of every device.
+    static final Set<String> SCANS = ['scan'] as Set
     // Commands a shell step may use that are not this repository's: the agent's basics.
     static final Set<String> SYSTEM_COMMANDS = ['mkdir', 'tee', 'true'] as Set
 
@@ -174,7 +177,7 @@ class JenkinsfileTest {
                     if (!new File(ROOT, "tests/integration/test_${task}.py").isFile()) {
                         found << "scripts/task ${task}: tests/integration/test_${task}.py does not exist".toString()
                     }
-                } else if (!(task in ['perf', 'lint', 'unit', 'suites', 'arm64']) && !new File(ROOT, "deploys/${task}.py").isFile()) {
+                } else if (!(task in ['perf', 'lint', 'unit', 'suites', 'arm64'] + SCANS) && !new File(ROOT, "deploys/${task}.py").isFile()) {
                     found << "scripts/task ${task}: deploys/${task}.py does not exist".toString()
                 }
             }
@@ -189,7 +192,7 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'faults', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'scan', 'faults', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
@@ -202,12 +205,14 @@ class JenkinsfileTest {
     void tasksRunInTheOrderOfSitePyAndScriptsTest() {
         runJenkinsfile()
         List<String> labTasks = tasksRun().findAll { !(it in ['lint', 'unit', 'arm64', 'perf']) }
-        List<String> deployTasks = labTasks.findAll { !(it in VERIFY_ONLY) }
+        List<String> deployTasks = labTasks.findAll { !(it in VERIFY_ONLY) && !(it in SCANS) }
         assertEquals('the Jenkinsfile deploys in deploys/site.py\'s order', siteOrder(), deployTasks)
         // A verify-only task follows what it verifies: sdwan the switches' routing, the console every deploy.
         assertEquals('sdwan right after sonic', labTasks.indexOf('sonic') + 1, labTasks.indexOf('sdwan'))
         List<String> withoutSdwan = labTasks - 'sdwan'
         assertEquals('the console comes after every deploy', deployTasks + (withoutSdwan - deployTasks), withoutSdwan)
+        assertEquals('the scans right after the console, on the whole blueprint before faults break it',
+                     [labTasks.indexOf('console') + 1, labTasks.indexOf('faults') - 1], [labTasks.indexOf('scan')] * 2)
         assertEquals('the Jenkinsfile and scripts/test run the same tasks in the same order',
                      scriptsTestOrder(), labTasks)
     }
@@ -292,7 +297,7 @@ class JenkinsfileTest {
         // A failure in each stage after the lab is up, and in bringing it up.
         ['edgefaas lab up', 'scripts/task platform', 'scripts/task parsec', 'scripts/task k3s',
          'scripts/task nodeauth', 'scripts/task triton', 'scripts/task edgefaas', 'scripts/task console',
-         'scripts/task faults', 'scripts/task perf'].each { String failing ->
+         'scripts/task scan', 'scripts/task faults', 'scripts/task perf'].each { String failing ->
             reset()
             failOn = failing
             runJenkinsfile()
@@ -303,6 +308,62 @@ class JenkinsfileTest {
             assertTrue(calls('junit').any { it.args[0].testResults == 'reports/*.xml' })
             assertTrue(calls('archiveArtifacts').any { it.args[0].artifacts == 'reports/**' })
         }
+    }
+
+    @Test
+    void theScansRunAfterTheConsoleAndTheirReportsAreArchived() {
+        runJenkinsfile()
+        assertTrue(scripts().contains('scripts/task scan --inventory "$INVENTORY"'))
+        def archived = calls('archiveArtifacts').find { it.args[0].artifacts == 'reports/scans/**' }
+        assertEquals('Security scans', archived?.stage)
+        // scripts/task writes where the stage archives from.
+        assertTrue(read('scripts/task').contains('--out reports/scans'))
+
+        // A failing scan still has its reports archived, and the lab goes down.
+        reset()
+        failOn = 'scripts/task scan'
+        runJenkinsfile()
+        assertEquals('FAILURE', result())
+        assertTrue(calls('archiveArtifacts').any { it.args[0].artifacts == 'reports/scans/**' })
+        assertEquals(['Faults', 'Perf'], pipeline.stagesSkipped.findAll { it.value == 'earlier failure' }.keySet() as List)
+        assertEquals('edgefaas lab down || true', scripts().last())
+    }
+
+    @Test
+    void withoutNexusCredentialsTheLogPushSaysItWasSkipped() {
+        [[:], [NEXUS_URL: 'https://nexus.example.org'], [NEXUS_CREDENTIALS: 'akraino-nexus']].each { Map given ->
+            reset()
+            runJenkinsfile(given)
+            assertEquals('SUCCESS', result())
+            assertFalse(scripts().any { it.contains('push-logs') })
+            assertTrue(calls('usernamePassword').isEmpty())
+            assertTrue(calls('echo').any { (it.args[0] as String).contains('Nexus push skipped') })
+        }
+    }
+
+    @Test
+    void withNexusCredentialsTheLogsArePushedAfterTheLabIsDownEvenWhenAStageFailed() {
+        Map nexus = [NEXUS_URL: 'https://nexus.example.org', NEXUS_CREDENTIALS: 'akraino-nexus']
+        [null, 'scripts/task k3s'].each { String failing ->
+            reset()
+            failOn = failing
+            runJenkinsfile(nexus)
+            List<Map> pushes = shells().findAll { it.script == 'scripts/push-logs' }
+            assertEquals(1, pushes.size())
+            assertEquals(['edgefaas lab down || true', 'scripts/push-logs'], scripts().takeRight(2))
+            def binding = calls('usernamePassword')
+            assertEquals([[credentialsId: 'akraino-nexus', usernameVariable: 'NEXUS_USER',
+                           passwordVariable: 'NEXUS_PASSWORD']], binding*.args*.getAt(0))
+            def push = calls('sh').find { it.args[0] == 'scripts/push-logs' }
+            assertEquals('user-of-akraino-nexus', push.env.NEXUS_USER)
+            assertEquals('password-of-akraino-nexus', push.env.NEXUS_PASSWORD)
+            assertEquals('https://nexus.example.org', push.env.NEXUS_URL)
+            assertTrue(problems('scripts/push-logs', VIRTUAL).isEmpty())
+            // The password is bound only for the push.
+            assertEquals(1, calls('sh').count { it.env.NEXUS_PASSWORD })
+        }
+        // scripts/push-logs pushes the way Akraino's jobs do.
+        assertTrue(read('scripts/push-logs').contains('deploy nexus-zip "$NEXUS_URL" logs'))
     }
 
     @Test
@@ -327,14 +388,14 @@ class JenkinsfileTest {
     void aRealLabGetsItsCredentialsForEveryTask() {
         runJenkinsfile(INVENTORY: REAL, LAB_CREDENTIALS: 'lab-ssh')
         def creds = calls('sshUserPrivateKey')
-        assertEquals(['platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'faults', 'perf'].size(), creds.size())
+        assertEquals(['platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'triton', 'console', 'scan', 'faults', 'perf'].size(), creds.size())
         creds.each {
             assertEquals([credentialsId: 'lab-ssh', keyFileVariable: 'EDGEFAAS_SSH_KEY',
                           usernameVariable: 'EDGEFAAS_SSH_USER'], it.args[0])
         }
         List<Map> shells = shells()
-        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|sdwan|parsec|k3s|nodeauth|triton|edgefaas|console|faults|perf) / }
-        assertEquals(11, taskShells.size())
+        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|sdwan|parsec|k3s|nodeauth|triton|edgefaas|console|scan|faults|perf) / }
+        assertEquals(12, taskShells.size())
         taskShells.each {
             assertEquals("${it.script} ran without the SSH key bound".toString(), '/tmp/credentials/lab-ssh.key', it.sshKey)
             assertEquals('user-of-lab-ssh', it.sshUser)
