@@ -9,25 +9,111 @@ A database that cannot be reached (PostgreSQL stopped, its host gone) raises
 StorageUnavailable, which the gateway answers 503 with the reason: a billed call must not
 run when it cannot be billed. PostgreSQL's pool checks a connection before lending it and
 replaces broken ones, so it reconnects by itself when the server is back.
+
+A full disk (SQLite's SQLITE_FULL or an I/O error with no space left; PostgreSQL's SQLSTATE
+53100 "could not extend file") raises StorageUnavailable too, its ``reason`` "disk_full":
+reads still work then, so only a write that commits again ends that episode
+(``StorageHealth``). Each episode is logged once, when it starts and when it ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
+import os
 import queue
 import re
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgresql"]
+# Why storage failed, as the metrics label it: "unreachable" (server away, database closed),
+# "disk_full" (no space left where it writes), "failed" (any other I/O error).
+StorageProblem = Literal["unreachable", "disk_full", "failed"]
+STORAGE_PROBLEMS: tuple[StorageProblem, ...] = ("unreachable", "disk_full", "failed")
+DISK_FULL: StorageProblem = "disk_full"
+# Below this many free bytes an SQLite I/O error is taken for a full disk (SQLite reports a
+# failed write of the WAL as SQLITE_IOERR, not SQLITE_FULL, and does not say why).
+_NEARLY_FULL_BYTES = 1 << 20
+
+log = logging.getLogger("edgefaas.gateway.database")
 
 
 class StorageUnavailable(Exception):
-    """The database cannot be reached or did not complete the statement; the reason says which."""
+    """The database cannot be reached or did not complete the statement; the message says why,
+    ``reason`` names the kind of problem (``StorageProblem``)."""
+
+    def __init__(self, message: str, reason: StorageProblem = "unreachable") -> None:
+        super().__init__(message)
+        self.reason: StorageProblem = reason
+
+
+class StorageHealth:
+    """The current trouble with one database, its episodes, and failures counted by reason.
+
+    ``problem`` is what the gateway acts on: set by a failure, cleared by the first success
+    that proves it gone (any statement for an unreachable database, only a committed write
+    for a full disk, where reads keep working). A nearly full disk lets some writes through
+    and fails others, so ``problem`` may come and go many times a second; the log tells of
+    the episode instead: one line when it starts, one when it has stayed clear
+    ``quiet_s`` seconds (said at the next success after that).
+    """
+
+    def __init__(self, where: str, quiet_s: float = 2.0) -> None:
+        self.where = where
+        self.quiet_s = quiet_s
+        self.problem: StorageProblem | None = None
+        self.last_error = ""
+        self.errors: dict[str, int] = dict.fromkeys(STORAGE_PROBLEMS, 0)
+        self._episode: StorageProblem | None = None  # started and not yet logged as over
+        self._since = self._cleared_at = 0.0
+        self._lock = threading.Lock()
+
+    def failed(self, exc: StorageUnavailable) -> None:
+        with self._lock:
+            self.errors[exc.reason] += 1
+            self.last_error = str(exc)
+            if self.problem == exc.reason:
+                return
+            self.problem = exc.reason
+            if self._episode == exc.reason:
+                return  # back within the quiet time: the same episode, already told
+            self._episode, self._since = exc.reason, time.monotonic()
+        log.warning("storage %s: %s (%s)", self.where, _SAYS[exc.reason], exc)
+
+    def succeeded(self, wrote: bool) -> None:
+        if self._episode is None or (self.problem == DISK_FULL and not wrote):
+            return
+        now = time.monotonic()
+        with self._lock:
+            if self.problem is not None:
+                if self.problem == DISK_FULL and not wrote:
+                    return
+                self.problem, self._cleared_at = None, now
+            episode = self._episode
+            if episode is None or now - self._cleared_at < self.quiet_s:
+                return
+            self._episode = None
+            lasted = self._cleared_at - self._since
+        log.warning("storage %s: %s (the trouble lasted %.1fs)", self.where, _ENDED[episode], lasted)
+
+
+_SAYS: dict[StorageProblem, str] = {
+    "unreachable": "the database is unreachable; calls that must be billed are refused (503)",
+    "disk_full": "no space left on the database's disk; calls that must be billed are refused (503)",
+    "failed": "the database failed a statement; calls that must be billed are refused (503)",
+}
+_ENDED: dict[StorageProblem, str] = {
+    "unreachable": "the database is reachable again",
+    "disk_full": "the database writes again (space was freed)",
+    "failed": "the database works again",
+}
 
 
 class Cursor(Protocol):
@@ -44,6 +130,7 @@ class Transaction(Protocol):
 
 class Database(ABC):
     dialect: Dialect
+    health: StorageHealth
 
     @abstractmethod
     def transaction(self, write: bool = True) -> contextlib.AbstractContextManager[Transaction]:
@@ -74,6 +161,7 @@ class SqliteDatabase(Database):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.health = StorageHealth(self.describe())
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -99,21 +187,54 @@ class SqliteDatabase(Database):
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True) -> Iterator[Transaction]:
-        conn = self._borrow()
+        try:
+            conn = self._borrow()
+        except sqlite3.OperationalError as exc:
+            raise self._unavailable(exc) from exc
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn  # type: ignore[misc]
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite rolls a transaction back itself after some errors (SQLITE_FULL among
+                # them); a second ROLLBACK would then hide the first error behind its own.
+                self._rollback(conn)
                 raise
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StorageUnavailable(f"{self.describe()}: {exc}") from exc
+            self._rollback(conn)
+            raise self._unavailable(exc) from exc
         finally:
             self._idle.put(conn)
+        self.health.succeeded(wrote=write)
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("ROLLBACK")
+
+    def _unavailable(self, exc: sqlite3.OperationalError) -> StorageUnavailable:
+        if self._disk_full(exc):
+            error = StorageUnavailable(f"no space left on the disk of {self.describe()}: {exc}", DISK_FULL)
+        elif getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
+            error = StorageUnavailable(f"{self.describe()}: {exc}", "failed")
+        else:
+            error = StorageUnavailable(f"{self.describe()}: {exc}")
+        self.health.failed(error)
+        return error
+
+    def _disk_full(self, exc: sqlite3.OperationalError) -> bool:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+            return True
+        if code != sqlite3.SQLITE_IOERR:
+            return False
+        try:
+            space = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return space.f_bavail * space.f_frsize < _NEARLY_FULL_BYTES
 
     def close(self) -> None:
         with self._lock:
@@ -162,6 +283,7 @@ class PostgresDatabase(Database):
             name="edgefaas-storage",
         )
         self._pool.open(wait=False)
+        self.health = StorageHealth(self.describe())
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True) -> Iterator[Transaction]:
@@ -172,11 +294,22 @@ class PostgresDatabase(Database):
             with self._pool.connection() as conn, conn.transaction():
                 yield _PostgresTransaction(conn)
         except PoolTimeout as exc:
-            raise StorageUnavailable(
+            error = StorageUnavailable(
                 f"no connection to PostgreSQL at {self.describe()} within {self.timeout:g}s"
-            ) from exc
+            )
+            self.health.failed(error)
+            raise error from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise StorageUnavailable(f"PostgreSQL at {self.describe()}: {_first_line(exc)}") from exc
+            if isinstance(exc, psycopg.errors.DiskFull) or os.strerror(errno.ENOSPC) in str(exc):
+                where = f"PostgreSQL at {self.describe()}"
+                error = StorageUnavailable(
+                    f"no space left on the disk of {where}: {_first_line(exc)}", DISK_FULL
+                )
+            else:
+                error = StorageUnavailable(f"PostgreSQL at {self.describe()}: {_first_line(exc)}")
+            self.health.failed(error)
+            raise error from exc
+        self.health.succeeded(wrote=write)
 
     def close(self) -> None:
         self._pool.close()

@@ -479,6 +479,10 @@ class Invoker:
         try:
             # Durable before answered: the answer waits for the ledger's commit.
             await asyncio.wrap_future(self.ledger.record(entry, done))
+        except StorageUnavailable as exc:  # logged once per episode by the database's health
+            raise ApiError(
+                503, f"the call could not be billed, so its answer is withheld: {exc}", {"Retry-After": "1"}
+            ) from None
         except Exception:
             log.exception("billing call %s of %s failed", call_id, admitted.info.name)
             raise ApiError(503, "the call could not be billed, so its answer is withheld") from None

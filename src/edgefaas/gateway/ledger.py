@@ -13,9 +13,12 @@ calls share one transaction (group commit), so durability costs one commit per b
 not one per call. An idempotent call's answer is stored in that same transaction.
 
 ``Ledger`` is the interface; SqlLedger fills it on a ``database.Database`` (SQLite or
-PostgreSQL). While the database cannot be reached the ledger says so (``degraded``) and
-``ensure_available`` raises StorageUnavailable until a probe reaches it again, so calls are
-refused before their function runs rather than run and then not billed.
+PostgreSQL). While the database cannot be reached, or its disk is full, the ledger says so
+(``degraded``) and ``ensure_available`` raises StorageUnavailable until a probe succeeds again
+(a read for an unreachable database, a committed write for a full disk), so calls are refused
+before their function runs rather than run and then not billed. A call admitted just before
+the disk filled, whose ledger row then cannot be written, is answered 503 without its answer:
+no call is answered 2xx without its ledger row.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .database import Database, SqliteDatabase, StorageUnavailable, Transaction
+from .database import DISK_FULL, Database, SqliteDatabase, StorageUnavailable, Transaction
 from .idempotency import Claim, Hold, StoredAnswer
 from .migrations import migrate
 
@@ -112,7 +115,12 @@ class Ledger(ABC):
         return False
 
     def ensure_available(self) -> None:  # noqa: B027 - optional: a ledger that is never away
-        """StorageUnavailable while the database cannot be reached."""
+        """StorageUnavailable while the database cannot be reached or cannot write (disk full)."""
+
+    @property
+    def storage_errors(self) -> dict[str, int]:
+        """Failed storage operations by reason (``database.STORAGE_PROBLEMS``), for the metrics."""
+        return {}
 
     def record_now(self, entry: LedgerEntry) -> bool:
         return self.record(entry).result()
@@ -155,7 +163,6 @@ class SqlLedger(Ledger):
         self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
         self._writer.start()
         self._closed = False
-        self._down_since: float | None = None
         self._last_probe = 0.0
         self._last_purge = 0.0
         # Claims that could not be given back while the database was away: given back once it is.
@@ -163,15 +170,9 @@ class SqlLedger(Ledger):
 
     # -- reachability ------------------------------------------------------------------------
 
-    def _went_down(self, exc: BaseException) -> None:
-        if self._down_since is None:
-            log.warning("the database is unreachable: %s", exc)
-            self._down_since = time.monotonic()
-
     def _came_back(self) -> None:
-        if self._down_since is not None:
-            log.warning("the database is reachable again after %.1fs", time.monotonic() - self._down_since)
-            self._down_since = None
+        if self.db.health.problem is not None:
+            return
         if self._unreleased:
             pending, self._unreleased = self._unreleased, []
             for hold in pending:
@@ -179,24 +180,41 @@ class SqlLedger(Ledger):
 
     @property
     def degraded(self) -> bool:
-        return self._down_since is not None
+        return self.db.health.problem is not None
+
+    @property
+    def storage_errors(self) -> dict[str, int]:
+        return dict(self.db.health.errors)
 
     def ensure_available(self) -> None:
-        if self._down_since is None:
+        health = self.db.health
+        problem = health.problem
+        if problem is None:
             return
         now = time.monotonic()
         if now - self._last_probe < _PROBE_EVERY:
-            raise StorageUnavailable(f"the database {self.db.describe()} is unreachable")
+            why = health.last_error or f"the database {self.db.describe()} is unavailable"
+            raise StorageUnavailable(why, problem)
         self._last_probe = now
-        self._read("SELECT 1", ())
+        if problem == DISK_FULL:
+            self._probe_write()  # reads work on a full disk: only a committed write says it is over
+        else:
+            self._read("SELECT 1", ())
+
+    def _probe_write(self) -> None:
+        key = f"storage-probe-{uuid.uuid4().hex}"
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO idempotency (payer, key, call_id, holder, state, lease_until, expires_at)"
+                " VALUES ('', ?, '', '', 'done', 0, 0)",
+                (key,),
+            )
+            tx.execute("DELETE FROM idempotency WHERE payer = '' AND key = ?", (key,))
+        self._came_back()
 
     def _read(self, sql: str, params: tuple[object, ...]) -> list[Any]:
-        try:
-            with self.db.transaction(write=False) as tx:
-                rows = tx.execute(sql, params).fetchall()
-        except StorageUnavailable as exc:
-            self._went_down(exc)
-            raise
+        with self.db.transaction(write=False) as tx:
+            rows = tx.execute(sql, params).fetchall()
         self._came_back()
         return rows
 
@@ -251,9 +269,7 @@ class SqlLedger(Ledger):
                             ),
                         )
         except Exception as exc:
-            if isinstance(exc, StorageUnavailable):
-                self._went_down(exc)
-            else:
+            if not isinstance(exc, StorageUnavailable):  # that one the database's health logged
                 log.exception("ledger commit of %d entries failed", len(batch))
             for _, _, future in batch:
                 if not future.cancelled():  # its caller went away; the outcome is the ledger's
@@ -277,25 +293,19 @@ class SqlLedger(Ledger):
         now = time.time()
         fresh_id, holder = uuid.uuid4().hex, uuid.uuid4().hex
         lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
-        try:
-            with self.db.transaction() as tx:
-                if now - self._last_purge > _PURGE_EVERY:
-                    self._last_purge = now
-                    tx.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
-                inserted = tx.execute(
-                    "INSERT INTO idempotency (payer, key, call_id, holder, state, lease_until, expires_at)"
-                    " VALUES (?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (payer, key) DO NOTHING",
-                    (payer, key, fresh_id, holder, now + lease_s, now + window_s),
-                ).rowcount
-                if inserted == 1:
-                    claim = Claim("run", fresh_id, Hold(payer, key, fresh_id, holder))
-                else:
-                    claim = self._claim_existing(
-                        tx, lock, payer, key, now, fresh_id, holder, lease_s, window_s
-                    )
-        except StorageUnavailable as exc:
-            self._went_down(exc)
-            raise
+        with self.db.transaction() as tx:
+            if now - self._last_purge > _PURGE_EVERY:
+                self._last_purge = now
+                tx.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
+            inserted = tx.execute(
+                "INSERT INTO idempotency (payer, key, call_id, holder, state, lease_until, expires_at)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (payer, key) DO NOTHING",
+                (payer, key, fresh_id, holder, now + lease_s, now + window_s),
+            ).rowcount
+            if inserted == 1:
+                claim = Claim("run", fresh_id, Hold(payer, key, fresh_id, holder))
+            else:
+                claim = self._claim_existing(tx, lock, payer, key, now, fresh_id, holder, lease_s, window_s)
         self._came_back()
         return claim
 
@@ -362,9 +372,8 @@ class SqlLedger(Ledger):
         except StorageUnavailable as exc:
             # Given back when the database is reached again (a retry then runs at once); if this
             # gateway dies first, the lease runs out and a retry takes the key over.
-            self._went_down(exc)
             self._unreleased.append(hold)
-            log.warning("could not give back idempotency key %r yet: %s", hold.key, exc)
+            log.info("could not give back idempotency key %r yet: %s", hold.key, exc)
 
     # -- reading -----------------------------------------------------------------------------
 

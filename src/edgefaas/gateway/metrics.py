@@ -12,6 +12,8 @@ and the async queue's own, which OpenFaaS's gateway has none of (its queue-worke
   failed (it did not: not found, unreachable, timed out), redelivered (taken again after a
   gateway died or stopped, by NATS's delivery count), duplicate (an enqueue of a call id already queued)
 - edgefaas_async_callbacks_total{outcome}: counter; delivered, refused (4xx), gave_up
+- edgefaas_storage_errors_total{reason}: counter of failed database operations; unreachable,
+  disk_full (no space left where the database writes), failed (another I/O error)
 
 The depth gauges count the whole queue (every gateway's), the counters this gateway's work.
 
@@ -76,8 +78,14 @@ class Metrics:
     def invocation_count(self, function: str) -> int:
         return sum(n for (name, _), n in self._invocations.items() if name == function)
 
-    def render(self, replicas: Mapping[str, int], async_depth: tuple[int, int] | None = None) -> str:
-        """The text format; ``async_depth`` is (waiting, running), None when the queue cannot tell."""
+    def render(
+        self,
+        replicas: Mapping[str, int],
+        async_depth: tuple[int, int] | None = None,
+        storage_errors: Mapping[str, int] | None = None,
+    ) -> str:
+        """The text format; ``async_depth`` is (waiting, running), None when the queue cannot tell;
+        ``storage_errors``: failed database operations by reason."""
         lines = [
             "# HELP gateway_function_invocation_total Function invocations, by function and HTTP status.",
             "# TYPE gateway_function_invocation_total counter",
@@ -124,4 +132,10 @@ class Metrics:
             "# TYPE edgefaas_async_callbacks_total counter",
         ]
         lines += [f'edgefaas_async_callbacks_total{{outcome="{o}"}} {n}' for o, n in self.callbacks.items()]
+        if storage_errors is not None:
+            lines += [
+                "# HELP edgefaas_storage_errors_total Failed operations on the gateway database, by reason.",
+                "# TYPE edgefaas_storage_errors_total counter",
+            ]
+            lines += [f'edgefaas_storage_errors_total{{reason="{r}"}} {n}' for r, n in storage_errors.items()]
         return "\n".join(lines) + "\n"

@@ -28,4 +28,6 @@ async def metrics(request: Request) -> Response:
         replicas = {}
     depth = await gateway.invoker.queue_depth()
     async_depth = (depth.waiting, depth.running) if depth is not None else None
-    return Response(gateway.metrics.render(replicas, async_depth), media_type=CONTENT_TYPE)
+    return Response(
+        gateway.metrics.render(replicas, async_depth, gateway.ledger.storage_errors), media_type=CONTENT_TYPE
+    )
