@@ -315,7 +315,7 @@ def gateway(
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
 
-    With a subcommand (backup, restore), run that instead of serving.
+    With a subcommand (backup, restore, check-ledger), run that instead of serving.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -453,3 +453,32 @@ def restore_command(storage_url: str | None, data_dir: Path | None, backup_file:
     finally:
         db.close()
     click.echo(f"restored {counts}", err=True)
+
+
+@gateway.command("check-ledger")
+@_storage_option
+@_data_dir_option
+def check_ledger_command(storage_url: str | None, data_dir: Path | None) -> None:
+    """Check the ledger's integrity (read-only); exit 1 naming each problem found."""
+    from .database import StorageUnavailable, open_database
+    from .ledger_check import check_ledger
+
+    url = storage_url or f"sqlite://{(data_dir or default_data_dir()).resolve() / 'gateway.db'}"
+    if url.startswith("sqlite://") and not Path(url.removeprefix("sqlite://")).is_file():
+        raise click.ClickException(f"no database at {url}")
+    try:
+        db = open_database(url)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        result = check_ledger(db)
+    except StorageUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        db.close()
+    if not result.ok:
+        for problem in result.problems:
+            click.echo(f"ledger problem: {problem}", err=True)
+        raise SystemExit(1)
+    amount = result.amount_micros / 1_000_000
+    click.echo(f"ledger ok: {result.rows} calls billed to {result.licenses} payers, {amount:.6f} in all")
