@@ -32,7 +32,7 @@ from click.testing import CliRunner
 from edgefaas.gateway.cli import gateway as gateway_command
 from edgefaas.gateway.database import open_database
 
-from .test_gateway_fakes import ADMIN, Harness
+from .test_gateway_fakes import ADMIN, CODE, Harness
 
 pytestmark = pytest.mark.unit
 
@@ -238,11 +238,17 @@ def test_a_full_disk_refuses_billed_calls_with_503_loses_none_and_recovers_witho
             ballast = disk.fill()
             stream.wait_for("full", 503, 10, "the disk filled but no call was refused")
 
-            # While full: admin writes refused naming the disk (or, if they fit, done); reads work.
-            admin = harness.post("/system/licenses", json={"name": "late", "plan": "standard"}, auth=ADMIN)
-            assert admin.status_code in (201, 503), admin.text
-            if admin.status_code == 503:
-                assert "no space left" in admin.json()["error"] and admin.headers["retry-after"]
+            # While full: admin writes are done while they fit in space already held (PostgreSQL's
+            # half-empty pages), then refused naming the disk; reads keep working.
+            for number in range(2000):
+                admin = harness.post(
+                    "/system/licenses", json={"name": f"late-{number}", "plan": "standard"}, auth=ADMIN
+                )
+                assert admin.status_code in (201, 503), admin.text
+                if admin.status_code == 503:
+                    break
+            assert admin.status_code == 503, "every admin write found space on a full disk"
+            assert "no space left" in admin.json()["error"] and admin.headers["retry-after"]
             assert harness.bill(license_id).status_code == 200
             metrics = harness.get("/metrics").text
             disk_full_errors = next(
@@ -307,6 +313,26 @@ def test_a_full_disk_refuses_billed_calls_with_503_loses_none_and_recovers_witho
     checked = CliRunner().invoke(gateway_command, ["check-ledger", "--storage", disk.storage_url])
     assert checked.exit_code == 0, checked.output
     assert "ledger ok" in checked.output
+
+
+def test_a_deploy_onto_a_full_data_dir_is_refused_with_503_and_accepted_once_space_is_freed(sqlite_disk):
+    from edgefaas.backends.local import LocalBackend
+
+    harness = Harness(
+        sqlite_disk.gateway_dir,
+        backend=LocalBackend(sqlite_disk.gateway_dir, drain_delay=0),
+        storage_url=sqlite_disk.storage_url,
+        license_key=SHARED_KEY,
+    )
+    try:
+        sqlite_disk.fill()
+        refused = harness.post("/system/functions", json={"service": "Echo", "code": CODE}, auth=ADMIN)
+        assert refused.status_code == 503, refused.text
+        assert "no space left" in refused.json()["error"] and refused.headers["retry-after"]
+        sqlite_disk.free()
+        harness.deploy("Echo")
+    finally:
+        harness.close()
 
 
 # -- the integrity check ---------------------------------------------------------------------

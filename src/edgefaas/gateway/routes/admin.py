@@ -7,6 +7,7 @@ worker thread, their errors turned into answers.
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -67,6 +68,11 @@ async def backend_call(call: Callable[..., T], *args: Any) -> T:
         raise ApiError(503, f"{exc}; try again shortly", {"Retry-After": "5"}) from None
     except BackendError as exc:
         raise ApiError(502, f"the backend failed: {exc}") from None
+    except OSError as exc:
+        # The local backend keeps functions in the data dir: a full disk is a wait, not a bug.
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ApiError(503, f"no space left on the gateway's disk: {exc}", {"Retry-After": "5"}) from None
+        raise
 
 
 async def json_body(request: Request, gateway: Gateway, schema: schemas.Schema) -> Any:
