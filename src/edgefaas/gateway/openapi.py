@@ -60,7 +60,7 @@ def _function_operation(summary: str, path_param: bool, method: str, is_async: b
         "502": _error("the function could not be reached"),
         "503": _error(
             "the function has no ready replica (restarting), could not be woken from zero, or the call "
-            "cannot be billed now (the gateway's database is unreachable; not billed, retry)"
+            "cannot be billed now (the gateway's database is unreachable or its disk full; not billed, retry)"
         ),
         "504": _error("the function did not answer in time"),
     }
