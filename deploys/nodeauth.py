@@ -125,6 +125,7 @@ if role == "server":
         interval=setting(host, "nodeauth_interval"),
         recheck=setting(host, "nodeauth_recheck"),
         grace=setting(host, "nodeauth_grace"),
+        clock_tolerance=setting(host, "nodeauth_clock_tolerance_s"),
         wheelhouse_sha256=wheelhouse,
     )
     restart = any_changed(unit, key, kubeconfig)

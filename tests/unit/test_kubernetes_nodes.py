@@ -106,6 +106,11 @@ CERTIFIED_AT = "2026-11-22T20:00:00+00:00"
             {"state": "certified", "reason": None, "at": None, "serial": None},
         ),
         (
+            {"edgefaas.io/certified": "true"},
+            {"edgefaas.io/clock-skew-s": "-600.2"},
+            {"state": "certified", "reason": None, "at": None, "serial": None, "clock_skew_s": -600.2},
+        ),
+        (
             {"edgefaas.io/certified": "true", "node-role.kubernetes.io/control-plane": "true"},
             {"edgefaas.io/certified-at": CERTIFIED_AT, "edgefaas.io/certificate-serial": "2a"},
             {"state": "certified", "reason": None, "at": CERTIFIED_AT, "serial": "2a"},

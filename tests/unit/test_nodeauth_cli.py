@@ -70,7 +70,14 @@ def test_status_prints_each_nodes_last_decision(monkeypatch):
 
     body = {
         "nodes": {
-            "jetson-1": {"action": "certified", "seconds": 0.08, "reason": "certificate 1f from the CA"}
+            "jetson-1": {"action": "certified", "seconds": 0.08, "reason": "certificate 1f from the CA"},
+            "jetson-2": {
+                "action": "confirmed",
+                "seconds": 0.05,
+                "reason": "certificate 2a from the CA",
+                "clock_skew_s": -600.2,
+                "clock_skew_reported": True,
+            },
         },
         "authentications": 1,
         "auth_ms_p50": 80.0,
@@ -85,3 +92,4 @@ def test_status_prints_each_nodes_last_decision(monkeypatch):
     result = run("status", "--url", "http://10.0.0.1:8472")
     assert result.exit_code == 0
     assert "jetson-1" in result.output and "certified" in result.output and "80.0 ms" in result.output
+    assert "-600.2!" in result.output  # a node whose clock is off beyond the tolerance

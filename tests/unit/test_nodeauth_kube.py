@@ -122,3 +122,20 @@ def test_a_quarantined_node_is_cordoned_with_an_event_and_certifying_lifts_it():
     patch = core.calls[0][2]
     assert patch["spec"] == {"unschedulable": False}
     assert patch["metadata"]["annotations"]["edgefaas.io/quarantined"] is None  # deleted by the patch
+
+
+def test_a_clock_skew_is_an_event_and_an_annotation_and_its_end_removes_the_annotation():
+    core = FakeCore()
+    nodes(core).report_clock("jetson-1", 7200.04, "clock 7200.0 s ahead of the authentication server's")
+    assert core.calls[0] == (
+        "event", "ClockSkew", "jetson-1", "clock 7200.0 s ahead of the authentication server's"
+    )  # fmt: skip
+    assert core.calls[1] == (
+        "patch",
+        "jetson-1",
+        {"metadata": {"annotations": {"edgefaas.io/clock-skew-s": "7200.0"}}},
+    )
+    core.calls.clear()
+    nodes(core).report_clock("jetson-1", None, "clock 0.1 s ahead of the authentication server's")
+    assert core.calls[0][:2] == ("event", "ClockSkewCleared")
+    assert core.calls[1][2]["metadata"]["annotations"]["edgefaas.io/clock-skew-s"] is None

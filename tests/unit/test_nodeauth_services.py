@@ -16,7 +16,7 @@ import pytest
 from edgefaas.nodeauth.agent import Agent, serve
 from edgefaas.nodeauth.certificates import NODE_KEY, CertificateAuthority, certificate_request
 from edgefaas.nodeauth.flow import server_public_key
-from edgefaas.nodeauth.marks import CERTIFIED_LABEL, QUARANTINED
+from edgefaas.nodeauth.marks import CERTIFIED_LABEL, CLOCK_SKEW, QUARANTINED
 from edgefaas.nodeauth.server import Certifier, Node, ask_agent
 
 from .parsec_fakes import FakeParsecWithRsa
@@ -33,6 +33,7 @@ class FakeNodes:
         self.annotations: dict[str, dict[str, str]] = {}
         self.cordoned: set[str] = set()
         self.certified_times: dict[str, int] = {}
+        self.clock_reports: list[tuple[str, float | None, str]] = []
 
     def nodes(self) -> list[Node]:
         return list(self.current.values())
@@ -54,6 +55,14 @@ class FakeNodes:
     def remove(self, node: str, reason: str) -> None:
         del self.current[node]
         self.removed[node] = reason
+
+    def report_clock(self, node: str, skew_s: float | None, message: str) -> None:
+        self.clock_reports.append((node, skew_s, message))
+        old = self.current[node]
+        annotations = {k: v for k, v in old.annotations.items() if k != CLOCK_SKEW}
+        if skew_s is not None:
+            annotations[CLOCK_SKEW] = f"{skew_s:.1f}"
+        self.current[node] = Node(old.name, old.address, old.labels, annotations)
 
 
 def running(server: ThreadingHTTPServer) -> int:

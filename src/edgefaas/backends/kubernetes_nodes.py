@@ -18,6 +18,7 @@ from edgefaas.nodeauth.marks import (
     CERTIFICATE_SERIAL,
     CERTIFIED_AT,
     CERTIFIED_LABEL,
+    CLOCK_SKEW,
     EVENT_NAMESPACE,
     QUARANTINED,
     REMOVED_REASON,
@@ -86,15 +87,26 @@ def is_server(labels: Mapping[str, str]) -> bool:
 def certification(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any]:
     """What the node authentication server says of a node: certified, authority or pending."""
     if labels.get(CERTIFIED_LABEL) == "true":
-        return {
+        found = {
             "state": "certified",
             "reason": None,
             "at": annotations.get(CERTIFIED_AT),
             "serial": annotations.get(CERTIFICATE_SERIAL),
         }
+        skew = _seconds(annotations.get(CLOCK_SKEW))
+        if skew is not None:  # only while its clock is off beyond the server's tolerance
+            found["clock_skew_s"] = skew
+        return found
     if is_server(labels):
         return {"state": "authority", "reason": "the K3S server certifies the other nodes"}
     return {"state": "pending", "reason": annotations.get(QUARANTINED) or "not certified yet"}
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def removals(events: Iterable[Any]) -> list[dict[str, Any]]:

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "nodeauth_interval": 1.0,  # seconds between reviews of new nodes
     "nodeauth_recheck": 30.0,  # seconds between reviews of every node (revocations take effect at once)
     "nodeauth_grace": 120.0,  # seconds a new node may wait, cordoned, for its agent to start
+    # seconds a node's clock may be off from the K3S server's before it is reported (not removed)
+    "nodeauth_clock_tolerance_s": 30.0,
     # None: derived from the file below, on the machine running pyinfra (made on first use).
     "nodeauth_enrollment_key": None,
     "nodeauth_enrollment_key_file": "~/.config/edgefaas/nodeauth-enrollment-key",

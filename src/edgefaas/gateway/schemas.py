@@ -240,6 +240,11 @@ NODE: Schema = {
                 "reason": {"type": "string", "nullable": True},
                 "at": {"type": "string", "nullable": True},
                 "serial": {"type": "string", "nullable": True},
+                "clock_skew_s": {
+                    "type": "number",
+                    "description": "the node's clock minus the K3S server's, in seconds; present only "
+                    "while beyond the authentication server's tolerance (the node stays certified)",
+                },
             },
         },
     },

@@ -4,13 +4,15 @@ A small HTTP service (standard library only) next to the device's Parsec service
 answers POST /v1/challenge from the authentication server's address alone (anyone else
 gets 403, and the deploy opens its port to that address only), with the flow's answer:
 the challenge encrypted to the server, signed by this node's Parsec-held key, and the
-node's certificate. GET /v1/health says whether it holds a certificate.
+node's certificate, plus its wall-clock time (for the server to measure its skew).
+GET /v1/health says whether it holds a certificate.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +49,7 @@ class Agent:
             if not isinstance(challenge, dict):
                 raise ValueError("expected a JSON object")
             reply = answer(self.parsec, challenge, self.certificate_file.read_bytes(), node_key=self.node_key)
+            reply["time"] = time.time()
         except ValueError as exc:
             return 400, {"error": f"bad challenge: {exc}"}
         log.info("answered a challenge for node %s from %s", reply["node"], peer)

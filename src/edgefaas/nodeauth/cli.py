@@ -104,6 +104,12 @@ def nodeauth() -> None:
 )
 @click.option("--agent-timeout", default=3.0, show_default=True, help="Seconds an agent has to answer.")
 @click.option(
+    "--clock-tolerance",
+    default=30.0,
+    show_default=True,
+    help="Seconds a node's clock may be off from this server's before it is reported.",
+)
+@click.option(
     "--admission-port",
     default=ADMISSION_PORT,
     show_default=True,
@@ -127,6 +133,7 @@ def server_command(
     recheck: float,
     grace: float,
     agent_timeout: float,
+    clock_tolerance: float,
     admission_port: int,
     admission_listen: str,
 ) -> None:
@@ -159,6 +166,7 @@ def server_command(
         recheck=recheck,
         grace=grace,
         agent_timeout=agent_timeout,
+        clock_tolerance=clock_tolerance,
     )
     http = serve(service, listen, port)
     if admission_port:
@@ -296,14 +304,20 @@ def admit_command(node: str, state_dir: Path, enrollment_key_file: Path) -> None
 @nodeauth.command("status")
 @click.option("--url", default=f"http://127.0.0.1:{ENROLL_PORT}", show_default=True)
 def status_command(url: str) -> None:
-    """What the server last decided for each node, and what one authentication costs."""
+    """What the server last decided for each node, and what one authentication costs.
+
+    CLOCK S: the node's clock minus the server's, marked ! when beyond the server's tolerance.
+    """
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(f"{url.rstrip('/')}/v1/status", timeout=5) as reply:
             status = json.loads(reply.read())
     except (OSError, ValueError) as exc:
         _fail(f"no status from {url}: {exc}")
-    click.echo(f"{'NODE':<16} {'ACTION':<12} {'MS':>8}  REASON")
+    click.echo(f"{'NODE':<16} {'ACTION':<12} {'MS':>8} {'CLOCK S':>9}  REASON")
     for name, last in sorted(status["nodes"].items()):
-        click.echo(f"{name:<16} {last['action']:<12} {last['seconds'] * 1000:>8.1f}  {last['reason']}")
+        skew = last.get("clock_skew_s")
+        clock = "-" if skew is None else f"{skew:+.1f}" + ("!" if last.get("clock_skew_reported") else "")
+        ms = last["seconds"] * 1000
+        click.echo(f"{name:<16} {last['action']:<12} {ms:>8.1f} {clock:>9}  {last['reason']}")
     click.echo(f"authentications: {status['authentications']}, p50 {status['auth_ms_p50']} ms")

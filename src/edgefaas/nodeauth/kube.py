@@ -11,7 +11,15 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from edgefaas.nodeauth.marks import CERTIFICATE_SERIAL, EVENT_NAMESPACE, QUARANTINED, REMOVED_REASON
+from edgefaas.nodeauth.marks import (
+    CERTIFICATE_SERIAL,
+    CLOCK_SKEW,
+    CLOCK_SKEW_CLEARED_REASON,
+    CLOCK_SKEW_REASON,
+    EVENT_NAMESPACE,
+    QUARANTINED,
+    REMOVED_REASON,
+)
 from edgefaas.nodeauth.server import Node
 
 COMPONENT = "edgefaas-nodeauth"
@@ -60,6 +68,21 @@ class KubernetesNodes:
                 node,
                 {"metadata": {"annotations": {QUARANTINED: reason[:250]}}, "spec": {"unschedulable": True}},
             )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def report_clock(self, node: str, skew_s: float | None, message: str) -> None:
+        """An Event and the annotation when a node's clock goes off (skew_s), or comes back (None)."""
+        from kubernetes.client.exceptions import ApiException
+
+        if skew_s is None:
+            self._event(node, CLOCK_SKEW_CLEARED_REASON, "Normal", message)
+        else:
+            self._event(node, CLOCK_SKEW_REASON, "Warning", message)
+        value = None if skew_s is None else f"{skew_s:.1f}"
+        try:
+            self.core.patch_node(node, {"metadata": {"annotations": {CLOCK_SKEW: value}}})
         except ApiException as exc:
             if exc.status != 404:
                 raise

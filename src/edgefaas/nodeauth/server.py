@@ -13,6 +13,10 @@ then removed if it still cannot answer. A device's K3S agent may register before
 authentication agent has started or enrolled (at boot, or while a deploy is still
 running); removing it at once would leave it out of the cluster until K3S restarts.
 
+Each answer also carries the agent's wall-clock time: a node whose clock is off by more
+than `clock_tolerance` seconds is reported (edgefaas.nodeauth.clock) and stays certified,
+since every decision here is made by the server's own clock.
+
 The state lives in the nodes' own labels and annotations, so a server restarted mid-flow
 simply reviews again: no node is certified twice or forgotten. The K3S server itself is
 exempt: it is the authority.
@@ -34,8 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edgefaas.nodeauth.clock import DEFAULT_TOLERANCE_S, ClockReading, beyond, describe, reading
 from edgefaas.nodeauth.flow import Verdict, judge, new_challenge
-from edgefaas.nodeauth.marks import CERTIFICATE_SERIAL, CERTIFIED_AT, CERTIFIED_LABEL, QUARANTINED
+from edgefaas.nodeauth.marks import CERTIFICATE_SERIAL, CERTIFIED_AT, CERTIFIED_LABEL, CLOCK_SKEW, QUARANTINED
 
 # Answers that mean "no agent here yet" rather than "an agent that fails": they get the grace.
 NOT_YET = (409, 503)
@@ -69,6 +74,8 @@ class NodeApi(Protocol):
     ) -> None: ...
     def quarantine(self, node: str, reason: str) -> None: ...
     def remove(self, node: str, reason: str) -> None: ...
+    def report_clock(self, node: str, skew_s: float | None, message: str) -> None:
+        """A node's clock went beyond the tolerance (skew_s, seconds) or came back (None)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class Decision:
     action: str  # certified | confirmed | quarantined | waiting | removed
     seconds: float
     joined: dt.datetime | None = None
+    clock: ClockReading | None = None  # the node's clock against the server's, if it answered
 
 
 Ask = Callable[[str, dict[str, str]], Any]
@@ -113,17 +121,26 @@ class Certifier:
         revoked: Callable[[], set[int] | frozenset[int]] = set,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         grace: float = 0.0,
+        clock_tolerance: float = DEFAULT_TOLERANCE_S,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.api, self.ask, self.parsec = nodes, ask, parsec
         self.ca_certificate, self.public_key = ca_certificate, public_key
         self.exempt, self.revoked, self.clock, self.grace = exempt, revoked, clock, grace
         self.absent_since: dict[str, dt.datetime] = {}  # nodes whose agent is not there yet
+        # The skew is measured against the real wall clock, apart from `clock` (the grace's).
+        self.clock_tolerance, self.wall = clock_tolerance, wall
+        self.skewed: set[str] = set()  # nodes in a skew episode (reported, not yet cleared)
+        self.readings: dict[str, ClockReading] = {}  # the last reading from each answering node
 
     def authenticate(self, node: Node) -> tuple[Verdict, bool]:
         """The flow against one node's agent, and whether a refusal means "no agent yet"."""
         challenge = new_challenge(node.name, self.public_key)
+        self.readings.pop(node.name, None)
         try:
+            sent = self.wall()
             reply = self.ask(node.address, challenge)
+            received = self.wall()
         except urllib.error.HTTPError as exc:
             return Verdict(False, f"the agent at {node.address} answered {exc.code}"), exc.code in NOT_YET
         except urllib.error.URLError as exc:
@@ -137,7 +154,26 @@ class Certifier:
         except (OSError, ValueError) as exc:  # timed out, closed, or not JSON
             return Verdict(False, f"no valid answer from the agent at {node.address}: {exc}"), False
         verdict = judge(self.parsec, challenge, reply, self.ca_certificate, frozenset(self.revoked()))
+        measured = reading(reply.get("time"), sent, received) if isinstance(reply, dict) else None
+        if measured is not None and verdict.certified:  # only a proven node's report counts
+            self.readings[node.name] = measured
         return verdict, False
+
+    def watch_clock(self, node: str) -> None:
+        """Report a node whose clock goes beyond the tolerance, once per episode, and its end."""
+        measured = self.readings.get(node)
+        if measured is None:  # no answer this time: the episode neither starts nor ends
+            return
+        message = describe(measured, self.clock_tolerance)
+        if beyond(measured, self.clock_tolerance):
+            if node not in self.skewed:
+                log.warning("%s: %s; it stays certified (validity is decided by this clock)", node, message)
+                self.api.report_clock(node, round(measured.skew_s, 1), message)
+                self.skewed.add(node)
+        elif node in self.skewed:
+            log.info("%s: clock back within tolerance: %s", node, message)
+            self.api.report_clock(node, None, message)
+            self.skewed.discard(node)
 
     def review(self, full: bool = True) -> dict[str, Decision]:
         """One pass over the cluster's nodes (certified ones only if `full`); what was done to each."""
@@ -145,7 +181,12 @@ class Certifier:
         nodes = self.api.nodes()
         for gone in set(self.absent_since) - {n.name for n in nodes}:
             del self.absent_since[gone]
+        for gone in (self.skewed | set(self.readings)) - {n.name for n in nodes}:
+            self.skewed.discard(gone)
+            self.readings.pop(gone, None)
         for node in nodes:
+            if CLOCK_SKEW in node.annotations:  # an episode reported before this server (re)started
+                self.skewed.add(node.name)
             certified = node.labels.get(CERTIFIED_LABEL) == "true"
             # A quarantined node is asked on every pass: it gets work back as soon as it answers.
             if node.name in self.exempt or (certified and not full and QUARANTINED not in node.annotations):
@@ -153,7 +194,10 @@ class Certifier:
             started = time.perf_counter()
             verdict, not_yet = self.authenticate(node)
             action = self._act(node, certified, verdict, not_yet)
-            decided[node.name] = Decision(verdict, action, time.perf_counter() - started, node.joined)
+            if action != "removed":
+                self.watch_clock(node.name)
+            seconds = time.perf_counter() - started
+            decided[node.name] = Decision(verdict, action, seconds, node.joined, self.readings.get(node.name))
         return decided
 
     def _act(self, node: Node, certified: bool, verdict: Verdict, not_yet: bool) -> str:

@@ -10,7 +10,7 @@ The HTTP endpoint (stdlib, port 8472) serves:
   GET  /v1/ca        the CA certificate and the revoked serials (public), which agents check
                      their certificate against
   POST /v1/enroll    {"node", "request" (PKCS#10 DER, base64), "secret"} -> {"certificate"}
-  GET  /v1/status    each node's last decision and the recent authentication times
+  GET  /v1/status    each node's last decision, its clock skew, and the recent authentication times
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefaas.nodeauth.certificates import CertificateAuthority
+from edgefaas.nodeauth.clock import DEFAULT_TOLERANCE_S
 from edgefaas.nodeauth.enrollment import Enroller, EnrollmentRefused, Records, load_or_make_ca_certificate
 from edgefaas.nodeauth.flow import server_public_key
 from edgefaas.nodeauth.http import json_service
@@ -49,6 +50,7 @@ class NodeAuthService:
         recheck: float = 30.0,
         grace: float = 120.0,
         agent_timeout: float = 3.0,
+        clock_tolerance: float = DEFAULT_TOLERANCE_S,
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.records = Records(state_dir)
@@ -64,6 +66,7 @@ class NodeAuthService:
             exempt,
             revoked=lambda: self.records.revocations().serials,
             grace=grace,
+            clock_tolerance=clock_tolerance,
         )
         self.interval, self.recheck = interval, recheck
         self.last: dict[str, dict[str, Any]] = {}
@@ -87,6 +90,9 @@ class NodeAuthService:
                     "joined": joined.isoformat() if joined else None,
                     # Join to this decision: what "certified within 5 s" measures.
                     "after_join_s": round((now - joined).total_seconds(), 3) if joined else None,
+                    # The node's clock minus this server's (None: no proven answer this time).
+                    "clock_skew_s": round(decision.clock.skew_s, 2) if decision.clock else None,
+                    "clock_skew_reported": name in self.certifier.skewed,
                 }
                 if decision.action == "certified":
                     self.last[name]["certified_after_join_s"] = self.last[name]["after_join_s"]
