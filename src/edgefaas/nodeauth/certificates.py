@@ -94,6 +94,7 @@ class CertificateAuthority:
 
         from edgefaas.nodeauth.parsec_key import ParsecEcKey
 
+        # Backdated: a verifier whose clock is a little behind accepts it at once.
         start = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0) - dt.timedelta(minutes=5)
         end = (start + dt.timedelta(days=days)).replace(microsecond=0)  # X.509 times are whole seconds
         builder = (
@@ -166,10 +167,14 @@ def check_certificate(
     now: dt.datetime | None = None,
     revoked: Iterable[int] = (),
     node: str | None = None,
+    check_not_before: bool = True,
 ) -> Any:
     """The node certificate if the CA issued it, untampered, now valid, not revoked (and for `node`).
 
-    Raises CertificateRejected naming the first reason it fails.
+    Raises CertificateRejected naming the first reason it fails. A node checking what its
+    server just issued passes check_not_before=False: its clock may be behind the server's
+    by more than the 5 minutes certificates are backdated, and the server, whose clock
+    decides validity, has just issued it.
     """
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -187,7 +192,7 @@ def check_certificate(
         reason = "the CA's signature does not verify: tampered, or from another CA"
         raise CertificateRejected(reason) from None
     moment = now or dt.datetime.now(dt.UTC)
-    if moment < cert.not_valid_before_utc:
+    if check_not_before and moment < cert.not_valid_before_utc:
         raise CertificateRejected(f"not valid before {cert.not_valid_before_utc.isoformat()}")
     if moment > cert.not_valid_after_utc:
         raise CertificateRejected(f"expired at {cert.not_valid_after_utc.isoformat()}")

@@ -222,7 +222,9 @@ def holds_valid_certificate(
         return False
     ca_certificate, revoked = ca
     try:
-        cert = check_certificate(certificate_file.read_bytes(), ca_certificate, node=node, revoked=revoked)
+        cert = check_certificate(
+            certificate_file.read_bytes(), ca_certificate, node=node, revoked=revoked, check_not_before=False
+        )
     except CertificateRejected:
         return False
     if cert.not_valid_after_utc < dt.datetime.now(dt.UTC) + dt.timedelta(days=margin_days):
@@ -251,7 +253,8 @@ def enroll(
         timeout,
     )
     certificate = base64.b64decode(reply["certificate"])
-    check_certificate(certificate, ca_certificate, node=node)  # the server's answer is checked too
+    # The server's answer is checked too, but not against this node's clock's idea of "not yet".
+    check_certificate(certificate, ca_certificate, node=node, check_not_before=False)
     _write_atomically(state_dir / CERTIFICATE_FILE, certificate)
     _write_atomically(state_dir / CA_FILE, ca_certificate)
     return True
