@@ -110,7 +110,7 @@ def create_app(
         ledger = ledger or opened_ledger
     authority = LicenseAuthority(license_store, signer or license_signer(settings))
     registry = FunctionRegistry(backend)
-    quota = QuotaGate(ledger)
+    quota = QuotaGate(ledger, clock=ledger.now)
     gateway_metrics = Metrics()
     invoker = Invoker(
         backend, registry, authority, quota, ledger, gateway_metrics, settings, transport=upstream_transport

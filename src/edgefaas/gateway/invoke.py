@@ -446,7 +446,7 @@ class Invoker:
         is stored with the ledger entry. ``shown_id``: the X-Call-Id the function sees, when it is
         not the ledger's (a queued call keeps its caller's id end to end).
         """
-        started_at = time.time()
+        started_at = self.ledger.now()  # the site's clock: quota periods agree across gateways
         try:
             if self.ledger.degraded:  # refused before the function runs, not run and then unbilled
                 try:

@@ -38,6 +38,7 @@ from typing import Any, Literal
 from .database import DISK_FULL, Database, SqliteDatabase, StorageUnavailable, Transaction
 from .idempotency import Claim, Hold, StoredAnswer
 from .migrations import migrate
+from .site_clock import SiteClock
 
 log = logging.getLogger("edgefaas.gateway.ledger")
 
@@ -122,6 +123,10 @@ class Ledger(ABC):
         """Failed storage operations by reason (``database.STORAGE_PROBLEMS``), for the metrics."""
         return {}
 
+    def now(self) -> float:
+        """The time billing and idempotency decisions use (the site's, where gateways share one)."""
+        return time.time()
+
     def record_now(self, entry: LedgerEntry) -> bool:
         return self.record(entry).result()
 
@@ -167,6 +172,10 @@ class SqlLedger(Ledger):
         self._last_purge = 0.0
         # Claims that could not be given back while the database was away: given back once it is.
         self._unreleased: list[Hold] = []
+        self.site_clock = SiteClock(db)
+
+    def now(self) -> float:
+        return self.site_clock.now()
 
     # -- reachability ------------------------------------------------------------------------
 
@@ -290,7 +299,9 @@ class SqlLedger(Ledger):
     # -- idempotency -------------------------------------------------------------------------
 
     def claim(self, payer: str, key: str, lease_s: float, window_s: float) -> Claim:
-        now = time.time()
+        # The site's clock: a gateway whose own clock moved must not take over a call another
+        # gateway is still running, nor forget a key the others still honour.
+        now = self.now()
         fresh_id, holder = uuid.uuid4().hex, uuid.uuid4().hex
         lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
         with self.db.transaction() as tx:
@@ -356,7 +367,7 @@ class SqlLedger(Ledger):
                 tx.execute(
                     "UPDATE idempotency SET lease_until = ?"
                     " WHERE payer = ? AND key = ? AND holder = ? AND state = 'running'",
-                    (time.time() + lease_s, hold.payer, hold.key, hold.holder),
+                    (self.now() + lease_s, hold.payer, hold.key, hold.holder),
                 ).rowcount
                 == 1
             )
