@@ -142,6 +142,7 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
             ),
             deb("nats-server", "the gateway's async queue tests run real NATS servers with JetStream"),
             deb("lynis", "the security scans carry its tree to every device (scripts/task scan)"),
+            deb("faketime", "clock-skew unit tests run a real authentication agent with its clock moved"),
         )
     },
 }
