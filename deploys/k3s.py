@@ -11,6 +11,7 @@ own containerd). A changed binary or configuration restarts servers first, then 
 one host at a time, each waiting until its node works again.
 """
 
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -22,7 +23,12 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts, nvidia
 from edgefaas.deploy.artifacts import artifact, install
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import NvidiaContainerRuntime
+from edgefaas.deploy.facts import (
+    K3S_DATASTORE,
+    PLAINTEXT_SECRETS_SQL,
+    NvidiaContainerRuntime,
+    PlaintextSecrets,
+)
 from edgefaas.deploy.secrets import cluster_token
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
@@ -192,6 +198,24 @@ else:
             commands=rollout,
             _serial=True,
             _if=changed,
+        )
+    # secrets-encryption encrypts what is written from then on: a cluster made before it keeps
+    # its Secrets in clear until each is written again, which a replace of the same object does.
+    # The command checks the datastore itself, so a re-deploy rewrites nothing.
+    if role == "server":
+        plaintext = host.get_fact(PlaintextSecrets)
+        sql = shlex.quote(PLAINTEXT_SECRETS_SQL)
+        server.shell(
+            name="Encrypt the Secrets stored before secrets-encryption was on (rewrite each)",
+            commands=[
+                # A Secret updated meanwhile makes replace fail on its version: a pass rewrites the rest.
+                f"for attempt in 1 2 3 4 5; do left=$(sqlite3 -readonly {K3S_DATASTORE} {sql}); "
+                '[ -z "$left" ] && exit 0; '
+                "kubectl get secrets --all-namespaces -o json | kubectl replace -f - >/dev/null; "
+                "sleep 1; done; "
+                'echo "Secrets still stored in clear: $left" >&2; exit 1'
+            ],
+            _if=lambda: bool(plaintext) or config.did_change(),
         )
     systemd.service(
         name=f"Keep {unit_name} enabled and running",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import tomllib
 import uuid
 
@@ -225,3 +226,29 @@ def test_an_agent_with_a_wrong_token_fails_alone_and_says_why(inventory_path, in
     assert re.search(r"token|unauthori[sz]ed|401", output, re.I), output[-3000:]
     healed = _deploy(inventory_path)
     assert healed.returncode == 0, healed.output[-3000:]
+
+
+def test_secrets_are_encrypted_at_rest_in_the_datastore(api, server):
+    """A Secret read raw from K3S's datastore is AES-CBC ciphertext, and no Secret is kept in clear."""
+    from edgefaas.deploy.facts import K3S_DATASTORE, PLAINTEXT_SECRETS_SQL
+
+    marker = f"edgefaas-at-rest-{uuid.uuid4().hex}"
+    name = f"at-rest-{uuid.uuid4().hex[:8]}"
+    body = k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=name), string_data={"value": marker})
+    api.create_namespaced_secret("default", body)
+    try:
+        query = (
+            f"SELECT hex(value) FROM kine WHERE name = '/registry/secrets/default/{name}' "
+            "ORDER BY id DESC LIMIT 1"
+        )
+        raw = bytes.fromhex(server.host.check_output(f'sqlite3 -readonly {K3S_DATASTORE} "{query}"').strip())
+        assert raw, f"no row for Secret default/{name} in {K3S_DATASTORE}"
+        assert raw.startswith(b"k8s:enc:aescbc:v1:"), f"stored unencrypted: {raw[:60]!r}"
+        assert marker.encode() not in raw
+        assert api.read_namespaced_secret(name, "default").data["value"]  # still readable through the API
+        clear = server.host.check_output(
+            f"sqlite3 -readonly {K3S_DATASTORE} {shlex.quote(PLAINTEXT_SECRETS_SQL)}"
+        )
+        assert not clear.strip(), f"Secrets stored in clear: {clear}"
+    finally:
+        api.delete_namespaced_secret(name, "default")

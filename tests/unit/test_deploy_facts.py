@@ -116,3 +116,25 @@ def test_the_webhook_is_current_only_when_kubectl_diff_finds_no_difference():
 def test_no_labelled_namespace_is_an_empty_table_not_none():
     # pyinfra answers default() when the command prints nothing (no namespace, or K3S away).
     assert KubeNamespaceLabel.default() == {}
+
+
+def test_plaintext_secrets_are_the_current_revisions_not_encrypted(tmp_path):
+    """Run against a kine-shaped SQLite table: old revisions and deleted keys do not count."""
+    import sqlite3
+
+    from edgefaas.deploy.facts import PLAINTEXT_SECRETS_SQL, PlaintextSecrets
+
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("CREATE TABLE kine (id INTEGER PRIMARY KEY, name TEXT, deleted INTEGER, value BLOB)")
+    rows = [
+        ("/registry/secrets/a/old", 0, b"k8s\x00plain"),  # rewritten since: encrypted now
+        ("/registry/secrets/a/old", 0, b"k8s:enc:aescbc:v1:aescbckey:xx"),
+        ("/registry/secrets/a/clear", 0, b"k8s\x00\nplain"),
+        ("/registry/secrets/a/gone", 1, b"k8s\x00plain"),
+        ("/registry/configmaps/a/cm", 0, b"k8s\x00plain"),
+    ]
+    db.executemany("INSERT INTO kine (name, deleted, value) VALUES (?, ?, ?)", rows)
+    names = [row[0] for row in db.execute(PLAINTEXT_SECRETS_SQL)]
+    assert names == ["/registry/secrets/a/clear"]
+    assert PlaintextSecrets().process([*names, ""]) == ["/registry/secrets/a/clear"]
+    assert PlaintextSecrets.default() == []

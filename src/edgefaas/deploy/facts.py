@@ -201,3 +201,29 @@ class AdmissionWebhookCurrent(FactBase[bool]):
 
     def process(self, output: list[str]) -> bool:
         return [line.strip() for line in output] == ["current"]
+
+
+# K3S's single-server datastore (kine on SQLite): one row per revision of each key.
+K3S_DATASTORE = "/var/lib/rancher/k3s/server/db/state.db"
+PLAINTEXT_SECRETS_SQL = (
+    "SELECT name FROM kine AS k WHERE name LIKE '/registry/secrets/%' AND deleted = 0 "
+    "AND id = (SELECT MAX(id) FROM kine WHERE name = k.name) "
+    "AND substr(CAST(value AS BLOB), 1, 8) != CAST('k8s:enc:' AS BLOB)"
+)
+
+
+class PlaintextSecrets(FactBase[list[str]]):
+    """Secrets whose current revision the datastore holds unencrypted (written before K3S's
+    secrets-encryption was on); empty where there is no datastore yet."""
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    command = (
+        f"[ -f {K3S_DATASTORE} ] && sqlite3 -readonly {K3S_DATASTORE} {shlex.quote(PLAINTEXT_SECRETS_SQL)} "
+        "2>/dev/null; true"
+    )
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line.strip() for line in output if line.strip()]
