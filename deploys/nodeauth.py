@@ -4,12 +4,17 @@
 
 After deploys/k3s.py and deploys/parsec.py (both services keep their keys in Parsec).
 
-The K3S server gets the authentication server (`edgefaas-nodeauth-server`, port 8472): its
-CA key and its challenge key are made inside its Parsec, it runs as its own user with its
+The K3S server gets the authentication server (`edgefaas-nodeauth-server`, HTTPS on port
+8472, since enrollment secrets travel to it): its CA key and its challenge key are made
+inside its Parsec, it runs as its own user with its
 own Kubernetes account, and it certifies every K3S node that joins, or removes it. It also
 serves the Parsec tenant admission webhook (HTTPS on 127.0.0.1:8473, a certificate from the
 same CA), which this deploy registers with K3S for the tenant namespaces deploys/parsec.py
 labels (edgefaas.parsec.tenancy).
+
+The CA's certificate is published at /etc/edgefaas/ca.pem on the server and every K3S
+agent (each agent fetches it once, trusting it only with the proof its enrollment secret
+checks: edgefaas.nodeauth.enrollment.bootstrap_ca); every client verifies the server by it.
 
 Every K3S agent gets an enrollment secret for its own name, enrolls (a certificate for
 a key made inside its Parsec) and runs the authentication agent (`edgefaas-nodeauth-agent`,
@@ -35,7 +40,7 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import AdmissionWebhookCurrent, NodeCertificate
+from edgefaas.deploy.facts import AdmissionWebhookCurrent, NodeCertificate, TrustsServer
 from edgefaas.deploy.kube_account import service_account
 from edgefaas.deploy.secrets import enrollment_key
 from edgefaas.deploy.services import keep_running
@@ -43,6 +48,7 @@ from edgefaas.deploy.settings import setting
 from edgefaas.nodeauth.admission import ADMISSION_PORT
 from edgefaas.nodeauth.enrollment import ENROLL_PORT, enrollment_secret
 from edgefaas.nodeauth.server import AGENT_PORT
+from edgefaas.nodeauth.tls import CA_PEM
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "nodeauth"
 USER = "edgefaas-nodeauth"
@@ -67,7 +73,7 @@ if role is not None:
         )
     venv = host.data.edgefaas_venv
     server_host = servers[0]
-    server_url = f"http://{hosts.address(server_host)}:{ENROLL_PORT}"
+    server_url = f"https://{hosts.address(server_host)}:{ENROLL_PORT}"
     wheelhouse = artifact("edgefaas-wheelhouse").sha256
 
     server.user(
@@ -81,6 +87,16 @@ if role is not None:
     )
     files.directory(name=f"Create {CONFIG_DIR}", path=CONFIG_DIR, user="root", group=USER, mode="750")
     files.directory(name=f"Create {STATE_DIR} (700)", path=STATE_DIR, user=USER, group=USER, mode="700")
+    if role == "agent":
+        # Before the server is asked anything: the secret also proves the server's CA to this node.
+        files.put(
+            name="Install this node's enrollment secret (0640, the agent's user reads it)",
+            src=StringIO(enrollment_secret(enrollment_key(host), hosts.node_name(host)) + "\n"),
+            dest=SECRET_FILE,
+            user="root",
+            group=USER,
+            mode="640",
+        )
 
 # -- the K3S server: the authentication server ----------------------------------------------------
 if role == "server":
@@ -120,6 +136,8 @@ if role == "server":
         key_file=KEY_FILE,
         exempt=[hosts.node_name(host)],
         port=ENROLL_PORT,
+        # The names agents and this host's own clients reach the endpoint at, for its certificate.
+        tls_names=list(dict.fromkeys([hosts.address(host), "127.0.0.1", hosts.node_name(host), host.name])),
         agent_port=AGENT_PORT,
         admission_port=ADMISSION_PORT,
         interval=setting(host, "nodeauth_interval"),
@@ -149,26 +167,40 @@ if role is not None:
         secret_file=SECRET_FILE,
         node=hosts.node_name(host),
         state_dir=STATE_DIR,
+        ca_file=str(CA_PEM),
     )
+    ca_trusted = host.get_fact(TrustsServer, ca_file=str(CA_PEM), server_url=server_url)
+    if role == "server":
+        # The CA certificate the server made at its first start, published for this host's clients.
+        wait = (
+            f"{venv}/bin/edgefaas nodeauth export-ca --state-dir {STATE_DIR} --out {CA_PEM} >/dev/null "
+            f"&& curl -fsS -o /dev/null --cacert {CA_PEM} {server_url}/v1/ca"
+        )
+    else:
+        wait = (
+            f"{venv}/bin/edgefaas nodeauth trust --server-url {server_url} --secret-file {SECRET_FILE} "
+            f"--node {shlex.quote(hosts.node_name(host))} --out {CA_PEM} >/dev/null"
+        )
     server.shell(
-        name=f"Wait until the authentication server answers at {server_url}",
+        name=f"Wait until the authentication server answers at {server_url}, and trust its CA",
         commands=[
-            f"for i in $(seq 120); do curl -fsS -o /dev/null {server_url}/v1/ca && exit 0; sleep 0.5; done; "
+            f"for i in $(seq 120); do ( {wait} ) 2>/dev/null && exit 0; sleep 0.5; done; "
             f"echo 'no answer from the authentication server at {server_url} in 60 s' >&2; "
+            f"{wait}; "
             "journalctl -u edgefaas-nodeauth-server -n 30 --no-pager >&2 2>/dev/null; exit 1"
         ],
-        # The server waits for itself after a restart; an agent, when it has to enroll.
-        _if=restart if role == "server" else lambda: needs_certificate,
+        # The server waits for itself after a restart; an agent, when it has to enroll; both when
+        # the CA they hold does not verify the server (a first deploy, a new CA key).
+        _if=lambda: not ca_trusted or (restart() if role == "server" else needs_certificate),
     )
 
 # -- the K3S server: the Parsec tenant webhook, registered once the server answers ----------------
 if role == "server":
-    local_url = f"http://127.0.0.1:{ENROLL_PORT}"
-    webhook_current = host.get_fact(AdmissionWebhookCurrent, venv=venv, server_url=local_url)
+    webhook_current = host.get_fact(AdmissionWebhookCurrent, venv=venv, ca_file=str(CA_PEM))
     server.shell(
         name="Register the Parsec tenant admission webhook (trusting the server's CA)",
         commands=[
-            f"config=$({venv}/bin/edgefaas nodeauth admission-config --server-url {local_url}) && "
+            f"config=$({venv}/bin/edgefaas nodeauth admission-config --ca-file {CA_PEM}) && "
             'printf "%s\n" "$config" | kubectl apply -f -'
         ],
         _if=lambda: not webhook_current,
@@ -177,20 +209,13 @@ if role == "server":
 # -- every K3S agent: its enrollment and the authentication agent ---------------------------------
 if role == "agent":
     node = hosts.node_name(host)
-    files.put(
-        name="Install this node's enrollment secret (0640, the agent's user reads it)",
-        src=StringIO(enrollment_secret(enrollment_key(host), node) + "\n"),
-        dest=SECRET_FILE,
-        user="root",
-        group=USER,
-        mode="640",
-    )
     if needs_certificate:
         server.shell(
             name=f"Enroll {node}: a certificate for its Parsec-held key, from {server_url}",
             commands=[
                 f"runuser -u {USER} -- {venv}/bin/edgefaas nodeauth enroll --server-url {server_url} "
-                f"--secret-file {SECRET_FILE} --node {shlex.quote(node)} --state-dir {STATE_DIR}"
+                f"--secret-file {SECRET_FILE} --node {shlex.quote(node)} --state-dir {STATE_DIR} "
+                f"--ca-file {CA_PEM}"
             ],
         )
     server_address = hosts.address(server_host)

@@ -267,6 +267,29 @@ def lab_gateway_url(name: str | None, port: int) -> None:
         _fail(str(exc))
 
 
+@lab.command("ca")
+@click.option("--name", default=None, help="Lab name.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write it here, not stdout."
+)
+def lab_ca(name: str | None, out: Path | None) -> None:
+    """The blueprint's CA certificate (PEM) from the lab's K3S server: what clients trust
+    (curl --cacert, SSL_CERT_FILE)."""
+    from edgefaas.lab.gateway import fetch_ca
+    from edgefaas.lab.lifecycle import LabError
+    from edgefaas.lab.state import StateError, load_state
+
+    try:
+        pem = fetch_ca(load_state(_lab_name(name)))
+    except (StateError, SpecError, LabError) as exc:
+        _fail(str(exc))
+    if out is None:
+        click.echo(pem, nl=False)
+    else:
+        out.write_text(pem)
+        click.echo(str(out))
+
+
 @lab.command("artifacts")
 @click.option(
     "--compare",

@@ -120,7 +120,9 @@ def _time(text: str) -> dt.datetime:
 
 
 def server_status(server: Device) -> dict:
-    return json.loads(server.host.check_output("curl -fsS http://127.0.0.1:8472/v1/status"))
+    return json.loads(
+        server.host.check_output("curl -fsS --cacert /etc/edgefaas/ca.pem https://127.0.0.1:8472/v1/status")
+    )
 
 
 def is_certified(server: Device, name: str) -> dict | None:

@@ -533,7 +533,9 @@ def test_parsec_restarted_its_clients_recover_without_restarts(server, api, admi
 def _reviewed_since(server: Device, since: dt.datetime) -> bool:
     import json
 
-    status = json.loads(server.host.check_output("curl -fsS http://127.0.0.1:8472/v1/status"))
+    status = json.loads(
+        server.host.check_output("curl -fsS --cacert /etc/edgefaas/ca.pem https://127.0.0.1:8472/v1/status")
+    )
     nodes = status["nodes"]
     return bool(nodes) and all(n["certified"] and _when(n["at"]) > since for n in nodes.values())
 

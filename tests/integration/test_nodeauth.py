@@ -33,6 +33,7 @@ from tests.integration.support import (
     wait_for,
 )
 
+CA_PEM = "/etc/edgefaas/ca.pem"
 STATE_DIR = "/var/lib/edgefaas/nodeauth"
 SERVER_UNIT = "edgefaas-nodeauth-server"
 AGENT_UNIT = "edgefaas-nodeauth-agent"
@@ -171,6 +172,24 @@ def test_every_agent_holds_a_certificate_from_the_ca_and_runs_its_agent(device):
     assert kept == ["ca.der", "node.crt"], f"{STATE_DIR} holds {kept}"
 
 
+def test_every_node_trusts_the_published_ca_and_enrollment_is_https_only(server, inventory):
+    """The CA certificate is published at /etc/edgefaas/ca.pem on every K3S node, the same one the
+    server certifies with; the enrollment endpoint (where secrets travel) answers HTTPS verified by
+    it, and nothing over plain HTTP."""
+    ca = server.host.check_output(f"openssl x509 -inform der -in {STATE_DIR}/ca.der -outform pem")
+    for host in inventory.get_group("k3s_server") + inventory.get_group("k3s_agent"):
+        device = connect(host.name, host.data, host.groups)
+        published = device.host.file(CA_PEM)
+        assert published.exists and published.mode == 0o644, f"{host.name}: no {CA_PEM} (0644)"
+        assert published.content_string.strip() == ca.strip(), f"{host.name}: {CA_PEM} is not the server's CA"
+        verified = device.host.run(f"curl -fsS -m 5 --cacert {CA_PEM} https://{server.address}:8472/v1/ca")
+        assert verified.rc == 0, f"{host.name}: the server does not verify by {CA_PEM}: {verified.stderr}"
+    plain = server.host.run(
+        f"curl -sS -m 5 -o /dev/null -w '%{{http_code}}' http://{server.address}:8472/v1/ca"
+    )
+    assert plain.rc != 0 and plain.stdout in ("", "000"), f"plain HTTP answered {plain.stdout}"
+
+
 def test_every_agent_node_is_certified_and_the_server_is_exempt(server, inventory):
     nodes = {n["metadata"]["name"]: n for n in kubectl_json(server, "get nodes")["items"]}
     for host in inventory.get_group("k3s_agent"):
@@ -286,8 +305,8 @@ def enroll_command(device: Device, server: Device) -> str:
     venv = device.data.get("edgefaas_venv") or "/opt/edgefaas/venv"
     return (
         f"runuser -u edgefaas-nodeauth -- {venv}/bin/edgefaas nodeauth enroll "
-        f"--server-url http://{server.address}:8472 --secret-file /etc/edgefaas/nodeauth/enrollment.secret "
-        f"--node {device.name} --state-dir {STATE_DIR}"
+        f"--server-url https://{server.address}:8472 --secret-file /etc/edgefaas/nodeauth/enrollment.secret "
+        f"--node {device.name} --state-dir {STATE_DIR} --ca-file /etc/edgefaas/ca.pem"
     )
 
 

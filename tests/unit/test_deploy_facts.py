@@ -55,14 +55,16 @@ def test_a_node_certificate_is_checked_as_the_agent_s_user_and_valid_only_when_i
     command = NodeCertificate().command(
         user="edgefaas-nodeauth",
         venv="/opt/edgefaas/venv",
-        server_url="http://10.77.0.11:8470",
+        server_url="https://10.77.0.11:8470",
         secret_file="/etc/edgefaas/nodeauth/enrollment.secret",
         node="jetson 1",
         state_dir="/var/lib/edgefaas/nodeauth",
+        ca_file="/etc/edgefaas/ca.pem",
     )
     assert command.startswith("id -u edgefaas-nodeauth >/dev/null 2>&1 && runuser -u edgefaas-nodeauth -- ")
     assert "/opt/edgefaas/venv/bin/edgefaas nodeauth enroll --check" in command
     assert "--node 'jetson 1'" in command and "--state-dir /var/lib/edgefaas/nodeauth" in command
+    assert "--ca-file /etc/edgefaas/ca.pem" in command
     assert command.endswith("|| echo needed")
     assert NodeCertificate().process(["valid"]) is True
     assert NodeCertificate().process(["needed"]) is False
@@ -106,8 +108,8 @@ def test_namespace_labels_are_read_with_the_dotted_key_escaped_and_nothing_when_
 
 def test_the_webhook_is_current_only_when_kubectl_diff_finds_no_difference():
     fact = AdmissionWebhookCurrent()
-    command = fact.command("/opt/edgefaas/venv", "http://127.0.0.1:8472")
-    assert "nodeauth admission-config --server-url http://127.0.0.1:8472" in command
+    command = fact.command("/opt/edgefaas/venv", "/etc/edgefaas/ca.pem")
+    assert "nodeauth admission-config --ca-file /etc/edgefaas/ca.pem" in command
     assert "kubectl diff -f -" in command
     assert fact.process(["current"]) is True
     assert fact.process(["differs"]) is False and fact.process([]) is False

@@ -8,8 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from edgefaas.cli import main
+from edgefaas.nodeauth.certificates import CertificateAuthority
 from edgefaas.nodeauth.enrollment import Records, enrollment_secret
+from edgefaas.nodeauth.tls import pem_certificate
 
+from .parsec_fakes import FakeParsec
 from .test_nodeauth_services import free_port
 
 
@@ -52,19 +55,28 @@ def test_a_corrupt_revocation_list_is_named_not_overwritten(tmp_path):
 def test_enroll_and_status_name_the_server_they_cannot_reach(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s\n")
-    url = f"http://127.0.0.1:{free_port()}"
-    enrolled = run("enroll", "--server-url", url, "--secret-file", str(secret), "--state-dir", str(tmp_path))
+    url = f"https://127.0.0.1:{free_port()}"
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pem_certificate(CertificateAuthority(FakeParsec()).self_signed()))
+    trusted = ["--ca-file", str(ca)]
+    enrolled = run(
+        "enroll", "--server-url", url, "--secret-file", str(secret), "--state-dir", str(tmp_path), *trusted
+    )
     assert enrolled.exit_code == 1 and f"cannot reach the authentication server at {url}" in enrolled.output
     assert run(
         "enroll", "--check", "--server-url", url, "--secret-file", str(secret), "--state-dir", str(tmp_path)
     ).output.startswith("needed")
-    status = run("status", "--url", url)
+    status = run("status", "--url", url, *trusted)
     assert status.exit_code == 1 and f"no status from {url}" in status.output
+    untrusted = run("status", "--url", url, "--ca-file", str(tmp_path / "none.pem"))
+    assert untrusted.exit_code == 1 and "no CA certificate at" in untrusted.output
+    trust = run("trust", "--server-url", url, "--secret-file", str(secret), "--out", str(tmp_path / "t.pem"))
+    assert trust.exit_code == 1 and "no CA certificate from the authentication server" in trust.output
     missing = run("enroll", "--server-url", url, "--secret-file", str(tmp_path / "nope"))
     assert missing.exit_code == 1 and "cannot read the enrollment secret" in missing.output
 
 
-def test_status_prints_each_nodes_last_decision(monkeypatch):
+def test_status_prints_each_nodes_last_decision(monkeypatch, tmp_path):
     import io
     import urllib.request
 
@@ -85,11 +97,13 @@ def test_status_prints_each_nodes_last_decision(monkeypatch):
 
     class Opener:
         def open(self, url, timeout):
-            assert url == "http://10.0.0.1:8472/v1/status"
+            assert url == "https://10.0.0.1:8472/v1/status"
             return io.BytesIO(json.dumps(body).encode())
 
     monkeypatch.setattr(urllib.request, "build_opener", lambda *a: Opener())
-    result = run("status", "--url", "http://10.0.0.1:8472")
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pem_certificate(CertificateAuthority(FakeParsec()).self_signed()))
+    result = run("status", "--url", "https://10.0.0.1:8472", "--ca-file", str(ca))
     assert result.exit_code == 0
     assert "jetson-1" in result.output and "certified" in result.output and "80.0 ms" in result.output
     assert "-600.2!" in result.output  # a node whose clock is off beyond the tolerance

@@ -19,13 +19,16 @@ from edgefaas.nodeauth.enrollment import (
     Enroller,
     EnrollmentRefused,
     Records,
+    bootstrap_ca,
     enroll,
     enrollment_secret,
+    fetch_ca,
     load_or_make_ca_certificate,
 )
 from edgefaas.nodeauth.marks import CERTIFIED_LABEL
 from edgefaas.nodeauth.server import Node, ask_agent
 from edgefaas.nodeauth.service import NodeAuthService, serve
+from edgefaas.nodeauth.tls import ServerTls, client_context
 
 from .parsec_fakes import FakeParsecWithRsa
 from .test_nodeauth_services import FakeNodes, running
@@ -102,32 +105,64 @@ def service(tmp_path):
     svc = NodeAuthService(
         FakeParsecWithRsa(), nodes, tmp_path / "server", KEY, {"sonic-1"}, 0, interval=0.05, recheck=3600
     )
-    port = running(serve(svc, "127.0.0.1", 0))
-    return svc, nodes, f"http://127.0.0.1:{port}"
+    tls = ServerTls(svc.ca, tmp_path / "server-tls", ["127.0.0.1"])
+    port = running(serve(svc, "127.0.0.1", 0, tls.context))
+    return svc, nodes, f"https://127.0.0.1:{port}"
 
 
-def test_an_agent_enrolls_over_http_once_and_again_only_when_its_key_changes(tmp_path, service):
+def trusting(svc: NodeAuthService):
+    """A client context that trusts the service's CA alone."""
+    return client_context(svc.ca_certificate)
+
+
+def test_an_agent_enrolls_over_https_once_and_again_only_when_its_key_changes(tmp_path, service):
     svc, _, url = service
-    node_parsec = FakeParsecWithRsa()
+    node_parsec, context = FakeParsecWithRsa(), trusting(svc)
     state = tmp_path / "agent"
     state.mkdir()
     secret = enrollment_secret(KEY, "jetson-1")
-    assert enroll(node_parsec, url, "jetson-1", secret, state) is True
-    assert enroll(node_parsec, url, "jetson-1", secret, state) is False  # a re-run: nothing to do
-    assert enroll(FakeParsecWithRsa(), url, "jetson-1", secret, state) is True  # Parsec store wiped
+    assert enroll(node_parsec, url, "jetson-1", secret, state, context) is True
+    assert enroll(node_parsec, url, "jetson-1", secret, state, context) is False  # a re-run: nothing to do
+    assert enroll(FakeParsecWithRsa(), url, "jetson-1", secret, state, context) is True  # Parsec store wiped
     svc.records.revoke("jetson-1")
     with pytest.raises(EnrollmentRefused, match="revoked"):
-        enroll(node_parsec, url, "jetson-1", secret, state)
+        enroll(node_parsec, url, "jetson-1", secret, state, context)
     svc.records.admit("jetson-1")  # readmitted: its revoked certificate is replaced
-    assert enroll(node_parsec, url, "jetson-1", secret, state) is True
+    assert enroll(node_parsec, url, "jetson-1", secret, state, context) is True
     with pytest.raises(EnrollmentRefused, match="403: wrong enrollment secret"):
-        enroll(FakeParsecWithRsa(), url, "jetson-2", secret, tmp_path)
+        enroll(FakeParsecWithRsa(), url, "jetson-2", secret, tmp_path, context)
 
 
-def post(url: str, body: bytes) -> tuple[int, dict]:
+def test_the_secret_never_goes_to_a_server_the_ca_did_not_certify(tmp_path, service):
+    _, _, url = service
+    other = client_context(CertificateAuthority(FakeParsecWithRsa()).self_signed())
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        enroll(FakeParsecWithRsa(), url, "jetson-1", enrollment_secret(KEY, "jetson-1"), tmp_path, other)
+    assert not (tmp_path / CERTIFICATE_FILE).exists()
+
+
+def test_plain_http_gets_no_answer_from_the_enrollment_endpoint(service):
+    _, _, url = service
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(url.replace("https://", "http://") + "/v1/ca", timeout=5)
+
+
+def test_a_new_device_trusts_the_ca_only_with_the_proof_its_secret_checks(service):
+    svc, _, url = service
+    assert bootstrap_ca(url, "jetson-1", enrollment_secret(KEY, "jetson-1")) == svc.ca_certificate
+    # Another enrollment key (not our server): the CA it sends is not trusted.
+    with pytest.raises(EnrollmentRefused, match="no valid proof"):
+        bootstrap_ca(url, "jetson-1", enrollment_secret(b"x" * 32, "jetson-1"))
+    with pytest.raises(EnrollmentRefused, match="no valid proof"):
+        bootstrap_ca(url, "jetson-2", enrollment_secret(KEY, "jetson-1"))  # another node's secret
+    # What it trusts then verifies the server: the CA's own certificate names no server.
+    assert fetch_ca(url, client_context(svc.ca_certificate))[0] == svc.ca_certificate
+
+
+def post(url: str, body: bytes, context=None) -> tuple[int, dict]:
     request = urllib.request.Request(f"{url}/v1/enroll", data=body, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=5) as reply:
+        with urllib.request.urlopen(request, timeout=5, context=context) as reply:
             return reply.status, json.loads(reply.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -145,13 +180,13 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
     ],
 )
 def test_bad_enrollments_get_a_4xx_that_says_why(service, body, status, words):
-    got, answer = post(service[2], body)
+    got, answer = post(service[2], body, trusting(service[0]))
     assert got == status and words in answer["error"]
 
 
 def test_the_ca_endpoint_serves_the_certificate_agents_check_against(service):
     svc, _, url = service
-    with urllib.request.urlopen(f"{url}/v1/ca", timeout=5) as reply:
+    with urllib.request.urlopen(f"{url}/v1/ca", timeout=5, context=trusting(svc)) as reply:
         assert base64.b64decode(json.loads(reply.read())["certificate"]) == svc.ca_certificate
 
 
@@ -159,7 +194,7 @@ def test_the_loop_certifies_a_new_node_and_removes_it_as_soon_as_it_is_revoked(t
     svc, nodes, url = service
     node_parsec, state = FakeParsecWithRsa(), tmp_path / "agent"
     state.mkdir()
-    enroll(node_parsec, url, "jetson-1", enrollment_secret(KEY, "jetson-1"), state)
+    enroll(node_parsec, url, "jetson-1", enrollment_secret(KEY, "jetson-1"), state, trusting(svc))
     agent = running(serve_agent(Agent(node_parsec, state / CERTIFICATE_FILE, (), NODE_KEY), "127.0.0.1", 0))
     svc.certifier.ask = ask_agent(agent)
     stop = threading.Event()

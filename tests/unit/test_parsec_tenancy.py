@@ -16,8 +16,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from edgefaas.nodeauth.admission import ServerTls, serve_admission, write_server_credentials
+from edgefaas.nodeauth.admission import serve_admission
 from edgefaas.nodeauth.certificates import CertificateAuthority
+from edgefaas.nodeauth.tls import ServerTls, write_server_credentials
 from edgefaas.parsec.tenancy import (
     ADMIT_PATH,
     UID_LABEL,
@@ -254,7 +255,7 @@ def test_a_renewed_certificate_is_served_to_the_next_connection_without_a_restar
 
 
 def test_a_failed_renewal_keeps_the_served_certificate_and_is_retried(webhook, monkeypatch):
-    import edgefaas.nodeauth.admission as admission_module
+    import edgefaas.nodeauth.tls as tls_module
 
     url, ca_pem, tls = webhook
     before = served_certificate(url, ca_pem)
@@ -267,7 +268,7 @@ def test_a_failed_renewal_keeps_the_served_certificate_and_is_retried(webhook, m
             stop.set()
         raise ConnectionError("Parsec restarting")
 
-    monkeypatch.setattr(admission_module, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(tls_module, "RETRY_SECONDS", 0.01)
     monkeypatch.setattr(tls, "renew", failing_then_stop)
     tls.keep_renewed(stop, every_s=0.01)
     assert len(calls) == 2

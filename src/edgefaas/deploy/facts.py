@@ -99,17 +99,35 @@ class NodeCertificate(FactBase[bool]):
     """
 
     def command(
-        self, user: str, venv: str, server_url: str, secret_file: str, node: str, state_dir: str
+        self,
+        user: str,
+        venv: str,
+        server_url: str,
+        secret_file: str,
+        node: str,
+        state_dir: str,
+        ca_file: str,
     ) -> str:
         enroll = (
             f"runuser -u {user} -- {venv}/bin/edgefaas nodeauth enroll --check "
             f"--server-url {shlex.quote(server_url)} --secret-file {secret_file} --node {shlex.quote(node)} "
-            f"--state-dir {state_dir}"
+            f"--state-dir {state_dir} --ca-file {shlex.quote(ca_file)}"
         )
         return f"id -u {user} >/dev/null 2>&1 && {enroll} 2>/dev/null || echo needed"
 
     def process(self, output: list[str]) -> bool:
         return [line.strip() for line in output] == ["valid"]
+
+
+class TrustsServer(FactBase[bool]):
+    """Whether the CA certificate in `ca_file` verifies the TLS server at `server_url` now."""
+
+    def command(self, ca_file: str, server_url: str) -> str:
+        check = f"curl -fsS -m 5 -o /dev/null --cacert {shlex.quote(ca_file)} {shlex.quote(server_url)}/v1/ca"
+        return f"[ -f {shlex.quote(ca_file)} ] && {check} 2>/dev/null && echo trusted || echo untrusted"
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output] == ["trusted"]
 
 
 class OutOfDateFunctions(FactBase[list[str] | None]):
@@ -193,9 +211,9 @@ class AdmissionWebhookCurrent(FactBase[bool]):
     """Whether the cluster's webhook configuration is the one `edgefaas nodeauth admission-config`
     prints now (kubectl diff: exit 0 is no difference); False when the server cannot say."""
 
-    def command(self, venv: str, server_url: str) -> str:
+    def command(self, venv: str, ca_file: str) -> str:
         return (
-            f"{venv}/bin/edgefaas nodeauth admission-config --server-url {shlex.quote(server_url)} "
+            f"{venv}/bin/edgefaas nodeauth admission-config --ca-file {shlex.quote(ca_file)} "
             "2>/dev/null | kubectl diff -f - >/dev/null 2>&1 && echo current || echo differs"
         )
 

@@ -1,4 +1,5 @@
-"""Where the lab's EdgeFaaS gateway answers (`edgefaas lab gateway-url`).
+"""Where the lab's EdgeFaaS gateway answers (`edgefaas lab gateway-url`), and the CA its
+services are certified by (`edgefaas lab ca`).
 
 deploys/edgefaas.py runs the gateway on the K3S server and opens its port in the
 switch's control-plane ACL, so the lab machine (and a browser on it) reaches it at the
@@ -10,13 +11,36 @@ from __future__ import annotations
 from edgefaas.lab.spec import SpecError
 from edgefaas.lab.state import LabState
 
+# Where deploys/nodeauth.py publishes the blueprint's CA certificate on every device.
+CA_PEM = "/etc/edgefaas/ca.pem"
 # deploys/edgefaas.py's default (host data edgefaas_gateway_port moves it).
 DEFAULT_PORT = 8080
 
 
-def gateway_url(state: LabState, port: int = DEFAULT_PORT) -> str:
-    """The gateway's base URL, e.g. ``http://10.77.0.11:8080``; SpecError if the lab has no K3S server."""
+def k3s_server(state: LabState) -> str:
+    """The name of the lab's K3S server (where the gateway and the blueprint's CA are)."""
     servers = [device for device in state.spec.devices if "k3s_server" in device.roles]
     if not servers:
         raise SpecError(f"lab {state.spec.name!r} has no k3s_server device, so no EdgeFaaS gateway")
-    return f"http://{servers[0].address}:{port}"
+    return servers[0].name
+
+
+def gateway_url(state: LabState, port: int = DEFAULT_PORT) -> str:
+    """The gateway's base URL, e.g. ``http://10.77.0.11:8080``; SpecError if the lab has no K3S server."""
+    return f"http://{state.spec.device(k3s_server(state)).address}:{port}"
+
+
+def fetch_ca(state: LabState, path: str = CA_PEM) -> str:
+    """The blueprint's CA certificate (PEM) as the K3S server publishes it; LabError if it has none."""
+    import subprocess
+
+    from edgefaas.lab.lifecycle import LabError, ssh_command
+
+    server = k3s_server(state)
+    done = subprocess.run(
+        ssh_command(state, server, "cat", path), capture_output=True, text=True, timeout=30, check=False
+    )
+    if done.returncode != 0 or "BEGIN CERTIFICATE" not in done.stdout:
+        reason = done.stderr.strip() or "not a PEM certificate"
+        raise LabError(f"no CA certificate at {server}:{path} (run deploys/nodeauth.py): {reason}")
+    return done.stdout

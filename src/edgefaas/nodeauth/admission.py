@@ -6,84 +6,27 @@ in Parsec) and a Kubernetes account, so it serves the admission webhook too
 127.0.0.1 only and no ACL opens it.
 
 Its TLS key is an ordinary key file made afresh at every start and every RENEW_DAYS after
-(the ssl module needs the private key in hand, which a Parsec key never is), certified by the
-Parsec-held CA for 127.0.0.1 for CERTIFICATE_DAYS; the webhook configuration's caBundle is
-that CA's certificate, so the API server trusts each new key without a change to the
-configuration, and a server that runs for months never serves an expired certificate.
+(edgefaas.nodeauth.tls), certified by the Parsec-held CA for 127.0.0.1 for CERTIFICATE_DAYS;
+the webhook configuration's caBundle is that CA's certificate, so the API server trusts each
+new key without a change to the configuration, and a server that runs for months never
+serves an expired certificate.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import ssl
-import threading
 from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from edgefaas.nodeauth.certificates import CertificateAuthority
 from edgefaas.nodeauth.http import json_service
+from edgefaas.nodeauth.tls import ServerTls
 from edgefaas.parsec.tenancy import ADMIT_PATH, namespace_uid, review
 
 ADMISSION_PORT = 8473
 TLS_DIR = "admission-tls"
-CERTIFICATE_DAYS = 30
-RENEW_DAYS = 10
-RETRY_SECONDS = 60.0  # a renewal that failed (Parsec restarting) is tried again this soon
 log = logging.getLogger("edgefaas.nodeauth.admission")
-
-
-def write_server_credentials(
-    ca: CertificateAuthority, directory: Path, names: list[str], days: float = CERTIFICATE_DAYS
-) -> tuple[Path, Path]:
-    """A new key (0600) and its certificate from `ca` for `names`, in `directory`; their paths."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    der = ca.issue_server(key.public_key(), names, days=days)
-    key_path, cert_path = directory / "tls.key", directory / "tls.crt"
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem_key)
-    cert_path.write_bytes(x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
-
-
-class ServerTls:
-    """The webhook's TLS context, whose key and certificate `renew` replaces in place (connections
-    made after it get the new certificate; those open keep theirs)."""
-
-    def __init__(self, ca: CertificateAuthority, directory: Path, names: list[str]) -> None:
-        self.ca, self.directory, self.names = ca, directory, names
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.renew()
-
-    def renew(self) -> None:
-        certificate, key = write_server_credentials(self.ca, self.directory, self.names)
-        self.context.load_cert_chain(certificate, key)
-
-    def keep_renewed(self, stop: threading.Event, every_s: float = RENEW_DAYS * 86400.0) -> None:
-        """Renew every `every_s` seconds until `stop` is set; a failure is logged and retried."""
-        wait = every_s
-        while not stop.wait(wait):
-            try:
-                self.renew()
-                wait = every_s
-            except Exception as exc:  # Parsec away: the current certificate is good for days yet
-                log.warning(
-                    "renewing the webhook's certificate failed, retrying: %s: %s", type(exc).__name__, exc
-                )
-                wait = RETRY_SECONDS
 
 
 def namespace_uids(api_client: Any) -> Callable[[str], int | None]:

@@ -17,8 +17,10 @@ import click
 from edgefaas.nodeauth.admission import ADMISSION_PORT
 from edgefaas.nodeauth.enrollment import ENROLL_PORT
 from edgefaas.nodeauth.server import AGENT_PORT
+from edgefaas.nodeauth.tls import CA_PEM
 
 STATE_DIR = Path("/var/lib/edgefaas/nodeauth")
+SERVER_TLS_DIR = "server-tls"
 ENROLLMENT_KEY = Path("/etc/edgefaas/nodeauth/enrollment.key")
 
 
@@ -64,6 +66,31 @@ state_dir_option = click.option(
 )
 
 
+ca_file_option = click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CA_PEM,
+    show_default=True,
+    help="The blueprint's CA certificate (PEM) the server is verified against.",
+)
+
+
+def _client_context_or_raise(ca_file: Path):
+    from edgefaas.nodeauth.tls import client_context
+
+    if not ca_file.is_file():
+        raise FileNotFoundError(f"no CA certificate at {ca_file}")
+    return client_context(ca_file)
+
+
+def _client_context(ca_file: Path):
+    from edgefaas.nodeauth.tls import client_context
+
+    if not ca_file.is_file():
+        _fail(f"no CA certificate at {ca_file}: `edgefaas nodeauth trust` fetches it (the deploy does)")
+    return client_context(ca_file)
+
+
 enrollment_key_option = click.option(
     "--enrollment-key-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -79,7 +106,8 @@ def nodeauth() -> None:
 
     \b
     On the K3S server:   edgefaas nodeauth server --kubeconfig K --exempt sonic-1
-    On every K3S agent:  edgefaas nodeauth enroll --server-url URL --secret-file F
+    On every K3S agent:  edgefaas nodeauth trust --server-url URL --secret-file F
+                         edgefaas nodeauth enroll --server-url URL --secret-file F
                          edgefaas nodeauth agent --server-address ADDRESS
     Operator, on the server:
       edgefaas nodeauth revoke NODE    remove NODE now and refuse its certificates
@@ -95,7 +123,15 @@ def nodeauth() -> None:
 @enrollment_key_option
 @click.option("--exempt", multiple=True, help="Nodes never challenged (the K3S server itself). Repeatable.")
 @click.option("--listen", default="0.0.0.0", show_default=True)
-@click.option("--port", default=ENROLL_PORT, show_default=True, help="The enrollment and status endpoint.")
+@click.option(
+    "--port", default=ENROLL_PORT, show_default=True, help="The enrollment and status endpoint (HTTPS)."
+)
+@click.option(
+    "--tls-name",
+    multiple=True,
+    help="A name (address or DNS name) clients reach the endpoint at, for its certificate. Repeatable; "
+    "default 127.0.0.1 and this host's name.",
+)
 @click.option("--agent-port", default=AGENT_PORT, show_default=True)
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between reviews of new nodes.")
 @click.option("--recheck", default=30.0, show_default=True, help="Seconds between reviews of every node.")
@@ -128,6 +164,7 @@ def server_command(
     exempt: tuple[str, ...],
     listen: str,
     port: int,
+    tls_name: tuple[str, ...],
     agent_port: int,
     interval: float,
     recheck: float,
@@ -168,9 +205,14 @@ def server_command(
         agent_timeout=agent_timeout,
         clock_tolerance=clock_tolerance,
     )
-    http = serve(service, listen, port)
+    from edgefaas.nodeauth.tls import ServerTls
+
+    names = list(dict.fromkeys(tls_name or ("127.0.0.1", socket.gethostname())))
+    server_tls = ServerTls(service.ca, state_dir / SERVER_TLS_DIR, names)
+    threading.Thread(target=server_tls.keep_renewed, args=(threading.Event(),), daemon=True).start()
+    http = serve(service, listen, port, server_tls.context)
     if admission_port:
-        from edgefaas.nodeauth.admission import TLS_DIR, ServerTls, namespace_uids, serve_admission
+        from edgefaas.nodeauth.admission import TLS_DIR, namespace_uids, serve_admission
 
         tls = ServerTls(service.ca, state_dir / TLS_DIR, [admission_listen])
         webhook = serve_admission(namespace_uids(api), admission_listen, admission_port, tls)
@@ -180,9 +222,10 @@ def server_command(
             "Parsec tenant admission webhook on https://%s:%d", admission_listen, admission_port
         )
     logging.getLogger("edgefaas.nodeauth").info(
-        "authentication server on %s:%d, agents on port %d, exempt %s",
+        "authentication server on https://%s:%d (certified for %s), agents on port %d, exempt %s",
         listen,
         port,
+        ", ".join(names),
         agent_port,
         sorted(exempt),
     )
@@ -210,13 +253,14 @@ def agent_command(server_address: tuple[str, ...], state_dir: Path, listen: str,
 
 
 @nodeauth.command("enroll")
-@click.option("--server-url", required=True, help="The server's endpoint, e.g. http://10.77.0.2:8472.")
+@click.option("--server-url", required=True, help="The server's endpoint, e.g. https://10.77.0.2:8472.")
 @click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--node", default=None, help="This node's K3S name [default: the host name].")
 @click.option("--check", is_flag=True, help='Only print "valid" or "needed" (what a deploy asks).')
+@ca_file_option
 @state_dir_option
 def enroll_command(
-    server_url: str, secret_file: Path, node: str | None, check: bool, state_dir: Path
+    server_url: str, secret_file: Path, node: str | None, check: bool, ca_file: Path, state_dir: Path
 ) -> None:
     """Get this node a certificate for its Parsec-held key, unless it holds a valid one.
 
@@ -229,7 +273,9 @@ def enroll_command(
     name = node or socket.gethostname()
     if check:
         try:
-            valid = holds_valid_certificate(ParsecClient(), state_dir, name, fetch_ca(server_url.rstrip("/")))
+            context = _client_context_or_raise(ca_file)
+            ca = fetch_ca(server_url.rstrip("/"), context)
+            valid = holds_valid_certificate(ParsecClient(), state_dir, name, ca)
         except (OSError, ValueError, KeyError, ParsecError) as exc:
             click.echo(f"needed ({exc})")
             return
@@ -240,9 +286,10 @@ def enroll_command(
         secret = secret_file.read_text().strip()
     except OSError as exc:
         _fail(f"cannot read the enrollment secret {secret_file}: {exc.strerror}")
+    context = _client_context(ca_file)
     state_dir.mkdir(parents=True, exist_ok=True)
     try:
-        issued = enroll(ParsecClient(), server_url.rstrip("/"), name, secret, state_dir)
+        issued = enroll(ParsecClient(), server_url.rstrip("/"), name, secret, state_dir, context)
     except EnrollmentRefused as exc:
         _fail(f"enrollment of {name} refused: {exc}")
     except (OSError, urllib.error.URLError) as exc:
@@ -253,28 +300,78 @@ def enroll_command(
 
 
 @nodeauth.command("admission-config")
-@click.option("--server-url", default=f"http://127.0.0.1:{ENROLL_PORT}", show_default=True)
 @click.option(
     "--webhook-url",
     default=f"https://127.0.0.1:{ADMISSION_PORT}/v1/admit",
     show_default=True,
     help="Where the API server calls the webhook.",
 )
-def admission_config_command(server_url: str, webhook_url: str) -> None:
+@ca_file_option
+def admission_config_command(webhook_url: str, ca_file: Path) -> None:
     """Print the Parsec tenant webhook's ValidatingWebhookConfiguration (JSON, for kubectl apply),
-    trusting the CA the running server at --server-url publishes."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    from edgefaas.nodeauth.enrollment import fetch_ca
+    trusting the blueprint's CA (--ca-file)."""
     from edgefaas.parsec.tenancy import webhook_configuration
 
     try:
-        der, _ = fetch_ca(server_url.rstrip("/"))
+        pem = ca_file.read_bytes()
+    except OSError as exc:
+        _fail(f"no CA certificate at {ca_file}: {exc.strerror}")
+    click.echo(json.dumps(webhook_configuration(pem, webhook_url), indent=2, sort_keys=True))
+
+
+@nodeauth.command("trust")
+@click.option("--server-url", required=True, help="The server's endpoint, e.g. https://10.77.0.2:8472.")
+@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--node", default=None, help="This node's K3S name [default: the host name].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=CA_PEM, show_default=True)
+def trust_command(server_url: str, secret_file: Path, node: str | None, out: Path) -> None:
+    """Fetch the blueprint's CA certificate from the server, proven by this node's enrollment
+    secret (which is not sent), and write it to --out (PEM, 0644). Prints "trusted" or "unchanged"."""
+    from edgefaas.nodeauth.enrollment import EnrollmentRefused, bootstrap_ca
+    from edgefaas.nodeauth.tls import pem_certificate
+
+    try:
+        secret = secret_file.read_text().strip()
+    except OSError as exc:
+        _fail(f"cannot read the enrollment secret {secret_file}: {exc.strerror}")
+    try:
+        pem = pem_certificate(bootstrap_ca(server_url.rstrip("/"), node or socket.gethostname(), secret))
+    except EnrollmentRefused as exc:
+        _fail(str(exc))
     except (OSError, ValueError, KeyError) as exc:
         _fail(f"no CA certificate from the authentication server at {server_url}: {exc}")
-    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
-    click.echo(json.dumps(webhook_configuration(pem, webhook_url), indent=2, sort_keys=True))
+    click.echo(_publish(pem, out))
+
+
+@nodeauth.command("export-ca")
+@state_dir_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=CA_PEM, show_default=True)
+def export_ca_command(state_dir: Path, out: Path) -> None:
+    """On the server: publish the CA certificate it made (PEM, 0644) at --out, where this host's
+    clients trust it. Prints "trusted" or "unchanged"."""
+    from edgefaas.nodeauth.enrollment import CA_FILE
+    from edgefaas.nodeauth.tls import pem_certificate
+
+    try:
+        der = (state_dir / CA_FILE).read_bytes()
+    except OSError as exc:
+        _fail(f"no CA certificate in {state_dir} (has the server started?): {exc.strerror}")
+    click.echo(_publish(pem_certificate(der), out))
+
+
+def _publish(pem: bytes, out: Path) -> str:
+    import os
+    import tempfile
+
+    if out.is_file() and out.read_bytes() == pem:
+        return "unchanged"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+    return "trusted"
 
 
 @nodeauth.command("revoke")
@@ -302,13 +399,16 @@ def admit_command(node: str, state_dir: Path, enrollment_key_file: Path) -> None
 
 
 @nodeauth.command("status")
-@click.option("--url", default=f"http://127.0.0.1:{ENROLL_PORT}", show_default=True)
-def status_command(url: str) -> None:
+@click.option("--url", default=f"https://127.0.0.1:{ENROLL_PORT}", show_default=True)
+@ca_file_option
+def status_command(url: str, ca_file: Path) -> None:
     """What the server last decided for each node, and what one authentication costs.
 
     CLOCK S: the node's clock minus the server's, marked ! when beyond the server's tolerance.
     """
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=_client_context(ca_file))
+    )
     try:
         with opener.open(f"{url.rstrip('/')}/v1/status", timeout=5) as reply:
             status = json.loads(reply.read())

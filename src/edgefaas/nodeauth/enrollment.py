@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import tempfile
 import threading
 import urllib.error
@@ -49,6 +50,12 @@ class EnrollmentRefused(Exception):
 def enrollment_secret(key: bytes, node: str) -> str:
     """The secret that admits `node` (and no other name)."""
     return hmac.new(key, b"edgefaas-enroll:" + node.encode(), hashlib.sha256).hexdigest()
+
+
+def ca_proof(secret: str, ca_certificate: bytes) -> str:
+    """What proves to a device holding `secret` that the server that sent `ca_certificate` knows
+    the enrollment key: the device trusts a CA it never saw only with this."""
+    return hmac.new(secret.encode(), b"edgefaas-ca:" + ca_certificate, hashlib.sha256).hexdigest()
 
 
 def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -182,13 +189,19 @@ class Enroller:
 # -- the agent's side ---------------------------------------------------------------------------
 
 
-def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _opener(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    return urllib.request.build_opener(*handlers)
+
+
+def _post_json(url: str, body: dict[str, Any], timeout: float, context: ssl.SSLContext) -> dict[str, Any]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
-        with opener.open(request, timeout=timeout) as reply:
+        with _opener(context).open(request, timeout=timeout) as reply:
             return json.loads(reply.read(256 * 1024))
     except urllib.error.HTTPError as exc:
         try:
@@ -198,12 +211,37 @@ def _post_json(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]
         raise EnrollmentRefused(f"{url} answered {exc.code}: {reason or exc.reason}") from None
 
 
-def fetch_ca(server_url: str, timeout: float = 10.0) -> tuple[bytes, frozenset[int]]:
-    """The server's CA certificate and its revoked serials (public, like a CRL)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(f"{server_url}/v1/ca", timeout=timeout) as reply:
+def fetch_ca(server_url: str, context: ssl.SSLContext, timeout: float = 10.0) -> tuple[bytes, frozenset[int]]:
+    """The server's CA certificate and its revoked serials (public, like a CRL), over a TLS
+    connection `context` verifies."""
+    with _opener(context).open(f"{server_url}/v1/ca", timeout=timeout) as reply:
         data = json.loads(reply.read(1024 * 1024))
     return base64.b64decode(data["certificate"]), frozenset(int(s, 16) for s in data.get("revoked", []))
+
+
+def bootstrap_ca(server_url: str, node: str, secret: str, timeout: float = 10.0) -> bytes:
+    """The server's CA certificate, for a device that trusts none yet.
+
+    The one request made without checking the server's certificate (there is nothing yet to
+    check it against) sends no secret; what it brings back is trusted only if it carries the
+    proof that the server knows the enrollment key behind this device's `secret`. Every later
+    request verifies the server against the CA this returns.
+    """
+    import urllib.parse
+
+    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE  # authenticated below by the proof, not by TLS
+    url = f"{server_url}/v1/ca?{urllib.parse.urlencode({'node': node})}"
+    with _opener(unverified).open(url, timeout=timeout) as reply:
+        data = json.loads(reply.read(1024 * 1024))
+    certificate = base64.b64decode(data["certificate"])
+    if not hmac.compare_digest(str(data.get("proof", "")), ca_proof(secret, certificate)):
+        raise EnrollmentRefused(
+            f"the CA certificate from {server_url} carries no valid proof for {node!r}: "
+            "not our authentication server, or another enrollment key"
+        )
+    return certificate
 
 
 def holds_valid_certificate(
@@ -236,12 +274,21 @@ def holds_valid_certificate(
 
 
 def enroll(
-    parsec: Any, server_url: str, node: str, secret: str, state_dir: Path, timeout: float = 10.0
+    parsec: Any,
+    server_url: str,
+    node: str,
+    secret: str,
+    state_dir: Path,
+    context: ssl.SSLContext,
+    timeout: float = 10.0,
 ) -> bool:
-    """Make sure `state_dir` holds a valid certificate for this node; True if one was issued now."""
+    """Make sure `state_dir` holds a valid certificate for this node; True if one was issued now.
+
+    `context` trusts the blueprint's CA: the secret travels only to a server it certified.
+    """
     from edgefaas.nodeauth.certificates import certificate_request
 
-    ca = fetch_ca(server_url, timeout)
+    ca = fetch_ca(server_url, context, timeout)
     ca_certificate = ca[0]
     if holds_valid_certificate(parsec, state_dir, node, ca):
         _write_atomically(state_dir / CA_FILE, ca_certificate)
@@ -251,6 +298,7 @@ def enroll(
         f"{server_url}/v1/enroll",
         {"node": node, "request": base64.b64encode(request).decode(), "secret": secret},
         timeout,
+        context,
     )
     certificate = base64.b64decode(reply["certificate"])
     # The server's answer is checked too, but not against this node's clock's idea of "not yet".

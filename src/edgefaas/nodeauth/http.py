@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_BODY = 64 * 1024
+DRAIN_LIMIT = 16 * MAX_BODY  # an oversized body up to this is read and dropped before the 413
 HANDSHAKE_TIMEOUT = 10.0  # seconds a TLS client has to finish its handshake and request
 Respond = Callable[[str, str, str, bytes], tuple[int, dict[str, Any]]]
 
@@ -39,6 +40,12 @@ def json_service(
                 length = -1
             if length > MAX_BODY:
                 status, reply = 413, {"error": f"body over {MAX_BODY} bytes (Content-Length {length})"}
+                if length <= DRAIN_LIMIT:
+                    # Read and dropped, so a TLS client still sending it gets this answer, not a reset.
+                    for _ in range(0, length, MAX_BODY):
+                        self.rfile.read(min(MAX_BODY, length))
+                        length -= MAX_BODY
+                self.close_connection = True
             elif length < 0:
                 status, reply = 400, {"error": "Content-Length is not a number of bytes"}
             else:

@@ -6,9 +6,11 @@ and whenever the revocation list changes (so `edgefaas nodeauth revoke` takes ef
 once). A failing pass (the Kubernetes API away while K3S restarts, Parsec restarting) is
 logged and tried again: the server never dies of what it talks to.
 
-The HTTP endpoint (stdlib, port 8472) serves:
+The HTTPS endpoint (stdlib, port 8472; its certificate from the same CA, since enrollment
+secrets travel to it) serves:
   GET  /v1/ca        the CA certificate and the revoked serials (public), which agents check
-                     their certificate against
+                     their certificate against; with ?node=NAME also the proof that this server
+                     holds the enrollment key (edgefaas.nodeauth.enrollment.bootstrap_ca)
   POST /v1/enroll    {"node", "request" (PKCS#10 DER, base64), "secret"} -> {"certificate"}
   GET  /v1/status    each node's last decision, its clock skew, and the recent authentication times
 """
@@ -21,15 +23,24 @@ import collections
 import datetime as dt
 import json
 import logging
+import ssl
 import threading
 import time
+import urllib.parse
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from edgefaas.nodeauth.certificates import CertificateAuthority
 from edgefaas.nodeauth.clock import DEFAULT_TOLERANCE_S
-from edgefaas.nodeauth.enrollment import Enroller, EnrollmentRefused, Records, load_or_make_ca_certificate
+from edgefaas.nodeauth.enrollment import (
+    Enroller,
+    EnrollmentRefused,
+    Records,
+    ca_proof,
+    enrollment_secret,
+    load_or_make_ca_certificate,
+)
 from edgefaas.nodeauth.flow import server_public_key
 from edgefaas.nodeauth.http import json_service
 from edgefaas.nodeauth.server import Certifier, Decision, NodeApi, ask_agent
@@ -128,9 +139,18 @@ class NodeAuthService:
 
     def respond(self, peer: str, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """(status, JSON answer) for one request; never raises for anything a caller sends."""
+        path, _, query = path.partition("?")
         if (method, path) == ("GET", "/v1/ca"):
             revoked = sorted(f"{serial:x}" for serial in self.records.revocations().serials)
-            return 200, {"certificate": base64.b64encode(self.ca_certificate).decode(), "revoked": revoked}
+            answer: dict[str, Any] = {
+                "certificate": base64.b64encode(self.ca_certificate).decode(),
+                "revoked": revoked,
+            }
+            node = urllib.parse.parse_qs(query).get("node", [""])[0]
+            if node:
+                secret = enrollment_secret(self.enroller.key, node)
+                answer["proof"] = ca_proof(secret, self.ca_certificate)
+            return 200, answer
         if (method, path) == ("GET", "/v1/status"):
             return 200, self.status()
         if (method, path) != ("POST", "/v1/enroll"):
@@ -154,6 +174,8 @@ class NodeAuthService:
         return 200, {"certificate": base64.b64encode(certificate).decode()}
 
 
-def serve(service: NodeAuthService, host: str, port: int) -> ThreadingHTTPServer:
-    """A started HTTP server (call serve_forever); port 0 picks a free one."""
-    return json_service(service.respond, host, port, log)
+def serve(
+    service: NodeAuthService, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> ThreadingHTTPServer:
+    """A started server (call serve_forever), HTTPS with `tls`; port 0 picks a free one."""
+    return json_service(service.respond, host, port, log, tls=tls)
