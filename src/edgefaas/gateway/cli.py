@@ -94,12 +94,12 @@ def _server_implementation() -> tuple[str, str]:
     return loop, http
 
 
-def _gateway_url(host: str, port: int) -> str:
+def _gateway_url(host: str, port: int, tls: bool = False) -> str:
     # Functions on this machine reach the gateway on loopback when it listens everywhere.
     reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     if ":" in reachable:
         reachable = f"[{reachable}]"
-    return f"http://{reachable}:{port}"
+    return f"{'https' if tls else 'http'}://{reachable}:{port}"
 
 
 def service_ports(wan_plan: Path | None, api_port: int) -> list[int]:
@@ -282,6 +282,19 @@ def listening_socket(host: str, port: int) -> socket.socket:
     help="Seconds before a callback's second try; doubling after each, at most 30.",
 )
 @click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EDGEFAAS_GATEWAY_TLS_CERT",
+    help="Serve HTTPS only, with this certificate (PEM; `edgefaas gateway certificate` gets one from the "
+    "blueprint's CA). A renewed file is picked up without a restart.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EDGEFAAS_GATEWAY_TLS_KEY",
+    help="The certificate's private key (PEM, 0600).",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
@@ -311,6 +324,8 @@ def gateway(
     async_queue_size: int,
     callback_attempts: int,
     callback_backoff: float,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     log_level: str,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
@@ -334,6 +349,16 @@ def gateway(
         # httpx logs each request to a function at INFO: a line per call would flood the journal.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     kind = choose_backend(backend, kubeconfig)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: HTTPS needs both")
+    tls_context = None
+    if tls_cert is not None and tls_key is not None:
+        from .tls import server_context
+
+        try:
+            tls_context = server_context(tls_cert, tls_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tls-cert/--tls-key") from None
     if nats_url:
         try:
             parse_servers(nats_url)
@@ -347,7 +372,7 @@ def gateway(
                 "--gateway-url is required with the kubernetes backend when the gateway listens on every "
                 "address: give the address pods reach this host at (e.g. http://10.77.0.11:8080)"
             )
-        gateway_url = _gateway_url(host, port)
+        gateway_url = _gateway_url(host, port, tls=tls_context is not None)
     settings = GatewaySettings(
         data_dir=(data_dir or default_data_dir()).resolve(),
         admin_password=admin_password,
@@ -390,7 +415,80 @@ def gateway(
         sockets = [listening_socket(host, p) for p in ports]
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}: {exc}") from exc
+    if tls_context is not None and tls_cert is not None and tls_key is not None:
+        import threading
+
+        from .tls import CertificateReloader
+
+        # Every port speaks TLS alone: a plain-HTTP request gets no answer (its bytes are not a
+        # TLS handshake), so no password or token is ever read off a cleartext connection.
+        config.load()
+        config.ssl = tls_context
+        reloader = CertificateReloader(tls_context, tls_cert, tls_key)
+        threading.Thread(target=reloader.run, args=(threading.Event(),), daemon=True, name="tls").start()
     uvicorn.Server(config).run(sockets=sockets)
+
+
+@gateway.command("certificate")
+@click.option("--server-url", required=True, help="The authentication server, e.g. https://10.77.0.11:8472.")
+@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--host", "host_name", required=True, help="This host's inventory name (its secret is for it).")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    required=True,
+    help="An address or DNS name clients reach this gateway at. Repeatable; the first is the subject.",
+)
+@click.option("--cert", "cert_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/edgefaas/ca.pem"),
+    show_default=True,
+)
+def certificate_command(
+    server_url: str,
+    secret_file: Path,
+    host_name: str,
+    names: tuple[str, ...],
+    cert_path: Path,
+    key_path: Path,
+    ca_file: Path,
+) -> None:
+    """Get this gateway a TLS certificate from the blueprint's CA for its --name(s), its key made
+    here (never sent), unless the one held serves them for a while yet. Prints "unchanged" or
+    "issued: <why>"."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from edgefaas.nodeauth.enrollment import EnrollmentRefused
+    from edgefaas.nodeauth.server_certificates import ensure_server_certificate
+    from edgefaas.nodeauth.tls import client_context
+
+    try:
+        secret = secret_file.read_text().strip()
+        ca_pem = ca_file.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {exc.filename}: {exc.strerror}") from None
+    ca_der = x509.load_pem_x509_certificate(ca_pem).public_bytes(serialization.Encoding.DER)
+    try:
+        reason = ensure_server_certificate(
+            server_url.rstrip("/"),
+            host_name,
+            secret,
+            names,
+            key_path,
+            cert_path,
+            ca_der,
+            client_context(ca_pem),
+        )
+    except EnrollmentRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the authentication server at {server_url}: {exc}") from None
+    click.echo("unchanged" if reason is None else f"issued: {reason}")
 
 
 _storage_option = click.option(

@@ -160,6 +160,25 @@ class CertificateAuthority:
         ]
         return self._certificate(names[0], public_key, False, days, now, extensions)
 
+    def issue_server_request(
+        self, request: bytes, names: Sequence[str], days: float = 90, now: dt.datetime | None = None
+    ) -> bytes:
+        """A TLS server certificate for the key of a PKCS#10 request (its signature proves the
+        key; the key itself never left its host), valid for `names` as the issuer decided them,
+        not as the request claims."""
+        from cryptography import x509
+
+        try:
+            csr = x509.load_der_x509_csr(request)
+        except ValueError as exc:
+            raise CertificateRejected(f"malformed certificate request: {exc}") from None
+        if not csr.is_signature_valid:
+            raise CertificateRejected("the certificate request's signature does not verify")
+        try:
+            return self.issue_server(csr.public_key(), names, days=days, now=now)
+        except ValueError as exc:
+            raise CertificateRejected(str(exc)) from None
+
 
 def check_certificate(
     certificate: bytes,

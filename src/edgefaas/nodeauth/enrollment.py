@@ -196,7 +196,7 @@ def _opener(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(*handlers)
 
 
-def _post_json(url: str, body: dict[str, Any], timeout: float, context: ssl.SSLContext) -> dict[str, Any]:
+def post_json(url: str, body: dict[str, Any], timeout: float, context: ssl.SSLContext) -> dict[str, Any]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
@@ -294,7 +294,7 @@ def enroll(
         _write_atomically(state_dir / CA_FILE, ca_certificate)
         return False
     request = certificate_request(parsec, node)
-    reply = _post_json(
+    reply = post_json(
         f"{server_url}/v1/enroll",
         {"node": node, "request": base64.b64encode(request).decode(), "secret": secret},
         timeout,

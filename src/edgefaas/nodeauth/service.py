@@ -13,6 +13,8 @@ secrets travel to it) serves:
                      holds the enrollment key (edgefaas.nodeauth.enrollment.bootstrap_ca)
   POST /v1/enroll    {"node", "request" (PKCS#10 DER, base64), "secret"} -> {"certificate"}
   GET  /v1/status    each node's last decision, its clock skew, and the recent authentication times
+  POST /v1/server-certificate  {"host", "names", "request", "secret"} -> {"certificate"}: a TLS
+                     server certificate for a service host (edgefaas.nodeauth.server_certificates)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from edgefaas.nodeauth.enrollment import (
 from edgefaas.nodeauth.flow import server_public_key
 from edgefaas.nodeauth.http import json_service
 from edgefaas.nodeauth.server import Certifier, Decision, NodeApi, ask_agent
+from edgefaas.nodeauth.server_certificates import ServerCertificates
 
 log = logging.getLogger("edgefaas.nodeauth.service")
 
@@ -68,6 +71,7 @@ class NodeAuthService:
         self.ca = ca = CertificateAuthority(parsec)
         self.ca_certificate = load_or_make_ca_certificate(ca, state_dir)
         self.enroller = Enroller(ca, self.ca_certificate, enrollment_key, self.records)
+        self.server_certificates = ServerCertificates(ca, enrollment_key)
         self.certifier = Certifier(
             nodes,
             ask_agent(agent_port, agent_timeout),
@@ -153,8 +157,13 @@ class NodeAuthService:
             return 200, answer
         if (method, path) == ("GET", "/v1/status"):
             return 200, self.status()
+        if (method, path) == ("POST", "/v1/server-certificate"):
+            return self._server_certificate(body)
         if (method, path) != ("POST", "/v1/enroll"):
-            return 404, {"error": f"no {method} {path}: use GET /v1/ca, POST /v1/enroll or GET /v1/status"}
+            return 404, {
+                "error": f"no {method} {path}: use GET /v1/ca, POST /v1/enroll, POST /v1/server-certificate "
+                "or GET /v1/status"
+            }
         try:
             data = json.loads(body)
             if not isinstance(data, dict):
@@ -171,6 +180,27 @@ class NodeAuthService:
             log.warning("enrollment of %s refused: %s", node, exc)
             return 403, {"error": str(exc)}
         log.info("enrolled %s", node)
+        return 200, {"certificate": base64.b64encode(certificate).decode()}
+
+    def _server_certificate(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            host, secret, request, names = (data.get(k) for k in ("host", "secret", "request", "names"))
+            if not (isinstance(host, str) and host and isinstance(secret, str) and isinstance(request, str)):
+                raise ValueError('"host", "secret" and "request" must be non-empty strings')
+            if not isinstance(names, list):
+                raise ValueError('"names" must be a list of addresses and DNS names')
+            der = base64.b64decode(request, validate=True)
+        except (ValueError, binascii.Error) as exc:
+            return 400, {"error": f"bad server-certificate request: {exc}"}
+        try:
+            certificate = self.server_certificates.issue(host, der, names, secret)
+        except EnrollmentRefused as exc:
+            log.warning("server certificate for %s refused: %s", host, exc)
+            return 403, {"error": str(exc)}
+        log.info("issued a server certificate to %s for %s", host, ", ".join(names))
         return 200, {"certificate": base64.b64encode(certificate).decode()}
 
 
