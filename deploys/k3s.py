@@ -201,7 +201,9 @@ else:
         )
     # secrets-encryption encrypts what is written from then on: a cluster made before it keeps
     # its Secrets in clear until each is written again, which a replace of the same object does.
-    # The command checks the datastore itself, so a re-deploy rewrites nothing.
+    # The command checks the datastore itself, so a re-deploy rewrites nothing. Turning it on
+    # for a running cluster this way holds for one server on its SQLite datastore (K3S keeps
+    # the generated key beside it); servers in HA must start with it from their first start.
     if role == "server":
         plaintext = host.get_fact(PlaintextSecrets)
         sql = shlex.quote(PLAINTEXT_SECRETS_SQL)
