@@ -146,7 +146,7 @@ LISTENERS: tuple[Listener, ...] = (
          "the agent's client-side load balancer to the K3S server's API"),
     # -- node certification (deploys/nodeauth.py) ---------------------------------------------------
     _row("k3s_server", "8472/tcp", "edgefaas-nodeauth-server.service", "edgefaas-nodeauth", "lab", "any",
-         "authentication server: enrollment (each device's secret), the CA and status"),
+         "authentication server (HTTPS): enrollment (each device's secret), the CA and status"),
     _row("k3s_server", "8473/tcp", "edgefaas-nodeauth-server.service", "edgefaas-nodeauth", "loopback",
          None, "Parsec tenant admission webhook (HTTPS): the API server beside it calls it"),
     _row("k3s_agent", "8471/tcp", "edgefaas-nodeauth-agent.service", "edgefaas-nodeauth", "lab",
