@@ -146,6 +146,16 @@ if role == "server":
         clock_tolerance=setting(host, "nodeauth_clock_tolerance_s"),
         wheelhouse_sha256=wheelhouse,
     )
+    files.directory(
+        name="Remove the TLS key files earlier versions kept (the server holds its keys in memory)",
+        path=f"{STATE_DIR}/server-tls",
+        present=False,
+    )
+    files.directory(
+        name="Remove the webhook's TLS key file earlier versions kept",
+        path=f"{STATE_DIR}/admission-tls",
+        present=False,
+    )
     restart = any_changed(unit, key, kubeconfig)
     keep_running(
         "edgefaas-nodeauth-server.service",

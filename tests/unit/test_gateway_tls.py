@@ -46,7 +46,7 @@ def authority(tmp_path):
     svc = NodeAuthService(
         FakeParsecWithRsa(), FakeNodes([]), tmp_path / "server", KEY, set(), 0, recheck=3600
     )
-    tls = ServerTls(svc.ca, tmp_path / "server-tls", ["127.0.0.1"])
+    tls = ServerTls(svc.ca, ["127.0.0.1"])
     port = running(serve(svc, "127.0.0.1", 0, tls.context))
     return f"https://127.0.0.1:{port}", svc.ca_certificate, client_context(svc.ca_certificate)
 

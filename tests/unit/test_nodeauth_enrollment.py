@@ -105,7 +105,7 @@ def service(tmp_path):
     svc = NodeAuthService(
         FakeParsecWithRsa(), nodes, tmp_path / "server", KEY, {"sonic-1"}, 0, interval=0.05, recheck=3600
     )
-    tls = ServerTls(svc.ca, tmp_path / "server-tls", ["127.0.0.1"])
+    tls = ServerTls(svc.ca, ["127.0.0.1"])
     port = running(serve(svc, "127.0.0.1", 0, tls.context))
     return svc, nodes, f"https://127.0.0.1:{port}"
 

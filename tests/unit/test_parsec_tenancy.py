@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from edgefaas.nodeauth.admission import serve_admission
 from edgefaas.nodeauth.certificates import CertificateAuthority
-from edgefaas.nodeauth.tls import ServerTls, write_server_credentials
+from edgefaas.nodeauth.tls import ServerTls, server_credentials
 from edgefaas.parsec.tenancy import (
     ADMIT_PATH,
     UID_LABEL,
@@ -157,8 +157,8 @@ def webhook(tmp_path):
     """The webhook served over HTTPS with a key certified by a Parsec-held CA; (url, CA PEM)."""
     ca = CertificateAuthority(FakeParsec())
     ca_pem = x509.load_der_x509_certificate(ca.self_signed()).public_bytes(serialization.Encoding.PEM)
-    tls = ServerTls(ca, tmp_path / "tls", ["127.0.0.1"])
-    assert oct((tmp_path / "tls" / "tls.key").stat().st_mode & 0o777) == "0o600"
+    tls = ServerTls(ca, ["127.0.0.1"])
+    assert not list(tmp_path.rglob("*")), "the webhook's key is held in memory, never written"
     server = serve_admission(lambda ns: TENANT if ns == "tenant-a" else None, "127.0.0.1", 0, tls)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -206,8 +206,8 @@ def test_a_client_that_does_not_trust_the_ca_is_not_served(webhook):
 
 def test_the_server_certificate_names_its_address_for_tls_server_auth(tmp_path):
     ca = CertificateAuthority(FakeParsec())
-    cert_path, _ = write_server_credentials(ca, tmp_path, ["127.0.0.1", "nodeauth.local"])
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    certificate, _ = server_credentials(ca, ["127.0.0.1", "nodeauth.local"])
+    cert = x509.load_pem_x509_certificate(certificate)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert names.get_values_for_type(x509.DNSName) == ["nodeauth.local"]

@@ -5,7 +5,7 @@ in Parsec) and a Kubernetes account, so it serves the admission webhook too
 (edgefaas.parsec.tenancy decides). The API server calls it on loopback: the endpoint binds
 127.0.0.1 only and no ACL opens it.
 
-Its TLS key is an ordinary key file made afresh at every start and every RENEW_DAYS after
+Its TLS key is made afresh, in memory only, at every start and every RENEW_DAYS after
 (edgefaas.nodeauth.tls), certified by the Parsec-held CA for 127.0.0.1 for CERTIFICATE_DAYS;
 the webhook configuration's caBundle is that CA's certificate, so the API server trusts each
 new key without a change to the configuration, and a server that runs for months never
@@ -25,7 +25,6 @@ from edgefaas.nodeauth.tls import ServerTls
 from edgefaas.parsec.tenancy import ADMIT_PATH, namespace_uid, review
 
 ADMISSION_PORT = 8473
-TLS_DIR = "admission-tls"
 log = logging.getLogger("edgefaas.nodeauth.admission")
 
 

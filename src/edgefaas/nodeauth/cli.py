@@ -20,7 +20,6 @@ from edgefaas.nodeauth.server import AGENT_PORT
 from edgefaas.nodeauth.tls import CA_PEM
 
 STATE_DIR = Path("/var/lib/edgefaas/nodeauth")
-SERVER_TLS_DIR = "server-tls"
 ENROLLMENT_KEY = Path("/etc/edgefaas/nodeauth/enrollment.key")
 
 
@@ -208,13 +207,13 @@ def server_command(
     from edgefaas.nodeauth.tls import ServerTls
 
     names = list(dict.fromkeys(tls_name or ("127.0.0.1", socket.gethostname())))
-    server_tls = ServerTls(service.ca, state_dir / SERVER_TLS_DIR, names)
+    server_tls = ServerTls(service.ca, names)
     threading.Thread(target=server_tls.keep_renewed, args=(threading.Event(),), daemon=True).start()
     http = serve(service, listen, port, server_tls.context)
     if admission_port:
-        from edgefaas.nodeauth.admission import TLS_DIR, namespace_uids, serve_admission
+        from edgefaas.nodeauth.admission import namespace_uids, serve_admission
 
-        tls = ServerTls(service.ca, state_dir / TLS_DIR, [admission_listen])
+        tls = ServerTls(service.ca, [admission_listen])
         webhook = serve_admission(namespace_uids(api), admission_listen, admission_port, tls)
         threading.Thread(target=webhook.serve_forever, daemon=True, name="admission").start()
         threading.Thread(target=tls.keep_renewed, args=(threading.Event(),), daemon=True).start()

@@ -1,9 +1,10 @@
 """TLS with the blueprint's CA: server keys certified by the Parsec-held CA, clients that trust it.
 
 A TLS server needs its private key in hand (the ssl module cannot sign through Parsec), so a
-server's key is an ordinary key file made on its own host, 0600, certified by the CA; the CA's
-own key never leaves Parsec. Clients trust the CA certificate alone: the deploy publishes it
-at CA_PEM on every device (`edgefaas lab ca` prints the lab's).
+server's key is made in its own process, certified by the CA and kept in memory only (never a
+file: a restart makes a new one); the CA's own key never leaves Parsec. Clients trust the CA
+certificate alone: the deploy publishes it at CA_PEM on every device (`edgefaas lab ca`
+prints the lab's).
 """
 
 from __future__ import annotations
@@ -39,40 +40,48 @@ def client_context(ca: bytes | Path) -> ssl.SSLContext:
     return ssl.create_default_context(cadata=cadata)
 
 
-def write_server_credentials(
-    ca: CertificateAuthority, directory: Path, names: list[str], days: float = CERTIFICATE_DAYS
-) -> tuple[Path, Path]:
-    """A new key (0600) and its certificate from `ca` for `names`, in `directory`; their paths."""
+def server_credentials(
+    ca: CertificateAuthority, names: list[str], days: float = CERTIFICATE_DAYS
+) -> tuple[bytes, bytes]:
+    """A new key and its certificate from `ca` for `names`: (certificate PEM, key PEM)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     der = ca.issue_server(key.public_key(), names, days=days)
-    key_path, cert_path = directory / "tls.key", directory / "tls.crt"
     pem_key = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem_key)
-    cert_path.write_bytes(pem_certificate(der))
-    return cert_path, key_path
+    return pem_certificate(der), pem_key
+
+
+def load_in_memory(context: ssl.SSLContext, certificate: bytes, key: bytes) -> None:
+    """Load a certificate and its key into `context` without writing the key to any disk.
+
+    The ssl module reads keys from paths only: an anonymous memory file gives it one
+    (/proc/self/fd/N), gone when closed, so no key file is ever left behind.
+    """
+    fd = os.memfd_create("edgefaas-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, certificate + key)
+        context.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 class ServerTls:
     """A server's TLS context, whose key and certificate `renew` replaces in place (connections
     made after it get the new certificate; those open keep theirs)."""
 
-    def __init__(self, ca: CertificateAuthority, directory: Path, names: list[str]) -> None:
-        self.ca, self.directory, self.names = ca, directory, names
+    def __init__(self, ca: CertificateAuthority, names: list[str]) -> None:
+        self.ca, self.names = ca, names
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.renew()
 
     def renew(self) -> None:
-        certificate, key = write_server_credentials(self.ca, self.directory, self.names)
-        self.context.load_cert_chain(certificate, key)
+        self.certificate, key = server_credentials(self.ca, self.names)
+        load_in_memory(self.context, self.certificate, key)
 
     def keep_renewed(self, stop: threading.Event, every_s: float = RENEW_DAYS * 86400.0) -> None:
         """Renew every `every_s` seconds until `stop` is set; a failure is logged and retried."""
