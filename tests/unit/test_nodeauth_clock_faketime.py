@@ -19,6 +19,7 @@ from edgefaas.nodeauth.enrollment import enrollment_secret
 from edgefaas.nodeauth.marks import CERTIFIED_LABEL, CLOCK_SKEW
 from edgefaas.nodeauth.server import Node, ask_agent
 from edgefaas.nodeauth.service import NodeAuthService, serve
+from edgefaas.nodeauth.tls import ServerTls, pem_certificate
 
 from .parsec_fakes import FakeParsecWithRsa
 from .test_nodeauth_services import FakeNodes, running
@@ -41,8 +42,10 @@ def server(tmp_path):
     svc = NodeAuthService(
         FakeParsecWithRsa(), nodes, tmp_path / "server", KEY, set(), 0, clock_tolerance=TOLERANCE_S
     )
-    port = running(serve(svc, "127.0.0.1", 0))
-    return svc, nodes, f"http://127.0.0.1:{port}"
+    tls = ServerTls(svc.ca, ["127.0.0.1"])
+    port = running(serve(svc, "127.0.0.1", 0, tls.context))
+    (tmp_path / "ca.pem").write_bytes(pem_certificate(svc.ca_certificate))
+    return svc, nodes, f"https://127.0.0.1:{port}"
 
 
 def agent_with_clock(offset: str, url: str, node: str, state: Path):
@@ -50,7 +53,7 @@ def agent_with_clock(offset: str, url: str, node: str, state: Path):
     env = {**os.environ, "FAKETIME_DONT_FAKE_MONOTONIC": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = ["faketime", "-f", offset, sys.executable, "-m", "tests.unit.clock_agent"]
     process = subprocess.Popen(
-        [*command, url, node, enrollment_secret(KEY, node), str(state)],
+        [*command, url, node, enrollment_secret(KEY, node), str(state), str(state.parent / "ca.pem")],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

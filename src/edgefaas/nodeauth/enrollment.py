@@ -21,6 +21,7 @@ so the CLI and the running server can share them without a database.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -155,7 +156,8 @@ def load_or_make_ca_certificate(ca: CertificateAuthority, state_dir: Path) -> by
         )
         if spki == ca.public_key:
             return path.read_bytes()
-    certificate = ca.self_signed()
+    # Valid from a day back: a TLS client whose clock is behind still takes a CA made just now.
+    certificate = ca.self_signed(days=3651, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
     _write_atomically(path, certificate)
     return certificate
 
