@@ -45,7 +45,7 @@ class PostgresServer:
         self.user = "postgres"
         self._as: list[str] = []
         if os.geteuid() == 0:
-            owner = next(u for u in ("postgres", "nobody") if _user_exists(u))
+            owner = server_owner()
             self._as = ["runuser", "-u", owner, "--"]
             shutil.chown(base, owner)
             base.chmod(0o700)
@@ -83,12 +83,15 @@ class PostgresServer:
         return self.url(name)
 
 
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
+def server_owner() -> str:
+    """The account a root-run test server runs as: PostgreSQL refuses to run as root."""
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    raise RuntimeError("neither a postgres nor a nobody account exists to run PostgreSQL as")
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ from click.testing import CliRunner
 from edgefaas.gateway.cli import gateway as gateway_command
 from edgefaas.gateway.database import open_database
 
+from .postgres_server import server_owner
 from .test_gateway_fakes import ADMIN, CODE, Harness
 
 pytestmark = pytest.mark.unit
@@ -109,7 +110,7 @@ def postgresql_disk(tmp_path, postgres_server) -> Iterator[Disk]:
         try:
             space = mount / "tablespace"
             space.mkdir()
-            owner = next(u for u in ("postgres", "nobody") if _user_exists(u))
+            owner = server_owner()
             shutil.chown(space, owner, owner)
             space.chmod(0o700)
             with psycopg.connect(postgres_server.url(), autocommit=True) as conn:
@@ -123,16 +124,6 @@ def postgresql_disk(tmp_path, postgres_server) -> Iterator[Disk]:
             _unmount(mount)
     finally:
         mount.rmdir()
-
-
-def _user_exists(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 @dataclass

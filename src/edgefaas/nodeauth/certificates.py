@@ -71,6 +71,19 @@ def certificate_request(parsec: Any, common_name: str, key: str = NODE_KEY) -> b
     return request.public_bytes(serialization.Encoding.DER)
 
 
+def _signed_request(request: bytes) -> Any:
+    """A PKCS#10 request whose signature proves its key, else CertificateRejected."""
+    from cryptography import x509
+
+    try:
+        csr = x509.load_der_x509_csr(request)
+    except ValueError as exc:
+        raise CertificateRejected(f"malformed certificate request: {exc}") from None
+    if not csr.is_signature_valid:
+        raise CertificateRejected("the certificate request's signature does not verify")
+    return csr
+
+
 class CertificateAuthority:
     """Issues node certificates; its private key is Parsec key `key` and never leaves the service."""
 
@@ -124,12 +137,7 @@ class CertificateAuthority:
         """A node certificate for a PKCS#10 request whose signature proves its key (else rejected)."""
         from cryptography import x509
 
-        try:
-            csr = x509.load_der_x509_csr(request)
-        except ValueError as exc:
-            raise CertificateRejected(f"malformed certificate request: {exc}") from None
-        if not csr.is_signature_valid:
-            raise CertificateRejected("the certificate request's signature does not verify")
+        csr = _signed_request(request)
         names = csr.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         if len(names) != 1:
             raise CertificateRejected("the certificate request must name exactly one node (CN)")
@@ -166,14 +174,7 @@ class CertificateAuthority:
         """A TLS server certificate for the key of a PKCS#10 request (its signature proves the
         key; the key itself never left its host), valid for `names` as the issuer decided them,
         not as the request claims."""
-        from cryptography import x509
-
-        try:
-            csr = x509.load_der_x509_csr(request)
-        except ValueError as exc:
-            raise CertificateRejected(f"malformed certificate request: {exc}") from None
-        if not csr.is_signature_valid:
-            raise CertificateRejected("the certificate request's signature does not verify")
+        csr = _signed_request(request)
         try:
             return self.issue_server(csr.public_key(), names, days=days, now=now)
         except ValueError as exc:
