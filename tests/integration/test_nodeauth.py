@@ -18,8 +18,10 @@ import datetime as dt
 import json
 import shlex
 import time
+import uuid
 
 import pytest
+import yaml
 
 from tests.integration.conftest import Device, connect
 from tests.integration.support import (
@@ -337,3 +339,90 @@ def test_a_server_restarted_while_a_device_joins_certifies_it_once(server, joine
     assert not events(server, joiner.name, "CertificationFailed", since)
     for host in inventory.get_group("k3s_agent"):  # nobody else was lost on the way
         assert is_certified(server, host.name), f"{host.name} lost its certification"
+
+
+def tenant_pod(name: str, uid: int | None, **container_context) -> dict:
+    """A pod manifest as a tenant would send it (it need not run: admission is what is tested)."""
+    pod_context = {"runAsNonRoot": True} | ({"runAsUser": uid} if uid is not None else {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": pod_context,
+            "containers": [
+                {
+                    "name": "client",
+                    "image": "edgefaas-test/not-pulled:0",
+                    "imagePullPolicy": "Never",
+                    "securityContext": {"allowPrivilegeEscalation": False, **container_context},
+                }
+            ],
+        },
+    }
+
+
+def test_a_pod_claiming_another_tenants_uid_is_refused_at_admission(inventory):
+    """Issue 18: in a tenant namespace only the tenant's own Parsec uid is admitted.
+
+    Here, not in the Parsec suite: the authentication server serves the webhook and
+    deploys/nodeauth.py registers it, after deploys/parsec.py made the tenant namespaces.
+    """
+    if not inventory.get_group("k3s_server"):
+        pytest.skip("no K3S in this inventory")
+    import jinja2
+    from kubernetes import client as k8s
+    from kubernetes.client.rest import ApiException
+
+    from edgefaas.parsec.tenancy import CONFIGURATION_NAME, TENANT_LABEL, UID_LABEL
+    from tests.integration.conftest import REPO, server_device
+    from tests.integration.support import kubernetes_api
+
+    core, api_client = kubernetes_api(inventory)
+    # Registered as deployed: failing closed, on the uid-labelled namespaces alone, so nothing
+    # outside them (kube-system above all) waits on it.
+    try:
+        config = k8s.AdmissionregistrationV1Api(api_client).read_validating_webhook_configuration(
+            CONFIGURATION_NAME
+        )
+    except ApiException as exc:
+        pytest.fail(
+            f"no webhook configuration {CONFIGURATION_NAME} ({exc.status}): deploys/nodeauth.py registers it"
+        )
+    (hook,) = config.webhooks
+    assert hook.failure_policy == "Fail"
+    assert [(e.key, e.operator) for e in hook.namespace_selector.match_expressions] == [(UID_LABEL, "Exists")]
+    # The deploy's tenant namespaces carry their uids.
+    wanted = server_device(inventory).data.get("parsec_tenants") or {}
+    template = jinja2.Template((REPO / "templates/parsec/client-pod.yaml.j2").read_text())
+    for namespace, uid in wanted.items():
+        assert core.read_namespace(namespace).metadata.labels.get(UID_LABEL) == str(uid), namespace
+        # The blueprint's own client Job, as its tenant: its pod is admitted (a dry run leaves nothing).
+        job = yaml.safe_load(
+            template.render(tenant="t", uid=uid, node="n", image="i", ops=1, namespace=namespace)
+        )
+        pod_manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"}}
+        pod_manifest["spec"] = job["spec"]["template"]["spec"]
+        core.create_namespaced_pod(namespace, pod_manifest, dry_run="All")
+
+    namespace, uid, other = f"edgefaas-test-tenant-{uuid.uuid4().hex[:6]}", 20901, 20902
+    labels = {TENANT_LABEL: namespace, UID_LABEL: str(uid)}
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace, labels=labels)))
+    try:
+        refusals = {
+            "another tenant's uid": (tenant_pod("claims-other", other), f"runs as uid {other}"),
+            "root": (tenant_pod("claims-root", 0, runAsNonRoot=False), "runs as root"),
+            "no runAsUser": (tenant_pod("claims-nothing", None), "sets no runAsUser"),
+        }
+        for what, (manifest, words) in refusals.items():
+            with pytest.raises(ApiException) as refused:
+                core.create_namespaced_pod(namespace, manifest)
+            assert refused.value.status == 403, (what, refused.value.body)
+            message = json.loads(refused.value.body)["message"]
+            assert "Parsec tenant isolation" in message and words in message, (what, message)
+        admitted = core.create_namespaced_pod(namespace, tenant_pod("own-uid", uid), dry_run="All")
+        assert admitted.spec.security_context.run_as_user == uid
+        assert core.list_namespaced_pod(namespace).items == []
+    finally:
+        core.delete_namespace(namespace)
