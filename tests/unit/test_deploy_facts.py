@@ -115,6 +115,31 @@ def test_the_webhook_is_current_only_when_kubectl_diff_finds_no_difference():
     assert fact.process(["differs"]) is False and fact.process([]) is False
 
 
+@pytest.mark.parametrize(
+    ("config_exit", "diff_exit", "answer"),
+    [(1, 0, "differs"), (0, 0, "current"), (0, 1, "differs")],
+)
+def test_the_webhook_is_not_current_when_its_configuration_cannot_be_made(
+    tmp_path, config_exit, diff_exit, answer
+):
+    """A first deploy reads the fact before the server exists: `kubectl diff` of nothing is no
+    difference, so a configuration that could not be made must not count as current."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    bins = tmp_path / "bin"
+    bins.mkdir()
+    for path, body in (
+        (venv / "bin/edgefaas", f"echo 'kind: ValidatingWebhookConfiguration'; exit {config_exit}"),
+        (bins / "kubectl", f"cat >/dev/null; exit {diff_exit}"),
+    ):
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    command = AdmissionWebhookCurrent().command(str(venv), "/etc/edgefaas/ca.pem")
+    env = {"PATH": f"{bins}:/usr/bin:/bin"}
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == [answer]
+
+
 def test_no_labelled_namespace_is_an_empty_table_not_none():
     # pyinfra answers default() when the command prints nothing (no namespace, or K3S away).
     assert KubeNamespaceLabel.default() == {}

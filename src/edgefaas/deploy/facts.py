@@ -209,12 +209,17 @@ class KubeNamespaceLabel(FactBase[dict[str, str]]):
 
 class AdmissionWebhookCurrent(FactBase[bool]):
     """Whether the cluster's webhook configuration is the one `edgefaas nodeauth admission-config`
-    prints now (kubectl diff: exit 0 is no difference); False when the server cannot say."""
+    prints now (kubectl diff: exit 0 is no difference); False when the server cannot say.
+
+    The configuration is taken first and diffed only if it came: on a first deploy this fact is
+    read before the server or its CA exists, and `kubectl diff` of nothing says "no difference".
+    """
 
     def command(self, venv: str, ca_file: str) -> str:
         return (
-            f"{venv}/bin/edgefaas nodeauth admission-config --ca-file {shlex.quote(ca_file)} "
-            "2>/dev/null | kubectl diff -f - >/dev/null 2>&1 && echo current || echo differs"
+            f"config=$({venv}/bin/edgefaas nodeauth admission-config --ca-file {shlex.quote(ca_file)} "
+            '2>/dev/null) && printf "%s\n" "$config" | kubectl diff -f - >/dev/null 2>&1 '
+            "&& echo current || echo differs"
         )
 
     def process(self, output: list[str]) -> bool:
