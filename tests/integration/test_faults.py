@@ -30,6 +30,7 @@ inventory those faults are skipped.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import threading
@@ -42,7 +43,7 @@ import httpx
 import pytest
 
 from edgefaas.lab import network
-from edgefaas.lab.state import StateError, load_state
+from edgefaas.lab.state import DEFAULT_LAB, StateError, load_state
 from edgefaas.nodeauth.marks import CERTIFIED_AT, CERTIFIED_LABEL, QUARANTINED
 from tests.integration import fault_figures
 from tests.integration.conftest import Device, connect, reconnect
@@ -168,7 +169,7 @@ def _record(fault: str, load: Calls, admin: httpx.Client, license_id: str, since
 @pytest.fixture(scope="module")
 def lab():
     try:
-        state = load_state()
+        state = load_state(os.environ.get("EDGEFAAS_LAB", DEFAULT_LAB))
     except StateError as exc:
         pytest.skip(f"power and link faults need the virtual lab here: {exc}")
     if not any(d.name == "jetson-1" for d in state.spec.devices):
