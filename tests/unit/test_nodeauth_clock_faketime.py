@@ -7,8 +7,10 @@ its tolerance and not within it, and certify the node either way.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,13 +61,22 @@ def agent_with_clock(offset: str, url: str, node: str, state: Path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # faketime runs the agent as its child: a group of their own ends both, not faketime alone.
+        start_new_session=True,
     )
     line = process.stdout.readline() if process.stdout else ""
     if not line.strip().isdigit():
-        process.kill()
+        stop(process, signal.SIGKILL)
         _, err = process.communicate(timeout=10)
         pytest.fail(f"the agent under faketime {offset} did not start: {err[-2000:]}")
     return process, int(line)
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """End the agent and the faketime wrapper around it (their own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    process.wait(timeout=10)
 
 
 @pytest.mark.parametrize(
@@ -84,8 +95,7 @@ def test_the_server_reports_a_moved_clock_beyond_tolerance_and_keeps_the_node_ce
         svc.review_once(full=True)
         svc.review_once(full=True)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process)
     status = svc.status()["nodes"]["jetson-1"]
     assert status["certified"], status["reason"]
     assert nodes.current["jetson-1"].labels[CERTIFIED_LABEL] == "true"
