@@ -36,6 +36,7 @@ edgefaas_secrets_dir on the machine running pyinfra), edgefaas_gateway_url (what
 gateway at), edgefaas_database*, edgefaas_nats_*, edgefaas_idempotency_window.
 """
 
+import dataclasses
 from io import StringIO
 from pathlib import Path
 
@@ -47,23 +48,28 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import InterfaceAddresses, K3sImage, OutOfDateFunctions
+from edgefaas.deploy.facts import GatewayCertificate, InterfaceAddresses, K3sImage, OutOfDateFunctions
 from edgefaas.deploy.functions import check_manifest, manifest, out_of_date, wanted_functions
 from edgefaas.deploy.gateways import (
     database_plan,
     first_gateway,
     gateway_hosts,
+    gateway_tls,
+    gateway_url,
     is_gateway,
     k3s_server,
     queue_plan,
 )
 from edgefaas.deploy.kube_account import copy_from_server, service_account
-from edgefaas.deploy.secrets import gateway_secret
+from edgefaas.deploy.secrets import enrollment_key, gateway_secret
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
 from edgefaas.deploy.shared_state import nats, postgresql
 from edgefaas.deploy.wan import PLAN_PATH, WanError, plan_wan
 from edgefaas.deploy.wan import check_interfaces as check_wan_interfaces
+from edgefaas.nodeauth.enrollment import ENROLL_PORT
+from edgefaas.nodeauth.server_certificates import server_secret
+from edgefaas.nodeauth.tls import CA_PEM
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "edgefaas"
 K3S_DATA_DIR = "/var/lib/rancher/k3s"
@@ -82,6 +88,11 @@ RBAC = f"{CONFIG_DIR}/account.yaml"
 FUNCTIONS_DIR = "/etc/edgefaas/functions"
 MANIFEST = f"{FUNCTIONS_DIR}/functions.json"
 ACCOUNT = "edgefaas-gateway"
+# HTTPS (edgefaas_gateway_tls): the key made on the switch, the certificate from the blueprint's CA.
+TLS_CERT = f"{DATA_DIR}/tls.crt"
+TLS_KEY = f"{DATA_DIR}/tls.key"
+SERVER_SECRET = f"{CONFIG_DIR}/server.secret"
+CERTIFICATE_UNIT = "edgefaas-gateway-certificate"
 
 
 is_node = hosts.k3s_role(host) is not None
@@ -134,10 +145,18 @@ if is_gateway(host, inventory):
     namespace = setting(host, "edgefaas_namespace")
     port = int(setting(host, "edgefaas_gateway_port"))
     server_host = k3s_server(inventory)
-    gateway_url = (
-        setting(host, "edgefaas_gateway_url") or f"http://{hosts.address(first_gateway(inventory))}:{port}"
+    tls = gateway_tls(host)
+    if tls and not server_host.data.get("parsec_service"):
+        raise DeployError(
+            f"{host.name}: the gateway's HTTPS certificate comes from the blueprint's CA, which runs on "
+            f"the K3S server {server_host.name} with Parsec (deploys/nodeauth.py): set parsec_service = True "
+            "there, or edgefaas_gateway_tls = False for plain HTTP"
+        )
+    pods_url = setting(host, "edgefaas_gateway_url") or gateway_url(
+        host, hosts.address(first_gateway(inventory))
     )
-    local_url = f"http://127.0.0.1:{port}"
+    local_url = gateway_url(host, "127.0.0.1")
+    ca_file = str(CA_PEM) if tls else ""
     password_file = f"{DATA_DIR}/admin-password"
 
     nats_token = gateway_secret(host, "nats-token", "NATS client token")
@@ -218,6 +237,7 @@ if is_gateway(host, inventory):
     # The function API declared into the SD-WAN (edgefaas.deploy.wan): what this switch announces.
     wan = wan_plans.get(host.name)
     if wan is not None:
+        wan = dataclasses.replace(wan, ca_file=ca_file)
         check_wan_interfaces(wan, host.get_fact(InterfaceAddresses))
         wan_file = files.put(
             name=f"Write the WAN plan {WAN_PLAN} (anycast {wan.anycast}, {len(wan.functions)} functions)",
@@ -229,6 +249,65 @@ if is_gateway(host, inventory):
             "edgefaas-wan",
             [f"{wan.service_port}/tcp functions at their WAN addresses"],
             f"the functions' service port {wan.service_port}/tcp",
+        )
+    certificate = None
+    if tls:
+        # Every name a client reaches this gateway at: its own address, loopback (functions on this
+        # switch, the announcer), the names the site gives, and its WAN addresses.
+        names = [hosts.address(host), "127.0.0.1", host.name, hosts.node_name(host)]
+        names += list(setting(host, "edgefaas_gateway_tls_names") or [])
+        if wan is not None:
+            names += [str(wan.anycast), *(str(f.address) for _, f in sorted(wan.functions.items()))]
+        names = list(dict.fromkeys(names))
+        secret = files.put(
+            name="Install the secret that admits this gateway to a TLS certificate (0640)",
+            src=StringIO(server_secret(enrollment_key(host), host.name) + "\n"),
+            dest=SERVER_SECRET,
+            user="root",
+            group=user,
+            mode="640",
+        )
+        issuer = files.template(
+            name=f"Install the {CERTIFICATE_UNIT} unit (issues and renews the gateway's certificate)",
+            src=str(TEMPLATES / f"{CERTIFICATE_UNIT}.service.j2"),
+            dest=f"/etc/systemd/system/{CERTIFICATE_UNIT}.service",
+            service_user=user,
+            venv=venv,
+            server_url=f"https://{hosts.address(server_host)}:{ENROLL_PORT}",
+            secret_file=SERVER_SECRET,
+            host_name=host.name,
+            names=names,
+            cert=TLS_CERT,
+            key=TLS_KEY,
+            ca_file=CA_PEM,
+            data_dir=DATA_DIR,
+        )
+        timer = files.put(
+            name=f"Install the {CERTIFICATE_UNIT} timer (twice a day)",
+            src=str(TEMPLATES / f"{CERTIFICATE_UNIT}.timer"),
+            dest=f"/etc/systemd/system/{CERTIFICATE_UNIT}.timer",
+            mode="644",
+        )
+        held = host.get_fact(
+            GatewayCertificate,
+            user=user,
+            venv=venv,
+            names=names,
+            cert=TLS_CERT,
+            key=TLS_KEY,
+            ca_file=str(CA_PEM),
+        )
+        certificate = server.shell(
+            name=f"Get the gateway a certificate from the blueprint's CA for {', '.join(names)} ({held})",
+            commands=[
+                "systemctl daemon-reload",
+                f"systemctl start {CERTIFICATE_UNIT}.service || "
+                f"{{ journalctl -u {CERTIFICATE_UNIT} -n 20 --no-pager >&2; exit 1; }}",
+            ],
+            _if=lambda: held != "current" or any_changed(secret, issuer)(),
+        )
+        keep_running(
+            f"{CERTIFICATE_UNIT}.timer", "the certificate's renewal timer", timer.did_change, "a new timer"
         )
     environment = files.template(
         name="Write what the gateway shares with the others (database, queue; 0640)",
@@ -251,8 +330,11 @@ if is_gateway(host, inventory):
         kubeconfig=KUBECONFIG,
         namespace=namespace,
         runtime_image=runtime_ref,
-        gateway_url=gateway_url,
+        gateway_url=pods_url,
         data_dir=DATA_DIR,
+        tls_cert=TLS_CERT if tls else "",
+        tls_key=TLS_KEY,
+        ca_file=ca_file,
         environment=ENVIRONMENT,
         license_signer=signer,
         wan_plan=WAN_PLAN if wan is not None else "",
@@ -270,10 +352,12 @@ if is_gateway(host, inventory):
         dest=RESTARTER,
         mode="755",
         local_url=local_url,
+        ca_file=ca_file,
         drain_file=DRAIN_FILE,
         drain_seconds=3,
     )
     # A new group takes effect only in a new process: joining parsec-clients restarts too.
+    # Not the certificate: the gateway serves a renewed one by itself, without a restart.
     changes = [unit, environment, kubeconfig, password, license_key, parsec_access, nats_restart]
     restart = any_changed(*[op for op in changes if op is not None])
     # One switch at a time, so the others keep serving every call meanwhile.
@@ -331,6 +415,7 @@ if is_gateway(host, inventory) and host.name == first_gateway(inventory).name:
         url=local_url,
         password_file=password_file,
         wanted=check_manifest(wanted),
+        ca_file=ca_file,
     )
     stale = out_of_date(wanted, checked)
     if stale:
@@ -338,6 +423,6 @@ if is_gateway(host, inventory) and host.name == first_gateway(inventory).name:
             name=f"Deploy or update {', '.join(stale)} through the gateway's API",
             commands=[
                 f"{edgefaas} sync-functions --url {local_url} --password-file {password_file} "
-                f"--manifest {MANIFEST}"
+                f"--manifest {MANIFEST}" + (f" --ca-file {ca_file}" if ca_file else "")
             ],
         )

@@ -114,8 +114,11 @@ def fuzz(
         pytest.skip(f"{operation_id(path, method)} has nothing a negative case could break")
 
 
-def gateway_config(password: str, token: str | None = None) -> SchemathesisConfig:
+def gateway_config(password: str, token: str | None = None, ca_file: str | None = None) -> SchemathesisConfig:
+    """Credentials for the gateway's schemes; `ca_file`: verify its HTTPS by that CA alone."""
     schemes: dict[str, Any] = {"basicAuth": {"username": "admin", "password": password}}
     if token:
         schemes["bearerAuth"] = {"bearer": token}
-    return SchemathesisConfig.from_dict({"auth": {"openapi": schemes}})
+    return SchemathesisConfig.from_dict(
+        {"auth": {"openapi": schemes}, **({"tls-verify": ca_file} if ca_file else {})}
+    )

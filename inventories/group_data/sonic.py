@@ -51,5 +51,6 @@ edgefaas_wan_anycast = "10.255.0.1"
 edgefaas_wan_function_pool = "10.255.1.0/24"
 edgefaas_wan_api_community = "65100:100"
 edgefaas_wan_function_community = "65100:200"
-# Functions answer at http://<their address>/ (no path prefix), on this port.
-edgefaas_wan_service_port = 80
+# Functions answer at https://<their address>/ (no path prefix), on this port (HTTPS only, as the
+# gateway's API: edgefaas_gateway_tls; set 80 with it off).
+edgefaas_wan_service_port = 443

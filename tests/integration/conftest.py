@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -21,10 +22,13 @@ import pytest
 import testinfra
 
 from edgefaas.deploy import results as deploy_results
+from edgefaas.deploy.gateways import gateway_tls, gateway_url
 from edgefaas.deploy.inventory import load_inventory
 
 # Where the gateway keeps its state on the K3S server (deploys/edgefaas.py).
 GATEWAY_DATA_DIR = "/var/lib/edgefaas/gateway"
+# Where deploys/nodeauth.py publishes the blueprint's CA certificate on every K3S node.
+CA_PEM = "/etc/edgefaas/ca.pem"
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -241,13 +245,48 @@ def admin_password(server: Device) -> str:
     return server.host.file(f"{GATEWAY_DATA_DIR}/admin-password").content_string.strip()
 
 
+_CA_PEM: dict[str, str] = {}
+
+
+def blueprint_ca(server: Device) -> str:
+    """The blueprint's CA certificate (PEM) as the K3S server publishes it: what every client of
+    the gateway verifies its HTTPS by (read once per run)."""
+    if server.name not in _CA_PEM:
+        pem = server.host.file(CA_PEM).content_string
+        assert "BEGIN CERTIFICATE" in pem, (
+            f"no CA certificate at {server.name}:{CA_PEM} (deploys/nodeauth.py)"
+        )
+        _CA_PEM[server.name] = pem
+    return _CA_PEM[server.name]
+
+
+def gateway_verify(server: Device) -> ssl.SSLContext | bool:
+    """httpx's `verify` for the site's gateways: the blueprint's CA alone (True without HTTPS)."""
+    if not gateway_tls(server):
+        return True
+    return ssl.create_default_context(cadata=blueprint_ca(server))
+
+
+def gateway_base(server: Device, address: str, port: int) -> str:
+    """A gateway's base URL at `address` in the scheme the site serves (edgefaas_gateway_tls)."""
+    return gateway_url(server, address, port)
+
+
 @pytest.fixture(scope="module")
 def admin(server, port):
-    """An admin client of the gateway, from the test runner (through the ACL)."""
+    """An admin client of the gateway, from the test runner (through the ACL), verifying its HTTPS
+    by the blueprint's CA."""
     import httpx
 
     password = admin_password(server)
+    verify = gateway_verify(server)
     with httpx.Client(
-        base_url=f"http://{server.address}:{port}", auth=("admin", password), timeout=120, trust_env=False
+        base_url=gateway_base(server, server.address, port),
+        auth=("admin", password),
+        timeout=120,
+        trust_env=False,
+        verify=verify,
     ) as client:
+        # What other clients of the same gateway verify it by (httpx keeps it private).
+        client.verify_tls = verify  # type: ignore[attr-defined]
         yield client

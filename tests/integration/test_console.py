@@ -11,22 +11,29 @@ reports/console/ (the README's pictures; Jenkins archives them).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
+import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 # Not importorskip: without the [browser] extra (scripts/setup installs it) this suite must
 # fail, not pass by skipping.
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.integration.conftest import REPO, admin_password
+from tests.integration.conftest import REPO, admin_password, gateway_base, gateway_verify
 from tests.integration.support import wait_for
 
 CHROMIUM = os.environ.get("EDGEFAAS_CHROMIUM", "/usr/bin/chromium")
@@ -44,7 +51,29 @@ SPEC_FIELDS = ("envProcess", "envVars", "labels", "annotations", "constraints", 
 @pytest.fixture(scope="module")
 def gateway_url(server) -> str:
     port = int(server.data.get("edgefaas_gateway_port") or 8080)
-    return (server.data.get("edgefaas_gateway_url") or f"http://{server.address}:{port}").rstrip("/")
+    return (server.data.get("edgefaas_gateway_url") or gateway_base(server, server.address, port)).rstrip("/")
+
+
+@pytest.fixture(scope="module")
+def verify(server):
+    return gateway_verify(server)
+
+
+def pinned_key(gateway_url: str, verify: ssl.SSLContext) -> str:
+    """The gateway's public key as Chromium pins one (base64 of its SPKI's SHA-256), read over a
+    connection verified by the blueprint's CA: Chromium then trusts that key and nothing else."""
+    parts = urlsplit(gateway_url)
+    with (
+        socket.create_connection((parts.hostname, parts.port or 443), timeout=10) as raw,
+        verify.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    spki = (
+        x509.load_der_x509_certificate(der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +83,10 @@ def password(server) -> str:
 
 
 @pytest.fixture(scope="module")
-def admin(gateway_url, password) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway_url, auth=("admin", password), timeout=120, trust_env=False) as client:
+def admin(gateway_url, password, verify) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=gateway_url, auth=("admin", password), timeout=120, trust_env=False, verify=verify
+    ) as client:
         yield client
 
 
@@ -74,11 +105,15 @@ def license(admin) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(gateway_url, verify) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package (scripts/setup does)")
+    args = ["--no-sandbox"]
+    if gateway_url.startswith("https:"):
+        # The browser checks the gateway as the test runner did: by the key the CA certified.
+        args.append(f"--ignore-certificate-errors-spki-list={pinned_key(gateway_url, verify)}")
     with sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=args)
         yield launched
         launched.close()
 

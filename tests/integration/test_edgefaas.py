@@ -23,7 +23,14 @@ import pytest
 from edgefaas.deploy import hosts
 from edgefaas.deploy.gateways import database_plan, gateway_hosts
 from tests.integration import fault_figures
-from tests.integration.conftest import GATEWAY_DATA_DIR, admin_password, connect, run_deploy, server_device
+from tests.integration.conftest import (
+    GATEWAY_DATA_DIR,
+    admin_password,
+    connect,
+    gateway_base,
+    run_deploy,
+    server_device,
+)
 from tests.integration.support import Callbacks, kubernetes_api, wait_for
 
 kubernetes = pytest.importorskip("kubernetes")
@@ -45,8 +52,11 @@ def caller(admin):
     assert answer.status_code == 201, answer.text
     license = answer.json()
     headers = {"Authorization": f"Bearer {license['token']}"}
-    with httpx.Client(base_url=str(admin.base_url), headers=headers, timeout=60, trust_env=False) as client:
+    with httpx.Client(
+        base_url=str(admin.base_url), headers=headers, timeout=60, trust_env=False, verify=admin.verify_tls
+    ) as client:
         client.license_id = license["id"]  # type: ignore[attr-defined]
+        client.verify_tls = admin.verify_tls  # type: ignore[attr-defined]
         yield client
     admin.delete(f"/system/licenses/{license['id']}")
 
@@ -114,7 +124,7 @@ def test_gateway_uses_its_own_namespaced_kubernetes_account(device):
 
 
 def test_healthz_answers_through_the_control_plane_acl(admin):
-    answer = httpx.get(f"{admin.base_url}/healthz", timeout=5, trust_env=False)
+    answer = httpx.get(f"{admin.base_url}/healthz", timeout=5, trust_env=False, verify=admin.verify_tls)
     assert answer.status_code == 200 and answer.text == "OK"
 
 
@@ -210,10 +220,14 @@ def test_a_forged_token_is_refused_and_not_billed(admin, caller):
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     before = _billed(admin, caller.license_id)
     answer = httpx.post(
-        f"{admin.base_url}/function/FuncC", headers={"Authorization": f"Bearer {forged}"}, trust_env=False
+        f"{admin.base_url}/function/FuncC",
+        headers={"Authorization": f"Bearer {forged}"},
+        trust_env=False,
+        verify=admin.verify_tls,
     )
     assert answer.status_code == 403, answer.text
-    assert httpx.post(f"{admin.base_url}/function/FuncC", trust_env=False).status_code == 401
+    unsigned = httpx.post(f"{admin.base_url}/function/FuncC", trust_env=False, verify=admin.verify_tls)
+    assert unsigned.status_code == 401
     assert _billed(admin, caller.license_id) == before
 
 
@@ -241,7 +255,10 @@ def test_a_token_edited_by_one_byte_is_refused_and_not_billed(admin, caller):
     edited = token.replace(claims, claims[:index] + swapped + claims[index + 1 :])
     before = _billed(admin, caller.license_id)
     answer = httpx.post(
-        f"{admin.base_url}/function/FuncC", headers={"Authorization": f"Bearer {edited}"}, trust_env=False
+        f"{admin.base_url}/function/FuncC",
+        headers={"Authorization": f"Bearer {edited}"},
+        trust_env=False,
+        verify=admin.verify_tls,
     )
     assert answer.status_code in (401, 403), answer.text
     assert _billed(admin, caller.license_id) == before
@@ -258,8 +275,8 @@ def test_an_unknown_function_is_404(caller):
 class Load:
     """A few threads calling FuncA (so FuncC, through the chain) until told to stop."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], threads: int = 4) -> None:
-        self.base_url, self.headers = base_url, headers
+    def __init__(self, base_url: str, headers: dict[str, str], verify: Any, threads: int = 4) -> None:
+        self.base_url, self.headers, self.verify = base_url, headers, verify
         self.stop = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
@@ -279,7 +296,7 @@ class Load:
 
     def run(self) -> None:
         with httpx.Client(
-            base_url=self.base_url, headers=self.headers, timeout=30, trust_env=False
+            base_url=self.base_url, headers=self.headers, timeout=30, trust_env=False, verify=self.verify
         ) as client:
             while not self.stop.is_set():
                 try:
@@ -312,7 +329,7 @@ def test_an_update_under_steady_load_loses_no_call(admin, caller, api):
         "public": original["public"],
     }
     try:
-        with Load(str(caller.base_url), dict(caller.headers)) as load:
+        with Load(str(caller.base_url), dict(caller.headers), caller.verify_tls) as load:
             wait_for(lambda: load.ok >= 10, 30, "calls flowing before the update", interval=0.5)
             started = time.monotonic()
             answer = admin.put("/system/functions", json=body)
@@ -374,13 +391,16 @@ def gateways(inventory, admin, port) -> list[httpx.Client]:
     password = admin_password(server_device(inventory))
     clients = [
         httpx.Client(
-            base_url=f"http://{hosts.address(g)}:{port}",
+            base_url=gateway_base(server_device(inventory), hosts.address(g), port),
             auth=("admin", password),
             timeout=60,
             trust_env=False,
+            verify=admin.verify_tls,
         )
         for g in found
     ]
+    for client in clients:
+        client.verify_tls = admin.verify_tls  # type: ignore[attr-defined]
     yield clients
     for client in clients:
         client.close()
@@ -393,6 +413,7 @@ def _callers(gateways: list[httpx.Client], token: str) -> list[httpx.Client]:
             headers={"Authorization": f"Bearer {token}"},
             timeout=60,
             trust_env=False,
+            verify=g.verify_tls,
         )
         for g in gateways
     ]

@@ -62,7 +62,7 @@ def admins(site):
 def _answering(site: wan.Site):
     """A switch whose gateway answers now (one may be restarting)."""
     return wait_for(
-        lambda: next((s for s in site.switches if wan.healthy(site.gateway_url(s))), None),
+        lambda: next((s for s in site.switches if wan.healthy(site.gateway_url(s), site.verify)), None),
         RESTART_TIMEOUT,
         "a gateway that answers /healthz",
         interval=0.5,
@@ -91,7 +91,8 @@ def figures():
 
 def _curl(site: wan.Site, url: str, *args: str, timeout: float = 30) -> tuple[int, dict[str, str], str]:
     """(status, headers, body) of curl from the WAN client; an AssertionError when curl itself fails."""
-    command = " ".join(["curl -sS -i", f"--max-time {timeout:g}", *map(shlex.quote, args), shlex.quote(url)])
+    verify = ["--cacert", site.pe_ca_file()] if url.startswith("https:") else []
+    command = " ".join(["curl -sS -i", f"--max-time {timeout:g}", *map(shlex.quote, [*verify, *args, url])])
     result = sonic.wan_client(site.pe, command)
     assert result.rc == 0, f"curl {url} from the WAN client on {site.pe.name}: rc {result.rc} {result.stderr}"
     head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
@@ -256,7 +257,7 @@ def test_a_gateway_killed_under_load_fails_only_its_running_calls_and_bills_each
     survivor = next(s for s in site.switches if s is not victim)
     before = wan.billed_calls(admins[survivor.name], license["id"])
     watch = wan.PathWatch(site.pe, site.anycast, victim.address)
-    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS) as load, watch:
+    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS, ca_pem=site.ca_pem) as load, watch:
         wait_for(lambda: load.succeeded() >= 40, 60, "calls flowing from the WAN client", interval=0.5)
         flowing = load.succeeded()
         # From before the kill command: its SSH round trip is counted against the limit.
@@ -336,7 +337,7 @@ def test_a_rolling_restart_of_every_gateway_fails_no_call(site, admins, license,
     _wait_announced_by_all(site, site.anycast)
     before = wan.billed_calls(_any_admin(site, admins), license["id"])
     took = []
-    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS) as load:
+    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS, ca_pem=site.ca_pem) as load:
         wait_for(lambda: load.succeeded() >= 40, 60, "calls flowing from the WAN client", interval=0.5)
         for switch in site.switches:
             started = time.monotonic()
@@ -398,8 +399,10 @@ def test_a_function_removed_through_the_api_has_its_route_withdrawn(site, figure
         )
         listed = {e["name"] for e in admin.get("/system/apis").json()}
         assert PUBLIC_FUNCTION not in listed, f"/system/apis still lists the removed {PUBLIC_FUNCTION}"
-        unreachable = sonic.wan_client(site.pe, f"curl -sS --max-time 3 http://{prefix[:-3]}/")
-        assert unreachable.rc != 0, f"expected http://{prefix[:-3]}/ unreachable: {unreachable.stdout[:200]}"
+        url = site.service_url(prefix[:-3])
+        verify = f"--cacert {site.pe_ca_file()} " if site.ca_pem else ""
+        unreachable = sonic.wan_client(site.pe, f"curl -sS --max-time 3 {verify}{url}/")
+        assert unreachable.rc != 0, f"expected {url}/ unreachable: {unreachable.stdout[:200]}"
     finally:
         _restore(admin, body)
         admin.close()

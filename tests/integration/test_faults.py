@@ -38,6 +38,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,9 +73,15 @@ class Calls:
     retried with that key until it succeeds or `retry_for` seconds pass."""
 
     def __init__(
-        self, base_url: str, token: str, functions: tuple[str, ...], threads: int = 4, retry_for: float = 60.0
+        self,
+        base_url: str,
+        token: str,
+        functions: tuple[str, ...],
+        verify: Any = True,
+        threads: int = 4,
+        retry_for: float = 60.0,
     ) -> None:
-        self.base_url, self.token, self.functions = base_url, token, functions
+        self.base_url, self.token, self.functions, self.verify = base_url, token, functions, verify
         self.retry_for = retry_for
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -103,7 +110,9 @@ class Calls:
 
     def run(self, number: int) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
-        with httpx.Client(base_url=self.base_url, headers=headers, timeout=10, trust_env=False) as client:
+        with httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=10, trust_env=False, verify=self.verify
+        ) as client:
             turn = number
             while not self.stop.is_set():
                 function = self.functions[turn % len(self.functions)]
@@ -193,7 +202,7 @@ def license(admin):
 
 
 def _load(admin: httpx.Client, license: dict, functions: tuple[str, ...] = MOVABLE) -> Calls:
-    load = Calls(str(admin.base_url), license["token"], functions)
+    load = Calls(str(admin.base_url), license["token"], functions, admin.verify_tls)
     load.billed_before = _billed(admin, license["id"])  # the license serves every fault in turn
     return load
 
@@ -315,7 +324,13 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
     stop_pinned = threading.Event()
 
     def call_pinned(started: float) -> None:
-        with httpx.Client(base_url=str(admin.base_url), headers=headers, timeout=15, trust_env=False) as c:
+        with httpx.Client(
+            base_url=str(admin.base_url),
+            headers=headers,
+            timeout=15,
+            trust_env=False,
+            verify=admin.verify_tls,
+        ) as c:
             while not stop_pinned.is_set():
                 began = time.monotonic()
                 try:
@@ -503,7 +518,9 @@ def test_parsec_restarted_its_clients_recover_without_restarts(server, api, admi
             interval=1,
         )
         try:
-            with httpx.Client(base_url=str(admin.base_url), timeout=30, trust_env=False) as client:
+            with httpx.Client(
+                base_url=str(admin.base_url), timeout=30, trust_env=False, verify=admin.verify_tls
+            ) as client:
                 answer = client.post(
                     f"/function/{MOVABLE[0]}", json={}, headers={"Authorization": f"Bearer {issued['token']}"}
                 )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +31,7 @@ import pytest
 import schemathesis
 from schemathesis import GenerationMode
 
-from tests.integration.conftest import admin_password
+from tests.integration.conftest import admin_password, blueprint_ca
 from tests.schema_support import OPERATIONS, fuzz, gateway_config, operation_id
 
 EXAMPLES = int(os.environ.get("EDGEFAAS_SCHEMA_EXAMPLES", "0")) or None
@@ -87,16 +88,22 @@ def _licenses(client: httpx.Client) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def lab(server, admin) -> Iterator[dict[str, Any]]:
+def lab(server, admin, tmp_path_factory) -> Iterator[dict[str, Any]]:
     """The lab gateway's schema; what existed before is protected, and checked untouched afterwards."""
     base = str(admin.base_url).rstrip("/")
     password = admin_password(server)
+    ca_file = None
+    if base.startswith("https:"):
+        ca_file = str(tmp_path_factory.mktemp("ca") / "ca.pem")
+        Path(ca_file).write_text(blueprint_ca(server))
     before_functions, before_licenses = _functions(admin), _licenses(admin)
     host = httpx.URL(base).host
     with pytest.MonkeyPatch.context() as env:
         # schemathesis calls through requests, which honours proxy variables; the gateway is a neighbour.
         env.setenv("NO_PROXY", ",".join(filter(None, [os.environ.get("NO_PROXY"), host])))
-        schema = schemathesis.openapi.from_url(f"{base}/openapi.json", config=gateway_config(password))
+        schema = schemathesis.openapi.from_url(
+            f"{base}/openapi.json", config=gateway_config(password, ca_file=ca_file), verify=ca_file or True
+        )
         yield {
             "schema": schema,
             "protected": set(before_functions) | set(before_licenses),

@@ -22,7 +22,7 @@ from edgefaas.lab.builds.triton import TRITON_GLIBC
 from edgefaas.lab.profiles import NVIDIA_RUNTIME_LOG
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
 from edgefaas.triton.client import FaceExpressionClient, InferenceError
-from tests.integration.conftest import run_deploy
+from tests.integration.conftest import gateway_base, gateway_verify, run_deploy
 from tests.integration.support import kubernetes_api, nvidia_runtime, wait_for
 
 tritonclient = pytest.importorskip("tritonclient.http")
@@ -286,7 +286,12 @@ def test_the_two_test_case_jobs_pass_on_different_devices(inventory):
 
 @pytest.fixture(scope="module")
 def public(server, port):
-    with httpx.Client(base_url=f"http://{server.address}:{port}", timeout=120, trust_env=False) as client:
+    with httpx.Client(
+        base_url=gateway_base(server, server.address, port),
+        timeout=120,
+        trust_env=False,
+        verify=gateway_verify(server),
+    ) as client:
         yield client
 
 

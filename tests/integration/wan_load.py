@@ -4,7 +4,8 @@
 
 The configuration (JSON on standard input, so the license token stays out of the process
 list): url (the API's anycast base URL), function, token, threads, timeout (seconds per
-request), retry_delay, stop_file, progress_file, limit_s, probe_interval.
+request), retry_delay, stop_file, progress_file, limit_s, probe_interval, and ca_pem (the
+blueprint's CA, which an https url is verified by).
 
 Each thread calls POST <url>/function/<function> with a fresh X-Call-Id key, over a new
 connection each time (an anycast address may move between switches between two calls). A
@@ -22,6 +23,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -33,7 +35,9 @@ class Load:
     def __init__(self, config: dict) -> None:
         self.config = config
         parts = urllib.parse.urlsplit(config["url"])
-        self.host, self.port = parts.hostname, parts.port or 80
+        self.tls = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port or (443 if self.tls else 80)
+        self.context = ssl.create_default_context(cadata=config["ca_pem"]) if self.tls else None
         self.path = f"/function/{config['function']}"
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -50,7 +54,12 @@ class Load:
         self.probe_failures = 0
 
     def request(self, method: str, path: str, headers: dict, body: bytes | None) -> tuple[int, dict, bytes]:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.config["timeout"])
+        timeout = self.config["timeout"]
+        connection = (
+            http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.context)
+            if self.tls
+            else http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        )
         try:
             connection.request(method, path, body=body, headers=headers)
             answer = connection.getresponse()

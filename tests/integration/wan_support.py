@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+import ssl
 import threading
 import time
 import uuid
@@ -24,12 +25,14 @@ from typing import Any
 import httpx
 
 from edgefaas.deploy import hosts
-from edgefaas.deploy.gateways import gateway_hosts
+from edgefaas.deploy.gateways import gateway_hosts, gateway_tls
 from edgefaas.deploy.wan import WanPlan, plan_wan
 from tests.integration import sonic_support as sonic
-from tests.integration.conftest import Device, admin_password, connect, server_device
+from tests.integration.conftest import Device, admin_password, blueprint_ca, connect, server_device
 
 GATEWAY_UNIT = "edgefaas-gateway.service"
+# Where the tests put the blueprint's CA on the PE, for the WAN client's curl.
+PE_CA_FILE = "/tmp/edgefaas-blueprint-ca.pem"
 LOAD_SCRIPT = Path(__file__).with_name("wan_load.py")
 WATCH_SCRIPT = Path(__file__).with_name("wan_watch.py")
 # A licensed function with no placement constraint, fast to answer (the chain's last).
@@ -45,6 +48,13 @@ class Site:
     plans: dict[str, WanPlan]
     port: int
     password: str
+    server: Device
+    # The blueprint's CA (PEM) when the gateways serve HTTPS only, "" for plain HTTP.
+    ca_pem: str = ""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ca_pem else "http"
 
     @property
     def anycast(self) -> str:
@@ -54,11 +64,20 @@ class Site:
     def api_url(self) -> str:
         """The API as a WAN client calls it: the anycast address, the gateway's port."""
         plan = next(iter(self.plans.values()))
-        return f"http://{plan.anycast}:{plan.api_port}"
+        return f"{self.scheme}://{plan.anycast}:{plan.api_port}"
+
+    def service_url(self, address: str) -> str:
+        """A function at its own WAN address, on the service port."""
+        plan = next(iter(self.plans.values()))
+        return f"{self.scheme}://{address}:{plan.service_port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else True
 
     def gateway_url(self, switch: Device) -> str:
         """The switch's own gateway as the test runner reaches it (the management network)."""
-        return f"http://{hosts.address(switch)}:{self.port}"
+        return f"{self.scheme}://{hosts.address(switch)}:{self.port}"
 
     def admin(self, switch: Device, timeout: float = 60) -> httpx.Client:
         return httpx.Client(
@@ -66,7 +85,19 @@ class Site:
             auth=("admin", self.password),
             timeout=timeout,
             trust_env=False,
+            verify=self.verify,
         )
+
+    def pe_ca_file(self) -> str:
+        """The CA as a file on the PE, for curl in the WAN client's namespace (written once)."""
+        if not self.ca_pem:
+            return ""
+        path = PE_CA_FILE
+        if self.pe.host.file(path).content_string != self.ca_pem:
+            written = self.pe.host.run(f"printf %s {shlex.quote(self.ca_pem)} > {path}")
+            if written.rc != 0:
+                raise RuntimeError(f"{self.pe.name}: cannot write {path}: {written.stderr}")
+        return path
 
     def switch_at(self, address: str) -> Device | None:
         return next((s for s in self.switches if s.address == address), None)
@@ -93,7 +124,10 @@ def find_site(inventory) -> Site | str:
         return f"{pe.name} has no WAN client namespace {sonic.WAN_CLIENT_NETNS}: {probe.stderr.strip()}"
     server = server_device(inventory)
     port = int(server.data.get("edgefaas_gateway_port") or 8080)
-    return Site(switches, pe, {s.name: plans[s.name] for s in switches}, port, admin_password(server))
+    ca_pem = blueprint_ca(server) if gateway_tls(server) else ""
+    return Site(
+        switches, pe, {s.name: plans[s.name] for s in switches}, port, admin_password(server), server, ca_pem
+    )
 
 
 # -- the PE's view ---------------------------------------------------------------------------------
@@ -162,9 +196,9 @@ def kill_gateway(switch: Device) -> None:
         raise RuntimeError(f"{switch.name}: systemctl kill {GATEWAY_UNIT} failed: {killed.stderr}")
 
 
-def healthy(url: str) -> bool:
+def healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     try:
-        return httpx.get(f"{url}/healthz", timeout=2, trust_env=False).status_code == 200
+        return httpx.get(f"{url}/healthz", timeout=2, trust_env=False, verify=verify).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -282,9 +316,11 @@ class WanLoad(DeviceScript):
         retry_delay: float = 4.0,
         timeout: float = 10.0,
         limit_s: float = 240.0,
+        ca_pem: str = "",
     ) -> None:
         config = {
             "url": url,
+            "ca_pem": ca_pem,
             "function": function,
             "token": token,
             "threads": threads,

@@ -82,7 +82,7 @@ def _wait(predicate, timeout: float, what: str, interval: float = 0.5) -> None:
 def _answering(site: wan.Site):
     for _ in range(int(RESTART_TIMEOUT / 0.5)):
         for switch in site.switches:
-            if wan.healthy(site.gateway_url(switch)):
+            if wan.healthy(site.gateway_url(switch), site.verify):
                 return switch
         time.sleep(0.5)
     raise SystemExit("no gateway answers /healthz")
@@ -103,7 +103,7 @@ def failover_try(site: wan.Site, token: str, license_id: str, threads: int) -> d
     with site.admin(_answering(site)) as admin:
         before = wan.billed_calls(admin, license_id)
     watch = wan.PathWatch(site.pe, site.anycast, victim.address)
-    with wan.WanLoad(site.pe, site.api_url, token, threads) as load, watch:
+    with wan.WanLoad(site.pe, site.api_url, token, threads, ca_pem=site.ca_pem) as load, watch:
         _wait(lambda: load.succeeded() >= 20, 60, "calls flowing from the WAN client")
         killed_at = time.time()
         wan.kill_gateway(victim)
@@ -158,7 +158,7 @@ def failover(site: wan.Site, tries: int, threads: int) -> tuple[list[str], dict[
 # -- throughput -----------------------------------------------------------------------------------
 
 
-def _round(urls: list[str], token: str, threads: int, seconds: float) -> tuple[int, int]:
+def _round(urls: list[str], token: str, threads: int, seconds: float, verify: Any = True) -> tuple[int, int]:
     """(calls answered 200, other outcomes) in `seconds`, each thread alternating over `urls`."""
     counts: Counter[str] = Counter()
     lock = threading.Lock()
@@ -167,7 +167,11 @@ def _round(urls: list[str], token: str, threads: int, seconds: float) -> tuple[i
     def user(offset: int) -> None:
         clients = [
             httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30, trust_env=False
+                base_url=url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+                trust_env=False,
+                verify=verify,
             )
             for url in urls
         ]
@@ -200,10 +204,10 @@ def throughput(site: wan.Site, threads: int, seconds: float) -> tuple[list[str],
         license = wan.new_license(admin, "bench-throughput")
     found: dict[str, list[tuple[int, int]]] = {"one": [], "two": []}
     try:
-        _round(urls, license["token"], threads, 2)  # warm both gateways and the function
+        _round(urls, license["token"], threads, 2, site.verify)  # warm both gateways and the function
         for _ in range(2):
-            found["one"].append(_round(urls[:1], license["token"], threads, seconds))
-            found["two"].append(_round(urls, license["token"], threads, seconds))
+            found["one"].append(_round(urls[:1], license["token"], threads, seconds, site.verify))
+            found["two"].append(_round(urls, license["token"], threads, seconds, site.verify))
     finally:
         with site.admin(_answering(site)) as admin:
             admin.delete(f"/system/licenses/{license['id']}")

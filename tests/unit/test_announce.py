@@ -67,6 +67,7 @@ def test_desired_state_follows_health_and_the_functions_served():
         ({"service_port": 0}, "service_port"),
         ({"api_profile": "OTHER"}, "api_profile"),
         ({"function_community": "1:2:3"}, "function_community"),
+        ({"ca_file": "ca.pem"}, "ca_file"),
         ({"functions": {"camera": {"address": "10.9.9.9"}}}, "functions.camera.address"),
         (
             {"functions": {"a": {"address": "10.255.1.7"}, "b": {"address": "10.255.1.7"}}},

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edgefaas.gateway.sync import Gateway
 from edgefaas.gateway.tls import CertificateReloader, server_context
 from edgefaas.nodeauth.certificates import CertificateAuthority, CertificateRejected
 from edgefaas.nodeauth.enrollment import EnrollmentRefused, enrollment_secret
@@ -29,6 +30,7 @@ from edgefaas.nodeauth.server_certificates import (
 )
 from edgefaas.nodeauth.service import NodeAuthService, serve
 from edgefaas.nodeauth.tls import ServerTls, client_context, pem_certificate
+from edgefaas.sonic.announce import GatewayProbe
 
 from .live_gateway import free_port
 from .parsec_fakes import FakeParsecWithRsa
@@ -131,13 +133,26 @@ def credentials(tmp_path):
     return ca, tmp_path / "tls.crt", tmp_path / "tls.key"
 
 
+CALLER = """
+def handle(event, context):
+    return {"below": context.call("Callee", json={"n": 1}).json()}
+"""
+CALLEE = """
+def handle(event, context):
+    return {"n": event.json()["n"] + 1}
+"""
+
+
 def test_the_gateway_serves_https_verified_by_the_ca_and_nothing_in_plain_http(tmp_path, credentials):
     ca, cert, key = credentials
     port = free_port()
+    (tmp_path / "ca.pem").write_bytes(pem_certificate(ca.self_signed()))
     env = {**os.environ, "EDGEFAAS_ADMIN_PASSWORD": "s3cret-admin"}
     command = [sys.executable, "-c", "from edgefaas.cli import main; main()", "gateway", "--backend", "local"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path / "data")]
     command += ["--tls-cert", str(cert), "--tls-key", str(key), "--log-level", "warning"]
+    # Functions get the CA, and verify the gateway by it when they call each other.
+    command += ["--ca-file", str(tmp_path / "ca.pem")]
     gateway = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     trusting = client_context(ca.self_signed())
     try:
@@ -158,6 +173,28 @@ def test_the_gateway_serves_https_verified_by_the_ca_and_nothing_in_plain_http(t
             trust_env=False,
         )
         assert admin.status_code == 200
+        with httpx.Client(
+            base_url=f"https://127.0.0.1:{port}", auth=("admin", "s3cret-admin"), verify=trusting, timeout=60
+        ) as client:
+            for name, code in (("Callee", CALLEE), ("Caller", CALLER)):
+                deployed = client.post(
+                    "/system/functions", json={"service": name, "code": code, "public": True}
+                )
+                assert deployed.status_code in (200, 202), deployed.text
+            chained = client.post("/function/Caller", json={})
+            assert chained.status_code == 200, chained.text
+            assert chained.json() == {"below": {"n": 2}}
+        # The switch's own clients verify the gateway by the CA: the announcer's health probe...
+        assert GatewayProbe(port, 5.0, ca_file=str(tmp_path / "ca.pem")).healthy() == (True, "")
+        (tmp_path / "other.pem").write_bytes(
+            pem_certificate(CertificateAuthority(FakeParsecWithRsa()).self_signed())
+        )
+        healthy, why = GatewayProbe(port, 5.0, ca_file=str(tmp_path / "other.pem")).healthy()
+        assert not healthy and "CERTIFICATE_VERIFY_FAILED" in why
+        # ...and the deploy's check of the functions through the admin API.
+        (tmp_path / "password").write_text("s3cret-admin\n")
+        wanted = Gateway(f"https://127.0.0.1:{port}", tmp_path / "password", tmp_path / "ca.pem")
+        assert wanted.request("GET", "/system/functions")[0] == 200
         # Plain HTTP: no answer at all, so a password sent that way is never read.
         with pytest.raises(httpx.TransportError):
             httpx.get(
@@ -170,6 +207,54 @@ def test_the_gateway_serves_https_verified_by_the_ca_and_nothing_in_plain_http(t
     finally:
         gateway.terminate()
         gateway.wait(15)
+
+
+def test_a_ca_file_that_holds_no_certificate_is_refused_naming_it(tmp_path, credentials):
+    from click.testing import CliRunner
+
+    from edgefaas.cli import main
+
+    _, cert, key = credentials
+    (tmp_path / "empty.pem").write_text("")
+    for bad in (tmp_path / "empty.pem", tmp_path / "absent.pem"):
+        result = CliRunner().invoke(
+            main,
+            [
+                "gateway",
+                "--backend",
+                "local",
+                "--tls-cert",
+                str(cert),
+                "--tls-key",
+                str(key),
+                "--ca-file",
+                str(bad),
+            ],
+        )
+        assert result.exit_code != 0 and str(bad) in result.output and "--ca-file" in result.output
+
+
+def test_certificate_check_says_what_the_deploy_would_renew_without_asking_anyone(tmp_path, credentials):
+    from click.testing import CliRunner
+
+    from edgefaas.cli import main
+
+    ca, cert, key = credentials
+    (tmp_path / "ca.pem").write_bytes(pem_certificate(ca.self_signed()))
+    base = ["gateway", "certificate", "--check", "--ca-file", str(tmp_path / "ca.pem"), "--key", str(key)]
+    held = CliRunner().invoke(
+        main, [*base, "--cert", str(cert), "--name", "127.0.0.1", "--name", "localhost"]
+    )
+    assert held.exit_code == 0 and held.output.strip() == "current"
+    more = CliRunner().invoke(
+        main, [*base, "--cert", str(cert), "--name", "127.0.0.1", "--name", "10.255.1.9"]
+    )
+    assert more.exit_code == 0 and more.output.startswith("renew: it names")
+    none = CliRunner().invoke(main, [*base, "--cert", str(tmp_path / "no.crt"), "--name", "127.0.0.1"])
+    assert none.output.strip() == "renew: no certificate yet"
+    # Asking for one needs the server, the secret and the host: refused naming what is missing.
+    ask = CliRunner().invoke(main, [*base[:2], *base[3:], "--cert", str(cert), "--name", "127.0.0.1"])
+    assert ask.exit_code != 0 and "--server-url, --secret-file, --host needed" in ask.output
 
 
 def test_half_the_tls_options_is_refused_with_the_reason(tmp_path, credentials):

@@ -141,9 +141,11 @@ class KubernetesBackend(Backend):
         poll_interval: float = 0.25,
         watch: bool = True,
         watch_timeout: int = 60,
+        gateway_ca: str = "",
     ) -> None:
         self.runtime_image = runtime_image
         self.gateway_url = gateway_url
+        self.gateway_ca = gateway_ca
         self.namespace = namespace
         self.kubeconfig = kubeconfig
         self.core = core_api
@@ -209,6 +211,7 @@ class KubernetesBackend(Backend):
             obj,
             runtime_image=self.runtime_image,
             gateway_url=self.gateway_url,
+            gateway_ca=self.gateway_ca,
             version=1,
             created_at=now,
             updated_at=now,
@@ -254,6 +257,7 @@ class KubernetesBackend(Backend):
                 obj,
                 runtime_image=self.runtime_image,
                 gateway_url=self.gateway_url,
+                gateway_ca=self.gateway_ca,
                 version=version,
                 created_at=old.created_at,
                 updated_at=time.time(),
@@ -741,6 +745,7 @@ class KubernetesBackend(Backend):
             obj,
             runtime_image=self.runtime_image,
             gateway_url=self.gateway_url,
+            gateway_ca=self.gateway_ca,
             version=old.version,
             created_at=old.created_at,
             updated_at=old.updated_at,

@@ -140,6 +140,7 @@ def build_deployment(
     version: int,
     created_at: float,
     updated_at: float,
+    gateway_ca: str = "",
 ) -> dict[str, Any]:
     """The Deployment manifest for ``spec`` (a plain dict: any client version sends it as is)."""
     if spec.code is not None and not runtime_image:
@@ -151,6 +152,8 @@ def build_deployment(
         "EDGEFAAS_GATEWAY_URL": gateway_url,
         "PYTHONUNBUFFERED": "1",
     }
+    if gateway_ca:
+        ours["EDGEFAAS_GATEWAY_CA"] = gateway_ca
     if spec.code is not None:
         ours["EDGEFAAS_CODE"] = f"{CODE_DIR}/{CODE_FILE}"
     if spec.env_process:

@@ -117,9 +117,11 @@ class LocalBackend(Backend):
         start_timeout: float = 20.0,
         drain_delay: float = 1.0,
         watch_interval: float = 0.25,
+        gateway_ca: str = "",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.gateway_url = gateway_url
+        self.gateway_ca = gateway_ca
         self.python = python
         self.host = host
         self.start_timeout = start_timeout
@@ -372,6 +374,7 @@ class LocalBackend(Backend):
             "PYTHONUNBUFFERED": "1",
             "EDGEFAAS_GATEWAY_URL": self.gateway_url,
             "EDGEFAAS_FUNCTION_NAME": spec.name,
+            **({"EDGEFAAS_GATEWAY_CA": self.gateway_ca} if self.gateway_ca else {}),
         }
         command = [
             self.python, "-m", "edgefaas.runtime",

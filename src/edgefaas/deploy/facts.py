@@ -119,6 +119,26 @@ class NodeCertificate(FactBase[bool]):
         return [line.strip() for line in output] == ["valid"]
 
 
+class GatewayCertificate(FactBase[str]):
+    """ "current", or why the gateway's TLS certificate must be (re)issued for `names`.
+
+    Asked as the gateway's `user` with `edgefaas gateway certificate --check`, which reads the
+    files alone (no server is asked): "no certificate yet" before the first deploy.
+    """
+
+    def command(self, user: str, venv: str, names: list[str], cert: str, key: str, ca_file: str) -> str:
+        flags = " ".join(f"--name {shlex.quote(name)}" for name in names)
+        check = (
+            f"runuser -u {user} -- {venv}/bin/edgefaas gateway certificate --check {flags} "
+            f"--cert {cert} --key {key} --ca-file {shlex.quote(ca_file)}"
+        )
+        return f"id -u {user} >/dev/null 2>&1 && {check} 2>/dev/null || echo 'renew: no gateway or CA yet'"
+
+    def process(self, output: list[str]) -> str:
+        lines = [line.strip() for line in output if line.strip()]
+        return lines[-1] if lines else "renew: no answer"
+
+
 class TrustsServer(FactBase[bool]):
     """Whether the CA certificate in `ca_file` verifies the TLS server at `server_url` now."""
 
@@ -138,9 +158,10 @@ class OutOfDateFunctions(FactBase[list[str] | None]):
     directory: the password never leaves the host and is never on a command line.
     """
 
-    def command(self, edgefaas: str, url: str, password_file: str, wanted: str) -> str:
+    def command(self, edgefaas: str, url: str, password_file: str, wanted: str, ca_file: str = "") -> str:
+        verify = f"--ca-file {shlex.quote(ca_file)} " if ca_file else ""
         check = (
-            f"printf %s {shlex.quote(wanted)} | {edgefaas} sync-functions --check "
+            f"printf %s {shlex.quote(wanted)} | {edgefaas} sync-functions --check {verify}"
             f"--url {shlex.quote(url)} --password-file {password_file} --manifest - 2>/dev/null"
         )
         # Always exit 0: a fact whose command fails fails the host.

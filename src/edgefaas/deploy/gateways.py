@@ -55,6 +55,21 @@ def first_gateway(inventory: Iterable[Any]) -> Any:
     return chosen[0]
 
 
+def gateway_tls(current: Any) -> bool:
+    """Whether the gateways serve HTTPS only (edgefaas_gateway_tls)."""
+    value = setting(current, "edgefaas_gateway_tls")
+    if not isinstance(value, bool):
+        raise DeployError(f"{current.name}: edgefaas_gateway_tls must be True or False, not {value!r}")
+    return value
+
+
+def gateway_url(current: Any, address: str, port: int | None = None) -> str:
+    """A gateway's base URL at `address`, in the scheme the site serves (edgefaas_gateway_tls)."""
+    chosen = int(setting(current, "edgefaas_gateway_port")) if port is None else port
+    where = f"[{address}]" if ":" in address else address
+    return f"{'https' if gateway_tls(current) else 'http'}://{where}:{chosen}"
+
+
 def k3s_server(inventory: Iterable[Any]) -> Any:
     servers = [other for other in inventory if _in_group(other, "k3s_server")]
     if not servers:

@@ -153,9 +153,9 @@ LISTENERS: tuple[Listener, ...] = (
          "k3s_server", "authentication agent: answers the server's challenges, and only the server"),
     # -- EdgeFaaS gateways (deploys/edgefaas.py) --------------------------------------------------------
     _row("gateway", "8080/tcp", "edgefaas-gateway.service", "edgefaas", "world", "any",
-         "the gateway's API and console (admin password and license tokens)"),
-    _row("gateway", "80/tcp", "edgefaas-gateway.service", "edgefaas", "world", "any",
-         "functions at their SD-WAN addresses (edgefaas_wan_service_port)"),
+         "the gateway's API and console, HTTPS only (admin password and license tokens)"),
+    _row("gateway", "443/tcp", "edgefaas-gateway.service", "edgefaas", "world", "any",
+         "functions at their SD-WAN addresses, HTTPS only (edgefaas_wan_service_port)"),
     _row("database", "5432/tcp", "postgresql@15-main.service", "postgres", "lab", "gateways",
          "PostgreSQL shared by the gateways, on the database host (password authentication)"),
     _row("gateway", "4222/tcp", "nats-server.service", "nats", "lab", "other_gateways",

@@ -21,8 +21,15 @@ DEFAULTS: dict[str, Any] = {
     "edgefaas_namespace": "edgefaas-fn",
     # None: the gateway makes a random one on first start.
     "edgefaas_admin_password": None,
-    # None: http://<the server's K3S node address>:<port>.
+    # None: https://<the first gateway's address>:<port> (http:// with edgefaas_gateway_tls off).
     "edgefaas_gateway_url": None,
+    # The gateway serves HTTPS only, with a certificate from the blueprint's CA (deploys/nodeauth.py
+    # runs that CA on the K3S server; its key is held in Parsec). False: plain HTTP, for a site
+    # without node certification, where passwords and license tokens then travel in clear.
+    "edgefaas_gateway_tls": True,
+    # More names (DNS names, addresses) clients reach a gateway at, for its certificate; its
+    # management address, 127.0.0.1, its host name and its WAN addresses are always in it.
+    "edgefaas_gateway_tls_names": [],
     # parsec: license tokens signed by an ES256 key held in Parsec (needs deploys/parsec.py on
     # the host, as on SONiC); hmac: a random key in the gateway's data directory.
     "edgefaas_license_signer": "hmac",

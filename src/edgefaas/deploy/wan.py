@@ -5,7 +5,7 @@ address and one service address per public function (`edgefaas announce`,
 edgefaas.sonic.announce). What it announces is this plan, rendered into
 /etc/edgefaas/wan.json on every switch:
 
-    {"anycast": "10.255.0.1/32", "pool": "10.255.1.0/24", "api_port": 8080, "service_port": 80,
+    {"anycast": "10.255.0.1/32", "pool": "10.255.1.0/24", "api_port": 8080, "service_port": 443,
      "asn": 65101, "api_profile": "FROM_SDN_SLB_ROUTES", "api_community": "65100:100",
      "function_profile": "FROM_SDN_APPLIANCE_ROUTES", "function_community": "65100:200",
      "functions": {"camera": {"address": "10.255.1.7", "id": 7}}}
@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "edgefaas_wan_addresses": {},
     "edgefaas_wan_api_community": "65100:100",
     "edgefaas_wan_function_community": "65100:200",
-    "edgefaas_wan_service_port": 80,
+    "edgefaas_wan_service_port": 443,
     "edgefaas_wan_reserved": [],
     "edgefaas_gateway_port": 8080,
     "k3s_cluster_cidr": K3S_CLUSTER_CIDR,
@@ -88,10 +88,13 @@ class WanPlan:
     api_community: str
     function_community: str
     functions: dict[str, FunctionAddress]
+    # The blueprint's CA on the switch when the gateway serves HTTPS only ("": plain HTTP).
+    ca_file: str = ""
 
     def document(self) -> dict[str, Any]:
         """The switch's wan.json."""
         return {
+            **({"ca_file": self.ca_file} if self.ca_file else {}),
             "anycast": f"{self.anycast}/32",
             "pool": str(self.pool),
             "asn": self.asn,

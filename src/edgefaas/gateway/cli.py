@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -55,11 +56,12 @@ def make_backend(
     kubeconfig: Path | None = None,
     namespace: str = "edgefaas-fn",
     runtime_image: str | None = None,
+    gateway_ca: str = "",
 ) -> Backend:
     if kind == "local":
         from edgefaas.backends.local import LocalBackend
 
-        return LocalBackend(data_dir / "local", gateway_url=gateway_url)
+        return LocalBackend(data_dir / "local", gateway_url=gateway_url, gateway_ca=gateway_ca)
     if kind == "kubernetes":
         try:
             from edgefaas.backends.kubernetes import KubernetesBackend
@@ -72,7 +74,9 @@ def make_backend(
                 "the kubernetes backend needs --runtime-image: the function runtime image every node "
                 "has imported (docker.io/edgefaas/runtime:<key>, see `edgefaas lab artifacts`)"
             )
-        return KubernetesBackend(runtime_image, gateway_url, namespace=namespace, kubeconfig=kubeconfig)
+        return KubernetesBackend(
+            runtime_image, gateway_url, namespace=namespace, kubeconfig=kubeconfig, gateway_ca=gateway_ca
+        )
     raise click.ClickException(f"there is no {kind} backend: choose local or kubernetes")
 
 
@@ -100,6 +104,20 @@ def _gateway_url(host: str, port: int, tls: bool = False) -> str:
     if ":" in reachable:
         reachable = f"[{reachable}]"
     return f"{'https' if tls else 'http'}://{reachable}:{port}"
+
+
+def _read_ca(path: Path) -> str:
+    """The CA certificate's PEM text; BadParameter naming the file when it is not one."""
+    try:
+        pem = path.read_text()
+        if "-----BEGIN CERTIFICATE-----" not in pem:
+            raise ValueError("no certificate in it")
+        ssl.create_default_context(cadata=pem)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise click.BadParameter(
+            f"{path} is not a readable PEM certificate: {exc}", param_hint="--ca-file"
+        ) from None
+    return pem
 
 
 def service_ports(wan_plan: Path | None, api_port: int) -> list[int]:
@@ -295,6 +313,13 @@ def listening_socket(host: str, port: int) -> socket.socket:
     help="The certificate's private key (PEM, 0600).",
 )
 @click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EDGEFAAS_GATEWAY_CA_FILE",
+    help="The CA that signed --tls-cert (the blueprint's, /etc/edgefaas/ca.pem on every node): handed to "
+    "functions, which verify the gateway by it when they call each other.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
@@ -326,6 +351,7 @@ def gateway(
     callback_backoff: float,
     tls_cert: Path | None,
     tls_key: Path | None,
+    ca_file: Path | None,
     log_level: str,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
@@ -359,6 +385,7 @@ def gateway(
             tls_context = server_context(tls_cert, tls_key)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--tls-cert/--tls-key") from None
+    gateway_ca = _read_ca(ca_file) if ca_file is not None else ""
     if nats_url:
         try:
             parse_servers(nats_url)
@@ -400,6 +427,7 @@ def gateway(
             kubeconfig=kubeconfig,
             namespace=namespace,
             runtime_image=runtime_image,
+            gateway_ca=gateway_ca,
         )
         app = create_app(settings, function_backend)
     except (OSError, ValueError, NotImplementedError, RuntimeError, ParsecError, StorageUnavailable) as exc:
@@ -430,9 +458,9 @@ def gateway(
 
 
 @gateway.command("certificate")
-@click.option("--server-url", required=True, help="The authentication server, e.g. https://10.77.0.11:8472.")
-@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--host", "host_name", required=True, help="This host's inventory name (its secret is for it).")
+@click.option("--server-url", help="The authentication server, e.g. https://10.77.0.11:8472.")
+@click.option("--secret-file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", "host_name", help="This host's inventory name (its secret is for it).")
 @click.option(
     "--name",
     "names",
@@ -448,14 +476,20 @@ def gateway(
     default=Path("/etc/edgefaas/ca.pem"),
     show_default=True,
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Ask nothing and change nothing: print `current`, or `renew: <why>`, for the certificate held.",
+)
 def certificate_command(
-    server_url: str,
-    secret_file: Path,
-    host_name: str,
+    server_url: str | None,
+    secret_file: Path | None,
+    host_name: str | None,
     names: tuple[str, ...],
     cert_path: Path,
     key_path: Path,
     ca_file: Path,
+    check: bool,
 ) -> None:
     """Get this gateway a TLS certificate from the blueprint's CA for its --name(s), its key made
     here (never sent), unless the one held serves them for a while yet. Prints "unchanged" or
@@ -464,15 +498,37 @@ def certificate_command(
     from cryptography.hazmat.primitives import serialization
 
     from edgefaas.nodeauth.enrollment import EnrollmentRefused
-    from edgefaas.nodeauth.server_certificates import ensure_server_certificate
+    from edgefaas.nodeauth.server_certificates import ensure_server_certificate, renewal_reason
     from edgefaas.nodeauth.tls import client_context
 
     try:
-        secret = secret_file.read_text().strip()
         ca_pem = ca_file.read_bytes()
+        ca_der = x509.load_pem_x509_certificate(ca_pem).public_bytes(serialization.Encoding.DER)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the CA {exc.filename}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{ca_file} holds no PEM certificate: {exc}") from None
+    if check:
+        held = [path.read_bytes() if path.is_file() else None for path in (cert_path, key_path)]
+        reason = renewal_reason(held[0], held[1], names, ca_der)
+        click.echo("current" if reason is None else f"renew: {reason}")
+        return
+    missing = [
+        flag
+        for flag, value in (
+            ("--server-url", server_url),
+            ("--secret-file", secret_file),
+            ("--host", host_name),
+        )
+        if not value
+    ]
+    if missing:
+        raise click.UsageError(f"{', '.join(missing)} needed to ask for a certificate (all but --check)")
+    assert server_url is not None and secret_file is not None and host_name is not None
+    try:
+        secret = secret_file.read_text().strip()
     except OSError as exc:
         raise click.ClickException(f"cannot read {exc.filename}: {exc.strerror}") from None
-    ca_der = x509.load_pem_x509_certificate(ca_pem).public_bytes(serialization.Encoding.DER)
     try:
         reason = ensure_server_certificate(
             server_url.rstrip("/"),

@@ -78,10 +78,11 @@ class ServiceAddresses:
         if plan is None or name not in plan.functions:
             return None
         address = plan.functions[name].address
-        port = "" if plan.service_port == 80 else f":{plan.service_port}"
+        scheme = "https" if plan.ca_file else "http"
+        port = "" if plan.service_port == {"https": 443, "http": 80}[scheme] else f":{plan.service_port}"
         return {
             "address": str(address),
-            "url": f"http://{address}{port}/",
+            "url": f"{scheme}://{address}{port}/",
             "community": plan.community(name, version) if version is not None else None,
             "anycast": str(plan.anycast),
         }

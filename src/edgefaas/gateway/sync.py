@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import sys
 import time
 import urllib.error
@@ -85,11 +86,16 @@ def differences(wanted: Mapping[str, Any], current: Mapping[str, Any] | None) ->
 class Gateway:
     """The admin API of a gateway, as the `admin` user with the password in `password_file`."""
 
-    def __init__(self, url: str, password_file: Path) -> None:
+    def __init__(self, url: str, password_file: Path, ca_file: Path | None = None) -> None:
         self.url = url.rstrip("/")
         self.password_file = password_file
-        # Loopback or the management network: never through a proxy from the environment.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # Loopback or the management network: never through a proxy from the environment; the
+        # gateway's HTTPS verified by the blueprint's CA alone when one is given.
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+        if ca_file is not None:
+            context = ssl.create_default_context(cafile=str(ca_file))
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def _headers(self) -> dict[str, str]:
         try:
@@ -235,7 +241,12 @@ def apply_manifest(
 
 
 @click.command("sync-functions")
-@click.option("--url", required=True, help="The gateway, e.g. http://127.0.0.1:8080.")
+@click.option("--url", required=True, help="The gateway, e.g. https://127.0.0.1:8080.")
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify the gateway's HTTPS by this CA (the blueprint's: /etc/edgefaas/ca.pem on every node).",
+)
 @click.option(
     "--password-file",
     required=True,
@@ -259,7 +270,9 @@ def apply_manifest(
     show_default=True,
     help="Seconds to wait for each deployed or updated function to be ready.",
 )
-def sync_functions(url: str, password_file: Path, manifest: str, check: bool, timeout: float) -> None:
+def sync_functions(
+    url: str, ca_file: Path | None, password_file: Path, manifest: str, check: bool, timeout: float
+) -> None:
     """Deploy or update the functions a manifest lists, through the gateway's own API."""
-    gateway = Gateway(url, password_file)
+    gateway = Gateway(url, password_file, ca_file)
     sys.exit(check_manifest(gateway, manifest) if check else apply_manifest(gateway, manifest, timeout))

@@ -26,8 +26,9 @@ def k3s_server(state: LabState) -> str:
 
 
 def gateway_url(state: LabState, port: int = DEFAULT_PORT) -> str:
-    """The gateway's base URL, e.g. ``http://10.77.0.11:8080``; SpecError if the lab has no K3S server."""
-    return f"http://{state.spec.device(k3s_server(state)).address}:{port}"
+    """The gateway's base URL, e.g. ``https://10.77.0.11:8080`` (HTTPS only, by a certificate from the
+    blueprint's CA: `edgefaas lab ca`); SpecError if the lab has no K3S server."""
+    return f"https://{state.spec.device(k3s_server(state)).address}:{port}"
 
 
 def fetch_ca(state: LabState, path: str = CA_PEM) -> str:

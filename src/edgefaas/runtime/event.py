@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,7 +19,22 @@ PARENT_CALL_ID_HEADER = "X-Parent-Call-Id"
 
 # A function-to-function call goes through the gateway without any proxy the pod's
 # environment might name: the gateway is always a direct neighbour.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The CA that signed the gateway's certificate, as PEM text (the gateway hands it to its pods in
+# the environment: it is public, and a changed CA then rolls the pods).
+GATEWAY_CA_ENV = "EDGEFAAS_GATEWAY_CA"
+
+
+def gateway_opener(ca_pem: str | None = None) -> urllib.request.OpenerDirector:
+    """What calls the gateway: never through a proxy, and over HTTPS verifying the gateway by
+    the blueprint's CA alone when one is given (the system's store otherwise)."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    pem = os.environ.get(GATEWAY_CA_ENV) if ca_pem is None else ca_pem
+    if pem:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cadata=pem)))
+    return urllib.request.build_opener(*handlers)
+
+
+_OPENER = gateway_opener()
 
 
 class BadRequest(Exception):

@@ -40,6 +40,7 @@ import logging
 import re
 import shlex
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -88,6 +89,8 @@ class WanPlan:
     function_profile: str
     function_community: str
     functions: dict[str, WanFunction]
+    # The CA the gateway's certificate is from: the gateway serves HTTPS only. "": plain HTTP.
+    ca_file: str = ""
 
     def by_address(self) -> dict[str, str]:
         """Service address -> function name."""
@@ -151,11 +154,15 @@ def parse_plan(document: Any) -> WanPlan:
         if isinstance(exc, PlanError):
             raise
         raise PlanError(str(exc)) from None
+    ca_file = str(document.get("ca_file") or "")
+    if ca_file and not ca_file.startswith("/"):
+        raise PlanError(f"ca_file: {ca_file!r} must be an absolute path")
     return WanPlan(
         anycast=anycast.ip,
         pool=pool,
         asn=asn,
         functions=functions,
+        ca_file=ca_file,
         **ports,
         **profiles,
         **communities,
@@ -394,14 +401,17 @@ class Loopback:
 class GatewayProbe:
     """The local gateway: /healthz every loop, /wan (functions served here) less often."""
 
-    def __init__(self, port: int, timeout: float = 0.4, host: str = "127.0.0.1") -> None:
-        self.base = f"http://{host}:{port}"
+    def __init__(self, port: int, timeout: float = 0.4, host: str = "127.0.0.1", ca_file: str = "") -> None:
+        self.base = f"{'https' if ca_file else 'http'}://{host}:{port}"
         self.timeout = timeout
+        # No proxies: the gateway is on this switch. Its HTTPS is verified by the blueprint's CA.
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+        if ca_file:
+            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca_file)))
+        self.opener = urllib.request.build_opener(*handlers)
 
     def _get(self, path: str) -> bytes:
-        # No proxies: the gateway is on this switch.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(self.base + path, timeout=self.timeout) as answer:
+        with self.opener.open(self.base + path, timeout=self.timeout) as answer:
             return answer.read()
 
     def healthy(self) -> tuple[bool, str]:
@@ -480,7 +490,11 @@ class Announcer:
     ) -> None:
         self.settings = settings
         self.tables, self.frr, self.loopback = tables, frr, loopback
-        self._probe_for = probe or (lambda port: GatewayProbe(port, settings.health_timeout))
+        self._probe_for = probe or (
+            lambda port: GatewayProbe(
+                port, settings.health_timeout, ca_file=self.plan.ca_file if self.plan else ""
+            )
+        )
         self._clock = clock
         self.plan: WanPlan | None = None
         self._plan_stamp: tuple[int, int] | None = None
