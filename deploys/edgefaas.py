@@ -22,6 +22,11 @@ calls through the kube-proxy rules meanwhile. It lives next to Parsec and the
 authentication service on the SONiC host. OpenFaaS's faasd runs its gateway outside
 Kubernetes for the same reasons.
 
+HTTPS only (edgefaas_gateway_tls, default True): each gateway's certificate comes from the
+blueprint's CA (deploys/nodeauth.py runs it on the K3S server, its key in Parsec), for every name
+a client reaches it at (its addresses, 127.0.0.1, its WAN addresses), issued by a oneshot unit
+the deploy starts and a timer renews; every client in the project verifies it by that CA.
+
 How it reaches Kubernetes: not with K3S's admin kubeconfig (root-only, cluster-admin)
 but as its own ServiceAccount, allowed to manage Deployments, Services and ConfigMaps in
 one namespace, to read nodes, and to read the Events that say why the node authentication
@@ -33,7 +38,8 @@ Settings (host data): edgefaas_functions and edgefaas_public_functions (in
 inventories/group_data/all.py), and with defaults (edgefaas.deploy.settings) edgefaas_gateway_port,
 edgefaas_namespace, edgefaas_admin_password (else one for the site, kept in
 edgefaas_secrets_dir on the machine running pyinfra), edgefaas_gateway_url (what pods call a
-gateway at), edgefaas_database*, edgefaas_nats_*, edgefaas_idempotency_window.
+gateway at), edgefaas_gateway_tls and edgefaas_gateway_tls_names, edgefaas_database*,
+edgefaas_nats_*, edgefaas_idempotency_window.
 """
 
 import dataclasses
