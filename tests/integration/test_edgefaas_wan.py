@@ -257,7 +257,8 @@ def test_a_gateway_killed_under_load_fails_only_its_running_calls_and_bills_each
     survivor = next(s for s in site.switches if s is not victim)
     before = wan.billed_calls(admins[survivor.name], license["id"])
     watch = wan.PathWatch(site.pe, site.anycast, victim.address)
-    with wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS, ca_pem=site.ca_pem) as load, watch:
+    load = wan.WanLoad(site.pe, site.api_url, license["token"], LOAD_THREADS, ca_pem=site.ca_pem)
+    with load, watch:
         wait_for(lambda: load.succeeded() >= 40, 60, "calls flowing from the WAN client", interval=0.5)
         flowing = load.succeeded()
         # From before the kill command: its SSH round trip is counted against the limit.
