@@ -243,7 +243,7 @@ def test_the_lab_gateway_is_on_the_k3s_server():
         {"name": "jetson-1", "profile": "jetson", "roles": ["k3s_agent"]},
     ]
     state = LabState(parse_spec({"devices": devices}))
-    assert gateway_url(state) == f"http://{state.spec.device('sonic-1').address}:8080"
+    assert gateway_url(state) == f"https://{state.spec.device('sonic-1').address}:8080"
     assert gateway_url(state, port=9090).endswith(":9090")
     alone = LabState(parse_spec({"devices": [{"name": "jetson-1", "profile": "jetson", "roles": []}]}))
     with pytest.raises(SpecError, match="no k3s_server"):
