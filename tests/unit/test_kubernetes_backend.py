@@ -107,6 +107,27 @@ def test_update_rolls_to_a_new_code_version_and_keeps_the_history(cluster, backe
     assert backend.get("FuncC").spec.code == CODE + "# v2\n"
 
 
+def _env(cluster: FakeCluster, function: str) -> dict[str, str]:
+    (container,) = deployment(cluster, function)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_functions_of_a_plain_http_gateway_call_it_over_https_once_it_serves_that(cluster, backend):
+    deployed = backend.deploy(FunctionSpec("FuncC", code=CODE))
+    assert "EDGEFAAS_GATEWAY_CA" not in _env(cluster, "FuncC")
+    # The same gateway restarted with a certificate from the blueprint's CA.
+    ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    https = make_backend(cluster, gateway_ca=ca)
+    https.gateway_url = GATEWAY.replace("http://", "https://")
+    assert https.reconcile_gateway_env() == ["FuncC"]
+    env = _env(cluster, "FuncC")
+    assert env["EDGEFAAS_GATEWAY_URL"] == https.gateway_url and env["EDGEFAAS_GATEWAY_CA"] == ca
+    # Rolled as it was: same version, same code; a second start changes nothing more.
+    kept = https.get("FuncC")
+    assert kept.version == deployed.version and kept.spec.code == CODE
+    assert https.reconcile_gateway_env() == []
+
+
 def test_a_failed_update_puts_the_old_version_back(cluster, backend):
     backend.deploy(FunctionSpec("FuncC", code=CODE))
     before = copy.deepcopy(deployment(cluster, "FuncC")["spec"]["template"])

@@ -123,6 +123,10 @@ def _api_message(exc: ApiException) -> str:
     return str(exc.reason or exc.status)
 
 
+# What a function's pods are told of the gateway (build_deployment): kept in step with it.
+GATEWAY_ENV = ("EDGEFAAS_GATEWAY_URL", "EDGEFAAS_GATEWAY_CA")
+
+
 class KubernetesBackend(Backend):
     kind: ClassVar[str] = "kubernetes"
     orchestration: ClassVar[str] = "kubernetes"
@@ -171,6 +175,7 @@ class KubernetesBackend(Backend):
             self._connect()
         try:
             self.refresh()
+            self.reconcile_gateway_env()
         except BackendError as exc:
             # Not fatal here: the watcher keeps trying until the API server answers.
             log.error("cannot list functions yet: %s", exc)
@@ -740,6 +745,43 @@ class KubernetesBackend(Backend):
 
     def _roll_back(self, old: FunctionStatus, obj: str) -> None:
         """Put the Deployment back as it was: Kubernetes finds the old ReplicaSet, whose pods never left."""
+        if self._replace_as(old, obj):
+            log.warning("%s: rolled back to version %d", old.name, old.version)
+
+    def _gateway_env_of(self, dep: Any) -> dict[str, str]:
+        containers = dep.spec.template.spec.containers or []
+        env = containers[0].env if containers else None
+        return {e.name: e.value or "" for e in env or [] if e.name in GATEWAY_ENV}
+
+    def reconcile_gateway_env(self) -> list[str]:
+        """Functions deployed by an earlier gateway (another URL, plain HTTP, another CA) made to
+        call this one as it is now; the names rolled. Each keeps its version and spec."""
+        wanted = {"EDGEFAAS_GATEWAY_URL": self.gateway_url}
+        if self.gateway_ca:
+            wanted["EDGEFAAS_GATEWAY_CA"] = self.gateway_ca
+        try:
+            deployments = self._call(
+                self.apps.list_namespaced_deployment, self.namespace, label_selector=MANAGED_SELECTOR
+            ).items
+        except ApiException as exc:
+            raise self._refused(exc, "list functions") from None
+        rolled = []
+        for dep in deployments:
+            name = _annotations(dep).get(NAME_ANNOTATION)
+            if not name or self._gateway_env_of(dep) == wanted:
+                continue
+            with self._lock(name):
+                current = self._read_deployment(dep.metadata.name)
+                if current is None or self._gateway_env_of(current) == wanted:
+                    continue
+                status = self._status(current, self._read_code(current), ())
+                if self._replace_as(status, dep.metadata.name):
+                    log.info("%s: now calls the gateway at %s", name, self.gateway_url)
+                    rolled.append(name)
+        return rolled
+
+    def _replace_as(self, old: FunctionStatus, obj: str) -> bool:
+        """Replace the Deployment by the manifest of `old` as this gateway builds it; whether it was."""
         manifest = build_deployment(
             old.spec,
             obj,
@@ -759,13 +801,13 @@ class KubernetesBackend(Backend):
                 self._observe(
                     self._call(self.apps.replace_namespaced_deployment, obj, self.namespace, manifest)
                 )
-                log.warning("%s: rolled back to version %d", old.name, old.version)
-                return
+                return True
             except ApiException as exc:
                 if exc.status != 409:  # 409: changed under us (status); read it again
-                    log.error("rolling %s back failed: %s", old.name, _api_message(exc))
-                    return
-        log.error("rolling %s back failed: the Deployment kept changing", old.name)
+                    log.error("replacing %s's Deployment failed: %s", old.name, _api_message(exc))
+                    return False
+        log.error("replacing %s's Deployment failed: it kept changing", old.name)
+        return False
 
     def _status(self, dep: Any, code: str | None, pods: Iterable[Any]) -> FunctionStatus:
         annotations = _annotations(dep)
