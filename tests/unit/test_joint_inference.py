@@ -253,11 +253,19 @@ def test_a_threshold_outside_0_to_1_is_refused(bad):
         check_threshold(bad)
 
 
-def test_the_command_refuses_a_bad_threshold(capsys):
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--threshold", "2", "--threshold: threshold must be between 0 and 1"),
+        ("--rounds", "0", "--rounds: must be at least 1"),
+        ("--timeout", "0", "--timeout: must be more than 0 seconds"),
+    ],
+)
+def test_the_command_refuses_bad_options_naming_them(capsys, option, value, why):
     with pytest.raises(SystemExit) as exit_:
-        bench.main(["--threshold", "2", "--edge-url", "http://a:1", "--cloud-url", "http://b:1"])
+        bench.main([option, value, "--edge-url", "http://a:1", "--cloud-url", "http://b:1"])
     assert exit_.value.code == 2
-    assert "--threshold: threshold must be between 0 and 1" in capsys.readouterr().err
+    assert why in capsys.readouterr().err
 
 
 def test_crop_around_keeps_the_boxes_and_only_their_pixels():

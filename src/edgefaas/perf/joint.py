@@ -316,6 +316,13 @@ def positive(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
 def threshold_arg(text: str) -> float:
     try:
         return check_threshold(text)
@@ -343,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"edge confidence at or above which the edge answers alone [{DEFAULT_THRESHOLD}]",
     )  # fmt: skip
     parser.add_argument("--rounds", type=positive, default=3, help="times each picture is sent each way [3]")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call [30]")
+    parser.add_argument("--timeout", type=seconds, default=30.0, help="seconds per call [30]")
     parser.add_argument("--out", type=Path, help="default: tests/perf/out/joint-<time>")
     args = parser.parse_args(argv)
     out = args.out or out_root() / time.strftime("joint-%Y%m%d-%H%M%S")
