@@ -104,6 +104,9 @@ if host.data.get("triton_server"):
             instances=int((settings or {}).get("instances", 1)),
             detection=dict((settings or {}).get("detection") or {}),
             tflite_model=f"{home}/models-data/emotion_model_quantized.tflite",
+            # face_expression_large (the cloud's model for joint inference) reads these two.
+            large_tflite_model=f"{home}/models-data/facex_model_optimized.tflite",
+            threads=(settings or {}).get("threads"),
         )
         code = files.put(
             name=f"Install {model}'s model.py",

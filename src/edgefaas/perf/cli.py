@@ -15,7 +15,12 @@ import click
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Output folder (default tests/perf/out/perf-<time>)."
 )
-@click.option("--suites", default="gateway,triton,parsec", show_default=True, help="Comma-separated suites.")
+@click.option(
+    "--suites",
+    default="gateway,triton,parsec",
+    show_default=True,
+    help="Comma-separated suites; also joint (edge/cloud joint inference: needs a cloud site).",
+)
 @click.option(
     "--workers", default=0, show_default=True, type=click.IntRange(0), help="Local locust workers (0: none)."
 )

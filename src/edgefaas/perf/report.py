@@ -398,6 +398,39 @@ def perf_analyzer_table(triton: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def joint_table(joint: dict[str, Any]) -> str:
+    """Edge only, cloud only and joint side by side (edgefaas.perf.joint's joint_bench.json)."""
+
+    def cell(value: Any, percent: bool = False) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        return f"{value:.0%}" if percent else f"{value:.1f}"
+
+    source = joint.get("set", {})
+    parts = [
+        f"<p class='note'>Edge {_e(joint.get('edge_url'))}, cloud {_e(joint.get('cloud_url'))}, "
+        f"threshold {_e(joint.get('threshold'))}; {_e(source.get('pictures'))} pictures x "
+        f"{_e(joint.get('rounds'))} rounds from {_e(source.get('source'))}.</p>",
+        "<table><tr><th>way</th><th>accuracy</th><th>agreement with cloud</th><th>faces at the edge</th>"
+        "<th>pictures to the cloud</th><th>p50 ms</th><th>p95 ms</th><th>KB to the cloud</th>"
+        "<th>faces</th><th>errors</th></tr>",
+    ]
+    for mode, f in joint.get("modes", {}).items():
+        parts.append(
+            f"<tr><td>{_e(mode)}</td><td>{cell(f.get('accuracy'), True)}</td>"
+            f"<td>{cell(f.get('agreement_with_cloud'), True)}</td><td>{cell(f.get('edge_share'), True)}</td>"
+            f"<td>{cell(f.get('pictures_to_cloud'), True)}</td><td>{cell(f.get('p50_ms'))}</td>"
+            f"<td>{cell(f.get('p95_ms'))}</td><td>{cell(f.get('mean_cloud_kb'))}</td>"
+            f"<td>{_e(f.get('faces'))}</td><td>{_e(f.get('errors'))}</td></tr>"
+        )
+    parts.append("</table>")
+    if not source.get("labelled"):
+        parts.append(
+            "<p class='note'>No labelled set: accuracy is not measured (docs/triton.md, Joint inference).</p>"
+        )
+    return "\n".join(parts)
+
+
 def scale_table(series: Sequence[ScaleSeries]) -> str:
     rows = [
         "<table><tr><th>series</th><th>devices</th><th>deploy s</th><th>re-run s</th><th>recorded</th></tr>"
@@ -473,6 +506,10 @@ def build_html(
     if triton is not None:
         parts.append("<h2>perf_analyzer (Triton)</h2>")
         parts.append(perf_analyzer_table(triton))
+    joint = next((s.figures for s in suites if s.name == "joint" and s.figures), None)
+    if joint is not None:
+        parts.append("<h2>Joint inference (edge and cloud)</h2>")
+        parts.append(joint_table(joint))
     parts.append("<h2>Scale: deploy and no-change re-run against devices</h2>")
     if scale:
         parts.append(f"<p class='note'>From {_e(scale_source)}.</p>")

@@ -26,7 +26,8 @@ from edgefaas.perf import report
 from edgefaas.perf.bench import repo_root
 from edgefaas.perf.scale import ScaleSeries, load_scale
 
-SUITES = ("gateway", "triton", "parsec")
+# joint (edge/cloud joint inference) needs a cloud site in the inventory, so it is asked for by name.
+SUITES = ("gateway", "triton", "parsec", "joint")
 LOCUST_SUITES = ("gateway", "triton")
 DEFAULT_SCALE_JSON = Path("tests/perf/scale-figures.json")
 
@@ -86,13 +87,21 @@ def suite_command(name: str, options: PerfOptions, out: Path) -> list[str]:
     if name == "triton":
         return [*python, "--inventory", options.inventory, "--duration", duration, "--rounds", "2",
                 "--out", str(out), *workers]  # fmt: skip
+    if name == "joint":
+        # Its size is pictures x rounds, not a duration: about a minute on the lab's CPUs.
+        return [*python, "--inventory", options.inventory, "--rounds", "3", "--out", str(out)]
     if name == "parsec":
         seconds = f"{max(1.0, min(5.0, options.duration_s / 6)):g}"
         return [*python, "--duration", seconds, "--clients", "1,4", "--json", str(out / "parsec_bench.json")]
     raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
 
 
-FIGURES_FILE = {"gateway": "gateway_bench.json", "triton": "triton_bench.json", "parsec": "parsec_bench.json"}
+FIGURES_FILE = {
+    "gateway": "gateway_bench.json",
+    "triton": "triton_bench.json",
+    "parsec": "parsec_bench.json",
+    "joint": "joint_bench.json",
+}
 
 
 def _stop_group(process: subprocess.Popen) -> None:
@@ -154,7 +163,7 @@ def run_suite(name: str, options: PerfOptions, repo: Path, timeout: float) -> re
     if suite.problem is None:
         if suite.figures is None:
             suite.problem = f"exit status {process.returncode}, no {figures_path.name}: {_log_tail(log_path)}"
-        elif name == "triton" and suite.figures.get("problems"):
+        elif name in ("triton", "joint") and suite.figures.get("problems"):
             suite.problem = "NOT TRUSTED, " + "; ".join(suite.figures["problems"])
         elif process.returncode not in (0, 1):
             suite.problem = f"exit status {process.returncode}: {_log_tail(log_path)}"
@@ -166,7 +175,7 @@ def run_suite(name: str, options: PerfOptions, repo: Path, timeout: float) -> re
 
 def suite_timeout(name: str, options: PerfOptions) -> float:
     """Generous: the bench's own measured time several times over, plus start-up."""
-    runs = {"gateway": 4 * len(gateway_users(options.users)), "triton": 12, "parsec": 12}[name]
+    runs = {"gateway": 4 * len(gateway_users(options.users)), "triton": 12, "parsec": 12, "joint": 4}[name]
     return runs * (options.duration_s + 60) + 600
 
 

