@@ -62,6 +62,8 @@ class PerfOptions:
     scale_json: Path | None = None
     # Upload report.html to the inventory's gateway (its console's Performance page).
     publish: bool = False
+    # The CA an HTTPS gateway is verified by (None: EDGEFAAS_CA_FILE, else the K3S server's, over SSH).
+    ca_file: Path | None = None
 
 
 def suite_command(name: str, options: PerfOptions, out: Path) -> list[str]:
@@ -84,8 +86,9 @@ def suite_command(name: str, options: PerfOptions, out: Path) -> list[str]:
             *workers,
         ]
     if name == "triton":
+        ca = ["--ca-file", str(options.ca_file)] if options.ca_file else []
         return [*python, "--inventory", options.inventory, "--duration", duration, "--rounds", "2",
-                "--out", str(out), *workers]  # fmt: skip
+                "--out", str(out), *workers, *ca]  # fmt: skip
     if name == "parsec":
         seconds = f"{max(1.0, min(5.0, options.duration_s / 6)):g}"
         return [*python, "--duration", seconds, "--clients", "1,4", "--json", str(out / "parsec_bench.json")]
@@ -252,5 +255,5 @@ def run_perf(options: PerfOptions, log: Callable[[str], None] = print) -> int:
     if options.publish:
         from edgefaas.perf.publish import publish
 
-        publish(options.out / "report.html", options.inventory, log=log)
+        publish(options.out / "report.html", options.inventory, log=log, ca_file=options.ca_file)
     return code
