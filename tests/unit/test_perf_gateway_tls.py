@@ -4,6 +4,8 @@ Triton bench's sampled calls, locust's users), and refused when another CA certi
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from edgefaas.perf.site_gateway import (
     gateway_ca,
     gateway_target,
     gateway_verify,
+    pinned_key,
 )
 
 from .live_gateway import free_port
@@ -89,7 +92,9 @@ def gateway(tmp_path_factory):
             assert deployed.status_code == 202, deployed.text
             # Once it answers, the locust runs below measure calls, not the function's start.
             assert admin.post(f"/function/{FUNCTION}", content=b"warm").status_code == 200
-        yield SimpleNamespace(url=url, port=port, ca=folder / "ca.pem", other=folder / "other.pem")
+        yield SimpleNamespace(
+            url=url, port=port, ca=folder / "ca.pem", other=folder / "other.pem", cert=folder / "tls.crt"
+        )
     finally:
         process.terminate()
         process.wait(20)
@@ -173,3 +178,37 @@ def test_locust_s_users_verify_the_gateway_by_the_ca_alone(gateway, tmp_path, us
         ok, failed, log = _locust(tmp_path, tag, user, gateway, ca)
         assert ok == 0 and failed > 0, log
         assert "CERTIFICATE_VERIFY_FAILED" in log or "certificate verify failed" in log, log
+
+
+def test_the_console_bench_s_browser_trusts_the_key_the_ca_certified_and_nothing_else(gateway):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from edgefaas.perf.console import CHROMIUM
+
+    target = gateway_target(_inventory(gateway.port))
+    pin = pinned_key(target.url, gateway_verify(target, gateway.ca))
+    spki = (
+        x509.load_pem_x509_certificate(gateway.cert.read_bytes())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert base64.b64decode(pin) == hashlib.sha256(spki).digest()
+    with pytest.raises(GatewayAccessError, match="CERTIFICATE_VERIFY_FAILED"):
+        pinned_key(target.url, gateway_verify(target, gateway.other))
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian's chromium package) to load the page with the pin")
+    from playwright.sync_api import Error, sync_playwright
+
+    with sync_playwright() as driver:
+        for args, trusted in (([f"--ignore-certificate-errors-spki-list={pin}"], True), ([], False)):
+            browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", *args])
+            try:
+                page = browser.new_page()
+                if trusted:
+                    assert page.goto(f"{gateway.url}/healthz").status == 200
+                else:
+                    with pytest.raises(Error, match="ERR_CERT_AUTHORITY_INVALID"):
+                        page.goto(f"{gateway.url}/healthz")
+            finally:
+                browser.close()

@@ -158,3 +158,35 @@ def write_ca_file(pem: str, folder: Path) -> Path:
     path = folder / CA_FILE_NAME
     path.write_text(pem if pem.endswith("\n") else pem + "\n")
     return path
+
+
+def pinned_key(url: str, verify: ssl.SSLContext) -> str:
+    """The gateway's public key as Chromium pins one (base64 of its SPKI's SHA-256), read over a
+    connection verified by `verify` (the CA's context).
+
+    Chromium takes no CA file of its own; given this with --ignore-certificate-errors-spki-list
+    it accepts that key, which the CA certified, and nothing else.
+    """
+    import base64
+    import hashlib
+    import socket
+    from urllib.parse import urlsplit
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    parts = urlsplit(url)
+    try:
+        with (
+            socket.create_connection((parts.hostname, parts.port or 443), timeout=10) as raw,
+            verify.wrap_socket(raw, server_hostname=parts.hostname) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except OSError as exc:  # ssl.SSLError included: a certificate the CA did not sign
+        raise GatewayAccessError(f"the gateway {url} was not verified by its CA: {exc}") from None
+    spki = (
+        x509.load_der_x509_certificate(der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
