@@ -11,28 +11,22 @@ reports/console/ (the README's pictures; Jenkins archives them).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
-import socket
-import ssl
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 # Not importorskip: without the [browser] extra (scripts/setup installs it) this suite must
 # fail, not pass by skipping.
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from edgefaas.perf.site_gateway import pinned_key
 from tests.integration.conftest import REPO, admin_password, gateway_base, gateway_verify
 from tests.integration.support import wait_for
 
@@ -57,23 +51,6 @@ def gateway_url(server) -> str:
 @pytest.fixture(scope="module")
 def verify(server):
     return gateway_verify(server)
-
-
-def pinned_key(gateway_url: str, verify: ssl.SSLContext) -> str:
-    """The gateway's public key as Chromium pins one (base64 of its SPKI's SHA-256), read over a
-    connection verified by the blueprint's CA: Chromium then trusts that key and nothing else."""
-    parts = urlsplit(gateway_url)
-    with (
-        socket.create_connection((parts.hostname, parts.port or 443), timeout=10) as raw,
-        verify.wrap_socket(raw, server_hostname=parts.hostname) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    spki = (
-        x509.load_der_x509_certificate(der)
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 @pytest.fixture(scope="module")

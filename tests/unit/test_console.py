@@ -12,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefaas.deploy.inventory import HostData, InventoryHost
 from edgefaas.gateway.console import ASSETS, STATIC
 from edgefaas.gateway.routes.perf_report import PERF_REPORT_MAX_BYTES
 from edgefaas.perf import publish
+from edgefaas.perf.site_gateway import GatewayAccessError, gateway_target
 
 from .test_gateway_fakes import ADMIN, CODE, Harness, harness_fixture  # noqa: F401 - the harness fixture
 
@@ -200,11 +202,15 @@ def test_the_report_goes_to_the_inventory_gateway(harness, tmp_path):
     report = tmp_path / "report.html"
     report.write_text(REPORT.format(n=7))
     hosts = [
-        ("jetson-1", ("jetson", "k3s_agent"), {"ssh_hostname": "10.0.0.3"}),
-        ("sonic-1", ("sonic", "k3s_server"), {"ssh_hostname": "10.0.0.1", "edgefaas_gateway_port": 9090}),
+        InventoryHost("jetson-1", ("jetson", "k3s_agent"), HostData({"ssh_hostname": "10.0.0.3"})),
+        InventoryHost(
+            "sonic-1",
+            ("sonic", "k3s_server"),
+            HostData({"ssh_hostname": "10.0.0.1", "edgefaas_gateway_port": 9090}),
+        ),
     ]
-    target = publish.gateway_target(hosts)
-    assert target.url == "http://10.0.0.1:9090" and target.host == "sonic-1"
+    target = gateway_target(hosts)
+    assert target.url == "https://10.0.0.1:9090" and target.host == "sonic-1"
     assert publish.admin_password(target, {"EDGEFAAS_ADMIN_PASSWORD": ADMIN[1]}) == ADMIN[1]
     transport = _SyncOverHarness(harness)
     where = publish.upload(report, "http://gateway", ADMIN[1], transport=transport)
@@ -222,8 +228,8 @@ def test_publishing_never_fails_the_run(tmp_path, monkeypatch):
     # An inventory that does not load: the reason is printed, nothing is raised.
     assert publish.publish(report, str(tmp_path / "missing.py"), log=lines.append) is False
     assert lines and "not published" in lines[-1]
-    with pytest.raises(publish.PublishError, match="k3s_server"):
-        publish.gateway_target([("jetson-1", ("jetson",), {})])
+    with pytest.raises(GatewayAccessError, match="k3s_server"):
+        gateway_target([InventoryHost("jetson-1", ("jetson",), HostData({}))])
     with pytest.raises(publish.PublishError, match="did not take"):
         publish.upload(report, "http://127.0.0.1:9", "pw")
 

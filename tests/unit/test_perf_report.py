@@ -379,3 +379,36 @@ def test_cli_exit_code_is_run_perf_s(tmp_path, monkeypatch):
     options = seen["options"]
     assert options.suites == ("parsec",) and options.duration_s == 120 and options.workers == 2
     assert options.inventory == "inventories/lab.py" and options.out == tmp_path.resolve()
+
+
+def test_the_gateway_s_ca_file_reaches_the_triton_suite_and_a_missing_one_is_a_usage_error(
+    tmp_path, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from edgefaas import cli
+    from edgefaas.perf import runner
+
+    seen = {}
+
+    def fake(options, log):
+        seen["options"] = options
+        return 0
+
+    monkeypatch.setattr(runner, "run_perf", fake)
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.delenv("EDGEFAAS_CA_FILE", raising=False)
+    result = CliRunner().invoke(cli.main, ["perf", "--ca-file", str(ca), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    triton = suite_command("triton", seen.pop("options"), tmp_path / "t")
+    assert triton[triton.index("--ca-file") + 1] == str(ca.resolve())
+    # The environment's file when no option is given; no file at all: none passed, the bench reads it.
+    result = CliRunner().invoke(
+        cli.main, ["perf", "--out", str(tmp_path / "o")], env={"EDGEFAAS_CA_FILE": str(ca)}
+    )
+    assert result.exit_code == 0 and seen.pop("options").ca_file == ca.resolve()
+    result = CliRunner().invoke(cli.main, ["perf", "--out", str(tmp_path / "o")])
+    assert "--ca-file" not in suite_command("triton", seen.pop("options"), tmp_path / "t")
+    result = CliRunner().invoke(cli.main, ["perf", "--ca-file", str(tmp_path / "absent.pem")])
+    assert result.exit_code == 2 and "--ca-file" in result.output

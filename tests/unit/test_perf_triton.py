@@ -39,7 +39,9 @@ def test_targets_from_inventory():
     assert targets.servers[0].grpc_url == "10.77.0.11:8001"
     assert targets.servers[1].http_url == "http://10.77.0.13:9000"
     assert targets.servers[1].grpc_url == "10.77.0.13:9001"
-    assert targets.gateway_url == "http://10.77.0.11:8080"
+    # The gateway in the scheme the site serves (HTTPS by default); Triton's own endpoint stays HTTP.
+    assert targets.gateway_url == "https://10.77.0.11:8080"
+    assert targets.gateway.host == "sonic-1"
 
 
 def test_gateway_port_and_url_from_host_data():
@@ -48,7 +50,12 @@ def test_gateway_port_and_url_from_host_data():
         ("k3s_server",),
         {"ssh_hostname": "192.0.2.1", "triton_server": 1, "edgefaas_gateway_port": 31112},
     )
-    assert triton.targets_from_inventory(_inventory(server)).gateway_url == "http://192.0.2.1:31112"
+    assert triton.targets_from_inventory(_inventory(server)).gateway_url == "https://192.0.2.1:31112"
+    plain = ("s", ("k3s_server",), {**server[2], "edgefaas_gateway_tls": False})
+    assert triton.targets_from_inventory(_inventory(plain)).gateway_url == "http://192.0.2.1:31112"
+    wrong = ("s", ("k3s_server",), {**server[2], "edgefaas_gateway_tls": "yes"})
+    with pytest.raises(triton.BenchError, match="edgefaas_gateway_tls must be True or False"):
+        triton.targets_from_inventory(_inventory(wrong))
     configured = (
         "s",
         ("k3s_server",),

@@ -37,6 +37,9 @@ def client_context(ca: bytes | Path) -> ssl.SSLContext:
     """A client context that trusts the CA alone (PEM or DER bytes, or a PEM file) and checks names."""
     if isinstance(ca, Path):
         return ssl.create_default_context(cafile=str(ca))
+    if not ca.strip():
+        # Python's ssl takes empty data for "none given" and trusts the system's store instead.
+        raise ValueError("no CA certificate given (empty): refusing to trust the system's store instead")
     cadata = ca.decode() if ca.lstrip().startswith(b"-----BEGIN") else ca
     return ssl.create_default_context(cadata=cadata)
 

@@ -26,6 +26,14 @@ import click
 )
 @click.option("--scale-json", type=click.Path(path_type=Path), help="Scale figures (default tests/perf/...).")
 @click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="EDGEFAAS_CA_FILE",
+    show_envvar=True,
+    help="PEM of the CA the gateway's HTTPS is verified by, alone "
+    "(default: the K3S server's /etc/edgefaas/ca.pem, read over SSH).",
+)
+@click.option(
     "--publish/--no-publish",
     default=True,
     show_default=True,
@@ -39,9 +47,13 @@ def perf(
     suites: str,
     workers: int,
     scale_json: Path | None,
+    ca_file: Path | None,
     publish: bool,
 ) -> None:
     """Run the suites headless and write OUT/report.html.
+
+    The inventory's gateway (the triton suite's function path, and --publish) is called in the
+    scheme the inventory says: HTTPS by default, verified by the blueprint's CA alone.
 
     \b
     Exit status:
@@ -62,5 +74,8 @@ def perf(
     if unknown or not chosen:
         raise click.BadParameter(f"choose from {', '.join(SUITES)}", param_hint="--suites")
     folder = out or out_root() / time.strftime("perf-%Y%m%d-%H%M%S")
-    options = PerfOptions(inventory, seconds, users, folder.resolve(), chosen, workers, scale_json, publish)
+    options = PerfOptions(
+        inventory, seconds, users, folder.resolve(), chosen, workers, scale_json, publish,
+        ca_file.resolve() if ca_file else None,
+    )  # fmt: skip
     raise SystemExit(run_perf(options, log=click.echo))

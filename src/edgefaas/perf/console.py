@@ -1,13 +1,18 @@
 """The web console's figures on a lab: time to a usable page, and the camera view's refresh rate.
 
     .venv/bin/python -m edgefaas.perf.console [--inventory inventories/lab.py] [--loads 15]
-        [--camera-seconds 20] [--gateway-url URL] [--out DIR] [--strict]
+        [--camera-seconds 20] [--gateway-url URL] [--ca-file PEM] [--out DIR] [--strict]
 
-(--gateway-url with EDGEFAAS_ADMIN_PASSWORD set needs no inventory.)
+(--gateway-url with EDGEFAAS_ADMIN_PASSWORD set needs no inventory; an https:// one then needs
+--ca-file or EDGEFAAS_CA_FILE.)
 
 What runs: headless Chromium (Debian's, /usr/bin/chromium or EDGEFAAS_CHROMIUM) driven by
 Playwright against the gateway of the inventory's k3s_server host; the admin password as
-`edgefaas perf` finds it (EDGEFAAS_ADMIN_PASSWORD, the inventory, or over SSH).
+`edgefaas perf` finds it (EDGEFAAS_ADMIN_PASSWORD, the inventory, or over SSH). An HTTPS gateway
+is verified by the blueprint's CA as `edgefaas perf` finds it (--ca-file, EDGEFAAS_CA_FILE, or
+the K3S server's /etc/edgefaas/ca.pem over SSH): the monitor's calls by an SSL context of that
+CA, and Chromium, which takes no CA file, by the gateway's key pinned after a connection that
+CA verified (--ignore-certificate-errors-spki-list).
 
 Time to a usable page: from navigation start to the Devices table filled with the gateway's
 nodes (the page marks that moment itself: performance.mark "console:devices-filled"), already
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -40,7 +46,8 @@ import httpx
 
 from edgefaas.deploy.inventory import load_inventory
 from edgefaas.perf.bench import out_root, repo_root
-from edgefaas.perf.publish import admin_password, gateway_target
+from edgefaas.perf.publish import admin_password
+from edgefaas.perf.site_gateway import GatewayTarget, gateway_target, gateway_verify, pinned_key
 from edgefaas.perf.stats import percentile
 
 CHROMIUM = os.environ.get("EDGEFAAS_CHROMIUM", "/usr/bin/chromium")
@@ -96,8 +103,10 @@ def monitor_status(client: httpx.Client) -> dict[str, Any]:
     return answer.json()
 
 
-def measure_camera(browser: Any, url: str, password: str, seconds: float) -> dict[str, Any]:
-    with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+def measure_camera(
+    browser: Any, url: str, password: str, seconds: float, verify: ssl.SSLContext | bool = True
+) -> dict[str, Any]:
+    with httpx.Client(base_url=url, timeout=30, trust_env=False, verify=verify) as client:
         first = monitor_status(client)  # also starts the monitor when nothing has yet
         deadline = time.monotonic() + 60
         while not first.get("frames") and time.monotonic() < deadline:
@@ -175,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loads", type=int, default=15, help="page loads per kind (default 15)")
     parser.add_argument("--camera-seconds", type=float, default=20.0, help="camera window (default 20)")
     parser.add_argument("--gateway-url", help="the gateway (default: from the inventory)")
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM of the CA an https:// gateway is verified by (default: env EDGEFAAS_CA_FILE, else "
+        "the K3S server's /etc/edgefaas/ca.pem over SSH)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: a new one under tests/perf/out/)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the page takes over 1 s (p50)")
     args = parser.parse_args(argv)
@@ -187,25 +202,33 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.gateway_url and os.environ.get("EDGEFAAS_ADMIN_PASSWORD"):
-            url, password = args.gateway_url.rstrip("/"), os.environ["EDGEFAAS_ADMIN_PASSWORD"]
+            target = GatewayTarget(args.gateway_url.rstrip("/"), None, {})
+            password = os.environ["EDGEFAAS_ADMIN_PASSWORD"]
         else:
-            inventory = load_inventory(args.inventory, cwd=str(repo_root()))
-            target = gateway_target([(h.name, tuple(h.groups), h.data) for h in inventory])
-            url, password = (args.gateway_url or target.url).rstrip("/"), admin_password(target)
-    except Exception as exc:  # PublishError, an inventory that does not load, SSH
-        print(f"console_bench: cannot find the lab's gateway and its password: {exc}", file=sys.stderr)
+            target = gateway_target(load_inventory(args.inventory, cwd=str(repo_root())))
+            if args.gateway_url:
+                # Another address of the same site: its CA is still the one the K3S server publishes.
+                target = GatewayTarget(args.gateway_url.rstrip("/"), target.host, target.data)
+            password = admin_password(target)
+        url = target.url
+        verify = gateway_verify(target, args.ca_file)
+        browser_args = ["--no-sandbox"]
+        if isinstance(verify, ssl.SSLContext):
+            browser_args.append(f"--ignore-certificate-errors-spki-list={pinned_key(url, verify)}")
+    except Exception as exc:  # GatewayAccessError, an inventory that does not load, SSH
+        print(f"console_bench: cannot find the lab's gateway, its password or its CA: {exc}", file=sys.stderr)
         return 2
     out = args.out or out_root() / time.strftime("console-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=browser_args)
         try:
             result = {
                 "gateway": url,
                 "browser": f"chromium {browser.version}",
                 "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
                 "loads": measure_loads(browser, url, password, args.loads),
-                "camera": measure_camera(browser, url, password, args.camera_seconds),
+                "camera": measure_camera(browser, url, password, args.camera_seconds, verify),
             }
         finally:
             browser.close()

@@ -21,9 +21,10 @@ import math
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,50 @@ def add_license_token_option(parser: Any, help: str) -> None:
     parser.add_argument(
         "--license-token", default="", env_var="LOCUST_LICENSE_TOKEN", is_secret=True, help=help
     )
+
+
+def add_ca_file_option(parser: Any) -> None:
+    """--ca-file (env EDGEFAAS_CA_FILE): the CA an HTTPS gateway is verified by."""
+    parser.add_argument(
+        "--ca-file",
+        default="",
+        env_var="EDGEFAAS_CA_FILE",
+        help="PEM of the CA that certifies an https:// gateway (the blueprint's, /etc/edgefaas/ca.pem); "
+        "without it an HTTPS gateway is checked against the system's store",
+    )
+
+
+def ca_only_context_factory(ca_file: str) -> Callable[..., ssl.SSLContext]:
+    """A FastHttpUser ssl_context_factory trusting the CA in `ca_file` alone."""
+
+    def factory(cafile: str | None = None) -> ssl.SSLContext:
+        # geventhttpclient offers its own bundle as `cafile`: taken, the gateway would also be
+        # trusted for any public CA's certificate, so it is ignored. ssl is looked up now, after
+        # locust's gevent patching, so the context is gevent's.
+        return ssl.create_default_context(cafile=ca_file)
+
+    return factory
+
+
+def verify_gateway_by_ca(user: Any, environment: Any) -> None:
+    """Make a FastHttpUser verify HTTPS by --ca-file alone; call before FastHttpUser.__init__.
+
+    locust's FastHttpUser skips verification by default (insecure = True); here it always
+    verifies, by the given CA, or by the system's store when none is given.
+    """
+    user.insecure = False
+    ca_file = locust_option(environment, "ca_file")
+    if ca_file:
+        user.ssl_context_factory = ca_only_context_factory(ca_file)
+
+
+def answer_problem(response: Any) -> str:
+    """Why a FastHttpUser call failed, for locust's error report: the connection's own error
+    (a refused certificate, a reset) when there was no answer, else the status and body."""
+    error = getattr(response, "error", None)
+    if not response.status_code and error is not None:
+        return f"no answer: {error!r}"
+    return f"HTTP {response.status_code}: {(response.text or '')[:200]}"
 
 
 def locust_option(environment: Any, name: str, default: str = "") -> str:

@@ -1,8 +1,9 @@
 """Locust users calling one EdgeFaaS function through the gateway, and the same function directly.
 
-    # through the gateway (a license's token, or none for a public function)
-    locust -f src/edgefaas/perf/locustfile_functions.py GatewayUser --host http://10.77.0.11:8080 \\
-        --function FuncC --license-token "$TOKEN" --headless -u 16 -r 16 -t 30s
+    # through the gateway (a license's token, or none for a public function), verified by the
+    # blueprint's CA (`edgefaas lab ca --out ca.pem` for the lab's)
+    locust -f src/edgefaas/perf/locustfile_functions.py GatewayUser --host https://10.77.0.11:8080 \\
+        --ca-file ca.pem --function FuncC --license-token "$TOKEN" --headless -u 16 -r 16 -t 30s
     # the function's own runtime, skipping the gateway (e.g. a pod's address, or a local replica's port)
     locust -f src/edgefaas/perf/locustfile_functions.py DirectUser --host http://10.42.1.7:8080 \\
         --headless -u 16 -r 16 -t 30s
@@ -11,6 +12,10 @@ Pick the side with the user class's name and point it with --host. With both cla
 no --host (which would send both to one address), each uses its own URL: --gateway-url and
 --function-url (or LOCUST_GATEWAY_URL / LOCUST_FUNCTION_URL). Every custom option also
 reads LOCUST_<NAME> from the environment, as locust's own do.
+
+HTTPS is always verified (locust's FastHttpUser would skip that by default): by --ca-file
+(env EDGEFAAS_CA_FILE) alone when given, else by the system's store. A deployed gateway serves
+HTTPS with a certificate from the blueprint's CA; a function's runtime serves plain HTTP.
 
 Both sides send the same request (POST, JSON --payload) and count an answer as a success
 only if it is a 2xx. Users wait for nothing between calls (closed loop): N users keep N
@@ -31,7 +36,14 @@ from typing import Any
 
 from locust import FastHttpUser, events, task
 
-from edgefaas.perf.locust_run import add_license_token_option, locust_option, write_samples
+from edgefaas.perf.locust_run import (
+    add_ca_file_option,
+    add_license_token_option,
+    answer_problem,
+    locust_option,
+    verify_gateway_by_ca,
+    write_samples,
+)
 
 DEFAULT_PAYLOAD = '{"message": "bench"}'
 
@@ -50,6 +62,7 @@ def _options(parser: Any) -> None:
         env_var="LOCUST_GATEWAY_URL",
         help="GatewayUser's base URL when --host is not given",
     )
+    add_ca_file_option(parser)
     parser.add_argument(
         "--function-url",
         default="",
@@ -112,6 +125,10 @@ class _FunctionCaller(FastHttpUser):
     network_timeout = 30.0
     connection_timeout = 5.0
 
+    def __init__(self, environment: Any) -> None:
+        verify_gateway_by_ca(self, environment)
+        super().__init__(environment)
+
     def _call(self, path: str, headers: dict[str, str]) -> None:
         options = self.environment.parsed_options
         payload = options.payload if options else DEFAULT_PAYLOAD
@@ -119,7 +136,7 @@ class _FunctionCaller(FastHttpUser):
             path, data=payload, headers=headers, name=self.label, catch_response=True
         ) as response:
             if not 200 <= (response.status_code or 0) < 300:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                response.failure(answer_problem(response))
 
     @property
     def label(self) -> str:

@@ -4,8 +4,9 @@
     TRITON_URL=http://10.77.0.12:8000 locust -f src/edgefaas/perf/locustfile_triton.py TritonUser \\
         --headless -u 2 -r 2 -t 30s
     # the function path: POST the same frame, as JPEG, to /function/face-expression on the gateway
-    locust -f src/edgefaas/perf/locustfile_triton.py FunctionUser --host http://10.77.0.11:8080 \\
-        --headless -u 2 -r 2 -t 30s
+    # (the gateway's HTTPS verified by the blueprint's CA: `edgefaas lab ca --out ca.pem` on the lab)
+    locust -f src/edgefaas/perf/locustfile_triton.py FunctionUser --host https://10.77.0.11:8080 \\
+        --ca-file ca.pem --headless -u 2 -r 2 -t 30s
 
 Both users send the same picture: --frame-image (a JPEG or PNG; default matplotlib's sample
 photo of Grace Hopper) letterboxed to --frame-size (default 640x480). TritonUser decodes it
@@ -22,7 +23,9 @@ tensors instead (the numeric model), to measure the protocol without the vision 
 
 Targets: TritonUser calls --triton-url (env TRITON_URL), else --host. FunctionUser calls
 --host, else --gateway-url (env GATEWAY_URL); --function names the function (default
-face-expression); --license-token (env LOCUST_LICENSE_TOKEN) for a function that is not public.
+face-expression); --license-token (env LOCUST_LICENSE_TOKEN) for a function that is not public;
+--ca-file (env EDGEFAAS_CA_FILE) the CA FunctionUser verifies the gateway's HTTPS by, alone (else
+the system's store; never unverified). Triton's own endpoint is plain HTTP.
 Users wait for nothing between calls (closed loop): N users keep N requests in flight; only
 after a failed call does a user pause (0.2 s), so a server that is down is not hammered.
 
@@ -47,7 +50,14 @@ import numpy as np
 from locust import FastHttpUser, User, events, task
 
 from edgefaas.perf.frames import DEFAULT_FRAME, frame_jpeg, parse_frame_size
-from edgefaas.perf.locust_run import add_license_token_option, locust_option, write_samples
+from edgefaas.perf.locust_run import (
+    add_ca_file_option,
+    add_license_token_option,
+    answer_problem,
+    locust_option,
+    verify_gateway_by_ca,
+    write_samples,
+)
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
 
 REQUEST_TYPE = "triton-http"
@@ -79,6 +89,7 @@ def _options(parser: Any) -> None:
         "--function", default="face-expression", env_var="LOCUST_FUNCTION", help="default face-expression"
     )
     add_license_token_option(parser, "Bearer token for FunctionUser; empty for a public function")
+    add_ca_file_option(parser)
     parser.add_argument(
         "--frame-image",
         default="",
@@ -262,6 +273,7 @@ class FunctionUser(_ClosedLoop, FastHttpUser):
     def __init__(self, environment: Any) -> None:
         if not type(self).host:
             type(self).host = _option(environment, "gateway_url") or os.environ.get("GATEWAY_URL") or None
+        verify_gateway_by_ca(self, environment)
         super().__init__(environment)
         self.path = f"/function/{_option(environment, 'function', 'face-expression') or 'face-expression'}"
         self.headers = {"Content-Type": "image/jpeg"}
@@ -282,7 +294,7 @@ class FunctionUser(_ClosedLoop, FastHttpUser):
             self.path, data=self.body, headers=self.headers, name=self.name, catch_response=True
         ) as response:
             if not 200 <= (response.status_code or 0) < 300:
-                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                response.failure(answer_problem(response))
                 return
             try:
                 answer = json.loads(response.content or b"")

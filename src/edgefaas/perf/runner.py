@@ -63,6 +63,8 @@ class PerfOptions:
     scale_json: Path | None = None
     # Upload report.html to the inventory's gateway (its console's Performance page).
     publish: bool = False
+    # The CA an HTTPS gateway is verified by (None: EDGEFAAS_CA_FILE, else the K3S server's, over SSH).
+    ca_file: Path | None = None
 
 
 def suite_command(name: str, options: PerfOptions, out: Path) -> list[str]:
@@ -85,8 +87,9 @@ def suite_command(name: str, options: PerfOptions, out: Path) -> list[str]:
             *workers,
         ]
     if name == "triton":
+        ca = ["--ca-file", str(options.ca_file)] if options.ca_file else []
         return [*python, "--inventory", options.inventory, "--duration", duration, "--rounds", "2",
-                "--out", str(out), *workers]  # fmt: skip
+                "--out", str(out), *workers, *ca]  # fmt: skip
     if name == "joint":
         # Its size is pictures x rounds, not a duration: about a minute on the lab's CPUs.
         return [*python, "--inventory", options.inventory, "--rounds", "3", "--out", str(out)]
@@ -261,5 +264,5 @@ def run_perf(options: PerfOptions, log: Callable[[str], None] = print) -> int:
     if options.publish:
         from edgefaas.perf.publish import publish
 
-        publish(options.out / "report.html", options.inventory, log=log)
+        publish(options.out / "report.html", options.inventory, log=log, ca_file=options.ca_file)
     return code

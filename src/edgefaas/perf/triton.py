@@ -1,11 +1,16 @@
 """Triton figures: face_expression on 640x480 frames, direct and through EdgeFaaS, in one run.
 
     .venv/bin/python -m edgefaas.perf.triton [--inventory inventories/lab.py] [--duration 20]
-        [--rounds 4] [--server NAME|URL] [--gateway-url URL] [--out DIR] [--strict] [--workers N]
+        [--rounds 4] [--server NAME|URL] [--gateway-url URL] [--ca-file PEM] [--out DIR] [--strict]
+        [--workers N]
 
 Targets come from the inventory: every host whose data says `triton_server` is a Triton server
-at http://<ssh_hostname>:<triton_http_port, default 8000>; the EdgeFaaS gateway is on the
-`k3s_server` host at port <edgefaas_gateway_port, default 8080> (--gateway-url overrides).
+at http://<ssh_hostname>:<triton_http_port, default 8000> (Triton's own endpoint: plain HTTP);
+the EdgeFaaS gateway is on the `k3s_server` host at https://<ssh_hostname>:<edgefaas_gateway_port,
+default 8080> (http:// where the inventory turns edgefaas_gateway_tls off; edgefaas_gateway_url or
+--gateway-url override). An HTTPS gateway is verified by the blueprint's CA alone: --ca-file
+(env EDGEFAAS_CA_FILE), else the K3S server's /etc/edgefaas/ca.pem read over SSH
+(edgefaas.perf.site_gateway); the sampled calls and locust's FunctionUser both check it.
 All measurements are taken against ONE server: --server, or else the one the face-expression
 function itself picks most often in a few calls sampled first (its offloader chooses per
 request among all servers), so that direct and function-path figures are comparable.
@@ -50,6 +55,7 @@ import json
 import math
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 import time
@@ -70,6 +76,14 @@ from edgefaas.perf.perf_analyzer import (
     unpack_perf_analyzer,
     write_perf_csv,
 )
+from edgefaas.perf.site_gateway import (
+    GatewayAccessError,
+    GatewayTarget,
+    gateway_ca,
+    gateway_url_of,
+    verify_context,
+    write_ca_file,
+)
 from edgefaas.perf.triton_figures import (
     FPS_CONCURRENCY,
     TARGET_FPS,
@@ -89,7 +103,6 @@ PA_CONCURRENCY = (1, 2, 3, 4)
 CLIENTS = (1, 2, 4, 8)
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001
-DEFAULT_GATEWAY_PORT = 8080
 
 
 # -- inventory ------------------------------------------------------------------------------------
@@ -105,15 +118,19 @@ class TritonServer:
 @dataclass(frozen=True)
 class Targets:
     servers: tuple[TritonServer, ...]
-    gateway_url: str | None
+    gateway: GatewayTarget | None
+
+    @property
+    def gateway_url(self) -> str | None:
+        return self.gateway.url if self.gateway else None
 
 
 def targets_from_inventory(inventory: Iterable[Any]) -> Targets:
     """Triton servers (hosts with `triton_server` data) and the gateway (the `k3s_server` host).
 
     Addresses are `ssh_hostname` (the host's name when unset); ports come from host data
-    (triton_http_port, triton_grpc_port, edgefaas_gateway_port) or the deploys' defaults.
-    BenchError when no host serves Triton.
+    (triton_http_port, triton_grpc_port, edgefaas_gateway_port) or the deploys' defaults, and
+    the gateway's scheme from edgefaas_gateway_tls. BenchError when no host serves Triton.
     """
     servers = []
     gateway = None
@@ -125,9 +142,10 @@ def targets_from_inventory(inventory: Iterable[Any]) -> Targets:
             grpc_port = int(data.get("triton_grpc_port") or DEFAULT_GRPC_PORT)
             servers.append(TritonServer(host.name, f"http://{address}:{http_port}", f"{address}:{grpc_port}"))
         if gateway is None and "k3s_server" in host.groups:
-            configured = data.get("edgefaas_gateway_url")
-            port = int(data.get("edgefaas_gateway_port") or DEFAULT_GATEWAY_PORT)
-            gateway = (configured or f"http://{address}:{port}").rstrip("/")
+            try:
+                gateway = GatewayTarget(gateway_url_of(host), host.name, data)
+            except GatewayAccessError as exc:
+                raise BenchError(str(exc)) from None
     if not servers:
         raise BenchError("no host in the inventory has triton_server data: no Triton server to measure")
     return Targets(tuple(servers), gateway)
@@ -160,16 +178,23 @@ def run_locust(
     target: str,
     function: str,
     workers: int = 0,
+    ca_file: Path | None = None,
 ) -> dict[str, Any]:
-    """One headless locust run (master and `workers` local workers if asked); its samples."""
+    """One headless locust run (master and `workers` local workers if asked); its samples.
+
+    `ca_file`: the CA FunctionUser verifies an HTTPS gateway by.
+    """
     options = ["--frame-image", str(frame)]
     if user_class == "TritonUser":
         options += ["--triton-url", target]
     else:
         options += ["--host", target, "--function", function]
+        if ca_file is not None:
+            options += ["--ca-file", str(ca_file)]
     env = locust_env(keep=("LOCUST_LICENSE_TOKEN",))
     env.pop("TRITON_URL", None)
     env.pop("GATEWAY_URL", None)
+    env.pop("EDGEFAAS_CA_FILE", None)  # the CA chosen here, on the command line, is the only one
     try:
         return run_locust_shared(LOCUSTFILE, user_class, users, seconds, out, tag, options, env, workers)
     except LocustRunError as exc:
@@ -195,13 +220,18 @@ def server_ready(server: TritonServer) -> bool:
     return bool(ready_servers([server]))
 
 
-def sample_function(gateway: str, function: str, jpeg: bytes, calls: int) -> tuple[Counter, list[dict]]:
-    """`calls` calls of the function (after two unmeasured ones): served_by counts, the answers."""
+def sample_function(
+    gateway: str, function: str, jpeg: bytes, calls: int, verify: ssl.SSLContext | bool = True
+) -> tuple[Counter, list[dict]]:
+    """`calls` calls of the function (after two unmeasured ones): served_by counts, the answers.
+
+    `verify`: what the gateway's HTTPS is checked by (its CA's context).
+    """
     import httpx
 
     served: Counter = Counter()
     answers = []
-    with httpx.Client(timeout=30, trust_env=False) as client:
+    with httpx.Client(timeout=30, trust_env=False, verify=verify) as client:
         for index in range(calls + 2):
             try:
                 answer = client.post(
@@ -410,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
         "function's most frequent choice)",
     )
     parser.add_argument("--gateway-url", help="the EdgeFaaS gateway (default: from the inventory)")
+    parser.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM of the CA an https:// gateway is verified by (default: env EDGEFAAS_CA_FILE, else "
+        "the K3S server's /etc/edgefaas/ca.pem over SSH)",
+    )
     parser.add_argument("--function", default=FUNCTION)
     parser.add_argument("--frame-image", type=Path, help="JPEG/PNG to letterbox (default: grace_hopper.jpg)")
     parser.add_argument("--frame-size", type=parse_frame_size, default=DEFAULT_FRAME, help="default 640x480")
@@ -473,9 +509,20 @@ def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
     except InventoryError as exc:
         raise BenchError(str(exc)) from None
     targets = targets_from_inventory(inventory)
-    gateway = (args.gateway_url or targets.gateway_url or "").rstrip("/")
-    if not gateway:
+    site = targets.gateway
+    if args.gateway_url:
+        # Another address of the same site: its CA is still the one the K3S server publishes.
+        url = args.gateway_url.rstrip("/")
+        site = GatewayTarget(url, site.host, site.data) if site else GatewayTarget(url, None, {})
+    if site is None:
         raise BenchError("no k3s_server host in the inventory and no --gateway-url: no gateway to call")
+    gateway = site.url
+    try:
+        ca_pem = gateway_ca(site, args.ca_file)
+    except GatewayAccessError as exc:
+        raise BenchError(f"the gateway {gateway}: {exc}") from None
+    verify = verify_context(ca_pem) if ca_pem is not None else True
+    ca_file = write_ca_file(ca_pem, work) if ca_pem is not None else None
     servers = ready_servers(targets.servers)
     if not servers:
         raise BenchError(
@@ -490,7 +537,7 @@ def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
     input_json.write_text(json.dumps(input_data_json(pixels)))
 
     print(f"sampling {args.sample_calls} calls of {args.function} through {gateway} ...", flush=True)
-    served, answers = sample_function(gateway, args.function, jpeg, args.sample_calls)
+    served, answers = sample_function(gateway, args.function, jpeg, args.sample_calls, verify)
     server, why = pick_server(servers, args.server, served)
     from edgefaas.triton.client import FaceExpressionClient, InferenceError
 
@@ -542,8 +589,9 @@ def bench(args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
                 target = server.http_url if user_class == "TritonUser" else gateway
                 tag = f"{'direct' if user_class == 'TritonUser' else 'function'}-u{users}-r{round_ + 1}"
                 run = run_locust(
-                    user_class, users, run_seconds, out, tag, frame_path, target, args.function, args.workers
-                )
+                    user_class, users, run_seconds, out, tag, frame_path, target, args.function, args.workers,
+                    ca_file,
+                )  # fmt: skip
                 runs[user_class].append(run)
         still_ready(f"the runs at {users} users")
         d = summarize(runs["TritonUser"], args.warmup)
