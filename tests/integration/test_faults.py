@@ -296,6 +296,36 @@ def _deploy_on(server: Device, api, admin: httpx.Client, function: str, device: 
     wait_for(lambda: device in _function_nodes(api, function), 60, f"{function} ready on {device}", 0.5)
 
 
+def _face_expression_while_off(admin: httpx.Client, host) -> tuple[Counter[str], dict | None] | None:
+    """face-expression called while `host` is off, past one of its re-measurements of every
+    server: (where the answers were served, what it knows of the lost server), None where the
+    lost device runs no Triton. Every call must be answered, none by the lost server."""
+    if not host.data.get("triton_server"):
+        return None
+    lost = f"http://{host.data.get('ssh_hostname') or host.name}:{host.data.get('triton_http_port') or 8000}"
+
+    def known() -> dict:
+        servers = admin.get("/function/face-expression/servers")
+        return next((s for s in servers.json() if s["url"] == lost), {}) if servers.status_code == 200 else {}
+
+    before = known()
+    served: Counter[str] = Counter()
+    # The offloader re-measures the stalest server every 20th request: 25 calls include one.
+    for _ in range(25):
+        answer = wait_for(
+            lambda: (r := admin.post("/function/face-expression?source=camera")).status_code == 200 and r,
+            60,
+            "face-expression to answer while a Triton server is lost",
+            interval=1,
+        )
+        served[answer.json()["served_by"]] += 1
+    assert lost not in served, f"face-expression answers from the lost {lost}: {dict(served)}"
+    after = known()
+    # Tried meanwhile (it failed): then it must be set aside, not tried on every call.
+    tried = after if after.get("failures", 0) > before.get("failures", 0) else None
+    return served, tried
+
+
 def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
     lab, inventory, server, api, admin, license
 ):
@@ -372,6 +402,8 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
                 interval=0.5,
             )
             time.sleep(2)  # a few more of its calls, all prompt
+            # face-expression stops choosing the lost device's Triton server (Demo 3's offload).
+            vision = _face_expression_while_off(admin, host)
             flowing = load.ok()
             wait_for(lambda: load.ok() >= flowing + 10, 30, "calls after the move", 0.5)
             booted = _now()
@@ -427,6 +459,10 @@ def test_a_device_powered_off_and_on_keeps_its_disk_and_its_place(
         f"{', '.join(movable)} ran elsewhere {moved:.1f} s after {name} lost power; the settings "
         f"promise {promise} s (grace {grace} s + toleration {toleration} s + a pod start)"
     )
+    if vision is not None:
+        served, tried = vision
+        assert served, f"face-expression answered no call while {name} was off"
+        assert not tried or tried["down"], f"face-expression still counts on {name}'s Triton server: {tried}"
     _record(
         f"device power cycle ({name})",
         load,
