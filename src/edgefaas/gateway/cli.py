@@ -15,6 +15,7 @@ import click
 from edgefaas.backends.base import Backend
 
 from .config import GatewaySettings
+from .sites import SiteSettings, site_options
 
 if TYPE_CHECKING:
     from .database import Database
@@ -298,6 +299,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
+@site_options
 def gateway(
     ctx: click.Context,
     backend: str,
@@ -327,6 +329,7 @@ def gateway(
     tls_cert: Path | None,
     tls_key: Path | None,
     log_level: str,
+    sites: SiteSettings | None,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
 
@@ -391,6 +394,7 @@ def gateway(
         async_queue_size=async_queue_size,
         callback_attempts=callback_attempts,
         callback_backoff=callback_backoff,
+        sites=sites,
     )
     try:
         function_backend = make_backend(
