@@ -147,11 +147,11 @@ def verify(entry: Entry, verifier: Es256Verifier, publisher: str) -> Verified:
         raise Refused("mismatch", f"the entry was signed for publisher {signed_by!r}, not {publisher!r}")
     spec = entry.spec
     if spec is not None:
-        if sha256(canonical(spec)) != spec_digest:
-            raise Refused("tampered", "the deploy spec does not match its signed digest")
         code = spec.get("code")
         if (sha256(code.encode()) if isinstance(code, str) else "") != code_digest:
             raise Refused("tampered", "the function's code does not match its signed digest")
+        if sha256(canonical(spec)) != spec_digest:
+            raise Refused("tampered", "the deploy spec does not match its signed digest")
         if spec.get("service") != entry.function:
             raise Refused("tampered", "the spec names another function than the signed one")
     return Verified(entry.function, entry.version, sites, removed, spec)
