@@ -29,6 +29,7 @@ from edgefaas.backends.base import (
     Backend,
     BackendError,
     BackendUnreachable,
+    FunctionExists,
     FunctionNotFound,
     FunctionSpec,
 )
@@ -166,7 +167,10 @@ class CatalogueFollower:
         except (ValueError, TypeError, KeyError) as exc:
             raise Refused("invalid_spec", f"the signed spec is not a deployable function: {exc}") from None
         try:
-            status = self.backend.update(spec) if current else self.backend.deploy(spec)
+            try:
+                status = self.backend.update(spec) if current else self.backend.deploy(spec)
+            except FunctionExists:  # another gateway of this site deployed it a moment ago
+                status = self.backend.update(spec)
         except BackendUnreachable:
             raise
         except BackendError as exc:
