@@ -539,3 +539,29 @@ def test_the_site_options_reach_the_settings_and_a_half_configured_edge_is_refus
         env={},
     )
     assert cloud.exit_code == 2 and "'Edge_A'" in cloud.output
+
+
+def test_catalogue_entries_signed_by_a_parsec_held_key_verify_with_its_exported_public_key(tmp_path):
+    from edgefaas.gateway.catalogue import PARSEC_KEY, CatalogueStore, Refused, verify
+    from edgefaas.gateway.database import SqliteDatabase
+    from edgefaas.gateway.licensing.tokens import Es256Verifier, ParsecSigner
+    from edgefaas.gateway.migrations import migrate
+
+    from .parsec_fakes import FakeParsec
+
+    parsec = FakeParsec()
+    db = SqliteDatabase(tmp_path / "cloud.db")
+    migrate(db)
+    store = CatalogueStore(db, ParsecSigner(parsec, key_name=PARSEC_KEY), "cloud")
+    assert PARSEC_KEY in {key.name for key in parsec.list_keys()}  # the key is Parsec's, apart from licenses'
+    spec = {"service": "Near", "code": code(), "annotations": {"edgefaas.io/sites": "edge-a"}}
+    version = store.publish("Near", ["edge-a"], spec)
+    _, (entry,) = store.feed("edge-a", 0)
+    verifier = Es256Verifier(parsec.export_public_key(PARSEC_KEY, "der"))
+    checked = verify(entry, verifier, "cloud")
+    assert (checked.version, checked.sites, checked.spec) == (version, ("edge-a",), spec)
+    assert store.feed("edge-b", 0) == (version, [])  # nothing for a site it is not placed at
+    with pytest.raises(Refused) as refused:
+        verify(entry, verifier, "another-cloud")
+    assert refused.value.reason == "mismatch"
+    db.close()
