@@ -33,8 +33,10 @@ from .openapi import build_openapi
 from .quota import QuotaGate
 from .registry import FunctionRegistry
 from .routes import billing, functions, monitoring, nodes, perf_report
+from .routes import sites as site_routes
 from .routes.admin import Handler
 from .service_addresses import ServiceAddresses, ServiceAddressRouting, wan_state
+from .site_services import Sites
 from .state import Gateway
 from .storage import license_signer, open_storage
 
@@ -112,9 +114,11 @@ def create_app(
     registry = FunctionRegistry(backend)
     quota = QuotaGate(ledger, clock=ledger.now)
     gateway_metrics = Metrics()
+    sites = Sites(settings, backend, registry, ledger)
     invoker = Invoker(
-        backend, registry, authority, quota, ledger, gateway_metrics, settings, transport=upstream_transport
-    )
+        backend, registry, authority, quota, ledger, gateway_metrics, settings, transport=upstream_transport,
+        placement=sites.placement,
+    )  # fmt: skip
     gateway = Gateway(
         settings=settings,
         backend=backend,
@@ -125,6 +129,7 @@ def create_app(
         metrics=gateway_metrics,
         invoker=invoker,
         admin_auth=AdminAuth(password),
+        sites=sites,
     )
     openapi = build_openapi(functions.gateway_version()["release"])
 
@@ -136,12 +141,14 @@ def create_app(
         await run_in_threadpool(backend.start)
         await run_in_threadpool(registry.sync)
         await invoker.start()
+        await sites.start()
         refresher = asyncio.create_task(_refresh(registry, settings.registry_refresh))
         log.info("gateway ready: %s backend, %d functions", backend.kind, len(registry.all()))
         try:
             yield
         finally:
             refresher.cancel()
+            await sites.close()
             await invoker.close()
             await run_in_threadpool(backend.close)
             await run_in_threadpool(ledger.close)
@@ -175,6 +182,12 @@ def create_app(
         Route("/system/perf-report", perf_report.put_perf_report, methods=["PUT"]),
         Route("/function/{name}", invoker.call, methods=ALL_METHODS),
         Route("/function/{name}/{path:path}", invoker.call, methods=ALL_METHODS),
+        Route("/system/sites", site_routes.status, methods=["GET"]),
+        Route("/system/catalogue-key", site_routes.catalogue_key, methods=["GET"]),
+        Route("/system/site-usage", site_routes.usage_rollup, methods=["GET"]),
+        Route("/sites/catalogue", site_routes.catalogue, methods=["GET"]),
+        Route("/sites/usage", site_routes.push_usage, methods=["POST"]),
+        Route("/site-function/{name}/{path:path}", site_routes.call_for_site, methods=ALL_METHODS),
         Route("/async-function/{name}", invoker.call_async, methods=["POST"]),
         Route("/async-function/{name}/{path:path}", invoker.call_async, methods=["POST"]),
         *console_routes(),

@@ -16,6 +16,7 @@ import click
 from edgefaas.backends.base import Backend
 
 from .config import GatewaySettings
+from .sites import SiteSettings, site_options
 
 if TYPE_CHECKING:
     from .database import Database
@@ -323,6 +324,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
+@site_options
 def gateway(
     ctx: click.Context,
     backend: str,
@@ -353,6 +355,7 @@ def gateway(
     tls_key: Path | None,
     ca_file: Path | None,
     log_level: str,
+    sites: SiteSettings | None,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
 
@@ -418,6 +421,7 @@ def gateway(
         async_queue_size=async_queue_size,
         callback_attempts=callback_attempts,
         callback_backoff=callback_backoff,
+        sites=sites,
     )
     try:
         function_backend = make_backend(

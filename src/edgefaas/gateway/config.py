@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .sites import SiteSettings
+
 
 @dataclass(frozen=True)
 class GatewaySettings:
@@ -63,6 +65,8 @@ class GatewaySettings:
     # The switch's WAN plan (edgefaas.deploy.wan): functions served at their own addresses.
     # None, or no file there: no WAN.
     wan_plan: Path | None = None
+    # This gateway's part among cloud and edge sites (sites.py); None: a site alone.
+    sites: SiteSettings | None = None
 
     @property
     def admin_password_file(self) -> Path:

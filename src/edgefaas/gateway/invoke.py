@@ -27,14 +27,20 @@ import math
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from edgefaas.backends.base import Backend, BackendError, FunctionNotFound, FunctionUnavailable
+from edgefaas.backends.base import (
+    Backend,
+    BackendError,
+    FunctionNotFound,
+    FunctionUnavailable,
+    valid_function_name,
+)
 from edgefaas.runtime.event import PARENT_CALL_ID_HEADER
 from edgefaas.runtime.server import REJECTED_HEADER
 
@@ -60,6 +66,7 @@ from .idempotency import REPLAY_HEADER, Hold, StoredAnswer, check_key, too_large
 from .ledger import PUBLIC_LICENSE, Ledger, LedgerEntry
 from .licensing.authority import Caller, LicenseAuthority
 from .metrics import Metrics
+from .offload import CLOUD_UNREACHABLE, NOT_DEPLOYED, CloudUnreachable, Placement
 from .quota import QuotaGate, Ticket
 from .registry import FunctionInfo, FunctionRegistry
 from .upstream import Answer, AnswerTimeout, BrokenAnswer, Pool, Unreached
@@ -151,6 +158,14 @@ class _Admitted:
     target: str  # extra path and query, passed through as sent
     headers: list[tuple[bytes, bytes]]
     parent_call_id: str
+    offload: str | None = None  # an edge sends it to its cloud, and why (offload.py)
+    site: str | None = None  # a cloud runs it for this edge site, which billed it
+
+    @property
+    def payer(self) -> str:
+        if self.caller is not None:
+            return self.caller.license.id
+        return f"site:{self.site}" if self.site else PUBLIC_LICENSE
 
 
 class Invoker:
@@ -164,8 +179,10 @@ class Invoker:
         metrics: Metrics,
         settings: GatewaySettings,
         transport: httpx.AsyncBaseTransport | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.backend = backend
+        self.placement = placement or Placement(None)
         self.registry = registry
         self.licenses = licenses
         self.quota = quota
@@ -259,7 +276,7 @@ class Invoker:
 
     async def _run_once(self, admitted: _Admitted, method: str, key: str) -> Response:
         """The call under the caller's idempotency key: run and billed once, else its first answer."""
-        payer = admitted.caller.license.id if admitted.caller else PUBLIC_LICENSE
+        payer = admitted.payer
         # Short, and renewed while the call runs: a retry through another gateway takes over the
         # key of a gateway that died mid-call within a lease, not after the upstream timeout.
         lease = self.settings.idempotency_lease
@@ -310,6 +327,23 @@ class Invoker:
             await run_in_threadpool(self.ledger.release, claim.hold)
         return _relay(upstream, key)
 
+    async def call_for_site(self, request: Request, site: str) -> Response:
+        """A call the edge ``site`` forwarded (its credential checked): billed at that site, so run
+        here once per its X-Call-Id, recorded unpriced under the payer ``site:<name>``."""
+        name = request.path_params["name"]
+        key = request.headers.get(CALL_ID_HEADER)
+        started = time.perf_counter()
+        try:
+            if key is None:
+                raise ApiError(400, "X-Call-Id is required: a forwarded call runs once per its call id")
+            check_key(key)
+            admitted = await self._admit(request, name, "/site-function/", site=site)
+            response = await self._run_once(admitted, request.method, key)
+        except ApiError as exc:
+            return self.placement.refused_for_site(exc.response(key))
+        self.metrics.observe(name, response.status_code, time.perf_counter() - started)
+        return response
+
     async def call_async(self, request: Request) -> Response:
         """Queue the call and answer 202 with its id; a worker on any gateway runs it later.
 
@@ -329,6 +363,10 @@ class Invoker:
                     raise ApiError(400, f"{CALLBACK_HEADER} {exc}") from None
             admitted = await self._admit(request, name, "/async-function/")
             try:
+                if admitted.offload:
+                    raise ApiError(
+                        404, f"function {name!r} is not deployed at this site (async calls stay here)"
+                    )
                 _check_async_body(request, admitted.body)
                 queued = await self._enqueue(admitted, request.method, call_id, callback, key is not None)
             except BaseException:
@@ -408,9 +446,18 @@ class Invoker:
         except BackendError as exc:
             raise ApiError(503, f"function {name!r} could not be looked up: {exc}") from None
 
-    async def _admit(self, request: Request, name: str, route: str) -> _Admitted:
-        info = await self._function(name, f"function {name!r} not found")
-        caller = self.licenses.authorize(request.headers.get("authorization"), info.public)
+    async def _admit(self, request: Request, name: str, route: str, site: str | None = None) -> _Admitted:
+        offload = None
+        try:
+            info = await self._function(name, f"function {name!r} not found")
+        except ApiError as exc:
+            if exc.status != 404 or site or not self.placement.offloads or not valid_function_name(name):
+                raise
+            # Not deployed at this edge: its cloud may have it. Only a licensed caller is sent on
+            # (the edge cannot know if the cloud's function is public, and it pays for the call).
+            info, offload = FunctionInfo(name, False, "", None, None), NOT_DEPLOYED
+        # A forwarded call's caller was authorized (and its quota counted) at the edge it entered.
+        caller = None if site else self.licenses.authorize(request.headers.get("authorization"), info.public)
         body = await read_body(request, self.settings.max_body_bytes)
         ticket = self.quota.admit(caller)
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -428,6 +475,8 @@ class Invoker:
             target=target,
             headers=_forward_headers(request, caller),
             parent_call_id=request.headers.get(PARENT_CALL_ID_HEADER, "")[:64],
+            offload=offload,
+            site=site,
         )
 
     async def _run(
@@ -455,7 +504,7 @@ class Invoker:
                     raise ApiError(
                         503, f"the call cannot be billed now: {exc}", {"Retry-After": "1"}
                     ) from None
-            upstream = await self._forward(admitted, method, shown_id or call_id)
+            upstream = await self._place(admitted, method, shown_id or call_id)
         except BaseException:
             admitted.ticket.release()
             raise
@@ -465,7 +514,7 @@ class Invoker:
         caller = admitted.caller
         entry = LedgerEntry(
             call_id=call_id,
-            license_id=caller.license.id if caller else PUBLIC_LICENSE,
+            license_id=admitted.payer,
             function=admitted.info.name,
             started_at=started_at,
             duration_us=upstream.duration_us,
@@ -487,6 +536,31 @@ class Invoker:
             log.exception("billing call %s of %s failed", call_id, admitted.info.name)
             raise ApiError(503, "the call could not be billed, so its answer is withheld") from None
         return upstream
+
+    async def _place(self, admitted: _Admitted, method: str, call_id: str) -> Upstream:
+        """Run the call here or at the cloud (offload.py), its answer labelled with where and why."""
+        name = admitted.info.name
+        reason = admitted.offload or self.placement.overflow(name)
+        if reason is not None:
+            try:
+                cloud = await self.placement.forward(
+                    name, method, admitted.target, admitted.headers, admitted.body, call_id
+                )
+            except CloudUnreachable as exc:
+                if reason == NOT_DEPLOYED:
+                    raise ApiError(
+                        503,
+                        f"function {name!r} is not deployed at this site and its cloud is unreachable: {exc}",
+                        {"Retry-After": "5"},
+                    ) from None
+                reason = CLOUD_UNREACHABLE  # an overflow runs here after all
+            else:
+                headers = self.placement.label(cloud.headers, name, reason, None, True)
+                return Upstream(cloud.status, headers, cloud.body, cloud.duration_us, reached=True)
+        with self.placement.here(name):
+            upstream = await self._forward(admitted, method, call_id)
+        headers = self.placement.label(upstream.headers, name, reason, admitted.site, upstream.reached)
+        return replace(upstream, headers=headers)
 
     async def _forward(self, admitted: _Admitted, method: str, call_id: str) -> Upstream:
         assert self._fallback is not None, "invoker not started"

@@ -76,6 +76,48 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         );
         """,
     ),
+    (
+        3,
+        "cloud and edge sites: the signed function catalogue, usage records and their sequences",
+        """
+        CREATE TABLE catalogue (
+            function     TEXT PRIMARY KEY,
+            version      {bigint} NOT NULL UNIQUE,
+            sites        TEXT NOT NULL,
+            ever_sites   TEXT NOT NULL,
+            spec         TEXT,
+            payload      TEXT NOT NULL,
+            signature    TEXT NOT NULL,
+            published_at {real} NOT NULL
+        );
+        CREATE TABLE site_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE usage_outbox (
+            seq           {bigint} PRIMARY KEY,
+            call_id       TEXT NOT NULL UNIQUE,
+            license_id    TEXT NOT NULL,
+            function      TEXT NOT NULL,
+            started_at    {real} NOT NULL,
+            duration_us   {bigint} NOT NULL,
+            status        INTEGER NOT NULL,
+            amount_micros {bigint} NOT NULL
+        );
+        CREATE TABLE site_usage (
+            site          TEXT NOT NULL,
+            seq           {bigint} NOT NULL,
+            call_id       TEXT NOT NULL,
+            license_id    TEXT NOT NULL,
+            function      TEXT NOT NULL,
+            started_at    {real} NOT NULL,
+            duration_us   {bigint} NOT NULL,
+            status        INTEGER NOT NULL,
+            amount_micros {bigint} NOT NULL,
+            received_at   {real} NOT NULL,
+            PRIMARY KEY (site, seq),
+            UNIQUE (site, call_id)
+        );
+        CREATE INDEX site_usage_by_license ON site_usage (license_id);
+        """,
+    ),
 )
 LATEST = MIGRATIONS[-1][0]
 # pg_advisory_xact_lock's key: any constant the gateway alone uses ("edgefaas" in ASCII).

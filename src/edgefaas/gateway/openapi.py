@@ -6,6 +6,7 @@ from typing import Any
 
 from . import schemas
 from .routes.perf_report import PERF_REPORT_MAX_BYTES
+from .usage import USAGE_PUSH
 
 JSON = "application/json"
 FUNCTION_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
@@ -382,6 +383,7 @@ def build_openapi(version: str) -> dict[str, Any]:
                 )
                 for m in methods
             }
+    paths.update(_site_paths())
     return {
         "openapi": "3.0.3",
         "info": {
@@ -399,6 +401,127 @@ def build_openapi(version: str) -> dict[str, Any]:
                     "bearerFormat": "JWT",
                     "description": "a license token: JWS compact, ES256 or HS256 as the gateway signs",
                 },
+                "siteAuth": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "an edge site's credential: EdgeFaaS-Site <site>:<credential>",
+                },
             }
         },
+    }
+
+
+_NOT_CLOUD = _error("this gateway is not a cloud site")
+_SITE_ERRORS = {
+    "401": _error("no site credentials"),
+    "403": _error("the site is unknown or its credential is wrong"),
+    "404": _NOT_CLOUD,
+}
+
+
+def _site(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "security": [{"siteAuth": []}],
+        "responses": {**responses, **_SITE_ERRORS},
+        **extra,
+    }
+
+
+def _site_call(method: str) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": "a call an edge site forwards to its cloud: run once per X-Call-Id, billed at the edge",
+        "security": [{"siteAuth": []}],
+        "parameters": [
+            _NAME_PARAM,
+            {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "X-Call-Id",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"},
+            },
+        ],
+        "responses": {
+            **_SITE_ERRORS,
+            "400": _error("no X-Call-Id, or not a plain one"),
+            "404": _error("this gateway is not a cloud site, or no such function"),
+            "409": _error("the call id's call is still running, or its answer was too large to keep"),
+            "413": _error("body over the size limit"),
+            "502": _error("the function could not be reached"),
+            "503": _error("the function has no ready replica, or the call cannot be recorded now"),
+            "504": _error("the function did not answer in time"),
+            "default": {
+                "description": "the function's own answer; X-EdgeFaaS-Site, X-EdgeFaaS-Function and "
+                "X-EdgeFaaS-Reached say whose answer it is",
+                "content": {"*/*": {"schema": {}}},
+            },
+        },
+    }
+    if method not in ("get", "head", "options"):
+        operation["requestBody"] = {"required": False, "content": {JSON: {"schema": {}}}}
+    return operation
+
+
+def _site_paths() -> dict[str, Any]:
+    """Routes between cloud and edge sites (sites.py, routes/sites.py)."""
+    anything = {"type": "object"}
+    return {
+        "/system/sites": {
+            "get": _admin(
+                "this gateway's site: its role, catalogue (version, refusals), usage pushed or rolled up",
+                {"200": _json(anything, "the status")},
+            )
+        },
+        "/system/catalogue-key": {
+            "get": _admin(
+                "the cloud's catalogue public key (PEM), which edges verify entries with",
+                {
+                    "200": {
+                        "description": "PEM",
+                        "content": {"application/x-pem-file": {"schema": {"type": "string"}}},
+                    },
+                    "404": _NOT_CLOUD,
+                },
+            )
+        },
+        "/system/site-usage": {
+            "get": _admin(
+                "usage per license at every site (the edges' pushed records and the cloud's own ledger)",
+                {"200": _json(anything, "the roll-up"), "404": _NOT_CLOUD},
+                parameters=[
+                    {"name": "license", "in": "query", "required": False, "schema": schemas.LICENSE_ID}
+                ],
+            ),
+        },
+        "/sites/catalogue": {
+            "get": _site(
+                "the catalogue entries for the calling site newer than since, signed by the cloud",
+                {"200": _json(anything, "the entries"), "400": _error("since is not an integer >= 0")},
+                parameters=[
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0},
+                    }
+                ],
+            )
+        },
+        "/sites/usage": {
+            "post": _site(
+                "an edge's usage records, numbered; held ones change nothing",
+                {
+                    "200": _json(anything, "the number up to which every record of the site is held"),
+                    "400": _error("malformed records"),
+                    "409": _error(
+                        "a number the cloud holds for another call (the site's numbering restarted)"
+                    ),
+                    "413": _error("body over the size limit"),
+                },
+                requestBody=_body(USAGE_PUSH),
+            ),
+        },
+        "/site-function/{name}/{path}": {m: _site_call(m) for m in FUNCTION_METHODS},
     }

@@ -16,6 +16,7 @@ from .licensing.authority import LicenseAuthority
 from .licensing.store import LicenseStore
 from .metrics import Metrics
 from .registry import FunctionRegistry
+from .site_services import Sites
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Gateway:
     metrics: Metrics
     invoker: Invoker
     admin_auth: AdminAuth
+    sites: Sites
 
 
 def gateway_of(request: Request) -> Gateway:

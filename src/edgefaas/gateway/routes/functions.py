@@ -116,8 +116,10 @@ async def list_functions(request: Request, gateway: Gateway) -> Response:
 @admin
 async def deploy_function(request: Request, gateway: Gateway) -> Response:
     spec = _spec(await json_body(request, gateway, schemas.FUNCTION_DEPLOYMENT))
+    sites = gateway.sites.placement_of(dict(spec.annotations))  # an unknown site: 400, nothing deployed
     status = await backend_call(gateway.backend.deploy, spec)
     gateway.registry.remember(status)
+    await gateway.sites.publish(spec.name, sites, spec.to_json())
     return JSONResponse(function_json(status, gateway), status_code=202)
 
 
@@ -127,9 +129,11 @@ async def update_function(request: Request, gateway: Gateway) -> Response:
     current = await backend_call(gateway.backend.get, data["service"])
     # An update without "replicas" keeps the current scale, as OpenFaaS does.
     spec = _spec(data, default_replicas=current.replicas)
+    sites = gateway.sites.placement_of(dict(spec.annotations))
     status = await backend_call(gateway.backend.update, spec)
     gateway.registry.remember(status)
     gateway.invoker.forget_connections(spec.name)
+    await gateway.sites.publish(spec.name, sites, spec.to_json())
     return JSONResponse(function_json(status, gateway), status_code=200)
 
 
@@ -138,6 +142,7 @@ async def delete_function(request: Request, gateway: Gateway) -> Response:
     data = await json_body(request, gateway, schemas.FUNCTION_DELETE)
     await backend_call(gateway.backend.delete, data["functionName"])
     gateway.registry.forget(data["functionName"])
+    await gateway.sites.publish(data["functionName"], [], None)
     return JSONResponse({"deleted": data["functionName"]})
 
 

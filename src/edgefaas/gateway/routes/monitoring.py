@@ -28,6 +28,5 @@ async def metrics(request: Request) -> Response:
         replicas = {}
     depth = await gateway.invoker.queue_depth()
     async_depth = (depth.waiting, depth.running) if depth is not None else None
-    return Response(
-        gateway.metrics.render(replicas, async_depth, gateway.ledger.storage_errors), media_type=CONTENT_TYPE
-    )
+    text = gateway.metrics.render(replicas, async_depth, gateway.ledger.storage_errors)
+    return Response(text + gateway.sites.metrics_text(), media_type=CONTENT_TYPE)
