@@ -393,21 +393,27 @@ def test_async_call_without_callback_and_with_a_bad_one(harness):
 def test_metrics_use_openfaas_names(harness):
     harness.deploy("Echo", public=True)
     harness.deploy("Boom", public=True)
-    for _ in range(2):
-        harness.call("Echo")
+    harness.call("Echo")
+    harness.call("Echo.edgefaas-fn")  # the same function in OpenFaaS's <name>.<namespace> form
     harness.call("Boom")
     for _ in range(5):
         harness.call("NoSuchFunction")
     answer = harness.get("/metrics")
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = answer.text
-    assert 'gateway_function_invocation_total{function_name="Echo",code="200"} 2' in text
-    assert 'gateway_function_invocation_total{function_name="Boom",code="500"} 1' in text
-    assert 'gateway_functions_seconds_count{function_name="Echo",code="200"} 2' in text
-    assert 'gateway_functions_seconds_bucket{function_name="Echo",code="200",le="+Inf"} 2' in text
-    assert 'gateway_service_count{function_name="Echo"} 1' in text
+    echo = 'function_name="Echo.edgefaas-fn"'
+    assert f'gateway_function_invocation_total{{{echo},code="200"}} 2' in text
+    assert 'gateway_function_invocation_total{function_name="Boom.edgefaas-fn",code="500"} 1' in text
+    assert f"gateway_function_invocation_started{{{echo}}} 2" in text
+    assert f'gateway_functions_seconds_count{{{echo},code="200"}} 2' in text
+    assert f'gateway_functions_seconds_bucket{{{echo},code="200",le="+Inf"}} 2' in text
+    # OpenFaaS's buckets: the Go client's defaults, nothing between 0.05 and 0.1.
+    bounds = re.findall(rf'gateway_functions_seconds_bucket{{{echo},code="200",le="([^"]+)"}}', text)
+    assert bounds == ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
+    assert f"gateway_service_count{{{echo}}} 1" in text
     assert "# TYPE gateway_functions_seconds histogram" in text
     assert "NoSuchFunction" not in text
+    assert harness.call("Echo.other-namespace").status_code == 404
     assert harness.get("/system/function/Echo", auth=ADMIN).json()["invocationCount"] == 2
 
 
@@ -503,3 +509,14 @@ def test_unknown_routes_and_methods_answer_json_4xx(harness):
 )
 def test_malformed_billing_queries_are_400(harness, params):
     assert harness.get("/system/billing", params=params, auth=ADMIN).status_code == 400
+
+
+def test_metrics_behind_the_admins_credentials_when_asked(tmp_path):
+    harness = Harness(tmp_path, metrics_auth=True)
+    try:
+        refused = harness.get("/metrics")
+        assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+        assert harness.get("/metrics", auth=("admin", "wrong")).status_code == 401
+        assert "gateway_service_count" in harness.get("/metrics", auth=ADMIN).text
+    finally:
+        harness.close()

@@ -111,7 +111,7 @@ def create_app(
     authority = LicenseAuthority(license_store, signer or license_signer(settings))
     registry = FunctionRegistry(backend)
     quota = QuotaGate(ledger, clock=ledger.now)
-    gateway_metrics = Metrics()
+    gateway_metrics = Metrics(backend.namespaces()[0])
     invoker = Invoker(
         backend, registry, authority, quota, ledger, gateway_metrics, settings, transport=upstream_transport
     )

@@ -295,6 +295,14 @@ def listening_socket(host: str, port: int) -> socket.socket:
     help="The certificate's private key (PEM, 0600).",
 )
 @click.option(
+    "--metrics-auth/--no-metrics-auth",
+    default=False,
+    show_default=True,
+    envvar="EDGEFAAS_GATEWAY_METRICS_AUTH",
+    help="Serve /metrics only with the admin's basic credentials (Prometheus's basic_auth). "
+    "Default: open, as OpenFaaS's gateway serves it.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
@@ -326,6 +334,7 @@ def gateway(
     callback_backoff: float,
     tls_cert: Path | None,
     tls_key: Path | None,
+    metrics_auth: bool,
     log_level: str,
 ) -> None:
     """Serve the EdgeFaaS gateway: OpenFaaS's API, deploying from source, licenses, billing.
@@ -391,6 +400,7 @@ def gateway(
         async_queue_size=async_queue_size,
         callback_attempts=callback_attempts,
         callback_backoff=callback_backoff,
+        metrics_auth=metrics_auth,
     )
     try:
         function_backend = make_backend(

@@ -63,6 +63,9 @@ class GatewaySettings:
     # The switch's WAN plan (edgefaas.deploy.wan): functions served at their own addresses.
     # None, or no file there: no WAN.
     wan_plan: Path | None = None
+    # /metrics behind the admin's credentials (Prometheus then scrapes with basic auth); off,
+    # it answers anyone, as OpenFaaS's gateway does.
+    metrics_auth: bool = False
 
     @property
     def admin_password_file(self) -> Path:
