@@ -456,11 +456,45 @@ def test_nodes_logs_and_namespaces(harness):
     )
     logs = harness.get("/system/logs", params={"name": "Echo", "tail": 2}, auth=ADMIN)
     assert logs.headers["content-type"].startswith("application/x-ndjson")
-    assert logs.text.splitlines() == [
-        '{"name": "Echo", "text": "Echo line 1"}',
-        '{"name": "Echo", "text": "Echo line 2"}',
+    assert [json.loads(line) for line in logs.text.splitlines()] == [
+        {
+            "name": "Echo",
+            "namespace": "edgefaas-fn",
+            "instance": "Echo-1",
+            "timestamp": "2023-11-14T22:13:21.000000Z",
+            "text": "Echo line 1",
+        },
+        {
+            "name": "Echo",
+            "namespace": "edgefaas-fn",
+            "instance": "Echo-0",
+            "timestamp": "2023-11-14T22:13:22.000000Z",
+            "text": "Echo line 2",
+        },
     ]
-    assert harness.get("/system/logs", params={"name": "Echo", "tail": "x"}, auth=ADMIN).status_code == 400
+
+    def texts(**params) -> list[str]:
+        answer = harness.get("/system/logs", params={"name": "Echo", **params}, auth=ADMIN)
+        assert answer.status_code == 200, answer.text
+        return [json.loads(line)["text"] for line in answer.text.splitlines()]
+
+    # faas-cli's --tail=false sends tail=-1: every line, as absent or 0 does.
+    assert texts(tail=-1) == texts(tail=0) == texts() == ["Echo line 0", "Echo line 1", "Echo line 2"]
+    assert texts(instance="Echo-0") == ["Echo line 0", "Echo line 2"]
+    assert texts(since="2023-11-14T22:13:21Z") == ["Echo line 1", "Echo line 2"]
+    assert texts(since="2023-11-14T23:13:21+01:00", namespace="edgefaas-fn", follow="false") == [
+        "Echo line 1",
+        "Echo line 2",
+    ]
+    for bad, field in [
+        ({"tail": "x"}, "tail"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2023-11-14T22:13:21"}, "since"),
+        ({"follow": "maybe"}, "follow"),
+        ({"namespace": "openfaas-fn"}, "namespace"),
+    ]:
+        answer = harness.get("/system/logs", params={"name": "Echo", **bad}, auth=ADMIN)
+        assert answer.status_code == 400 and field in answer.json()["error"], (bad, answer.text)
     assert harness.get("/system/logs", auth=ADMIN).status_code == 400
     assert harness.get("/system/logs", params={"name": "Nope"}, auth=ADMIN).status_code == 404
     assert harness.get("/system/namespaces", auth=ADMIN).json() == ["edgefaas-fn"]

@@ -173,9 +173,14 @@ def test_delete_removes_every_object(cluster, backend):
         backend.delete("FuncA")
 
 
-def test_logs_come_from_the_functions_pods_without_their_timestamps(backend):
+def test_logs_come_from_the_functions_pods_with_their_times(backend):
     backend.deploy(FunctionSpec("FuncA", code=CODE))
-    assert backend.logs("FuncA", tail=1) == ["ERROR importing /code/handler.py failed"]
+    (line,) = backend.logs("FuncA", tail=1)
+    assert line.text == "ERROR importing /code/handler.py failed"
+    assert line.timestamp == 1767225603.0  # 2026-01-01T00:00:03Z
+    assert line.instance.startswith("funca-")  # the pod's name
+    assert [x.text for x in backend.logs("FuncA", tail=0)] == ["INFO listening", line.text]
+    assert backend.logs("FuncA", instance="another-pod") == []
     with pytest.raises(FunctionNotFound):
         backend.logs("Nope")
 

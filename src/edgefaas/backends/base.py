@@ -223,6 +223,31 @@ class FunctionStatus:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """One line a function wrote, as OpenFaaS's logs.Message carries it."""
+
+    instance: str  # the replica that wrote it: a pod's name, a local process's name-pid
+    timestamp: float  # epoch seconds
+    text: str
+
+
+def select_lines(
+    lines: list[LogLine], tail: int = 0, since: float | None = None, instance: str | None = None
+) -> list[LogLine]:
+    """``lines`` oldest first, from ``instance`` and at or after ``since`` when given, the last
+    ``tail`` of them (all when ``tail`` <= 0, as OpenFaaS's log request means it)."""
+    kept = sorted(
+        (
+            line
+            for line in lines
+            if (since is None or line.timestamp >= since) and (not instance or line.instance == instance)
+        ),
+        key=lambda line: line.timestamp,
+    )
+    return kept[-tail:] if tail > 0 else kept
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     """One device that can run functions."""
 
@@ -303,8 +328,11 @@ class Backend(ABC):
         """Nodes the node authentication server removed: {node, reason, at}, newest first."""
         return []
 
-    def logs(self, name: str, tail: int = 100) -> list[str]:
-        """The function's last log lines (its stdout), oldest first."""
+    def logs(
+        self, name: str, tail: int = 0, since: float | None = None, instance: str | None = None
+    ) -> list[LogLine]:
+        """The function's log lines (its stdout and stderr), as ``select_lines`` chooses them;
+        FunctionNotFound if there is no such function."""
         raise Unsupported(f"the {self.kind} backend does not keep logs")
 
     def namespaces(self) -> list[str]:

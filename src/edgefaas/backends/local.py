@@ -38,7 +38,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 import edgefaas
 from edgefaas.runtime.hostinfo import describe_host
@@ -55,14 +55,18 @@ from .base import (
     FunctionSpec,
     FunctionStatus,
     FunctionUnavailable,
+    LogLine,
     NodeInfo,
     Unsupported,
+    select_lines,
 )
 
 log = logging.getLogger("edgefaas.backends.local")
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _MAX_RESTART_BACKOFF = 10.0
+# Each function's log: one JSON object per line, {"t": epoch seconds, "i": replica, "x": text}.
+LOG_FILE = "function.log"
 # What a function inherits from the gateway's environment: enough to run Python, nothing more
 # (the gateway's own settings, its admin password among them, must not leak into functions).
 _INHERITED_ENV = frozenset(
@@ -287,13 +291,16 @@ class LocalBackend(Backend):
             )
         ]
 
-    def logs(self, name: str, tail: int = 100) -> list[str]:
+    def logs(
+        self, name: str, tail: int = 0, since: float | None = None, instance: str | None = None
+    ) -> list[LogLine]:
         self._function(name)
-        path = self.functions_dir / name / "function.log"
+        path = self.functions_dir / name / LOG_FILE
         if not path.exists():
             return []
         with path.open(errors="replace") as handle:
-            return [line.rstrip("\n") for line in deque(handle, maxlen=max(tail, 0))]
+            lines = [_log_line(text) for text in handle]
+        return select_lines(lines, tail, since, instance)
 
     def namespaces(self) -> list[str]:
         return ["local"]
@@ -382,17 +389,21 @@ class LocalBackend(Backend):
             "--port-file", str(port_file),
             "--exit-with-parent",
         ]  # fmt: skip
-        log_path = self.functions_dir / spec.name / "function.log"
-        with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=code_path.parent,
-                start_new_session=True,  # a Ctrl-C at the gateway's terminal is the gateway's to handle
-            )
+        log_path = self.functions_dir / spec.name / LOG_FILE
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=code_path.parent,
+            start_new_session=True,  # a Ctrl-C at the gateway's terminal is the gateway's to handle
+        )
+        assert process.stdout is not None
+        instance = f"{spec.name}-{process.pid}"
+        threading.Thread(
+            target=_keep_log, args=(process.stdout, log_path, instance), name=f"log-{instance}", daemon=True
+        ).start()
         try:
             port = self._await_port(process, port_file, log_path)
             url = f"http://{self.host}:{port}"
@@ -502,9 +513,29 @@ def _stop_all(replicas: list[_Replica], grace: float) -> None:
             replica.process.wait()
 
 
+def _keep_log(stream: IO[bytes], path: Path, instance: str) -> None:
+    """Write each line a replica prints to the function's log, as JSON with its replica and time:
+    what OpenFaaS's log messages carry, and what a log request selects by."""
+    with stream, path.open("a", encoding="utf-8") as log_file:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", errors="replace").rstrip("\n")
+            log_file.write(json.dumps({"t": time.time(), "i": instance, "x": text}) + "\n")
+            log_file.flush()  # one line, one write: replicas share the file (O_APPEND)
+
+
+def _log_line(text: str) -> LogLine:
+    try:
+        entry = json.loads(text)
+        return LogLine(str(entry["i"]), float(entry["t"]), str(entry["x"]))
+    except (ValueError, KeyError, TypeError):
+        # A line written before lines were kept as JSON: its time and replica are unknown.
+        return LogLine("", 0.0, text.rstrip("\n"))
+
+
 def _tail(path: Path, lines: int = 8) -> str:
     try:
         with path.open(errors="replace") as handle:
-            return " | ".join(line.strip() for line in deque(handle, maxlen=lines) if line.strip())
+            last = [_log_line(text).text.strip() for text in deque(handle, maxlen=lines)]
     except OSError:
         return "(no log)"
+    return " | ".join(text for text in last if text)

@@ -32,7 +32,7 @@ from .metrics import Metrics
 from .openapi import build_openapi
 from .quota import QuotaGate
 from .registry import FunctionRegistry
-from .routes import billing, functions, monitoring, nodes, perf_report
+from .routes import billing, functions, logs, monitoring, nodes, perf_report
 from .routes.admin import Handler
 from .service_addresses import ServiceAddresses, ServiceAddressRouting, wan_state
 from .state import Gateway
@@ -164,7 +164,7 @@ def create_app(
         Route("/system/function/{name}/code", functions.function_code, methods=["GET"]),
         Route("/system/scale-function/{name}", functions.scale_function, methods=["POST"]),
         Route("/system/namespaces", functions.namespaces, methods=["GET"]),
-        Route("/system/logs", functions.function_logs, methods=["GET"]),
+        Route("/system/logs", logs.function_logs, methods=["GET"]),
         Route("/system/apis", functions.list_apis, methods=["GET"]),
         Route("/system/nodes", nodes.list_nodes, methods=["GET"]),
         Route("/system/node-removals", nodes.node_removals, methods=["GET"]),

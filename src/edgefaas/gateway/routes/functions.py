@@ -7,7 +7,6 @@ public, version, nodes, description) and /system/apis (each callable function's 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 from typing import Any
@@ -22,7 +21,7 @@ from .. import schemas
 from ..errors import ApiError, not_found
 from ..state import Gateway
 from ..timestamps import iso_time
-from .admin import admin, backend_call, json_body, query_param
+from .admin import admin, backend_call, json_body
 
 _KUBE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
@@ -181,15 +180,6 @@ async def scale_function(request: Request, gateway: Gateway) -> Response:
 @admin
 async def namespaces(request: Request, gateway: Gateway) -> Response:
     return JSONResponse(gateway.backend.namespaces())
-
-
-@admin
-async def function_logs(request: Request, gateway: Gateway) -> Response:
-    name = query_param(request, "name", schemas.FUNCTION_NAME)
-    tail = query_param(request, "tail", {"type": "integer", "minimum": 1, "maximum": 10_000}, default=100)
-    lines = await backend_call(gateway.backend.logs, name, tail)
-    body = "".join(json.dumps({"name": name, "text": line}) + "\n" for line in lines)
-    return Response(body, media_type="application/x-ndjson")
 
 
 # -- EdgeFaaS: the API list ------------------------------------------------------------------------
