@@ -18,8 +18,9 @@ replicas; deploy/update/scale/delete write to it too.
 
 What the gateway's Kubernetes identity needs (deploys/edgefaas.py makes it): in the
 namespace, get/list/watch/create/update/patch/delete on deployments, services and
-configmaps, get/list on pods and pods/log; cluster-wide, get/list on nodes; list on
-events in ``default``, where the node authentication server records removals.
+configmaps, get/list/create/update/delete on secrets (/system/secrets), get/list on pods
+and pods/log; cluster-wide, get/list on nodes; list on events in ``default``, where the
+node authentication server records removals.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from .base import (
     FunctionUnavailable,
     LogLine,
     NodeInfo,
+    SecretExists,
+    SecretNotFound,
     select_lines,
 )
 from .kubernetes_manifests import (
@@ -63,11 +66,14 @@ from .kubernetes_manifests import (
     MANAGED_SELECTOR,
     NAME_ANNOTATION,
     PORT,
+    SECRET_LABEL,
+    SECRET_SELECTOR,
     SPEC_ANNOTATION,
     UPDATED_ANNOTATION,
     VERSION_ANNOTATION,
     build_config_map,
     build_deployment,
+    build_secret,
     build_service,
     config_map_name,
     node_selector,
@@ -447,6 +453,55 @@ class KubernetesBackend(Backend):
 
     def namespaces(self) -> list[str]:
         return [self.namespace]
+
+    def list_secrets(self) -> list[str]:
+        try:
+            found = self._call(
+                self.core.list_namespaced_secret, self.namespace, label_selector=SECRET_SELECTOR
+            )
+        except ApiException as exc:
+            raise self._refused(exc, "list secrets") from None
+        return sorted(item.metadata.name for item in found.items)
+
+    def create_secret(self, name: str, value: bytes) -> None:
+        try:
+            self._call(self.core.create_namespaced_secret, self.namespace, build_secret(name, value))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise SecretExists(name) from None
+            raise self._refused(exc, f"create secret {name}") from None
+
+    def update_secret(self, name: str, value: bytes) -> None:
+        current = self._own_secret(name)
+        body = build_secret(name, value)
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        try:
+            self._call(self.core.replace_namespaced_secret, name, self.namespace, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFound(name) from None
+            raise self._refused(exc, f"update secret {name}") from None
+
+    def delete_secret(self, name: str) -> None:
+        self._own_secret(name)
+        try:
+            self._call(self.core.delete_namespaced_secret, name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFound(name) from None
+            raise self._refused(exc, f"delete secret {name}") from None
+
+    def _own_secret(self, name: str) -> Any:
+        """The Secret ``name`` if /system/secrets made it, else SecretNotFound (never another's)."""
+        try:
+            secret = self._call(self.core.read_namespaced_secret, name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFound(name) from None
+            raise self._refused(exc, f"read secret {name}") from None
+        if _labels(secret).get(SECRET_LABEL) != "true":
+            raise SecretNotFound(name)
+        return secret
 
     # -- the route table ---------------------------------------------------------------------
 

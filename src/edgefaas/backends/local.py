@@ -14,6 +14,10 @@ If the new version does not start, nothing is switched and the old one keeps ser
 State lives under ``data_dir/functions/<name>/`` (spec.json, code files, the log), so a
 restarted gateway brings back what was deployed.
 
+Secrets (``/system/secrets``) are files under ``data_dir/secrets/`` (local_secrets); a function
+that names some finds them in the directory ``EDGEFAAS_SECRETS_DIR`` names, which the runtime's
+``context.secret(name)`` reads.
+
 No isolation: a function runs as the gateway's user, with the gateway's Python. Its
 environment is cleaned (no gateway settings or secrets leak into it), but nothing stops it
 from reading files the gateway can read, and ``limits`` are recorded, not enforced. That
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import IO, ClassVar
 
 import edgefaas
+from edgefaas.runtime.event import SECRETS_DIR_ENV
 from edgefaas.runtime.hostinfo import describe_host
 from edgefaas.runtime.server import READY_PATH
 
@@ -60,6 +65,7 @@ from .base import (
     Unsupported,
     select_lines,
 )
+from .local_secrets import SecretFiles
 
 log = logging.getLogger("edgefaas.backends.local")
 
@@ -136,6 +142,7 @@ class LocalBackend(Backend):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._host_info = describe_host()
+        self.secret_files = SecretFiles(self.data_dir / "secrets")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -305,6 +312,18 @@ class LocalBackend(Backend):
     def namespaces(self) -> list[str]:
         return ["local"]
 
+    def list_secrets(self) -> list[str]:
+        return self.secret_files.names()
+
+    def create_secret(self, name: str, value: bytes) -> None:
+        self.secret_files.create(name, value)
+
+    def update_secret(self, name: str, value: bytes) -> None:
+        self.secret_files.update(name, value)
+
+    def delete_secret(self, name: str) -> None:
+        self.secret_files.delete(name)
+
     # -- internals ---------------------------------------------------------------------------
 
     def _function(self, name: str) -> _Function:
@@ -325,8 +344,11 @@ class LocalBackend(Backend):
             raise Unsupported(
                 "the local backend runs functions from source (code); an image needs kubernetes"
             )
-        if spec.secrets:
-            raise Unsupported("the local backend has no secrets store; secrets need the kubernetes backend")
+        missing = [name for name in spec.secrets if not self.secret_files.exists(name)]
+        if missing:
+            raise DeployError(
+                f"secrets: no secret named {', '.join(missing)} (POST /system/secrets makes one)"
+            )
         labels = self._node_labels()
         for constraint in spec.parsed_constraints:
             if not constraint.matches(labels):
@@ -380,6 +402,11 @@ class LocalBackend(Backend):
             "EDGEFAAS_GATEWAY_URL": self.gateway_url,
             "EDGEFAAS_FUNCTION_NAME": spec.name,
         }
+        if spec.secrets:
+            # Its own secrets only, where the runtime's context.secret() looks for them.
+            folder = self.functions_dir / spec.name / "secrets"
+            self.secret_files.link_into(folder, spec.secrets)
+            env[SECRETS_DIR_ENV] = str(folder)
         command = [
             self.python, "-m", "edgefaas.runtime",
             "--code", str(code_path),

@@ -5,7 +5,8 @@ The query is OpenFaaS's logs.Request: ``name``, ``namespace``, ``instance``, ``s
 JSON logs.Message per line ({name, namespace, instance, timestamp, text}, application/x-ndjson),
 oldest first. With ``follow`` it stays open and sends lines as the function writes them (the
 backend is asked again every LOG_POLL seconds for lines since the last one sent) until the
-caller hangs up or the function is removed.
+caller hangs up, the function is removed, or the gateway's upstream timeout has passed (as
+OpenFaaS's providers end a followed log request after their timeout: faas-cli then stops).
 """
 
 from __future__ import annotations
@@ -95,8 +96,10 @@ async def function_logs(request: Request, gateway: Gateway) -> Response:
             yield message(line)
         last = first[-1].timestamp if first else (since if since is not None else 0.0)
         sent = {line for line in first if line.timestamp >= last}  # a line at `last` comes again
-        while True:
-            await asyncio.sleep(LOG_POLL)
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + gateway.settings.upstream_timeout
+        while loop.time() < ends:
+            await asyncio.sleep(min(LOG_POLL, max(ends - loop.time(), 0)))
             try:
                 lines = await run_in_threadpool(gateway.backend.logs, name, 0, last, instance)
             except FunctionNotFound:
