@@ -89,6 +89,7 @@ class FakeCluster:
             "ConfigMap": {},
             "Pod": {},
             "Event": {},
+            "Secret": {},
         }
         self.nodes = (
             nodes if nodes is not None else [node("sonic-1", "sonic"), node("jetson-1", "jetson", gpus=1)]
@@ -224,6 +225,7 @@ _KINDS = {
     "config_map": "ConfigMap",
     "pod": "Pod",
     "event": "Event",
+    "secret": "Secret",
 }
 
 
@@ -277,15 +279,19 @@ class _Api:
         return _view(self.cluster.objects[kind][name])
 
     def _replace(self, method: str, name: str, namespace: str, body: dict[str, Any]) -> View:
-        store = self.cluster.objects["Deployment"]
+        kind = self._kind(method)
+        store = self.cluster.objects[kind]
         if name not in store:
-            raise _not_found("Deployment", name)
+            raise _not_found(kind, name)
         current = store[name]
         if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             raise ApiException(status=409, reason="Conflict")
         body = copy.deepcopy(body)
         body["metadata"]["resourceVersion"] = self.cluster.bump()
-        changed = body["spec"] != current["spec"]
+        changed = body.get("spec") != current.get("spec")
+        if kind != "Deployment":
+            store[name] = body
+            return _view(body)
         body["metadata"]["generation"] = current["metadata"]["generation"] + (1 if changed else 0)
         store[name] = body
         self.cluster.reconcile(name)

@@ -302,7 +302,7 @@ def test_a_full_disk_refuses_billed_calls_with_503_loses_none_and_recovers_witho
         harness.close()
 
     checked = CliRunner().invoke(gateway_command, ["check-ledger", "--storage", disk.storage_url])
-    assert checked.exit_code == 0, checked.output
+    assert checked.exit_code == 0, (checked.output, repr(checked.exception))
     assert "ledger ok" in checked.output
 
 

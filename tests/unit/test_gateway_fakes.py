@@ -28,7 +28,9 @@ from edgefaas.backends.base import (
     FunctionSpec,
     FunctionStatus,
     FunctionUnavailable,
+    LogLine,
     NodeInfo,
+    select_lines,
 )
 from edgefaas.gateway import GatewaySettings, create_app
 from edgefaas.runtime.server import REJECTED_HEADER
@@ -122,9 +124,12 @@ class FakeBackend(Backend):
                      tuple(sorted(self.specs)))
         ]  # fmt: skip
 
-    def logs(self, name: str, tail: int = 100) -> list[str]:
+    def logs(
+        self, name: str, tail: int = 0, since: float | None = None, instance: str | None = None
+    ) -> list[LogLine]:
         self.get(name)
-        return [f"{name} line {i}" for i in range(3)][-tail:]
+        lines = [LogLine(f"{name}-{i % 2}", 1_700_000_000.0 + i, f"{name} line {i}") for i in range(3)]
+        return select_lines(lines, tail, since, instance)
 
 
 def fake_functions(backend: FakeBackend, callbacks: list) -> Starlette:

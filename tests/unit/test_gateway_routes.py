@@ -393,21 +393,27 @@ def test_async_call_without_callback_and_with_a_bad_one(harness):
 def test_metrics_use_openfaas_names(harness):
     harness.deploy("Echo", public=True)
     harness.deploy("Boom", public=True)
-    for _ in range(2):
-        harness.call("Echo")
+    harness.call("Echo")
+    harness.call("Echo.edgefaas-fn")  # the same function in OpenFaaS's <name>.<namespace> form
     harness.call("Boom")
     for _ in range(5):
         harness.call("NoSuchFunction")
     answer = harness.get("/metrics")
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = answer.text
-    assert 'gateway_function_invocation_total{function_name="Echo",code="200"} 2' in text
-    assert 'gateway_function_invocation_total{function_name="Boom",code="500"} 1' in text
-    assert 'gateway_functions_seconds_count{function_name="Echo",code="200"} 2' in text
-    assert 'gateway_functions_seconds_bucket{function_name="Echo",code="200",le="+Inf"} 2' in text
-    assert 'gateway_service_count{function_name="Echo"} 1' in text
+    echo = 'function_name="Echo.edgefaas-fn"'
+    assert f'gateway_function_invocation_total{{{echo},code="200"}} 2' in text
+    assert 'gateway_function_invocation_total{function_name="Boom.edgefaas-fn",code="500"} 1' in text
+    assert f"gateway_function_invocation_started{{{echo}}} 2" in text
+    assert f'gateway_functions_seconds_count{{{echo},code="200"}} 2' in text
+    assert f'gateway_functions_seconds_bucket{{{echo},code="200",le="+Inf"}} 2' in text
+    # OpenFaaS's buckets: the Go client's defaults, nothing between 0.05 and 0.1.
+    bounds = re.findall(rf'gateway_functions_seconds_bucket{{{echo},code="200",le="([^"]+)"}}', text)
+    assert bounds == ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
+    assert f"gateway_service_count{{{echo}}} 1" in text
     assert "# TYPE gateway_functions_seconds histogram" in text
     assert "NoSuchFunction" not in text
+    assert harness.call("Echo.other-namespace").status_code == 404
     assert harness.get("/system/function/Echo", auth=ADMIN).json()["invocationCount"] == 2
 
 
@@ -450,11 +456,45 @@ def test_nodes_logs_and_namespaces(harness):
     )
     logs = harness.get("/system/logs", params={"name": "Echo", "tail": 2}, auth=ADMIN)
     assert logs.headers["content-type"].startswith("application/x-ndjson")
-    assert logs.text.splitlines() == [
-        '{"name": "Echo", "text": "Echo line 1"}',
-        '{"name": "Echo", "text": "Echo line 2"}',
+    assert [json.loads(line) for line in logs.text.splitlines()] == [
+        {
+            "name": "Echo",
+            "namespace": "edgefaas-fn",
+            "instance": "Echo-1",
+            "timestamp": "2023-11-14T22:13:21.000000Z",
+            "text": "Echo line 1",
+        },
+        {
+            "name": "Echo",
+            "namespace": "edgefaas-fn",
+            "instance": "Echo-0",
+            "timestamp": "2023-11-14T22:13:22.000000Z",
+            "text": "Echo line 2",
+        },
     ]
-    assert harness.get("/system/logs", params={"name": "Echo", "tail": "x"}, auth=ADMIN).status_code == 400
+
+    def texts(**params) -> list[str]:
+        answer = harness.get("/system/logs", params={"name": "Echo", **params}, auth=ADMIN)
+        assert answer.status_code == 200, answer.text
+        return [json.loads(line)["text"] for line in answer.text.splitlines()]
+
+    # faas-cli's --tail=false sends tail=-1: every line, as absent or 0 does.
+    assert texts(tail=-1) == texts(tail=0) == texts() == ["Echo line 0", "Echo line 1", "Echo line 2"]
+    assert texts(instance="Echo-0") == ["Echo line 0", "Echo line 2"]
+    assert texts(since="2023-11-14T22:13:21Z") == ["Echo line 1", "Echo line 2"]
+    assert texts(since="2023-11-14T23:13:21+01:00", namespace="edgefaas-fn", follow="false") == [
+        "Echo line 1",
+        "Echo line 2",
+    ]
+    for bad, field in [
+        ({"tail": "x"}, "tail"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2023-11-14T22:13:21"}, "since"),
+        ({"follow": "maybe"}, "follow"),
+        ({"namespace": "openfaas-fn"}, "namespace"),
+    ]:
+        answer = harness.get("/system/logs", params={"name": "Echo", **bad}, auth=ADMIN)
+        assert answer.status_code == 400 and field in answer.json()["error"], (bad, answer.text)
     assert harness.get("/system/logs", auth=ADMIN).status_code == 400
     assert harness.get("/system/logs", params={"name": "Nope"}, auth=ADMIN).status_code == 404
     assert harness.get("/system/namespaces", auth=ADMIN).json() == ["edgefaas-fn"]
@@ -503,3 +543,14 @@ def test_unknown_routes_and_methods_answer_json_4xx(harness):
 )
 def test_malformed_billing_queries_are_400(harness, params):
     assert harness.get("/system/billing", params=params, auth=ADMIN).status_code == 400
+
+
+def test_metrics_behind_the_admins_credentials_when_asked(tmp_path):
+    harness = Harness(tmp_path, metrics_auth=True)
+    try:
+        refused = harness.get("/metrics")
+        assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+        assert harness.get("/metrics", auth=("admin", "wrong")).status_code == 401
+        assert "gateway_service_count" in harness.get("/metrics", auth=ADMIN).text
+    finally:
+        harness.close()

@@ -57,7 +57,10 @@ def examples_for(path: str) -> int:
 def gateway_fixture(tmp_path):
     """A fresh gateway app (fake backend, fake functions), seeded; its schema loaded over ASGI."""
     backend = FakeBackend()
-    settings_ = GatewaySettings(data_dir=tmp_path, admin_password=ADMIN[1], unavailable_wait=0.2)
+    # A short upstream timeout: it also ends each followed /system/logs answer the fuzzer asks for.
+    settings_ = GatewaySettings(
+        data_dir=tmp_path, admin_password=ADMIN[1], unavailable_wait=0.2, upstream_timeout=0.5
+    )
     app = create_app(settings_, backend, upstream_transport=RefusingTransport(fake_functions(backend, [])))
     for name, fields in SEEDED_FUNCTIONS.items():
         backend.deploy(FunctionSpec.from_json({"service": name, "code": CODE, "replicas": 1, **fields}))

@@ -194,9 +194,14 @@ def test_delete_removes_every_object(cluster, backend):
         backend.delete("FuncA")
 
 
-def test_logs_come_from_the_functions_pods_without_their_timestamps(backend):
+def test_logs_come_from_the_functions_pods_with_their_times(backend):
     backend.deploy(FunctionSpec("FuncA", code=CODE))
-    assert backend.logs("FuncA", tail=1) == ["ERROR importing /code/handler.py failed"]
+    (line,) = backend.logs("FuncA", tail=1)
+    assert line.text == "ERROR importing /code/handler.py failed"
+    assert line.timestamp == 1767225603.0  # 2026-01-01T00:00:03Z
+    assert line.instance.startswith("funca-")  # the pod's name
+    assert [x.text for x in backend.logs("FuncA", tail=0)] == ["INFO listening", line.text]
+    assert backend.logs("FuncA", instance="another-pod") == []
     with pytest.raises(FunctionNotFound):
         backend.logs("Nope")
 
@@ -297,3 +302,32 @@ def test_a_function_without_a_ready_replica_says_for_how_long(cluster, backend):
     with pytest.raises(FunctionUnavailable) as again:
         backend.endpoint("FuncB")
     assert again.value.unready_for < 0.04  # a new outage counts from its own start
+
+
+def test_secrets_are_kubernetes_secrets_keyed_by_their_name_and_only_the_gateways(backend, cluster):
+    import base64
+
+    from edgefaas.backends.base import SecretExists, SecretNotFound
+
+    backend.create_secret("api-key", b"v1")
+    stored = cluster.objects["Secret"]["api-key"]
+    assert stored["data"] == {"api-key": base64.b64encode(b"v1").decode()}  # /var/openfaas/secrets/api-key
+    with pytest.raises(SecretExists):
+        backend.create_secret("api-key", b"again")
+    backend.update_secret("api-key", b"v2")
+    assert cluster.objects["Secret"]["api-key"]["data"]["api-key"] == base64.b64encode(b"v2").decode()
+    # The namespace's other Secrets (the gateway's own token) are never listed, changed or removed.
+    cluster.objects["Secret"]["edgefaas-gateway-token"] = {
+        "metadata": {"name": "edgefaas-gateway-token", "labels": {}, "resourceVersion": "1"},
+        "data": {"token": "dG9rZW4="},
+    }
+    assert backend.list_secrets() == ["api-key"]
+    for change in (lambda: backend.update_secret("edgefaas-gateway-token", b"x"),
+                   lambda: backend.delete_secret("edgefaas-gateway-token")):  # fmt: skip
+        with pytest.raises(SecretNotFound):
+            change()
+    assert "edgefaas-gateway-token" in cluster.objects["Secret"]
+    backend.delete_secret("api-key")
+    assert backend.list_secrets() == []
+    with pytest.raises(SecretNotFound):
+        backend.delete_secret("api-key")

@@ -27,6 +27,13 @@ from typing import Any, ClassVar
 FUNCTION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
 _FUNCTION_NAME_RE = re.compile(FUNCTION_NAME_PATTERN)
 
+# A secret's name: what Kubernetes accepts for a Secret's name and, OpenFaaS's way, as its key
+# (the file's name under /var/openfaas/secrets): a DNS subdomain, lowercase.
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+SECRET_NAME_MAX = 253
+# A Secret object is at most 1 MiB in Kubernetes; what it holds besides the value fits in the rest.
+SECRET_VALUE_MAX = 1_000_000
+
 # Node labels every backend reports (K3S nodes get them from the deploys).
 PROFILE_LABEL = "edgefaas.io/profile"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -70,6 +77,18 @@ class BackendUnreachable(BackendError):
 
 class DeployError(BackendError):
     """The function could not be made to run: it failed to start, or no node fits."""
+
+
+class SecretNotFound(BackendError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"secret {name!r} not found")
+        self.name = name
+
+
+class SecretExists(BackendError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"secret {name!r} already exists (PUT updates it)")
+        self.name = name
 
 
 class Unsupported(BackendError):
@@ -223,6 +242,31 @@ class FunctionStatus:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """One line a function wrote, as OpenFaaS's logs.Message carries it."""
+
+    instance: str  # the replica that wrote it: a pod's name, a local process's name-pid
+    timestamp: float  # epoch seconds
+    text: str
+
+
+def select_lines(
+    lines: list[LogLine], tail: int = 0, since: float | None = None, instance: str | None = None
+) -> list[LogLine]:
+    """``lines`` oldest first, from ``instance`` and at or after ``since`` when given, the last
+    ``tail`` of them (all when ``tail`` <= 0, as OpenFaaS's log request means it)."""
+    kept = sorted(
+        (
+            line
+            for line in lines
+            if (since is None or line.timestamp >= since) and (not instance or line.instance == instance)
+        ),
+        key=lambda line: line.timestamp,
+    )
+    return kept[-tail:] if tail > 0 else kept
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     """One device that can run functions."""
 
@@ -303,9 +347,32 @@ class Backend(ABC):
         """Nodes the node authentication server removed: {node, reason, at}, newest first."""
         return []
 
-    def logs(self, name: str, tail: int = 100) -> list[str]:
-        """The function's last log lines (its stdout), oldest first."""
+    def logs(
+        self, name: str, tail: int = 0, since: float | None = None, instance: str | None = None
+    ) -> list[LogLine]:
+        """The function's log lines (its stdout and stderr), as ``select_lines`` chooses them;
+        FunctionNotFound if there is no such function."""
         raise Unsupported(f"the {self.kind} backend does not keep logs")
 
     def namespaces(self) -> list[str]:
         return ["edgefaas-fn"]
+
+    # Secrets (OpenFaaS's /system/secrets), in the functions' namespace. A value is never
+    # returned: a function reads it from its file (SECRETS_DIR on Kubernetes).
+
+    def list_secrets(self) -> list[str]:
+        """The names of the secrets functions may use, sorted."""
+        raise Unsupported(f"the {self.kind} backend keeps no secrets")
+
+    def create_secret(self, name: str, value: bytes) -> None:
+        """SecretExists if ``name`` is taken."""
+        raise Unsupported(f"the {self.kind} backend keeps no secrets")
+
+    def update_secret(self, name: str, value: bytes) -> None:
+        """SecretNotFound if there is no such secret; functions see the new value (Kubernetes
+        refreshes mounted Secrets within its sync period)."""
+        raise Unsupported(f"the {self.kind} backend keeps no secrets")
+
+    def delete_secret(self, name: str) -> None:
+        """SecretNotFound if there is no such secret."""
+        raise Unsupported(f"the {self.kind} backend keeps no secrets")

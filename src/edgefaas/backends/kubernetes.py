@@ -18,15 +18,18 @@ replicas; deploy/update/scale/delete write to it too.
 
 What the gateway's Kubernetes identity needs (deploys/edgefaas.py makes it): in the
 namespace, get/list/watch/create/update/patch/delete on deployments, services and
-configmaps, get/list on pods and pods/log; cluster-wide, get/list on nodes; list on
-events in ``default``, where the node authentication server records removals.
+configmaps, get/list/create/update/delete on secrets (/system/secrets), get/list on pods
+and pods/log; cluster-wide, get/list on nodes; list on events in ``default``, where the
+node authentication server records removals.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -49,7 +52,11 @@ from .base import (
     FunctionSpec,
     FunctionStatus,
     FunctionUnavailable,
+    LogLine,
     NodeInfo,
+    SecretExists,
+    SecretNotFound,
+    select_lines,
 )
 from .kubernetes_manifests import (
     CODE_FILE,
@@ -59,11 +66,14 @@ from .kubernetes_manifests import (
     MANAGED_SELECTOR,
     NAME_ANNOTATION,
     PORT,
+    SECRET_LABEL,
+    SECRET_SELECTOR,
     SPEC_ANNOTATION,
     UPDATED_ANNOTATION,
     VERSION_ANNOTATION,
     build_config_map,
     build_deployment,
+    build_secret,
     build_service,
     config_map_name,
     node_selector,
@@ -423,29 +433,84 @@ class KubernetesBackend(Backend):
             raise self._refused(exc, "list the node authentication server's events") from None
         return kubernetes_nodes.removals(events)
 
-    def logs(self, name: str, tail: int = 100) -> list[str]:
+    def logs(
+        self, name: str, tail: int = 0, since: float | None = None, instance: str | None = None
+    ) -> list[LogLine]:
         obj = object_name(name)
         if self._read_deployment(obj) is None:
             raise FunctionNotFound(name)
-        stamped: list[str] = []
+        lines: list[LogLine] = []
         for pod in self._pods(obj):
+            if instance and pod.metadata.name != instance:
+                continue
+            # The kubelet selects too (fewer bytes); select_lines then cuts exactly across pods.
+            selection: dict[str, Any] = {"tail_lines": tail} if tail > 0 else {}
+            if since is not None:
+                selection["since_seconds"] = max(1, math.ceil(time.time() - since))
             try:
                 text = self._call(
                     self.core.read_namespaced_pod_log,
                     pod.metadata.name,
                     self.namespace,
-                    tail_lines=max(tail, 0),
                     timestamps=True,
+                    **selection,
                 )
             except ApiException:
                 continue  # a pod that has not started has no log yet
-            stamped.extend(line for line in str(text).splitlines() if line)
-        # "<RFC 3339 time> <line>": sorting the stamped lines interleaves the pods' logs in time.
-        stamped.sort()
-        return [line.partition(" ")[2] for line in stamped[-tail:]] if tail > 0 else []
+            lines.extend(_stamped(pod.metadata.name, line) for line in str(text).splitlines() if line)
+        return select_lines(lines, tail, since, instance)
 
     def namespaces(self) -> list[str]:
         return [self.namespace]
+
+    def list_secrets(self) -> list[str]:
+        try:
+            found = self._call(
+                self.core.list_namespaced_secret, self.namespace, label_selector=SECRET_SELECTOR
+            )
+        except ApiException as exc:
+            raise self._refused(exc, "list secrets") from None
+        return sorted(item.metadata.name for item in found.items)
+
+    def create_secret(self, name: str, value: bytes) -> None:
+        try:
+            self._call(self.core.create_namespaced_secret, self.namespace, build_secret(name, value))
+        except ApiException as exc:
+            if exc.status == 409:
+                raise SecretExists(name) from None
+            raise self._refused(exc, f"create secret {name}") from None
+
+    def update_secret(self, name: str, value: bytes) -> None:
+        current = self._own_secret(name)
+        body = build_secret(name, value)
+        body["metadata"]["resourceVersion"] = current.metadata.resource_version
+        try:
+            self._call(self.core.replace_namespaced_secret, name, self.namespace, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFound(name) from None
+            raise self._refused(exc, f"update secret {name}") from None
+
+    def delete_secret(self, name: str) -> None:
+        self._own_secret(name)
+        try:
+            self._call(self.core.delete_namespaced_secret, name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFound(name) from None
+            raise self._refused(exc, f"delete secret {name}") from None
+
+    def _own_secret(self, name: str) -> Any:
+        """The Secret ``name`` if /system/secrets made it, else SecretNotFound (never another's)."""
+        try:
+            secret = self._call(self.core.read_namespaced_secret, name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFound(name) from None
+            raise self._refused(exc, f"read secret {name}") from None
+        if _labels(secret).get(SECRET_LABEL) != "true":
+            raise SecretNotFound(name)
+        return secret
 
     # -- the route table ---------------------------------------------------------------------
 
@@ -842,6 +907,18 @@ class KubernetesBackend(Backend):
             nodes=tuple(sorted(ready_nodes)),
             restarts=restarts,
         )
+
+
+def _stamped(pod: str, line: str) -> LogLine:
+    """A kubelet log line, "<RFC 3339 time, to the nanosecond> <text>", as a LogLine."""
+    stamp, _, text = line.partition(" ")
+    whole, dot, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+        seconds = moment.timestamp() + (float("0." + fraction) if dot and fraction.isdigit() else 0.0)
+    except ValueError:
+        return LogLine(pod, 0.0, line)
+    return LogLine(pod, seconds, text)
 
 
 def _timestamp(annotation: str | None, fallback: Any) -> float:

@@ -25,6 +25,7 @@ sha256("FuncA")>`` (``funca`` and ``FuncA`` stay apart); the real name is an ann
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -53,6 +54,11 @@ CREATED_ANNOTATION = "edgefaas.io/created-at"
 UPDATED_ANNOTATION = "edgefaas.io/updated-at"
 CODE_HASH_ANNOTATION = "edgefaas.io/code-sha256"
 # Labels a user may not set: the Deployment and the Service select pods by them.
+# Secrets made through /system/secrets carry it: only they are listed, updated or removed
+# there (the namespace holds other Secrets, the gateway's own token among them).
+SECRET_LABEL = "edgefaas.io/secret"
+SECRET_SELECTOR = f"{SECRET_LABEL}=true"
+
 _RESERVED_LABELS = frozenset({MANAGED_BY_LABEL, FUNCTION_LABEL, "pod-template-hash"})
 
 # A leaving pod keeps serving this long before SIGTERM: time for the endpoints controller
@@ -275,4 +281,16 @@ def build_deployment(
             "progressDeadlineSeconds": 120,
             "template": {"metadata": {"labels": labels, "annotations": pod_annotations}, "spec": pod_spec},
         },
+    }
+
+
+def build_secret(name: str, value: bytes) -> dict[str, Any]:
+    """A user's secret, its value under the key ``name``, so the function's projected volume
+    holds it at SECRETS_DIR/<name>, as OpenFaaS mounts secrets."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY, SECRET_LABEL: "true"}},
+        "data": {name: base64.b64encode(value).decode("ascii")},
     }

@@ -14,6 +14,10 @@ If the new version does not start, nothing is switched and the old one keeps ser
 State lives under ``data_dir/functions/<name>/`` (spec.json, code files, the log), so a
 restarted gateway brings back what was deployed.
 
+Secrets (``/system/secrets``) are files under ``data_dir/secrets/`` (local_secrets); a function
+that names some finds them in the directory ``EDGEFAAS_SECRETS_DIR`` names, which the runtime's
+``context.secret(name)`` reads.
+
 No isolation: a function runs as the gateway's user, with the gateway's Python. Its
 environment is cleaned (no gateway settings or secrets leak into it), but nothing stops it
 from reading files the gateway can read, and ``limits`` are recorded, not enforced. That
@@ -38,9 +42,10 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 import edgefaas
+from edgefaas.runtime.event import SECRETS_DIR_ENV
 from edgefaas.runtime.hostinfo import describe_host
 from edgefaas.runtime.server import READY_PATH
 
@@ -55,14 +60,19 @@ from .base import (
     FunctionSpec,
     FunctionStatus,
     FunctionUnavailable,
+    LogLine,
     NodeInfo,
     Unsupported,
+    select_lines,
 )
+from .local_secrets import SecretFiles
 
 log = logging.getLogger("edgefaas.backends.local")
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _MAX_RESTART_BACKOFF = 10.0
+# Each function's log: one JSON object per line, {"t": epoch seconds, "i": replica, "x": text}.
+LOG_FILE = "function.log"
 # What a function inherits from the gateway's environment: enough to run Python, nothing more
 # (the gateway's own settings, its admin password among them, must not leak into functions).
 _INHERITED_ENV = frozenset(
@@ -134,6 +144,7 @@ class LocalBackend(Backend):
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._host_info = describe_host()
+        self.secret_files = SecretFiles(self.data_dir / "secrets")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -289,16 +300,31 @@ class LocalBackend(Backend):
             )
         ]
 
-    def logs(self, name: str, tail: int = 100) -> list[str]:
+    def logs(
+        self, name: str, tail: int = 0, since: float | None = None, instance: str | None = None
+    ) -> list[LogLine]:
         self._function(name)
-        path = self.functions_dir / name / "function.log"
+        path = self.functions_dir / name / LOG_FILE
         if not path.exists():
             return []
         with path.open(errors="replace") as handle:
-            return [line.rstrip("\n") for line in deque(handle, maxlen=max(tail, 0))]
+            lines = [_log_line(text) for text in handle]
+        return select_lines(lines, tail, since, instance)
 
     def namespaces(self) -> list[str]:
         return ["local"]
+
+    def list_secrets(self) -> list[str]:
+        return self.secret_files.names()
+
+    def create_secret(self, name: str, value: bytes) -> None:
+        self.secret_files.create(name, value)
+
+    def update_secret(self, name: str, value: bytes) -> None:
+        self.secret_files.update(name, value)
+
+    def delete_secret(self, name: str) -> None:
+        self.secret_files.delete(name)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -320,8 +346,11 @@ class LocalBackend(Backend):
             raise Unsupported(
                 "the local backend runs functions from source (code); an image needs kubernetes"
             )
-        if spec.secrets:
-            raise Unsupported("the local backend has no secrets store; secrets need the kubernetes backend")
+        missing = [name for name in spec.secrets if not self.secret_files.exists(name)]
+        if missing:
+            raise DeployError(
+                f"secrets: no secret named {', '.join(missing)} (POST /system/secrets makes one)"
+            )
         labels = self._node_labels()
         for constraint in spec.parsed_constraints:
             if not constraint.matches(labels):
@@ -376,6 +405,11 @@ class LocalBackend(Backend):
             "EDGEFAAS_FUNCTION_NAME": spec.name,
             **({"EDGEFAAS_GATEWAY_CA": self.gateway_ca} if self.gateway_ca else {}),
         }
+        if spec.secrets:
+            # Its own secrets only, where the runtime's context.secret() looks for them.
+            folder = self.functions_dir / spec.name / "secrets"
+            self.secret_files.link_into(folder, spec.secrets)
+            env[SECRETS_DIR_ENV] = str(folder)
         command = [
             self.python, "-m", "edgefaas.runtime",
             "--code", str(code_path),
@@ -385,17 +419,21 @@ class LocalBackend(Backend):
             "--port-file", str(port_file),
             "--exit-with-parent",
         ]  # fmt: skip
-        log_path = self.functions_dir / spec.name / "function.log"
-        with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
-                command,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=code_path.parent,
-                start_new_session=True,  # a Ctrl-C at the gateway's terminal is the gateway's to handle
-            )
+        log_path = self.functions_dir / spec.name / LOG_FILE
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=code_path.parent,
+            start_new_session=True,  # a Ctrl-C at the gateway's terminal is the gateway's to handle
+        )
+        assert process.stdout is not None
+        instance = f"{spec.name}-{process.pid}"
+        threading.Thread(
+            target=_keep_log, args=(process.stdout, log_path, instance), name=f"log-{instance}", daemon=True
+        ).start()
         try:
             port = self._await_port(process, port_file, log_path)
             url = f"http://{self.host}:{port}"
@@ -505,9 +543,29 @@ def _stop_all(replicas: list[_Replica], grace: float) -> None:
             replica.process.wait()
 
 
+def _keep_log(stream: IO[bytes], path: Path, instance: str) -> None:
+    """Write each line a replica prints to the function's log, as JSON with its replica and time:
+    what OpenFaaS's log messages carry, and what a log request selects by."""
+    with stream, path.open("a", encoding="utf-8") as log_file:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", errors="replace").rstrip("\n")
+            log_file.write(json.dumps({"t": time.time(), "i": instance, "x": text}) + "\n")
+            log_file.flush()  # one line, one write: replicas share the file (O_APPEND)
+
+
+def _log_line(text: str) -> LogLine:
+    try:
+        entry = json.loads(text)
+        return LogLine(str(entry["i"]), float(entry["t"]), str(entry["x"]))
+    except (ValueError, KeyError, TypeError):
+        # A line written before lines were kept as JSON: its time and replica are unknown.
+        return LogLine("", 0.0, text.rstrip("\n"))
+
+
 def _tail(path: Path, lines: int = 8) -> str:
     try:
         with path.open(errors="replace") as handle:
-            return " | ".join(line.strip() for line in deque(handle, maxlen=lines) if line.strip())
+            last = [_log_line(text).text.strip() for text in deque(handle, maxlen=lines)]
     except OSError:
         return "(no log)"
+    return " | ".join(text for text in last if text)

@@ -32,7 +32,7 @@ from .metrics import Metrics
 from .openapi import build_openapi
 from .quota import QuotaGate
 from .registry import FunctionRegistry
-from .routes import billing, functions, monitoring, nodes, perf_report
+from .routes import alert, billing, functions, logs, monitoring, namespaces, nodes, perf_report, secrets
 from .routes import sites as site_routes
 from .routes.admin import Handler
 from .service_addresses import ServiceAddresses, ServiceAddressRouting, wan_state
@@ -113,7 +113,7 @@ def create_app(
     authority = LicenseAuthority(license_store, signer or license_signer(settings))
     registry = FunctionRegistry(backend)
     quota = QuotaGate(ledger, clock=ledger.now)
-    gateway_metrics = Metrics()
+    gateway_metrics = Metrics(backend.namespaces()[0])
     sites = Sites(settings, backend, registry, ledger)
     invoker = Invoker(
         backend, registry, authority, quota, ledger, gateway_metrics, settings, transport=upstream_transport,
@@ -170,8 +170,18 @@ def create_app(
         Route("/system/function/{name}", functions.get_function, methods=["GET"]),
         Route("/system/function/{name}/code", functions.function_code, methods=["GET"]),
         Route("/system/scale-function/{name}", functions.scale_function, methods=["POST"]),
-        Route("/system/namespaces", functions.namespaces, methods=["GET"]),
-        Route("/system/logs", functions.function_logs, methods=["GET"]),
+        Route("/system/namespaces", namespaces.list_namespaces, methods=["GET"]),
+        # GET only: creating, changing or deleting one is 405, as OpenFaaS CE's providers answer.
+        Route("/system/namespace/{name}", namespaces.get_namespace, methods=["GET"]),
+        _route(
+            "/system/secrets",
+            GET=secrets.list_secrets,
+            POST=secrets.create_secret,
+            PUT=secrets.update_secret,
+            DELETE=secrets.delete_secret,
+        ),
+        Route("/system/alert", alert.alert, methods=["POST"]),
+        Route("/system/logs", logs.function_logs, methods=["GET"]),
         Route("/system/apis", functions.list_apis, methods=["GET"]),
         Route("/system/nodes", nodes.list_nodes, methods=["GET"]),
         Route("/system/node-removals", nodes.node_removals, methods=["GET"]),

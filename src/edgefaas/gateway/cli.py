@@ -321,6 +321,14 @@ def listening_socket(host: str, port: int) -> socket.socket:
     "functions, which verify the gateway by it when they call each other.",
 )
 @click.option(
+    "--metrics-auth/--no-metrics-auth",
+    default=False,
+    show_default=True,
+    envvar="EDGEFAAS_GATEWAY_METRICS_AUTH",
+    help="Serve /metrics only with the admin's basic credentials (Prometheus's basic_auth). "
+    "Default: open, as OpenFaaS's gateway serves it.",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
@@ -354,6 +362,7 @@ def gateway(
     tls_cert: Path | None,
     tls_key: Path | None,
     ca_file: Path | None,
+    metrics_auth: bool,
     log_level: str,
     sites: SiteSettings | None,
 ) -> None:
@@ -422,6 +431,7 @@ def gateway(
         callback_attempts=callback_attempts,
         callback_backoff=callback_backoff,
         sites=sites,
+        metrics_auth=metrics_auth,
     )
     try:
         function_backend = make_backend(

@@ -67,6 +67,9 @@ class GatewaySettings:
     wan_plan: Path | None = None
     # This gateway's part among cloud and edge sites (sites.py); None: a site alone.
     sites: SiteSettings | None = None
+    # /metrics behind the admin's credentials (Prometheus then scrapes with basic auth); off,
+    # it answers anyone, as OpenFaaS's gateway does.
+    metrics_auth: bool = False
 
     @property
     def admin_password_file(self) -> Path:

@@ -66,6 +66,7 @@ from .idempotency import REPLAY_HEADER, Hold, StoredAnswer, check_key, too_large
 from .ledger import PUBLIC_LICENSE, Ledger, LedgerEntry
 from .licensing.authority import Caller, LicenseAuthority
 from .metrics import Metrics
+from .naming import function_name
 from .offload import CLOUD_UNREACHABLE, NOT_DEPLOYED, CloudUnreachable, Placement
 from .quota import QuotaGate, Ticket
 from .registry import FunctionInfo, FunctionRegistry
@@ -259,6 +260,9 @@ class Invoker:
         name = request.path_params["name"]
         started = time.perf_counter()
         try:
+            name = function_name(name, self.backend.namespaces())
+            if self.registry.lookup(name) is not None:
+                self.metrics.started(name)
             if key is not None:
                 check_key(key)
             admitted = await self._admit(request, name, "/function/")
@@ -353,6 +357,7 @@ class Invoker:
         call_id = uuid.uuid4().hex
         name = request.path_params["name"]
         try:
+            name = function_name(name, self.backend.namespaces())
             key = _caller_call_id(request)
             call_id = key or call_id
             callback = request.headers.get(CALLBACK_HEADER)

@@ -42,7 +42,9 @@ _ROW_CHECKS: tuple[tuple[str, str], ...] = (
     (
         "ledger rows billed to a license the gateway never issued",
         f"SELECT COUNT(*) FROM ledger WHERE license_id <> '{PUBLIC_LICENSE}'"
-        f" AND license_id NOT LIKE '{SITE_PAYER_PREFIX}%' AND license_id NOT IN (SELECT id FROM licenses)",
+        # substr, not LIKE 'site:%': psycopg would read the % as a placeholder.
+        f" AND substr(license_id, 1, {len(SITE_PAYER_PREFIX)}) <> '{SITE_PAYER_PREFIX}'"
+        " AND license_id NOT IN (SELECT id FROM licenses)",
     ),
     (
         "call ids billed more than once",

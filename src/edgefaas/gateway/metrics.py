@@ -1,7 +1,11 @@
 """Prometheus metrics under OpenFaaS's names, so existing dashboards and alerts work.
 
-- gateway_function_invocation_total{function_name, code}: counter
-- gateway_functions_seconds{function_name, code}: histogram
+As OpenFaaS's gateway names them (its metrics package), ``function_name`` being
+``<name>.<namespace>``:
+
+- gateway_function_invocation_total{function_name, code}: counter of finished calls
+- gateway_functions_seconds{function_name, code}: histogram, Prometheus's default buckets
+- gateway_function_invocation_started{function_name}: counter of calls begun
 - gateway_service_count{function_name}: gauge of replicas
 
 and the async queue's own, which OpenFaaS's gateway has none of (its queue-worker is apart):
@@ -29,8 +33,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Literal
 
-# Prometheus client's default buckets, which OpenFaaS's gateway uses too.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# The Go Prometheus client's default buckets (prometheus.DefBuckets): OpenFaaS's gateway declares
+# gateway_functions_seconds without buckets of its own, so these are its buckets.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 AsyncEvent = Literal["queued", "completed", "failed", "redelivered", "duplicate"]
@@ -59,11 +64,21 @@ class _Histogram:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """Counted by plain function name; shown as ``<name>.<namespace>``, as OpenFaaS labels them."""
+
+    def __init__(self, namespace: str = "") -> None:
+        self.namespace = namespace
+        self._started: dict[str, int] = defaultdict(int)
         self._invocations: dict[tuple[str, int], int] = defaultdict(int)
         self._seconds: dict[tuple[str, int], _Histogram] = defaultdict(_Histogram)
         self.async_events: dict[str, int] = dict.fromkeys(ASYNC_EVENTS, 0)
         self.callbacks: dict[str, int] = dict.fromkeys(CALLBACK_OUTCOMES, 0)
+
+    def started(self, function: str) -> None:
+        self._started[function] += 1
+
+    def _name(self, function: str) -> str:
+        return _label(f"{function}.{self.namespace}" if self.namespace else function)
 
     def observe(self, function: str, code: int, seconds: float) -> None:
         self._invocations[(function, code)] += 1
@@ -91,19 +106,25 @@ class Metrics:
             "# TYPE gateway_function_invocation_total counter",
         ]
         for (name, code), count in sorted(self._invocations.items()):
-            lines.append(
-                f'gateway_function_invocation_total{{function_name="{_label(name)}",code="{code}"}} {count}'
-            )
+            labels = f'function_name="{self._name(name)}",code="{code}"'
+            lines.append(f"gateway_function_invocation_total{{{labels}}} {count}")
+        lines += [
+            "# HELP gateway_function_invocation_started Function invocations begun, by function.",
+            "# TYPE gateway_function_invocation_started counter",
+        ]
+        for name, count in sorted(self._started.items()):
+            lines.append(f'gateway_function_invocation_started{{function_name="{self._name(name)}"}} {count}')
         lines += [
             "# HELP gateway_functions_seconds Seconds each call took as the gateway saw it.",
             "# TYPE gateway_functions_seconds histogram",
         ]
         for (name, code), hist in sorted(self._seconds.items()):
-            labels = f'function_name="{_label(name)}",code="{code}"'
+            labels = f'function_name="{self._name(name)}",code="{code}"'
             cumulative = 0
             for bound, count in zip(BUCKETS, hist.buckets, strict=True):
                 cumulative += count
-                lines.append(f'gateway_functions_seconds_bucket{{{labels},le="{bound}"}} {cumulative}')
+                # As Go prints them ("1", not "1.0"), so a query naming le="1" matches.
+                lines.append(f'gateway_functions_seconds_bucket{{{labels},le="{bound:g}"}} {cumulative}')
             lines.append(f'gateway_functions_seconds_bucket{{{labels},le="+Inf"}} {hist.count}')
             lines.append(f"gateway_functions_seconds_sum{{{labels}}} {hist.sum:.6f}")
             lines.append(f"gateway_functions_seconds_count{{{labels}}} {hist.count}")
@@ -112,7 +133,7 @@ class Metrics:
             "# TYPE gateway_service_count gauge",
         ]
         for name, count in sorted(replicas.items()):
-            lines.append(f'gateway_service_count{{function_name="{_label(name)}"}} {count}')
+            lines.append(f'gateway_service_count{{function_name="{self._name(name)}"}} {count}')
         if async_depth is not None:
             lines += [
                 "# HELP edgefaas_async_queue_depth Queued calls waiting for a worker (all gateways).",

@@ -124,6 +124,8 @@ def build_openapi(version: str) -> dict[str, Any]:
         "content": {JSON: {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}},
     }
     license_param = {"name": "license_id", "in": "path", "required": True, "schema": schemas.LICENSE_ID}
+    namespace_param = {"name": "name", "in": "path", "required": True, "schema": schemas.NAMESPACE}
+    namespace_query = {"name": "namespace", "in": "query", "required": False, "schema": schemas.NAMESPACE}
     paths: dict[str, Any] = {
         "/healthz": {
             "get": {
@@ -208,26 +210,90 @@ def build_openapi(version: str) -> dict[str, Any]:
             ),
         },
         "/system/namespaces": {
-            "get": _admin("namespaces", {"200": names}),
+            "get": _admin("the namespace functions run in (one per gateway)", {"200": names}),
+        },
+        "/system/namespace/{name}": {
+            "get": _admin(
+                "one namespace (OpenFaaS's FunctionNamespace)",
+                {"200": _json(schemas.FUNCTION_NAMESPACE, "the namespace"), "404": _error("not served here")},
+                parameters=[namespace_param],
+            ),
+        },
+        "/system/secrets": {
+            "get": _admin(
+                "the secrets' names (never their values)",
+                {"200": _json({"type": "array", "items": schemas.SECRET_ENTRY}, "secrets")},
+                parameters=[namespace_query],
+            ),
+            "post": _admin(
+                "make a secret (a Kubernetes Secret, or a file on the local backend)",
+                {"201": _json(schemas.SECRET_ENTRY, "made"), "409": _error("the name is taken")},
+                requestBody=_body(schemas.SECRET),
+            ),
+            "put": _admin(
+                "change a secret's value",
+                {"200": _json(schemas.SECRET_ENTRY, "changed"), "404": _error("no such secret")},
+                requestBody=_body(schemas.SECRET),
+            ),
+            "delete": _admin(
+                "remove a secret",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"deleted": {"type": "string"}}}, "removed"
+                    ),
+                    "404": _error("no such secret"),
+                },
+                requestBody=_body(schemas.SECRET),
+            ),
+        },
+        "/system/alert": {
+            "post": _admin(
+                "Alertmanager's webhook: a firing alert scales its function_name up a step, a resolved "
+                "one back to its minimum (labels com.openfaas.scale.min/max/factor)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "scaled": {"type": "array", "items": {"type": "object"}},
+                                "skipped": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                        "what was scaled, and alerts for functions that do not exist",
+                    )
+                },
+                requestBody=_body(schemas.ALERT),
+            ),
         },
         "/system/logs": {
             "get": _admin(
-                "a function's last log lines",
+                "a function's log lines, oldest first; with follow, streamed as they are written",
                 {
                     "200": {
-                        "description": "one JSON object per line: {name, text}",
+                        "description": "one OpenFaaS log message per line: {name, namespace, instance, "
+                        "timestamp, text}",
                         "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                     },
                     "404": _error("no such function"),
                 },
                 parameters=[
                     {"name": "name", "in": "query", "required": True, "schema": schemas.FUNCTION_NAME},
+                    namespace_query,
+                    {"name": "instance", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
                     {
                         "name": "tail",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        "description": "the last lines only; absent or <= 0: every line",
+                        "schema": {"type": "integer"},
                     },
+                    {"name": "follow", "in": "query", "required": False, "schema": {"type": "boolean"}},
                 ],
             ),
         },

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgefaas.backends.base import FUNCTION_NAME_PATTERN
+from edgefaas.backends.base import FUNCTION_NAME_PATTERN, SECRET_NAME_MAX, SECRET_NAME_PATTERN
 
 Schema = dict[str, Any]
 
@@ -20,11 +20,16 @@ MAX_REPLICAS = 64
 
 _STRING_MAP: Schema = {
     "type": "object",
+    "nullable": True,  # faas-cli sends a Go map it never filled as null
     "additionalProperties": {"type": "string", "maxLength": 4096},
     "maxProperties": 256,
 }
+SECRET_NAME: Schema = {"type": "string", "pattern": SECRET_NAME_PATTERN, "maxLength": SECRET_NAME_MAX}
+NAMESPACE: Schema = {"type": "string", "maxLength": 63}
+
 _RESOURCES: Schema = {
     "type": "object",
+    "nullable": True,
     "additionalProperties": False,
     "properties": {
         "memory": {
@@ -71,7 +76,7 @@ FUNCTION_DEPLOYMENT: Schema = {
         },
         "limits": _RESOURCES,
         "requests": _RESOURCES,
-        "secrets": {"type": "array", "maxItems": 64, "items": {"type": "string", "maxLength": 253}},
+        "secrets": {"type": "array", "maxItems": 64, "items": SECRET_NAME},
         "readOnlyRootFilesystem": {"type": "boolean"},
         "public": {"type": "boolean", "description": "EdgeFaaS: callable without a license"},
         "replicas": {"type": "integer", "minimum": 0, "maximum": MAX_REPLICAS},
@@ -311,5 +316,64 @@ LICENSE_ISSUED: Schema = {
     "properties": {
         **LICENSE["properties"],
         "token": {"type": "string", "description": "send as Authorization: Bearer <token>; shown only once"},
+    },
+}
+
+SECRET: Schema = {
+    "type": "object",
+    "description": "OpenFaaS's Secret: value as text, or rawValue as base64 (Go's []byte in JSON)",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": SECRET_NAME,
+        "namespace": NAMESPACE,
+        "value": {"type": "string"},
+        "rawValue": {"type": "string", "contentEncoding": "base64"},
+    },
+}
+
+SECRET_ENTRY: Schema = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+}
+
+FUNCTION_NAMESPACE: Schema = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
+# Alertmanager's webhook body, as OpenFaaS's gateway reads it (status and function_name per alert);
+# Alertmanager's other fields (version, groupKey, startsAt...) are allowed and not read.
+ALERT: Schema = {
+    "type": "object",
+    "required": ["alerts"],
+    "properties": {
+        "status": {"type": "string", "enum": ["firing", "resolved"]},
+        "receiver": {"type": "string"},
+        "alerts": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["status", "labels"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["firing", "resolved"]},
+                    "labels": {
+                        "type": "object",
+                        "required": ["function_name"],
+                        "properties": {
+                            "alertname": {"type": "string"},
+                            "function_name": {"type": "string", "minLength": 1, "maxLength": 127},
+                        },
+                    },
+                },
+            },
+        },
     },
 }

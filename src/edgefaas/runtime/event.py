@@ -16,6 +16,10 @@ GATEWAY_URL_ENV = "EDGEFAAS_GATEWAY_URL"
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080"
 CALL_ID_HEADER = "X-Call-Id"
 PARENT_CALL_ID_HEADER = "X-Parent-Call-Id"
+# Where a function's secrets are: OpenFaaS's mount path, unless the backend names another
+# directory (the local backend, whose functions are processes, not containers).
+SECRETS_DIR_ENV = "EDGEFAAS_SECRETS_DIR"
+OPENFAAS_SECRETS_DIR = "/var/openfaas/secrets"
 
 # A function-to-function call goes through the gateway without any proxy the pod's
 # environment might name: the gateway is always a direct neighbour.
@@ -183,6 +187,15 @@ class Context:
         if check and result.status >= 400:
             raise CallError(name, result.status, result.text[:500])
         return result
+
+    def secret(self, name: str) -> str:
+        """The value of secret ``name`` (a secret the function's deployment names in ``secrets``),
+        read from its file as OpenFaaS functions read /var/openfaas/secrets/<name>."""
+        folder = os.environ.get(SECRETS_DIR_ENV) or OPENFAAS_SECRETS_DIR
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"{name!r} is not a secret's name")
+        with open(os.path.join(folder, name), encoding="utf-8") as handle:
+            return handle.read()
 
     def log(self, message: str) -> None:
         """One line on stdout, tagged with the call id (the runtime's logs go to stdout)."""

@@ -23,6 +23,8 @@ from edgefaas.backends.base import (
     FunctionExists,
     FunctionNotFound,
     FunctionUnavailable,
+    SecretExists,
+    SecretNotFound,
     Unsupported,
 )
 
@@ -56,9 +58,9 @@ async def backend_call(call: Callable[..., T], *args: Any) -> T:
     """Run a backend method off the event loop, its errors turned into answers."""
     try:
         return await run_in_threadpool(call, *args)
-    except FunctionNotFound as exc:
+    except (FunctionNotFound, SecretNotFound) as exc:
         raise ApiError(404, str(exc)) from None
-    except FunctionExists as exc:
+    except (FunctionExists, SecretExists) as exc:
         raise ApiError(409, str(exc)) from None
     except (Unsupported, DeployError, ValueError) as exc:
         raise ApiError(400, str(exc)) from None

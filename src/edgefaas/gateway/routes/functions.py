@@ -7,7 +7,6 @@ public, version, nodes, description) and /system/apis (each callable function's 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 from typing import Any
@@ -20,11 +19,14 @@ from edgefaas.runtime.source import SourceError, inspect_source
 
 from .. import schemas
 from ..errors import ApiError, not_found
+from ..naming import check_namespace
 from ..state import Gateway
 from ..timestamps import iso_time
-from .admin import admin, backend_call, json_body, query_param
+from .admin import admin, backend_call, json_body
 
 _KUBE_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
+# Where an OpenFaaS client's deployment (a faas-cli stack file's annotations) carries the source.
+CODE_ANNOTATION = "edgefaas.io/code"
 
 
 def function_json(status: FunctionStatus, gateway: Gateway) -> dict[str, Any]:
@@ -58,8 +60,23 @@ def function_json(status: FunctionStatus, gateway: Gateway) -> dict[str, Any]:
     }
 
 
+def _from_openfaas_client(data: dict[str, Any]) -> dict[str, Any]:
+    """The body with its source taken from the CODE_ANNOTATION, where an OpenFaaS client put it.
+
+    faas-cli sends OpenFaaS's FunctionDeployment, which has no field for source, and always
+    an image: a stack file's ``annotations`` carry the source instead, and the image (which
+    faas-cli requires) then only names the runtime the source runs in.
+    """
+    annotations = dict(data.get("annotations") or {})
+    code = annotations.pop(CODE_ANNOTATION, None)
+    if code is None or data.get("code") is not None:
+        return data
+    return {**data, "code": code, "image": None, "annotations": annotations}
+
+
 def _spec(data: dict[str, Any], default_replicas: int = 1) -> FunctionSpec:
     """A FunctionSpec from a validated deployment body; code that does not compile -> 400 with its line."""
+    data = _from_openfaas_client(data)
     if data.get("code") is not None:
         try:
             inspect_source(data["code"], f"{data['service']}.py")
@@ -106,8 +123,33 @@ async def system_info(request: Request, gateway: Gateway) -> Response:
     )
 
 
+def _namespace_in_query(request: Request, gateway: Gateway) -> None:
+    check_namespace(
+        request.query_params.get("namespace"), gateway.backend.namespaces(), "query parameter namespace"
+    )
+
+
+def _namespace_in_body(data: dict[str, Any], gateway: Gateway) -> None:
+    check_namespace(data.get("namespace"), gateway.backend.namespaces(), "body.namespace")
+
+
+async def _check_secrets(spec: FunctionSpec, gateway: Gateway) -> None:
+    """Every secret the function names exists: else 400 now, not a pod that never starts."""
+    if not spec.secrets:
+        return
+    known = set(await backend_call(gateway.backend.list_secrets))
+    for index, name in enumerate(spec.secrets):
+        if name not in known:
+            raise ApiError(
+                400,
+                f"body.secrets[{index}]: no secret named {name!r} in namespace "
+                f"{gateway.backend.namespaces()[0]} (POST /system/secrets makes one)",
+            )
+
+
 @admin
 async def list_functions(request: Request, gateway: Gateway) -> Response:
+    _namespace_in_query(request, gateway)
     statuses = await backend_call(gateway.backend.list)
     gateway.registry.sync(statuses)
     return JSONResponse([function_json(s, gateway) for s in statuses])
@@ -115,7 +157,10 @@ async def list_functions(request: Request, gateway: Gateway) -> Response:
 
 @admin
 async def deploy_function(request: Request, gateway: Gateway) -> Response:
-    spec = _spec(await json_body(request, gateway, schemas.FUNCTION_DEPLOYMENT))
+    data = await json_body(request, gateway, schemas.FUNCTION_DEPLOYMENT)
+    _namespace_in_body(data, gateway)
+    spec = _spec(data)
+    await _check_secrets(spec, gateway)
     sites = gateway.sites.placement_of(dict(spec.annotations))  # an unknown site: 400, nothing deployed
     status = await backend_call(gateway.backend.deploy, spec)
     gateway.registry.remember(status)
@@ -126,9 +171,11 @@ async def deploy_function(request: Request, gateway: Gateway) -> Response:
 @admin
 async def update_function(request: Request, gateway: Gateway) -> Response:
     data = await json_body(request, gateway, schemas.FUNCTION_DEPLOYMENT)
+    _namespace_in_body(data, gateway)
     current = await backend_call(gateway.backend.get, data["service"])
     # An update without "replicas" keeps the current scale, as OpenFaaS does.
     spec = _spec(data, default_replicas=current.replicas)
+    await _check_secrets(spec, gateway)
     sites = gateway.sites.placement_of(dict(spec.annotations))
     status = await backend_call(gateway.backend.update, spec)
     gateway.registry.remember(status)
@@ -140,6 +187,7 @@ async def update_function(request: Request, gateway: Gateway) -> Response:
 @admin
 async def delete_function(request: Request, gateway: Gateway) -> Response:
     data = await json_body(request, gateway, schemas.FUNCTION_DELETE)
+    _namespace_in_body(data, gateway)
     await backend_call(gateway.backend.delete, data["functionName"])
     gateway.registry.forget(data["functionName"])
     await gateway.sites.publish(data["functionName"], [], None)
@@ -156,6 +204,7 @@ def _named_function(request: Request) -> str:
 
 @admin
 async def get_function(request: Request, gateway: Gateway) -> Response:
+    _namespace_in_query(request, gateway)
     status = await backend_call(gateway.backend.get, _named_function(request))
     return JSONResponse(function_json(status, gateway))
 
@@ -175,26 +224,13 @@ async def function_code(request: Request, gateway: Gateway) -> Response:
 async def scale_function(request: Request, gateway: Gateway) -> Response:
     name = _named_function(request)
     data = await json_body(request, gateway, schemas.SCALE_REQUEST)
+    _namespace_in_body(data, gateway)
     await backend_call(gateway.backend.get, name)  # an unknown function is a 404 before anything else
     if data.get("serviceName", name) != name:
         raise ApiError(400, f"serviceName {data['serviceName']!r} does not match the path's {name!r}")
     status = await backend_call(gateway.backend.scale, name, int(data["replicas"]))
     gateway.registry.remember(status)
     return JSONResponse(function_json(status, gateway), status_code=202)
-
-
-@admin
-async def namespaces(request: Request, gateway: Gateway) -> Response:
-    return JSONResponse(gateway.backend.namespaces())
-
-
-@admin
-async def function_logs(request: Request, gateway: Gateway) -> Response:
-    name = query_param(request, "name", schemas.FUNCTION_NAME)
-    tail = query_param(request, "tail", {"type": "integer", "minimum": 1, "maximum": 10_000}, default=100)
-    lines = await backend_call(gateway.backend.logs, name, tail)
-    body = "".join(json.dumps({"name": name, "text": line}) + "\n" for line in lines)
-    return Response(body, media_type="application/x-ndjson")
 
 
 # -- EdgeFaaS: the API list ------------------------------------------------------------------------

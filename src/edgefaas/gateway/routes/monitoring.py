@@ -1,4 +1,4 @@
-"""What probes and Prometheus read: /healthz and /metrics (no credentials)."""
+"""What probes and Prometheus read: /healthz and /metrics (no credentials, unless metrics_auth)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..errors import ApiError
 from ..metrics import CONTENT_TYPE
 from ..state import gateway_of
 
@@ -20,6 +21,11 @@ async def healthz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway = gateway_of(request)
+    if gateway.settings.metrics_auth:
+        try:
+            gateway.admin_auth.check(request)
+        except ApiError as exc:
+            return exc.response()
     try:
         statuses = await run_in_threadpool(gateway.backend.list)
         replicas = {s.name: s.available_replicas for s in statuses}
