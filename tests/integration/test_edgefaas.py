@@ -120,7 +120,10 @@ def test_gateway_uses_its_own_namespaced_kubernetes_account(device):
     assert can("create", "deployments", "-n", NAMESPACE) == "yes"
     assert can("list", "nodes") == "yes"
     assert can("create", "deployments", "-n", "kube-system") == "no"
-    assert can("get", "secrets", "-n", NAMESPACE) == "no"
+    # The functions' secrets (/system/secrets, as OpenFaaS's provider), and no other namespace's.
+    assert can("create", "secrets", "-n", NAMESPACE) == "yes"
+    assert can("get", "secrets", "-n", "kube-system") == "no"
+    assert can("get", "secrets", "-n", "default") == "no"
 
 
 def test_healthz_answers_through_the_control_plane_acl(admin):
