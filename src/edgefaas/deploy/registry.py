@@ -17,6 +17,7 @@ import bcrypt
 
 PORT = 5000
 USER = "edgefaas"
+PASSWORD_SECRET = "registry-password"  # its file in edgefaas_secrets_dir
 CONFIG_DIR = "/etc/edgefaas/registry"
 CONFIG = f"{CONFIG_DIR}/config.yml"
 HTPASSWD = f"{CONFIG_DIR}/htpasswd"
