@@ -103,7 +103,7 @@ else:
         mode="600",
     )
     issuer = files.template(
-        name=f"Install the {CERTIFICATE_UNIT} unit (issues and renews the registry's certificate)",
+        name=f"Install the {CERTIFICATE_UNIT} unit (gets and renews the registry's certificate)",
         src=str(TEMPLATES / f"{CERTIFICATE_UNIT}.service.j2"),
         dest=f"/etc/systemd/system/{CERTIFICATE_UNIT}.service",
         venv=host.data.edgefaas_venv,

@@ -1,7 +1,7 @@
 """The example image function (functions/hello-image), built without Docker as an OCI image.
 
 OpenFaaS users ship functions as container images; the blueprint shows that path with one
-of its own: a static Go program (the standard library only, nothing fetched) that follows
+of its own: a static Go program (the standard library only, nothing downloaded) that follows
 OpenFaaS's watchdog contract itself. It is compiled for every architecture the blueprint has
 (``CGO_ENABLED=0`` cross builds run no foreign code) and written with tarfile and json as an
 OCI image layout in a tar (skopeo's ``oci-archive:`` transport), layers gzipped: ``index.json`` names one
@@ -67,7 +67,7 @@ def _go_env(work: Path, arch: str) -> dict[str, str]:
     env.update(
         GOCACHE=str(work / "go-build"),
         GOMODCACHE=str(work / "go-mod"),
-        # The standard library only: the go found here builds it, no toolchain is fetched.
+        # The standard library only: the go found here builds it, no toolchain is downloaded.
         GOTOOLCHAIN="local",
         GOFLAGS="-buildvcs=false -mod=mod",
         CGO_ENABLED="0",
