@@ -20,7 +20,8 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from edgefaas.deploy import hosts, nvidia
+from edgefaas.backends.image_reference import registry_host
+from edgefaas.deploy import hosts, nvidia, registry
 from edgefaas.deploy.artifacts import artifact, install
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import (
@@ -29,7 +30,8 @@ from edgefaas.deploy.facts import (
     NvidiaContainerRuntime,
     PlaintextSecrets,
 )
-from edgefaas.deploy.secrets import cluster_token
+from edgefaas.deploy.secrets import cluster_token, gateway_secret
+from edgefaas.nodeauth.tls import CA_PEM
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
 BINARY = "/usr/local/bin/k3s"
@@ -143,6 +145,17 @@ else:
         node_loss_toleration_seconds=host.data.k3s_node_loss_toleration_seconds,
         kube_proxy_args=host.data.k3s_kube_proxy_args,
     )
+    # Image functions: the node pulls from the site's registry with its account (deploys/registry.py).
+    registries = files.template(
+        name="Write /etc/rancher/k3s/registries.yaml (the site's registry, its CA and account; 0600)",
+        src=str(TEMPLATES / "registries.yaml.j2"),
+        dest="/etc/rancher/k3s/registries.yaml",
+        mode="600",
+        registry=registry_host(str(server_address), registry.PORT),
+        user=registry.USER,
+        password=gateway_secret(host, registry.PASSWORD_SECRET, "registry password"),
+        ca_file=str(CA_PEM),
+    )
     containerd = files.template(
         name="Write K3S's containerd configuration template",
         src=str(TEMPLATES / "config.toml.tmpl.j2"),
@@ -173,7 +186,9 @@ else:
         dest="/usr/local/sbin/edgefaas-k3s-wait",
         mode="755",
     )
-    changed = any_changed(token, binary, flannel, flannel_conf, config, containerd, unit, env, *images)
+    changed = any_changed(
+        token, binary, flannel, flannel_conf, config, registries, containerd, unit, env, *images
+    )
     rollout = [
         "systemctl daemon-reload",
         f"systemctl enable {unit_name}.service",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 import urllib3
@@ -98,6 +99,9 @@ class FakeCluster:
         self.next_ip = 10
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.crashing: set[str] = set()  # code hashes whose pods exit with status 3
+        # The kubelet's image pull: the reason it failed, None when it worked. The default pulls
+        # everything; a test may give a real registry's answer (tests/unit/test_registry.py).
+        self.pull: Callable[[str], str | None] = lambda image: None
         self.unreachable = False
         self.core = _Api(self)
         self.apps = _Api(self)
@@ -120,10 +124,13 @@ class FakeCluster:
         old = {k: p for k, p in pods.items() if k not in current}
         placed = [n for n in self.nodes if _matches(n["metadata"]["labels"], _selector(template))]
         crash = annotations[CODE_HASH_ANNOTATION] in self.crashing
+        container = template["spec"]["containers"][0]
+        pull_error = self.pull(container["image"]) if container["imagePullPolicy"] != "Never" else None
+        crash = crash or pull_error is not None
         for i in range(len(current), replicas):
             pod_name = f"{name}-v{version}-{i}"
             self.objects["Pod"][pod_name] = pod(
-                pod_name, template, placed[0]["metadata"]["name"] if placed else None, crash
+                pod_name, template, placed[0]["metadata"]["name"] if placed else None, crash, pull_error
             )
         for extra in list(current)[replicas:]:
             del self.objects["Pod"][extra]
@@ -174,8 +181,23 @@ def node(name: str, profile: str, gpus: int = 0) -> dict[str, Any]:
     }
 
 
-def pod(name: str, template: dict[str, Any], node_name: str | None, crash: bool) -> dict[str, Any]:
-    if node_name is None:
+def pod(
+    name: str, template: dict[str, Any], node_name: str | None, crash: bool, pull_error: str | None = None
+) -> dict[str, Any]:
+    if node_name is not None and pull_error is not None:
+        # What the kubelet reports when containerd could not pull: the reason, then its message.
+        status = {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "function",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "ErrImagePull", "message": pull_error}},
+                }
+            ],
+        }
+    elif node_name is None:
         status = {
             "phase": "Pending",
             "conditions": [

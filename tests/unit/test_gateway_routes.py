@@ -217,6 +217,14 @@ def test_update_rolls_the_version_and_keeps_the_scale(harness):
         (b"", "JSON body is required"),
         (b'{"service": "Echo"}', "exactly one of code"),
         (b'{"service": "Echo", "code": "x", "image": "y"}', "exactly one of code"),
+        (
+            b'{"service": "Echo", "image": "Reg.lab:5000/Upper:1"}',
+            "body.image: 'Reg.lab:5000/Upper:1' is not",
+        ),
+        (
+            b'{"service": "Echo", "image": "fn:1;reboot"}',
+            "body.image: 'fn:1;reboot' is not an image reference",
+        ),
         (b'{"service": "9bad", "code": "def handle(e, c): pass"}', "body.service must match"),
         (
             b'{"service": "Echo", "code": "def handle(e, c): pass", "colour": 1}',

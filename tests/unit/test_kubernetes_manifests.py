@@ -143,3 +143,39 @@ def test_an_image_function_has_no_config_map_and_a_read_only_root_gets_a_tmp():
     assert {v["name"] for v in pod_spec["volumes"]} == {"tmp", "secrets"}
     assert box["securityContext"]["readOnlyRootFilesystem"] is True
     assert {"name": "secrets", "mountPath": "/var/openfaas/secrets", "readOnly": True} in box["volumeMounts"]
+
+
+# -- image functions (OpenFaaS's watchdog contract) -----------------------------------------------
+
+
+def test_an_image_function_is_pulled_once_per_node_and_probed_on_the_watchdog_path():
+    spec = FunctionSpec("Img", image="registry.lab:5000/edgefaas/hello:1", env_process="/hello")
+    pod_spec = build(spec)["spec"]["template"]["spec"]
+    box = pod_spec["containers"][0]
+    assert box["image"] == "registry.lab:5000/edgefaas/hello:1"
+    # Not Never: no node imported it, the registry holds it.
+    assert box["imagePullPolicy"] == "IfNotPresent"
+    assert box["readinessProbe"]["httpGet"] == {"path": "/_/health", "port": "http"}
+    assert box["livenessProbe"]["httpGet"] == {"path": "/_/health", "port": "http"}
+    assert box["ports"][0]["containerPort"] == 8080
+    env = {e["name"]: e.get("value") for e in box["env"]}
+    assert env["fprocess"] == "/hello"
+    # The classic watchdog's lock file: an image FROM scratch has no /tmp of its own.
+    assert {"name": "tmp", "mountPath": "/tmp"} in box["volumeMounts"]
+    assert "workingDir" not in box
+
+
+def test_openfaas_probe_annotations_move_an_image_functions_probes():
+    spec = FunctionSpec(
+        "Img",
+        image="example/fn:1",
+        annotations={km.READY_PATH_ANNOTATION: "/_/ready", km.HEALTH_PATH_ANNOTATION: "/healthz"},
+    )
+    box = build(spec)["spec"]["template"]["spec"]["containers"][0]
+    assert box["readinessProbe"]["httpGet"]["path"] == "/_/ready"
+    assert box["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # A source function keeps the runtime's own paths, whatever its annotations say.
+    source = FunctionSpec("Src", code=CODE, annotations={km.READY_PATH_ANNOTATION: "/x"})
+    box = build(source)["spec"]["template"]["spec"]["containers"][0]
+    assert box["readinessProbe"]["httpGet"]["path"] == "/_/ready"
+    assert box["imagePullPolicy"] == "Never"

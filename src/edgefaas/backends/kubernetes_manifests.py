@@ -8,9 +8,13 @@ which any client version sends as they are. All objects live in one namespace
   /code/handler.py into the generic runtime image, so deploying or updating a function
   needs no image build and no registry. Named after its content: an update with new code
   makes a new one, going back to old code finds the old one again.
-- Deployment ``<obj>``: the runtime image (``imagePullPolicy: Never``: images arrive as
-  tarballs), the runtime's settings in EDGEFAAS_* variables, readiness on /_/ready and
-  liveness on /_/health, uid 10001 with no privileges, limits/requests from the spec,
+- Deployment ``<obj>``: the runtime image (``imagePullPolicy: Never``: it arrives as a
+  tarball imported into every node's containerd), or the function's own image, pulled from
+  its registry (``IfNotPresent``: a node pulls a tag once, as OpenFaaS's faas-netes does);
+  the runtime's settings in EDGEFAAS_* variables, readiness on /_/ready and liveness on
+  /_/health (an image function: both on /_/health, which OpenFaaS's classic watchdog and
+  of-watchdog both serve, unless faas-netes's probe-path annotations say otherwise), uid
+  10001 with no privileges, limits/requests from the spec,
   constraints as a nodeSelector (``edgefaas.io/profile=jetson``). The spec itself (less
   the code), the version and the times are annotations, so ``list``/``get`` rebuild
   everything from the cluster alone and a restarted gateway needs no state of its own.
@@ -42,6 +46,12 @@ RUNTIME_UID = 10001
 CODE_DIR = "/code"
 CODE_FILE = "handler.py"
 SECRETS_DIR = "/var/openfaas/secrets"  # where OpenFaaS functions look for their secrets
+# OpenFaaS's watchdog contract for image functions: both watchdogs answer here (only of-watchdog
+# has /_/ready too), and faas-netes probes it for readiness and liveness alike.
+WATCHDOG_HEALTH_PATH = "/_/health"
+# faas-netes's annotations that move an image function's probes to a path of its own.
+HEALTH_PATH_ANNOTATION = "com.openfaas.health.http.path"
+READY_PATH_ANNOTATION = "com.openfaas.ready.http.path"
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "edgefaas"
@@ -93,6 +103,21 @@ def node_selector(spec: FunctionSpec) -> dict[str, str]:
 def _drain_seconds(spec: FunctionSpec) -> int:
     """How long a leaving pod may take to finish its calls: the runtime's exec timeout and a margin."""
     return int(spec.exec_timeout) + 5
+
+
+def probe_paths(spec: FunctionSpec) -> tuple[str, str]:
+    """(readiness, liveness) paths: the runtime's for source; an image's from OpenFaaS's watchdog."""
+    if spec.code is not None:
+        return READY_PATH, HEALTH_PATH
+    health = spec.annotations.get(HEALTH_PATH_ANNOTATION) or WATCHDOG_HEALTH_PATH
+    return spec.annotations.get(READY_PATH_ANNOTATION) or health, health
+
+
+def pull_policy(spec: FunctionSpec) -> str:
+    """Never for the runtime image (no registry holds it: every node imported it), IfNotPresent for
+    an image function's own: pulled once per node and tag, and a node that has it starts without
+    the registry. A moving tag (``latest``) is therefore not re-pulled: deploy a new tag to roll."""
+    return "Never" if spec.code is not None else "IfNotPresent"
 
 
 def _user_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -196,8 +221,9 @@ def build_deployment(
             }
         )
         mounts.append({"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True})
-    if spec.read_only_root_filesystem:
-        # Python and most libraries still want a writable temporary directory.
+    if spec.read_only_root_filesystem or spec.image is not None:
+        # Python and most libraries still want a writable temporary directory, and OpenFaaS's
+        # classic watchdog writes its health lock file there: an image built FROM scratch has none.
         volumes.append({"name": "tmp", "emptyDir": {}})
         mounts.append({"name": "tmp", "mountPath": "/tmp"})
 
@@ -213,21 +239,22 @@ def build_deployment(
         CODE_HASH_ANNOTATION: spec.code_sha256 or "",
     }
     drain = _drain_seconds(spec)
+    ready_path, health_path = probe_paths(spec)
     container = {
         "name": "function",
         "image": image,
-        "imagePullPolicy": "Never",
+        "imagePullPolicy": pull_policy(spec),
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {
-            "httpGet": {"path": READY_PATH, "port": "http"},
+            "httpGet": {"path": ready_path, "port": "http"},
             # Every second: this is what decides how soon a new pod takes calls (cold start).
             "periodSeconds": 1,
             "timeoutSeconds": 1,
             "failureThreshold": 2,
         },
         "livenessProbe": {
-            "httpGet": {"path": HEALTH_PATH, "port": "http"},
+            "httpGet": {"path": health_path, "port": "http"},
             "initialDelaySeconds": 5,
             "periodSeconds": 10,
             "timeoutSeconds": 2,

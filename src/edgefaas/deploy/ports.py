@@ -164,6 +164,9 @@ LISTENERS: tuple[Listener, ...] = (
          "NATS cluster routes between the gateway hosts (route password)"),
     _row("gateway", "8222/tcp", "nats-server.service", "nats", "loopback", None,
          "NATS monitoring (health checks of the deploy)"),
+    # -- the site's registry for image functions (deploys/registry.py) ----------------------------
+    _row("k3s_server", "5000/tcp", "docker-registry.service", "docker-registry", "lab", "any",
+         "OCI registry (HTTPS, htpasswd account): users push image functions, every K3S node pulls"),
     # -- Triton (deploys/triton.py): a systemd service, or a host-network pod of K3S -----------------
     *(
         _row("sonic jetson", port, owner, user, "lab", "any", why)

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from edgefaas.backends import image_reference
 from edgefaas.backends.base import FunctionSpec, FunctionStatus, valid_function_name
 from edgefaas.runtime.source import SourceError, inspect_source
 
@@ -83,6 +84,11 @@ def _spec(data: dict[str, Any], default_replicas: int = 1) -> FunctionSpec:
         except SourceError as exc:
             extra = {"line": exc.line} if exc.line else {}
             raise ApiError(400, f"the code was refused: {exc}", **extra) from None
+    elif data.get("image") is not None:
+        try:
+            image_reference.parse(data["image"])
+        except image_reference.InvalidReference as exc:
+            raise ApiError(400, f"body.image: {exc}") from None
     try:
         return FunctionSpec.from_json({"replicas": default_replicas, **data})
     except ValueError as exc:

@@ -64,6 +64,12 @@ def _triton(log: Log, arch: str) -> None:
     triton.build(log, arch=arch)
 
 
+def _example_image(log: Log, arch: str) -> None:
+    from edgefaas.lab.builds import function_image
+
+    function_image.build(log, arch=arch)
+
+
 # In the order `edgefaas lab build` runs them when given no names.
 BUILDERS: dict[str, Builder] = {
     "rootfs": _rootfs,
@@ -74,4 +80,5 @@ BUILDERS: dict[str, Builder] = {
     "python-bundle": _python_bundle,
     "k3s": _k3s,
     "triton": _triton,
+    "example-image": _example_image,
 }

@@ -130,6 +130,8 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
         "arm64": (*_ARM64_CROSS, deb("libseccomp-dev:arm64", "k3s for arm64 links arm64 libseccomp")),
     },
     "triton": {"*": ()},
+    # Go cross-compiles the static binary for every architecture itself (CGO_ENABLED=0).
+    "example-image": {"*": (GO,)},
     "tests": {
         "*": (
             deb("default-jdk-headless", "the Jenkinsfile's tests (Groovy under Maven)"),
@@ -143,6 +145,8 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
             deb("nats-server", "the gateway's async queue tests run real NATS servers with JetStream"),
             deb("lynis", "the security scans carry its tree to every device (scripts/task scan)"),
             deb("faketime", "clock-skew unit tests run a real authentication agent with its clock moved"),
+            deb("docker-registry", "image-function unit tests push to a real registry (distribution v2)"),
+            deb("skopeo", "pushes image functions without Docker (unit tests, deploys/registry.py)"),
         )
     },
 }

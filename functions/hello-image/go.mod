@@ -1,0 +1,3 @@
+module edgefaas.example/hello-image
+
+go 1.21
