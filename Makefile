@@ -10,7 +10,7 @@ lab: setup
 	mkdir -p reports
 	.venv/bin/edgefaas lab build
 	.venv/bin/edgefaas lab up
-	for task in platform sonic sdwan k3s parsec nodeauth edgefaas triton console scan faults; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
+	for task in platform sonic sdwan k3s parsec nodeauth edgefaas registry triton console scan faults; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
 	@echo
 	@.venv/bin/edgefaas lab status
 	@echo

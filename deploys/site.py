@@ -8,9 +8,10 @@ so includes from one line of a loop would interleave their files' operations. Th
 routing comes right after host preparation: it needs nothing else, and later tasks (service
 prefixes announced into the network) build on it. K3S comes
 before Parsec because Parsec's checks include client pods in K3S (SoW 2.4/2.5), node
-certification after both (it certifies K3S nodes with keys held in Parsec), the registry for
-image functions after that (its certificate comes from the blueprint's CA), and EdgeFaaS
-before Triton because Triton's checks call the vision functions through the gateway.
+certification after both (it certifies K3S nodes with keys held in Parsec), EdgeFaaS after
+that (its HTTPS certificate comes from the blueprint's CA), the registry for image functions
+after EdgeFaaS (its checks deploy an image function through the gateway), and Triton last
+because its checks call the vision functions through the gateway.
 """
 
 from pathlib import Path
@@ -24,6 +25,6 @@ local.include(str(DEPLOYS / "sonic.py"))
 local.include(str(DEPLOYS / "k3s.py"))
 local.include(str(DEPLOYS / "parsec.py"))
 local.include(str(DEPLOYS / "nodeauth.py"))
-local.include(str(DEPLOYS / "registry.py"))
 local.include(str(DEPLOYS / "edgefaas.py"))
+local.include(str(DEPLOYS / "registry.py"))
 local.include(str(DEPLOYS / "triton.py"))
