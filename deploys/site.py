@@ -9,7 +9,8 @@ routing comes right after host preparation: it needs nothing else, and later tas
 prefixes announced into the network) build on it. K3S comes
 before Parsec because Parsec's checks include client pods in K3S (SoW 2.4/2.5), node
 certification after both (it certifies K3S nodes with keys held in Parsec), and EdgeFaaS
-before Triton because Triton's checks call the vision functions through the gateway.
+before Triton because Triton's checks call the vision functions through the gateway. Monitoring
+comes last: it scrapes the gateways and Triton servers the others deployed.
 """
 
 from pathlib import Path
@@ -25,3 +26,4 @@ local.include(str(DEPLOYS / "parsec.py"))
 local.include(str(DEPLOYS / "nodeauth.py"))
 local.include(str(DEPLOYS / "edgefaas.py"))
 local.include(str(DEPLOYS / "triton.py"))
+local.include(str(DEPLOYS / "monitoring.py"))

@@ -41,9 +41,7 @@ def scrape_config(gateway: LiveGateway, ca: Path, **overrides: object) -> str:
         "metrics_password_file": "",
         "gateways": [{"name": "sonic-1", "address": "127.0.0.1", "port": gateway.port}],
         "nodes": [],
-        "node_exporter_port": 9100,
         "tritons": [],
-        "triton_metrics_port": 8002,
         "kube_token_file": "",
     }
     values.update(overrides)
@@ -99,15 +97,16 @@ def test_the_deploys_templates_are_what_prometheus_and_alertmanager_accept(tmp_p
         ca_file=str(tmp_path / "ca.pem"),
         metrics_password_file=str(tmp_path / "password"),
         gateways=[{"name": "sonic-1", "address": "10.0.0.1", "port": 8080}],
-        nodes=[{"name": "sonic-1", "address": "10.0.0.1"}, {"name": "jetson-1", "address": "10.0.0.3"}],
-        node_exporter_port=9100,
-        tritons=[{"name": "jetson-1", "address": "10.0.0.3"}],
-        triton_metrics_port=8002,
+        nodes=[
+            {"name": "sonic-1", "address": "10.0.0.1", "port": 9100},
+            {"name": "jetson-1", "address": "10.0.0.3", "port": 9100},
+        ],
+        tritons=[{"name": "jetson-1", "address": "10.0.0.3", "port": 8002}],
         kube_token_file=str(tmp_path / "password"),
         kube_ca_file=str(tmp_path / "ca.pem"),
         kube_api="127.0.0.1:6443",
         kube_server_name="sonic-1",
-        kubelet_port=10250,
+        kubelets=[{"name": "sonic-1", "address": "10.0.0.1", "port": 10250}],
     )
     (tmp_path / "prometheus.yml").write_text(full)
     checked = subprocess.run(

@@ -164,6 +164,13 @@ LISTENERS: tuple[Listener, ...] = (
          "NATS cluster routes between the gateway hosts (route password)"),
     _row("gateway", "8222/tcp", "nats-server.service", "nats", "loopback", None,
          "NATS monitoring (health checks of the deploy)"),
+    # -- Monitoring (deploys/monitoring.py): Debian's packages, as their user prometheus ----------------
+    _row("k3s_server", "9090/tcp", "prometheus.service", "prometheus", "loopback", None,
+         "Prometheus: the gateway beside it reads it for the console's plots (monitoring_prometheus_port)"),
+    _row("k3s_server", "9093/tcp", "prometheus-alertmanager.service", "prometheus", "loopback", None,
+         "Alertmanager: Prometheus beside it sends alerts (no cluster port: one for the site)"),
+    _row("k3s_server k3s_agent", "9100/tcp", "prometheus-node-exporter.service", "prometheus", "lab",
+         "k3s_server", "node exporter on the management address: Prometheus on the K3S server scrapes it"),
     # -- Triton (deploys/triton.py): a systemd service, or a host-network pod of K3S -----------------
     *(
         _row("sonic jetson", port, owner, user, "lab", "any", why)
