@@ -1,5 +1,5 @@
 # Entry points shared by people, .ci/run and the Jenkinsfile. Run as root.
-# One SoW task at a time: ./scripts/task <platform|k3s|parsec|nodeauth|edgefaas|triton|console|scan|perf> [--inventory INV]
+# One SoW task at a time: ./scripts/task <platform|k3s|parsec|nodeauth|edgefaas|triton|monitoring|console|scan|perf> [--inventory INV]
 .PHONY: setup lab test down bench lint jenkinsfile-test
 
 setup:
@@ -10,7 +10,7 @@ lab: setup
 	mkdir -p reports
 	.venv/bin/edgefaas lab build
 	.venv/bin/edgefaas lab up
-	for task in platform sonic sdwan k3s parsec nodeauth edgefaas registry triton console scan faults; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
+	for task in platform sonic sdwan k3s parsec nodeauth edgefaas registry triton monitoring console scan faults; do ./scripts/task $$task --inventory inventories/lab.py || exit 1; done
 	@echo
 	@.venv/bin/edgefaas lab status
 	@echo
@@ -20,7 +20,7 @@ lab: setup
 	@echo "           .venv/bin/edgefaas lab ssh sonic-1 -- sudo cat /var/lib/edgefaas/gateway/admin-password"
 	@echo "           (HTTPS: trust the blueprint's CA, .venv/bin/edgefaas lab ca --out ca.pem)"
 	@echo "WAN:       .venv/bin/edgefaas lab ssh wan-1 -- sudo vtysh -c 'show bgp ipv4 unicast'"
-	@echo "Reports:   reports/<task>.xml (platform sonic sdwan k3s parsec nodeauth edgefaas triton console scan),"
+	@echo "Reports:   reports/<task>.xml (platform sonic sdwan k3s parsec nodeauth edgefaas triton monitoring console scan),"
 	@echo "           reports/console/*.png (the console, page by page)"
 	@echo "Tear down: make down"
 

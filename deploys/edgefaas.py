@@ -39,7 +39,8 @@ inventories/group_data/all.py), and with defaults (edgefaas.deploy.settings) edg
 edgefaas_namespace, edgefaas_admin_password (else one for the site, kept in
 edgefaas_secrets_dir on the machine running pyinfra), edgefaas_gateway_url (what pods call a
 gateway at), edgefaas_gateway_tls and edgefaas_gateway_tls_names, edgefaas_database*,
-edgefaas_nats_*, edgefaas_idempotency_window.
+edgefaas_nats_*, edgefaas_idempotency_window, edgefaas_gateway_metrics_auth (/metrics for the admin only;
+Prometheus then scrapes with the admin's password).
 """
 
 import dataclasses
@@ -67,6 +68,7 @@ from edgefaas.deploy.gateways import (
     queue_plan,
 )
 from edgefaas.deploy.kube_account import copy_from_server, service_account
+from edgefaas.deploy.monitoring import monitoring_url
 from edgefaas.deploy.secrets import enrollment_key, gateway_secret
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
@@ -347,6 +349,9 @@ if is_gateway(host, inventory):
         service_port=wan.service_port if wan is not None else 0,
         listen="0.0.0.0",
         port=port,
+        metrics_auth=bool(setting(host, "edgefaas_gateway_metrics_auth")),
+        # Where deploys/monitoring.py runs Prometheus (loopback only), the console plots from it.
+        prometheus_url=monitoring_url(host, inventory),
         # The package the gateway runs: a new wheelhouse (deploys/platform.py) restarts it.
         # Taken from the artifact, not read from the device: in a site.py run this line is
         # evaluated before deploys/platform.py has uploaded anything.

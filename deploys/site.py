@@ -10,8 +10,9 @@ prefixes announced into the network) build on it. K3S comes
 before Parsec because Parsec's checks include client pods in K3S (SoW 2.4/2.5), node
 certification after both (it certifies K3S nodes with keys held in Parsec), EdgeFaaS after
 that (its HTTPS certificate comes from the blueprint's CA), the registry for image functions
-after EdgeFaaS (its checks deploy an image function through the gateway), and Triton last
-because its checks call the vision functions through the gateway.
+after EdgeFaaS (its checks deploy an image function through the gateway), then Triton because
+its checks call the vision functions through the gateway. Monitoring comes last: it scrapes the
+gateways and Triton servers the others deployed.
 """
 
 from pathlib import Path
@@ -28,3 +29,4 @@ local.include(str(DEPLOYS / "nodeauth.py"))
 local.include(str(DEPLOYS / "edgefaas.py"))
 local.include(str(DEPLOYS / "registry.py"))
 local.include(str(DEPLOYS / "triton.py"))
+local.include(str(DEPLOYS / "monitoring.py"))

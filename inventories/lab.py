@@ -34,3 +34,14 @@ if _sdwan_peers:
 for _name, _data in k3s_agent:
     if _name in ("sonic-2", "jetson-1"):
         _data["triton_as_k3s_workload"] = True
+
+# Monitoring (deploys/monitoring.py): a quick scrape and a short, low alert rule, so that the
+# monitoring suite's load spike fires APIHighInvocationRate (and resolves) within seconds.
+for _name, _data in k3s_server:
+    _data["monitoring_scrape_interval"] = "5s"
+    _data["monitoring_alert_threshold"] = 3
+    _data["monitoring_alert_window"] = "20s"
+    _data["monitoring_alert_hold"] = "5s"
+    _data["monitoring_alert_group_wait"] = "2s"
+    _data["monitoring_alert_group_interval"] = "5s"
+    _data["monitoring_alert_repeat_interval"] = "10s"

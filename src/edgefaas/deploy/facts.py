@@ -271,3 +271,30 @@ class PlaintextSecrets(FactBase[list[str]]):
 
     def process(self, output: list[str]) -> list[str]:
         return [line.strip() for line in output if line.strip()]
+
+
+class SameFile(FactBase[bool]):
+    """Whether `copy` exists and holds the same bytes as `source` (false when either is missing)."""
+
+    def command(self, source: str, copy: str) -> str:
+        return f"cmp -s {shlex.quote(source)} {shlex.quote(copy)} && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output] == ["yes"]
+
+
+class KubeTokenFile(FactBase[bool]):
+    """Whether `path` holds the token of the service-account Secret `secret` in `namespace`.
+
+    The token goes from kubectl to cmp through a pipe: it is never on a command line."""
+
+    def command(self, namespace: str, secret: str, path: str) -> str:
+        get = (
+            f"kubectl -n {shlex.quote(namespace)} get secret {shlex.quote(secret)} "
+            "-o 'jsonpath={.data.token}' 2>/dev/null"
+        )
+        same = f"printf '%s' \"$t\" | base64 -d | cmp -s - {shlex.quote(path)}"
+        return f't=$({get}) && [ -n "$t" ] && {same} && echo yes || echo no'
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output] == ["yes"]

@@ -167,6 +167,13 @@ LISTENERS: tuple[Listener, ...] = (
     # -- the site's registry for image functions (deploys/registry.py) ----------------------------
     _row("k3s_server", "5000/tcp", "docker-registry.service", "docker-registry", "lab", "any",
          "OCI registry (HTTPS, htpasswd account): users push image functions, every K3S node pulls"),
+    # -- Monitoring (deploys/monitoring.py): Debian's packages, as their user prometheus ----------------
+    _row("k3s_server", "9090/tcp", "prometheus.service", "prometheus", "loopback", None,
+         "Prometheus: the gateway beside it reads it for the console's plots (monitoring_prometheus_port)"),
+    _row("k3s_server", "9093/tcp", "prometheus-alertmanager.service", "prometheus", "loopback", None,
+         "Alertmanager: Prometheus beside it sends alerts (no cluster port: one for the site)"),
+    _row("k3s_server k3s_agent", "9100/tcp", "prometheus-node-exporter.service", "prometheus", "lab",
+         "k3s_server", "node exporter on the management address: Prometheus on the K3S server scrapes it"),
     # -- Triton (deploys/triton.py): a systemd service, or a host-network pod of K3S -----------------
     *(
         _row("sonic jetson", port, owner, user, "lab", "any", why)

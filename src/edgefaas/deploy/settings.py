@@ -48,6 +48,26 @@ DEFAULTS: dict[str, Any] = {
     "edgefaas_nats_cluster_port": 6222,
     # A retry with the same X-Call-Id within this many seconds is answered from the first call.
     "edgefaas_idempotency_window": 600,
+    # /metrics for the admin only (Prometheus scrapes with the admin's password); off: open, as in OpenFaaS.
+    "edgefaas_gateway_metrics_auth": False,
+    # deploys/monitoring.py: Prometheus and Alertmanager on the K3S server, a node exporter on every node.
+    "monitoring": True,
+    "monitoring_scrape_interval": "15s",
+    "monitoring_retention": "7d",
+    "monitoring_prometheus_port": 9090,
+    "monitoring_alertmanager_port": 9093,
+    "monitoring_node_exporter_port": 9100,
+    # OpenFaaS's APIHighInvocationRate: more than `threshold` calls a second answered 200, averaged
+    # over `window`, for `hold`, fires (OpenFaaS: 5 over 10 s at a 5 s scrape; the window here spans
+    # four scrapes of the default interval). The lab sets short ones.
+    "monitoring_alert_threshold": 5,
+    "monitoring_alert_window": "1m",
+    "monitoring_alert_hold": "5s",
+    # How Alertmanager sends it: first after group_wait, a change after group_interval, and a
+    # still-firing alert again (another step of replicas) every repeat_interval (OpenFaaS's values).
+    "monitoring_alert_group_wait": "5s",
+    "monitoring_alert_group_interval": "10s",
+    "monitoring_alert_repeat_interval": "30s",
     # deploys/nodeauth.py
     "nodeauth_interval": 1.0,  # seconds between reviews of new nodes
     "nodeauth_recheck": 30.0,  # seconds between reviews of every node (revocations take effect at once)

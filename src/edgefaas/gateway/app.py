@@ -30,9 +30,21 @@ from .licensing.store import LicenseStore
 from .licensing.tokens import TokenSigner
 from .metrics import Metrics
 from .openapi import build_openapi
+from .plots import PrometheusReader
 from .quota import QuotaGate
 from .registry import FunctionRegistry
-from .routes import alert, billing, functions, logs, monitoring, namespaces, nodes, perf_report, secrets
+from .routes import (
+    alert,
+    billing,
+    functions,
+    logs,
+    monitoring,
+    namespaces,
+    nodes,
+    perf_report,
+    plots,
+    secrets,
+)
 from .routes import sites as site_routes
 from .routes.admin import Handler
 from .service_addresses import ServiceAddresses, ServiceAddressRouting, wan_state
@@ -130,6 +142,11 @@ def create_app(
         invoker=invoker,
         admin_auth=AdminAuth(password),
         sites=sites,
+        prometheus=(
+            PrometheusReader(settings.prometheus_url, settings.prometheus_ca)
+            if settings.prometheus_url
+            else None
+        ),
     )
     openapi = build_openapi(functions.gateway_version()["release"])
 
@@ -148,6 +165,8 @@ def create_app(
             yield
         finally:
             refresher.cancel()
+            if gateway.prometheus is not None:
+                await gateway.prometheus.close()
             await sites.close()
             await invoker.close()
             await run_in_threadpool(backend.close)
@@ -181,6 +200,8 @@ def create_app(
             DELETE=secrets.delete_secret,
         ),
         Route("/system/alert", alert.alert, methods=["POST"]),
+        Route("/system/plots", plots.list_plots, methods=["GET"]),
+        Route("/system/plots/{panel}", plots.plot, methods=["GET"]),
         Route("/system/logs", logs.function_logs, methods=["GET"]),
         Route("/system/apis", functions.list_apis, methods=["GET"]),
         Route("/system/nodes", nodes.list_nodes, methods=["GET"]),

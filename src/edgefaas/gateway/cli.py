@@ -329,6 +329,18 @@ def listening_socket(host: str, port: int) -> socket.socket:
     "Default: open, as OpenFaaS's gateway serves it.",
 )
 @click.option(
+    "--prometheus-url",
+    envvar="EDGEFAAS_GATEWAY_PROMETHEUS_URL",
+    help="The site's Prometheus (http://127.0.0.1:9090 where deploys/monitoring.py runs it): the console's "
+    "live plots read from it through /system/plots, a fixed set of queries. Default: no plots.",
+)
+@click.option(
+    "--prometheus-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="EDGEFAAS_GATEWAY_PROMETHEUS_CA",
+    help="The CA an https:// --prometheus-url is verified by (default: the system's).",
+)
+@click.option(
     "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"])
 )
 @click.pass_context
@@ -363,6 +375,8 @@ def gateway(
     tls_key: Path | None,
     ca_file: Path | None,
     metrics_auth: bool,
+    prometheus_url: str | None,
+    prometheus_ca: Path | None,
     log_level: str,
     sites: SiteSettings | None,
 ) -> None:
@@ -403,6 +417,12 @@ def gateway(
             parse_servers(nats_url)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--nats-url") from None
+    if prometheus_url and not prometheus_url.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            f"{prometheus_url!r} is not an http:// or https:// URL", param_hint="--prometheus-url"
+        )
+    if prometheus_ca is not None and not prometheus_ca.is_file():
+        raise click.BadParameter(f"{prometheus_ca} does not exist", param_hint="--prometheus-ca")
     if kubeconfig is not None and not kubeconfig.is_file():
         raise click.BadParameter(f"{kubeconfig} does not exist", param_hint="--kubeconfig")
     if gateway_url is None:
@@ -432,6 +452,8 @@ def gateway(
         callback_backoff=callback_backoff,
         sites=sites,
         metrics_auth=metrics_auth,
+        prometheus_url=prometheus_url or None,
+        prometheus_ca=prometheus_ca,
     )
     try:
         function_backend = make_backend(

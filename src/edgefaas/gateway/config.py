@@ -70,6 +70,10 @@ class GatewaySettings:
     # /metrics behind the admin's credentials (Prometheus then scrapes with basic auth); off,
     # it answers anyone, as OpenFaaS's gateway does.
     metrics_auth: bool = False
+    # The site's Prometheus (deploys/monitoring.py), read by the console's live plots through
+    # /system/plots; None: no plots. prometheus_ca verifies an https:// one.
+    prometheus_url: str | None = None
+    prometheus_ca: Path | None = None
 
     @property
     def admin_password_file(self) -> Path:

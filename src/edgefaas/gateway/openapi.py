@@ -265,6 +265,46 @@ def build_openapi(version: str) -> dict[str, Any]:
                 requestBody=_body(schemas.ALERT),
             ),
         },
+        "/system/plots": {
+            "get": _admin(
+                "the console's live plots: each panel's name, title and unit, and whether this gateway "
+                "has a Prometheus to read them from",
+                {"200": _json({"type": "object", "properties": {"panels": {"type": "array"}}}, "the panels")},
+            ),
+        },
+        "/system/plots/{panel}": {
+            "get": _admin(
+                "one panel's series from the site's Prometheus over the last minutes: a fixed PromQL "
+                "range query per panel (calls, latency, latency_p95, triton_inferences, triton_queue, "
+                "cpu, memory), never a query from the caller",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"series": {"type": "array"}}},
+                        "the series, each {name, labels, points: [[unix seconds, value]]}",
+                    ),
+                    "400": _error("minutes or step out of range"),
+                    "404": _error("no such panel"),
+                    "502": _error("Prometheus refused the query"),
+                    "503": _error("no Prometheus configured, or it cannot be reached"),
+                },
+                parameters=[
+                    {"name": "panel", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "minutes",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1440},
+                    },
+                    {
+                        "name": "step",
+                        "in": "query",
+                        "required": False,
+                        "description": "seconds between points (at least 5, and at most 240 points)",
+                        "schema": {"type": "integer", "minimum": 5},
+                    },
+                ],
+            ),
+        },
         "/system/logs": {
             "get": _admin(
                 "a function's log lines, oldest first; with follow, streamed as they are written",

@@ -15,6 +15,7 @@ from .ledger import Ledger
 from .licensing.authority import LicenseAuthority
 from .licensing.store import LicenseStore
 from .metrics import Metrics
+from .plots import PrometheusReader
 from .registry import FunctionRegistry
 from .site_services import Sites
 
@@ -33,6 +34,8 @@ class Gateway:
     invoker: Invoker
     admin_auth: AdminAuth
     sites: Sites
+    # The site's Prometheus, for the console's plots; None when the gateway was given none.
+    prometheus: PrometheusReader | None = None
 
 
 def gateway_of(request: Request) -> Gateway:

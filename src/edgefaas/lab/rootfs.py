@@ -25,7 +25,7 @@ SUITE = "bookworm"
 # Each release's Python, whose libpython Triton's Python backend stub embeds.
 SUITE_PYTHON = {"bookworm": "3.11", "bullseye": "3.9"}
 # Bumped whenever the customisation below changes, so caches rebuild.
-LAYOUT_VERSION = "6"
+LAYOUT_VERSION = "7"
 
 # What a device needs before any deploy runs (SSH, Python for pyinfra/testinfra, systemd),
 # plus what the task deploys use, because lab devices have no route out to fetch packages.
@@ -68,9 +68,22 @@ PACKAGES = (
 )
 # The gateways' shared state (deploys/edgefaas.py): PostgreSQL for licenses and the ledger,
 # NATS JetStream for queued calls; the site's registry for image functions (deploys/registry.py:
-# docker-registry, and skopeo that pushes to it) on the K3S server. Only bookworm hosts (the
-# switches) carry them.
-SUITE_PACKAGES = {"bookworm": ("postgresql", "nats-server", "docker-registry", "skopeo"), "bullseye": ()}
+# docker-registry, and skopeo that pushes to it) on the K3S server; and monitoring
+# (deploys/monitoring.py): Prometheus and Alertmanager on the K3S server (a switch). Only bookworm
+# hosts (the switches) carry them; the node exporter goes on every K3S node, Jetsons (bullseye)
+# included.
+SUITE_PACKAGES = {
+    "bookworm": (
+        "postgresql",
+        "nats-server",
+        "docker-registry",
+        "skopeo",
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-node-exporter",
+    ),
+    "bullseye": ("prometheus-node-exporter",),
+}
 # Installed, not running: a deploy enables each where the inventory puts it.
 DISABLED_UNITS = (
     "redis-server.service",
@@ -78,6 +91,9 @@ DISABLED_UNITS = (
     "postgresql.service",
     "nats-server.service",
     "docker-registry.service",
+    "prometheus.service",
+    "prometheus-alertmanager.service",
+    "prometheus-node-exporter.service",
 )
 
 Log = Callable[[str], None]

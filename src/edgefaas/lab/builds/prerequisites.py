@@ -143,6 +143,11 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
                 "postgresql", "the storage unit tests run a real PostgreSQL (initdb, pg_ctl) for shared state"
             ),
             deb("nats-server", "the gateway's async queue tests run real NATS servers with JetStream"),
+            deb("prometheus", "the monitoring unit tests scrape a real gateway; promtool checks templates"),
+            deb(
+                "prometheus-alertmanager",
+                "the monitoring unit tests fire a real alert into the gateway (amtool checks the receiver)",
+            ),
             deb("lynis", "the security scans carry its tree to every device (scripts/task scan)"),
             deb("faketime", "clock-skew unit tests run a real authentication agent with its clock moved"),
             deb("docker-registry", "image-function unit tests push to a real registry (distribution v2)"),

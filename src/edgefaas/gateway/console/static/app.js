@@ -12,6 +12,7 @@ const PAGES = {
   camera: () => import("./camera.js"),
   apis: () => import("./apis.js"),
   billing: () => import("./billing.js"),
+  monitoring: () => import("./monitoring.js"),
   performance: () => import("./performance.js"),
 };
 const started = {};

@@ -26,7 +26,7 @@ class JenkinsfileTest {
     static final List<String> ALL_STAGES = [
         'Setup', 'Lint and unit tests', 'Build artifacts', 'Lab up', 'Platform', 'Switch routing (SONiC)',
         'SD-WAN peering', 'K3S (SoW Task 1)', 'Parsec (SoW Task 2)', 'Node certification (Scenario 2)', 'EdgeFaaS (SoW Task 3)',
-        'Image functions and the registry', 'Triton (SoW Task 4)', 'Console', 'Security scans', 'Faults', 'Perf',
+        'Image functions and the registry', 'Triton (SoW Task 4)', 'Monitoring', 'Console', 'Security scans', 'Faults', 'Perf',
     ]
     // RUN_* parameter -> [its stage, the scripts/task task it runs]
     static final Map<String, List<String>> TOGGLES = [
@@ -36,6 +36,7 @@ class JenkinsfileTest {
         RUN_K3S     : ['K3S (SoW Task 1)', 'k3s'],
         RUN_NODEAUTH: ['Node certification (Scenario 2)', 'nodeauth'],
         RUN_TRITON  : ['Triton (SoW Task 4)', 'triton'],
+        RUN_MONITORING: ['Monitoring', 'monitoring'],
         RUN_CONSOLE : ['Console', 'console'],
         RUN_FAULTS  : ['Faults', 'faults'],
         RUN_EDGEFAAS: ['EdgeFaaS (SoW Task 3)', 'edgefaas'],
@@ -193,7 +194,7 @@ class JenkinsfileTest {
         runJenkinsfile()
         assertEquals(ALL_STAGES, stagesRun())
         assertEquals('SUCCESS', result())
-        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'registry', 'triton', 'console', 'scan', 'faults', 'perf'], tasksRun())
+        assertEquals(['lint', 'unit', 'arm64', 'platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'registry', 'triton', 'monitoring', 'console', 'scan', 'faults', 'perf'], tasksRun())
         List<String> s = scripts()
         assertTrue(s.indexOf('edgefaas lab up') < s.findIndexOf { it.startsWith('scripts/task platform') })
         assertEquals('edgefaas lab down || true', s.last())
@@ -297,7 +298,7 @@ class JenkinsfileTest {
     void postAlwaysTakesTheVirtualLabDownWhenAStageFails() {
         // A failure in each stage after the lab is up, and in bringing it up.
         ['edgefaas lab up', 'scripts/task platform', 'scripts/task parsec', 'scripts/task k3s',
-         'scripts/task nodeauth', 'scripts/task triton', 'scripts/task edgefaas', 'scripts/task registry', 'scripts/task console',
+         'scripts/task nodeauth', 'scripts/task triton', 'scripts/task edgefaas', 'scripts/task registry', 'scripts/task monitoring', 'scripts/task console',
          'scripts/task scan', 'scripts/task faults', 'scripts/task perf'].each { String failing ->
             reset()
             failOn = failing
@@ -389,14 +390,14 @@ class JenkinsfileTest {
     void aRealLabGetsItsCredentialsForEveryTask() {
         runJenkinsfile(INVENTORY: REAL, LAB_CREDENTIALS: 'lab-ssh')
         def creds = calls('sshUserPrivateKey')
-        assertEquals(['platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'registry', 'triton', 'console', 'scan', 'faults', 'perf'].size(), creds.size())
+        assertEquals(['platform', 'sonic', 'sdwan', 'k3s', 'parsec', 'nodeauth', 'edgefaas', 'registry', 'triton', 'monitoring', 'console', 'scan', 'faults', 'perf'].size(), creds.size())
         creds.each {
             assertEquals([credentialsId: 'lab-ssh', keyFileVariable: 'EDGEFAAS_SSH_KEY',
                           usernameVariable: 'EDGEFAAS_SSH_USER'], it.args[0])
         }
         List<Map> shells = shells()
-        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|sdwan|parsec|k3s|nodeauth|triton|edgefaas|registry|console|scan|faults|perf) / }
-        assertEquals(13, taskShells.size())
+        List<Map> taskShells = shells.findAll { it.script =~ /^scripts\/task (platform|sonic|sdwan|parsec|k3s|nodeauth|triton|edgefaas|registry|monitoring|console|scan|faults|perf) / }
+        assertEquals(14, taskShells.size())
         taskShells.each {
             assertEquals("${it.script} ran without the SSH key bound".toString(), '/tmp/credentials/lab-ssh.key', it.sshKey)
             assertEquals('user-of-lab-ssh', it.sshUser)
