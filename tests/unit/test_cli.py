@@ -31,3 +31,30 @@ def test_bash_completion_script_is_printed_and_completes_subcommands():
 def test_help_shows_how_to_turn_completion_on():
     result = CliRunner().invoke(cli.main, ["--help"])
     assert 'eval "$(_EDGEFAAS_COMPLETE=bash_source edgefaas)"' in result.output
+
+
+# Not in the base install: a device or the runtime image has `edgefaas` without the gateway extra.
+GATEWAY_EXTRA_MODULES = ("starlette", "uvicorn", "httpx", "jsonschema", "kubernetes", "psycopg", "nats")
+
+
+def test_every_subcommand_s_help_works_without_the_gateway_extra():
+    import subprocess
+    import sys
+
+    blocker = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {GATEWAY_EXTRA_MODULES!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r} (blocked by the test)')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edgefaas.cli import main\n"
+        "main()\n"
+    )
+    for args in (["--help"], ["gateway", "--help"], ["nodeauth", "--help"], ["lab", "--help"]):
+        done = subprocess.run(
+            [sys.executable, "-c", blocker, *args], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, (
+            f"edgefaas {' '.join(args)} without the gateway extra: {done.stderr[-800:]}"
+        )

@@ -27,8 +27,6 @@ from typing import Any, Literal
 
 import click
 
-from .errors import ApiError
-
 SITE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _SITE_NAME = re.compile(SITE_NAME_PATTERN)
 # The annotation a function published in the cloud names its sites in (comma-separated).
@@ -114,6 +112,10 @@ class SiteSettings:
 
     def authenticate(self, authorization: str | None) -> str:
         """The edge site a request comes from (cloud only); ApiError 401 naming what is wrong."""
+        # Here, not at the top: `edgefaas` without the gateway extra (a device, the runtime
+        # image) reads these settings, and errors.py needs starlette.
+        from .errors import ApiError
+
         scheme, _, value = (authorization or "").strip().partition(" ")
         if scheme.lower() != SITE_AUTH_SCHEME.lower() or ":" not in value:
             raise ApiError(
@@ -131,6 +133,10 @@ class SiteSettings:
 
     def placement(self, annotations: Mapping[str, str]) -> list[str]:
         """The sites a function's annotation names, checked; ApiError 400 naming an unknown one."""
+        # Here, not at the top: `edgefaas` without the gateway extra (a device, the runtime
+        # image) reads these settings, and errors.py needs starlette.
+        from .errors import ApiError
+
         raw = annotations.get(SITES_ANNOTATION)
         if raw is None:
             return []
