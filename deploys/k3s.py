@@ -152,7 +152,7 @@ else:
         dest="/etc/rancher/k3s/registries.yaml",
         mode="600",
         registry=registry_host(str(server_address), registry.PORT),
-        user=registry.USER,
+        account=registry.USER,  # not `user`: files.template takes that as the file's owner
         password=gateway_secret(host, registry.PASSWORD_SECRET, "registry password"),
         ca_file=str(CA_PEM),
     )
