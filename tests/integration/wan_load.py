@@ -50,6 +50,8 @@ class Load:
             "replayed": 0,
         }
         self.failures: list[dict] = []
+        # The first tries that failed of calls whose retry succeeded (what went wrong, and when).
+        self.first_failures: list[dict] = []
         self.outages: list[float] = []
         self.probe_failures = 0
 
@@ -102,6 +104,8 @@ class Load:
                 self.counts["replayed"] += replayed
                 if not ok:
                     self.failures.append({"key": key, "first": first, "retry": again, "at": time.time()})
+                elif retried and len(self.first_failures) < 50:
+                    self.first_failures.append({"key": key, "first": first, "at": time.time()})
 
     def probe(self) -> None:
         last_ok = time.monotonic()
@@ -151,6 +155,7 @@ class Load:
             "threads": self.config["threads"],
             "seconds": round(time.monotonic() - started, 3),
             "failures": self.failures,
+            "first_failures": self.first_failures,
             "outages": [round(s, 3) for s in self.outages],
             "probe_failures": self.probe_failures,
         }

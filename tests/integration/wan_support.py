@@ -93,7 +93,8 @@ class Site:
         if not self.ca_pem:
             return ""
         path = PE_CA_FILE
-        if self.pe.host.file(path).content_string != self.ca_pem:
+        held = self.pe.host.file(path)
+        if not held.exists or held.content_string != self.ca_pem:
             written = self.pe.host.run(f"printf %s {shlex.quote(self.ca_pem)} > {path}")
             if written.rc != 0:
                 raise RuntimeError(f"{self.pe.name}: cannot write {path}: {written.stderr}")

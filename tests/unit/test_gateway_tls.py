@@ -204,8 +204,19 @@ def test_the_gateway_serves_https_verified_by_the_ca_and_nothing_in_plain_http(t
         other = client_context(CertificateAuthority(FakeParsecWithRsa()).self_signed())
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"https://127.0.0.1:{port}/healthz", verify=other, trust_env=False)
+        # SIGTERM with a keep-alive client idle on it: the gateway stops as soon as its calls are
+        # done, not after the 30 s a TLS connection waits for the peer's close_notify (systemd's
+        # stop timeout, which would end it with SIGKILL).
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=trusting, trust_env=False) as idle:
+            assert idle.get("/healthz").status_code == 200
+            gateway.terminate()
+            try:
+                gateway.wait(20)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the gateway on TLS did not stop within 20 s of SIGTERM with an idle client")
     finally:
-        gateway.terminate()
+        if gateway.poll() is None:
+            gateway.kill()
         gateway.wait(15)
 
 

@@ -490,7 +490,12 @@ def gateway(
         config.ssl = tls_context
         reloader = CertificateReloader(tls_context, tls_cert, tls_key)
         threading.Thread(target=reloader.run, args=(threading.Event(),), daemon=True, name="tls").start()
-    uvicorn.Server(config).run(sockets=sockets)
+    server = uvicorn.Server(config)
+    if tls_context is not None:
+        from .tls import TlsServer
+
+        server = TlsServer(config)
+    server.run(sockets=sockets)
 
 
 @gateway.command("certificate")

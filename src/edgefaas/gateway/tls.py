@@ -7,10 +7,13 @@ RELOAD_SECONDS for new connections, without a restart that would cut calls in fl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import threading
 from pathlib import Path
+
+import uvicorn
 
 RELOAD_SECONDS = 60.0
 log = logging.getLogger("edgefaas.gateway.tls")
@@ -58,3 +61,29 @@ class CertificateReloader:
     def run(self, stop: threading.Event, every_s: float = RELOAD_SECONDS) -> None:
         while not stop.wait(every_s):
             self.check()
+
+
+class TlsServer(uvicorn.Server):
+    """uvicorn's server, stopping as promptly on TLS as on plain HTTP.
+
+    On SIGTERM uvicorn closes every idle connection and waits until all are gone. A TLS
+    connection closed that way is only gone once the peer answers its close_notify, or after
+    30 s (asyncio's and uvloop's SSL shutdown timeout): an idle keep-alive client never answers,
+    so every stop would last 30 s and end in systemd's SIGKILL, cutting the calls in flight.
+    A connection uvicorn has closed has sent all it will send: it is aborted instead of waited for.
+    """
+
+    async def shutdown(self, sockets: list | None = None) -> None:
+        reaper = asyncio.create_task(self._abort_closed())
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            reaper.cancel()
+
+    async def _abort_closed(self) -> None:
+        while True:
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None and transport.is_closing():
+                    transport.abort()
+            await asyncio.sleep(0.1)
