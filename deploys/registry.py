@@ -29,6 +29,7 @@ from edgefaas.backends.image_reference import registry_host
 from edgefaas.deploy import hosts, registry
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
+from edgefaas.deploy.facts import RegistryHasImage
 from edgefaas.deploy.gateways import k3s_server
 from edgefaas.deploy.secrets import enrollment_key, gateway_secret
 from edgefaas.deploy.services import keep_running
@@ -174,7 +175,12 @@ else:
     push = registry.push_argv(
         pushed_archive, example.version, reference, f"{PUSH_DIR}/certs", f"{PUSH_DIR}/auth.json"
     )
+    # The tag is the build's content key: a registry that serves it holds this very image.
+    pushed = host.get_fact(
+        RegistryHasImage, reference=reference, cert_dir=f"{PUSH_DIR}/certs", authfile=f"{PUSH_DIR}/auth.json"
+    )
     server.shell(
         name=f"Push the example image function as {reference} (skopeo; blobs already there are skipped)",
         commands=[" ".join(push)],
+        _if=lambda: not pushed,
     )

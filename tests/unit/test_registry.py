@@ -180,3 +180,20 @@ def test_an_image_the_registry_lacks_is_refused_with_its_reason_and_nothing_is_l
     _push(site_registry, example, pushed)
     status = backend.deploy(FunctionSpec("Hello", image=pushed))
     assert status.available_replicas == 1 and status.spec.image == pushed
+
+
+def test_the_deploy_pushes_the_example_only_when_the_registry_lacks_it(example, site_registry):
+    # deploys/registry.py asks this fact first, so a second deploy changes nothing.
+    from edgefaas.deploy.facts import RegistryHasImage
+
+    fact = RegistryHasImage()
+    reference = f"{site_registry.host}/{function_image.REPOSITORY}:pushed-{example.tag}"
+
+    def asked() -> bool:
+        command = fact.command(reference, str(site_registry.cert_dir), str(site_registry.authfile))
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+        return fact.process(done.stdout.splitlines())
+
+    assert not asked()
+    _push(site_registry, example, reference)
+    assert asked()

@@ -139,6 +139,21 @@ class GatewayCertificate(FactBase[str]):
         return lines[-1] if lines else "renew: no answer"
 
 
+class RegistryHasImage(FactBase[bool]):
+    """Whether the registry serves `reference` (skopeo inspect, verifying it by the CA in
+    `cert_dir`, with the account in `authfile`); False before skopeo or the registry is there."""
+
+    def command(self, reference: str, cert_dir: str, authfile: str) -> str:
+        inspect = (
+            f"skopeo inspect --raw --cert-dir {shlex.quote(cert_dir)} --authfile {shlex.quote(authfile)} "
+            f"docker://{shlex.quote(reference)}"
+        )
+        return f"if {inspect} >/dev/null 2>&1; then echo yes; else echo no; fi"
+
+    def process(self, output: list[str]) -> bool:
+        return [line.strip() for line in output if line.strip()] == ["yes"]
+
+
 class TrustsServer(FactBase[bool]):
     """Whether the CA certificate in `ca_file` verifies the TLS server at `server_url` now."""
 
