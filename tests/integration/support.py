@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -175,3 +176,15 @@ class Callbacks:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def photo_path() -> Path:
+    """A real photo with one face in it: matplotlib's sample, else the lab's own samples."""
+    try:
+        import matplotlib.cbook
+
+        return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    except Exception:
+        from edgefaas.lab.builds.samples import sample_photos
+
+        return sample_photos()[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -23,7 +22,7 @@ from edgefaas.lab.profiles import NVIDIA_RUNTIME_LOG
 from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
 from edgefaas.triton.client import FaceExpressionClient, InferenceError
 from tests.integration.conftest import gateway_base, gateway_verify, run_deploy
-from tests.integration.support import kubernetes_api, nvidia_runtime, wait_for
+from tests.integration.support import kubernetes_api, nvidia_runtime, photo_path, wait_for
 
 tritonclient = pytest.importorskip("tritonclient.http")
 cv2 = pytest.importorskip("cv2")
@@ -33,25 +32,14 @@ EXPRESSIONS = {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
 TESTCASE_NAMESPACE = "edgefaas-triton"
 
 
-def _photo_path() -> Path:
-    try:
-        import matplotlib.cbook
-
-        return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    except Exception:
-        from edgefaas.lab.builds.samples import sample_photos
-
-        return sample_photos()[0]
-
-
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(_photo_path())), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(cv2.imread(str(photo_path())), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
 def photo_jpeg() -> bytes:
-    return _photo_path().read_bytes()
+    return photo_path().read_bytes()
 
 
 def _servers(inventory) -> list:
