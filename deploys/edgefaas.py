@@ -55,7 +55,7 @@ from pyinfra.operations.util import any_changed
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
-from edgefaas.deploy.facts import GatewayCertificate, InterfaceAddresses, K3sImage, OutOfDateFunctions
+from edgefaas.deploy.facts import InterfaceAddresses, K3sImage, OutOfDateFunctions
 from edgefaas.deploy.functions import check_manifest, manifest, out_of_date, wanted_functions
 from edgefaas.deploy.gateways import (
     database_plan,
@@ -69,14 +69,13 @@ from edgefaas.deploy.gateways import (
 )
 from edgefaas.deploy.kube_account import copy_from_server, service_account
 from edgefaas.deploy.monitoring import monitoring_url
-from edgefaas.deploy.secrets import enrollment_key, gateway_secret
+from edgefaas.deploy.secrets import gateway_secret
+from edgefaas.deploy.server_certificate import CertifiedService, certificate_from_ca
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
 from edgefaas.deploy.shared_state import nats, postgresql
 from edgefaas.deploy.wan import PLAN_PATH, WanError, plan_wan
 from edgefaas.deploy.wan import check_interfaces as check_wan_interfaces
-from edgefaas.nodeauth.enrollment import ENROLL_PORT
-from edgefaas.nodeauth.server_certificates import server_secret
 from edgefaas.nodeauth.tls import CA_PEM
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "edgefaas"
@@ -267,55 +266,22 @@ if is_gateway(host, inventory):
         if wan is not None:
             names += [str(wan.anycast), *(str(f.address) for _, f in sorted(wan.functions.items()))]
         names = list(dict.fromkeys(names))
-        secret = files.put(
-            name="Install the secret that admits this gateway to a TLS certificate (0640)",
-            src=StringIO(server_secret(enrollment_key(host), host.name) + "\n"),
-            dest=SERVER_SECRET,
-            user="root",
-            group=user,
-            mode="640",
-        )
-        issuer = files.template(
-            name=f"Install the {CERTIFICATE_UNIT} unit (issues and renews the gateway's certificate)",
-            src=str(TEMPLATES / f"{CERTIFICATE_UNIT}.service.j2"),
-            dest=f"/etc/systemd/system/{CERTIFICATE_UNIT}.service",
-            service_user=user,
-            venv=venv,
-            server_url=f"https://{hosts.address(server_host)}:{ENROLL_PORT}",
-            secret_file=SERVER_SECRET,
-            host_name=host.name,
-            names=names,
-            cert=TLS_CERT,
-            key=TLS_KEY,
-            ca_file=CA_PEM,
+        certificate = certificate_from_ca(
+            CertifiedService(
+                what="the gateway",
+                unit=CERTIFICATE_UNIT,
+                templates=TEMPLATES,
+                user=user,
+                venv=venv,
+                cert=TLS_CERT,
+                key=TLS_KEY,
+                secret_file=SERVER_SECRET,
+                secret_group=user,
+                secret_mode="640",
+            ),
+            names,
+            server_host,
             data_dir=DATA_DIR,
-        )
-        timer = files.put(
-            name=f"Install the {CERTIFICATE_UNIT} timer (twice a day)",
-            src=str(TEMPLATES / f"{CERTIFICATE_UNIT}.timer"),
-            dest=f"/etc/systemd/system/{CERTIFICATE_UNIT}.timer",
-            mode="644",
-        )
-        held = host.get_fact(
-            GatewayCertificate,
-            user=user,
-            venv=venv,
-            names=names,
-            cert=TLS_CERT,
-            key=TLS_KEY,
-            ca_file=str(CA_PEM),
-        )
-        certificate = server.shell(
-            name=f"Get the gateway a certificate from the blueprint's CA for {', '.join(names)} ({held})",
-            commands=[
-                "systemctl daemon-reload",
-                f"systemctl start {CERTIFICATE_UNIT}.service || "
-                f"{{ journalctl -u {CERTIFICATE_UNIT} -n 20 --no-pager >&2; exit 1; }}",
-            ],
-            _if=lambda: held != "current" or any_changed(secret, issuer)(),
-        )
-        keep_running(
-            f"{CERTIFICATE_UNIT}.timer", "the certificate's renewal timer", timer.did_change, "a new timer"
         )
     environment = files.template(
         name="Write what the gateway shares with the others (database, queue; 0640)",

@@ -31,11 +31,10 @@ from edgefaas.deploy.artifacts import artifact
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import RegistryHasImage
 from edgefaas.deploy.gateways import k3s_server
-from edgefaas.deploy.secrets import enrollment_key, gateway_secret
+from edgefaas.deploy.secrets import gateway_secret
+from edgefaas.deploy.server_certificate import CertifiedService, certificate_from_ca
 from edgefaas.deploy.services import keep_running
 from edgefaas.lab.builds.function_image import REPOSITORY
-from edgefaas.nodeauth.enrollment import ENROLL_PORT
-from edgefaas.nodeauth.server_certificates import server_secret
 from edgefaas.nodeauth.tls import CA_PEM
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "registry"
@@ -97,46 +96,19 @@ else:
         storage_dir=registry.STORAGE_DIR,
     )
     names = list(dict.fromkeys([address, host.name, hosts.node_name(host)]))
-    secret = files.put(
-        name="Install the secret that admits the registry to a TLS certificate (0600)",
-        src=StringIO(server_secret(enrollment_key(host), host.name) + "\n"),
-        dest=SERVER_SECRET,
-        mode="600",
-    )
-    issuer = files.template(
-        name=f"Install the {CERTIFICATE_UNIT} unit (gets and renews the registry's certificate)",
-        src=str(TEMPLATES / f"{CERTIFICATE_UNIT}.service.j2"),
-        dest=f"/etc/systemd/system/{CERTIFICATE_UNIT}.service",
-        venv=host.data.edgefaas_venv,
-        server_url=f"https://{hosts.address(server_host)}:{ENROLL_PORT}",
-        secret_file=SERVER_SECRET,
-        host_name=host.name,
-        names=names,
-        cert=registry.TLS_CERT,
-        key=registry.TLS_KEY,
-        ca_file=CA_PEM,
-        service_user=registry.SERVICE_USER,
-    )
-    timer = files.put(
-        name=f"Install the {CERTIFICATE_UNIT} timer (twice a day)",
-        src=str(TEMPLATES / f"{CERTIFICATE_UNIT}.timer"),
-        dest=f"/etc/systemd/system/{CERTIFICATE_UNIT}.timer",
-        mode="644",
-    )
-    server.shell(
-        name=f"Get the registry a certificate from the blueprint's CA for {', '.join(names)}",
-        commands=[
-            "systemctl daemon-reload",
-            f"systemctl start {CERTIFICATE_UNIT}.service || "
-            f"{{ journalctl -u {CERTIFICATE_UNIT} -n 20 --no-pager >&2; exit 1; }}",
-        ],
-        _if=any_changed(secret, issuer),
-    )
-    keep_running(
-        f"{CERTIFICATE_UNIT}.timer",
-        "the registry certificate's renewal timer",
-        timer.did_change,
-        "a new timer",
+    certificate_from_ca(
+        CertifiedService(
+            what="the registry",
+            unit=CERTIFICATE_UNIT,
+            templates=TEMPLATES,
+            user=registry.SERVICE_USER,
+            venv=host.data.edgefaas_venv,
+            cert=registry.TLS_CERT,
+            key=registry.TLS_KEY,
+            secret_file=SERVER_SECRET,
+        ),
+        names,
+        server_host,
     )
     open_ports(
         "edgefaas-registry", [f"{registry.PORT}/tcp OCI registry"], f"the registry {registry.PORT}/tcp"

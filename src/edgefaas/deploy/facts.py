@@ -119,10 +119,11 @@ class NodeCertificate(FactBase[bool]):
         return [line.strip() for line in output] == ["valid"]
 
 
-class GatewayCertificate(FactBase[str]):
-    """ "current", or why the gateway's TLS certificate must be (re)issued for `names`.
+class ServerCertificate(FactBase[str]):
+    """ "current", or why a service's TLS certificate (the gateway's, the registry's) must be
+    (re)issued for `names`.
 
-    Asked as the gateway's `user` with `edgefaas gateway certificate --check`, which reads the
+    Asked as the service's `user` with `edgefaas gateway certificate --check`, which reads the
     files alone (no server is asked): "no certificate yet" before the first deploy.
     """
 
@@ -132,7 +133,8 @@ class GatewayCertificate(FactBase[str]):
             f"runuser -u {user} -- {venv}/bin/edgefaas gateway certificate --check {flags} "
             f"--cert {cert} --key {key} --ca-file {shlex.quote(ca_file)}"
         )
-        return f"id -u {user} >/dev/null 2>&1 && {check} 2>/dev/null || echo 'renew: no gateway or CA yet'"
+        missing = "echo 'renew: no service account or CA yet'"
+        return f"id -u {user} >/dev/null 2>&1 && {check} 2>/dev/null || {missing}"
 
     def process(self, output: list[str]) -> str:
         lines = [line.strip() for line in output if line.strip()]
