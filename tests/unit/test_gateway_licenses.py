@@ -137,6 +137,41 @@ def test_quota_answers_429_and_does_not_bill(harness):
     assert harness.call("Echo", token=fresh).status_code == 200
 
 
+def _metric(text: str, name: str, labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_billing_and_license_metrics_agree_with_the_bill(harness):
+    harness.plan("trial", price_per_call=0.5, quota={"calls": 3, "period_s": 3600})
+    harness.deploy("Echo")
+    harness.deploy("Open", public=True)
+    license_id, token = harness.license("trial")
+    revoked_id, revoked_token = harness.license("trial", name="gone")
+    harness.delete(f"/system/licenses/{revoked_id}", auth=ADMIN)
+    statuses = [harness.call("Echo", token=token).status_code for _ in range(4)]
+    statuses += [harness.call("Echo").status_code, harness.call("Echo", token=revoked_token).status_code]
+    statuses += [harness.call("Echo", token="a.b.c").status_code, harness.call("Open").status_code]
+    assert statuses == [200, 200, 200, 429, 401, 403, 403, 200]
+    text = harness.get("/metrics").text
+    bill = harness.bill(license_id).json()
+    paid = f'license="{license_id}"'
+    assert _metric(text, "edgefaas_billed_calls_total", paid) == bill["functions"][0]["invocations"] == 3
+    assert _metric(text, "edgefaas_billed_amount_total", paid) == pytest.approx(bill["total"]) == 1.5
+    assert _metric(text, "edgefaas_billed_calls_total", 'license="public"') == 1
+    assert _metric(text, "edgefaas_billed_amount_total", 'license="public"') == 0
+    assert _metric(text, "edgefaas_billed_calls_total", f'license="{revoked_id}"') is None
+    refusals = {
+        r: _metric(text, "edgefaas_license_refusals_total", f'reason="{r}"')
+        for r in ("no_license", "token_refused", "quota")
+    }
+    assert refusals == {"no_license": 1, "token_refused": 2, "quota": 1}
+    assert _metric(text, "edgefaas_licenses", 'state="active"') == 1
+    assert _metric(text, "edgefaas_licenses", 'state="revoked"') == 1
+
+
 def test_quota_holds_exactly_under_concurrent_calls(harness):
     harness.plan("five", quota={"calls": 5, "period_s": 3600})
     harness.deploy("Slow")

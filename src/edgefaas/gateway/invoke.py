@@ -462,9 +462,18 @@ class Invoker:
             # (the edge cannot know if the cloud's function is public, and it pays for the call).
             info, offload = FunctionInfo(name, False, "", None, None), NOT_DEPLOYED
         # A forwarded call's caller was authorized (and its quota counted) at the edge it entered.
-        caller = None if site else self.licenses.authorize(request.headers.get("authorization"), info.public)
+        authorization = request.headers.get("authorization")
+        try:
+            caller = None if site else self.licenses.authorize(authorization, info.public)
+        except ApiError as exc:
+            self.metrics.refused("no_license" if exc.status == 401 else "token_refused")
+            raise
         body = await read_body(request, self.settings.max_body_bytes)
-        ticket = self.quota.admit(caller)
+        try:
+            ticket = self.quota.admit(caller)
+        except ApiError:
+            self.metrics.refused("quota")
+            raise
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         # The extra path as the caller sent it (still percent-encoded): everything after the name.
         after_route = raw_path.decode("latin-1")[len(route) :]
@@ -540,6 +549,7 @@ class Invoker:
         except Exception:
             log.exception("billing call %s of %s failed", call_id, admitted.info.name)
             raise ApiError(503, "the call could not be billed, so its answer is withheld") from None
+        self.metrics.billed(entry.license_id, entry.amount_micros)
         return upstream
 
     async def _place(self, admitted: _Admitted, method: str, call_id: str) -> Upstream:

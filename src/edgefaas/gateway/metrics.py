@@ -19,6 +19,15 @@ and the async queue's own, which OpenFaaS's gateway has none of (its queue-worke
 - edgefaas_storage_errors_total{reason}: counter of failed database operations; unreachable,
   disk_full (no space left where the database writes), failed (another I/O error)
 
+and billing's and licensing's:
+
+- edgefaas_billed_calls_total{license}: counter of calls this gateway billed, by payer (a
+  license id, or "public" for anonymous calls of public functions: metered, not charged)
+- edgefaas_billed_amount_total{license}: counter of what those calls cost, in currency units
+- edgefaas_license_refusals_total{reason}: counter of calls refused before they ran;
+  no_license (401), token_refused (403: forged, edited, unknown or revoked), quota (429)
+- edgefaas_licenses{state}: gauge of the site's licenses; active, revoked
+
 The depth gauges count the whole queue (every gateway's), the counters this gateway's work.
 
 Only functions that exist get series (a caller probing random names must not be able to
@@ -41,6 +50,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 AsyncEvent = Literal["queued", "completed", "failed", "redelivered", "duplicate"]
 ASYNC_EVENTS: tuple[AsyncEvent, ...] = ("queued", "completed", "failed", "redelivered", "duplicate")
 CALLBACK_OUTCOMES = ("delivered", "refused", "gave_up")
+Refusal = Literal["no_license", "token_refused", "quota"]
+REFUSALS: tuple[Refusal, ...] = ("no_license", "token_refused", "quota")
+MICROS = 1_000_000
 
 
 def _label(value: str) -> str:
@@ -73,6 +85,8 @@ class Metrics:
         self._seconds: dict[tuple[str, int], _Histogram] = defaultdict(_Histogram)
         self.async_events: dict[str, int] = dict.fromkeys(ASYNC_EVENTS, 0)
         self.callbacks: dict[str, int] = dict.fromkeys(CALLBACK_OUTCOMES, 0)
+        self._billed: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # payer: [calls, micros]
+        self.refusals: dict[str, int] = dict.fromkeys(REFUSALS, 0)
 
     def started(self, function: str) -> None:
         self._started[function] += 1
@@ -90,6 +104,15 @@ class Metrics:
     def callback(self, outcome: str) -> None:
         self.callbacks[outcome] += 1
 
+    def billed(self, payer: str, amount_micros: int) -> None:
+        """A call billed to `payer` (a license id, created by an admin: bounded)."""
+        tally = self._billed[payer]
+        tally[0] += 1
+        tally[1] += amount_micros
+
+    def refused(self, reason: Refusal) -> None:
+        self.refusals[reason] += 1
+
     def invocation_count(self, function: str) -> int:
         return sum(n for (name, _), n in self._invocations.items() if name == function)
 
@@ -98,9 +121,11 @@ class Metrics:
         replicas: Mapping[str, int],
         async_depth: tuple[int, int] | None = None,
         storage_errors: Mapping[str, int] | None = None,
+        licenses: Mapping[str, int] | None = None,
     ) -> str:
         """The text format; ``async_depth`` is (waiting, running), None when the queue cannot tell;
-        ``storage_errors``: failed database operations by reason."""
+        ``storage_errors``: failed database operations by reason; ``licenses``: the site's
+        licenses by state, None when the store cannot tell."""
         lines = [
             "# HELP gateway_function_invocation_total Function invocations, by function and HTTP status.",
             "# TYPE gateway_function_invocation_total counter",
@@ -159,4 +184,27 @@ class Metrics:
                 "# TYPE edgefaas_storage_errors_total counter",
             ]
             lines += [f'edgefaas_storage_errors_total{{reason="{r}"}} {n}' for r, n in storage_errors.items()]
+        lines += [
+            "# HELP edgefaas_billed_calls_total Calls this gateway billed, by license.",
+            "# TYPE edgefaas_billed_calls_total counter",
+        ]
+        billed = sorted(self._billed.items())
+        lines += [f'edgefaas_billed_calls_total{{license="{_label(p)}"}} {calls}' for p, (calls, _) in billed]
+        lines += [
+            "# HELP edgefaas_billed_amount_total What the calls this gateway billed cost, by license.",
+            "# TYPE edgefaas_billed_amount_total counter",
+        ]
+        for payer, (_, micros) in billed:
+            lines.append(f'edgefaas_billed_amount_total{{license="{_label(payer)}"}} {micros / MICROS:.6f}')
+        lines += [
+            "# HELP edgefaas_license_refusals_total Calls refused before they ran, by reason.",
+            "# TYPE edgefaas_license_refusals_total counter",
+        ]
+        lines += [f'edgefaas_license_refusals_total{{reason="{r}"}} {n}' for r, n in self.refusals.items()]
+        if licenses is not None:
+            lines += [
+                "# HELP edgefaas_licenses The site's licenses, by state.",
+                "# TYPE edgefaas_licenses gauge",
+            ]
+            lines += [f'edgefaas_licenses{{state="{state}"}} {n}' for state, n in licenses.items()]
         return "\n".join(lines) + "\n"

@@ -34,5 +34,10 @@ async def metrics(request: Request) -> Response:
         replicas = {}
     depth = await gateway.invoker.queue_depth()
     async_depth = (depth.waiting, depth.running) if depth is not None else None
-    text = gateway.metrics.render(replicas, async_depth, gateway.ledger.storage_errors)
+    try:
+        held = await run_in_threadpool(gateway.license_store.licenses)
+        licenses = {"active": sum(not x.revoked for x in held), "revoked": sum(x.revoked for x in held)}
+    except Exception:  # the database away: the gauge is left out, not shown as zero
+        licenses = None
+    text = gateway.metrics.render(replicas, async_depth, gateway.ledger.storage_errors, licenses)
     return Response(text + gateway.sites.metrics_text(), media_type=CONTENT_TYPE)
