@@ -32,6 +32,7 @@ from tests.integration.conftest import (
     server_device,
 )
 from tests.integration.support import Callbacks, kubernetes_api, wait_for
+from tests.openfaas_session import NEW_SECRET_VALUE, SECRET_VALUE, USER_AGENT, Session
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client as k8s  # noqa: E402
@@ -614,6 +615,43 @@ def test_the_database_restarted_under_load_loses_no_billed_call(gateways, admin,
 
 
 # -- the deploy ----------------------------------------------------------------------------------
+
+
+def test_an_openfaas_cli_session_works_and_its_secret_shows_nowhere(admin, server):
+    """faas-cli's requests, in its order (tests/openfaas_session.py), against the site's gateway on
+    K3S: the secret is a Kubernetes Secret mounted at /var/openfaas/secrets/<name>; its value is in
+    no answer, in no log line of the function, and nowhere in the gateway's journal."""
+    suffix = uuid.uuid4().hex[:6]
+    licenses: list[str] = []
+
+    def token() -> str:
+        made = admin.post("/system/licenses", json={"name": f"itest-cli-{suffix}", "plan": "standard"})
+        assert made.status_code == 201, made.text
+        licenses.append(made.json()["id"])
+        return made.json()["token"]
+
+    since = server.host.check_output("date '+%Y-%m-%d %H:%M:%S'")  # journalctl reads local time
+    with httpx.Client(
+        base_url=str(admin.base_url),
+        auth=admin.auth,
+        headers={"User-Agent": USER_AGENT},
+        timeout=60,
+        trust_env=False,
+        verify=admin.verify_tls,
+    ) as cli:
+        names = {"function": f"cli-{suffix}", "secret": f"cli-{suffix}-key"}
+        session = Session(cli, NAMESPACE, "kubernetes", token, **names, ready_s=120)
+        try:
+            session.run()
+        finally:
+            cli.request("DELETE", "/system/functions", json={"functionName": session.function})
+            for secret in (session.secret, session.file_secret):
+                cli.request("DELETE", "/system/secrets", json={"name": secret})
+            for license_id in licenses:
+                admin.delete(f"/system/licenses/{license_id}")
+    journal = server.host.check_output(f"journalctl -u edgefaas-gateway --since '{since}' --no-pager -o cat")
+    for value in (SECRET_VALUE, NEW_SECRET_VALUE):
+        assert value not in journal, "the gateway's journal shows the secret's value"
 
 
 def test_redeploy_changes_nothing(inventory_path, admin):
