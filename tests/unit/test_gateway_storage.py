@@ -395,6 +395,49 @@ def _populate(harness):
     return [*ids, revoked, "public"]
 
 
+SITE_TABLES = {
+    "catalogue": "version",
+    "site_state": "key",
+    "usage_outbox": "seq",
+    "site_usage": "site, seq",
+}
+
+
+def _insert(tx, table: str, row: dict) -> None:
+    marks = ", ".join("?" * len(row))
+    tx.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values()))
+
+
+def _add_site_rows(db):
+    """What a site's gateway keeps beside the ledger (gateway.catalogue, gateway.usage): a signed
+    catalogue entry, the outbox's acknowledgement, numbered usage, and usage from an edge."""
+    usage = {
+        "license_id": "lic_1",
+        "function": "Echo",
+        "started_at": 1700000000.5,
+        "duration_us": 1234,
+        "status": 200,
+        "amount_micros": 250000,
+    }
+    with db.transaction() as tx:
+        entry = {"function": "Echo", "version": 7, "sites": '["edge-1"]', "ever_sites": '["edge-1","edge-2"]'}
+        entry |= {"spec": '{"name":"Echo"}', "payload": "p", "signature": "s", "published_at": 1700000000.25}
+        _insert(tx, "catalogue", entry)
+        _insert(tx, "site_state", {"key": "usage_acked", "value": "1"})
+        for seq in (1, 2):
+            _insert(tx, "usage_outbox", {"seq": seq, "call_id": f"call-{seq}", **usage})
+        edge = {"site": "edge-1", "seq": 1, "call_id": "edge-call-1", **usage, "received_at": 1700000001.0}
+        _insert(tx, "site_usage", edge)
+
+
+def _site_rows(db):
+    with db.transaction(write=False) as tx:
+        return {
+            table: [tuple(row) for row in tx.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()]
+            for table, key in SITE_TABLES.items()
+        }
+
+
 def _answers(harness, license_ids):
     return {
         license_id: (harness.bill(license_id).json(), list(harness.gateway.ledger.entries(license_id)))
@@ -420,17 +463,22 @@ def test_a_backup_restored_into_an_empty_database_gives_the_same_billing_answers
     out = io.StringIO()
     db = open_migrated(urls[source])
     try:
+        _add_site_rows(db)
+        sites_before = _site_rows(db)
         counts = write_backup(db, out)
     finally:
         db.close()
     assert counts["license"] == 4 and counts["ledger"] == 9
+    assert {k: counts[k] for k in SITE_TABLES} == {k: len(v) for k, v in sites_before.items()}
     lines = out.getvalue().splitlines()
     assert json.loads(lines[0])["schema_version"] == LATEST and "end" in json.loads(lines[-1])
 
     target_db = open_migrated(urls[target])
     try:
         restore(target_db, lines)
-        with pytest.raises(BackupError, match=r"is not empty \(4 licenses, 9 ledger entries\)"):
+        assert _site_rows(target_db) == sites_before
+        not_empty = r"not empty \(4 licenses, 9 ledger entries, 2 usage records to send, 1 usage records from"
+        with pytest.raises(BackupError, match=not_empty):
             restore(target_db, lines)
     finally:
         target_db.close()

@@ -1,12 +1,18 @@
-"""Backup and restore of the gateway's database: plans, licenses, the ledger, verification keys.
+"""Backup and restore of the gateway's database: plans, licenses, the ledger, verification keys,
+and the sites' tables (a cloud's signed catalogue and the usage its edges sent; an edge's
+numbered usage outbox and how far its cloud acknowledged it).
 
 A backup is JSON lines: a header ``{"edgefaas_gateway_backup": FORMAT, "schema_version": N, ...}``,
 one object per row (``{"plan": {...}}``, ``{"license": {...}}``, ``{"ledger": {...}}``,
-``{"signing_key": {...}}``), and a trailer ``{"end": {counts}}`` whose absence shows a cut-off
-file. Amounts stay integer micros and times epoch seconds, so a restore is exact. Idempotency
-keys are not kept: they matter for minutes, not across a restore.
+``{"signing_key": {...}}``, ``{"catalogue": {...}}``, ``{"site_state": {...}}``,
+``{"usage_outbox": {...}}``, ``{"site_usage": {...}}``), and a trailer ``{"end": {counts}}``
+whose absence shows a cut-off file. An edge restored with its outbox and acknowledgement goes on
+numbering where it was, so its cloud's roll-up stays exact; a backup made before the sites'
+tables existed restores with them empty. Amounts stay integer micros and times epoch seconds,
+so a restore is exact. Idempotency keys are not kept: they matter for minutes, not across a
+restore.
 
-Restoring writes into an empty database only (no licenses, no ledger entries), in one
+Restoring writes into an empty database only (no licenses, no ledger entries, no site usage), in one
 transaction; a non-empty one is refused, naming what it holds, so a restore cannot merge two
 histories. Plans already there (a gateway seeds the default ones when it starts) are kept if
 they are the same as the backup's and refused if they differ. Either dialect restores the
@@ -26,6 +32,7 @@ from .ledger import LEDGER_COLUMNS
 from .licensing.store import LICENSE_COLUMNS, PLAN_COLUMNS
 from .migrations import LATEST
 from .timestamps import iso_time
+from .usage import COLUMNS as USAGE_COLUMNS
 
 FORMAT = 1
 _TABLES = {
@@ -33,8 +40,28 @@ _TABLES = {
     "license": ("licenses", LICENSE_COLUMNS, "id"),
     "ledger": ("ledger", LEDGER_COLUMNS, "call_id"),
     "signing_key": ("signing_keys", "kid, algorithm, public_key, created_at", "kid"),
+    "catalogue": (
+        "catalogue",
+        "function, version, sites, ever_sites, spec, payload, signature, published_at",
+        "version",
+    ),
+    "site_state": ("site_state", "key, value", "key"),
+    "usage_outbox": ("usage_outbox", f"seq, {USAGE_COLUMNS}", "seq"),
+    "site_usage": ("site_usage", f"site, seq, {USAGE_COLUMNS}, received_at", "site, seq"),
 }
-_ORDER = ("plan", "license", "ledger", "signing_key")  # licenses name plans: plans first
+# Licenses name plans: plans first.
+_ORDER = ("plan", "license", "ledger", "signing_key", "catalogue", "site_state", "usage_outbox", "site_usage")
+# What a database holds once it has been used: a restore over any of it would merge two histories.
+_HISTORY = ("licenses", "ledger", "usage_outbox", "site_usage", "catalogue")
+
+
+_HELD_AS = {
+    "licenses": "licenses",
+    "ledger": "ledger entries",
+    "usage_outbox": "usage records to send",
+    "site_usage": "usage records from sites",
+    "catalogue": "catalogue entries",
+}
 
 
 class BackupError(Exception):
@@ -146,12 +173,11 @@ def restore(db: Database, lines: Iterable[str]) -> dict[str, int]:
     """Restore a backup into ``db`` (migrated, and empty of licenses and ledger entries)."""
     _, rows = _read(lines)
     with db.transaction() as tx:
-        (licenses,) = tx.execute("SELECT COUNT(*) FROM licenses").fetchone()
-        (entries,) = tx.execute("SELECT COUNT(*) FROM ledger").fetchone()
-        if licenses or entries:
+        held = {table: tx.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in _HISTORY}
+        if any(held.values()):
+            what = ", ".join(f"{n} {_HELD_AS[t]}" for t, n in held.items() if n)
             raise BackupError(
-                f"the database {db.describe()} is not empty ({licenses} licenses, {entries} ledger entries): "
-                "restore into an empty database"
+                f"the database {db.describe()} is not empty ({what}): restore into an empty database"
             )
         for plan in rows["plan"]:
             existing = tx.execute(
@@ -164,9 +190,12 @@ def restore(db: Database, lines: Iterable[str]) -> dict[str, int]:
         for kind in _ORDER:
             table, columns, _ = _TABLES[kind]
             names = _names(columns)
-            conflict = (
-                "" if kind != "plan" and kind != "signing_key" else f" ON CONFLICT ({names[0]}) DO NOTHING"
-            )
+            # Plans and keys a starting gateway seeds; the site's state is the backup's own.
+            conflict = {
+                "plan": f" ON CONFLICT ({names[0]}) DO NOTHING",
+                "signing_key": f" ON CONFLICT ({names[0]}) DO NOTHING",
+                "site_state": " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            }.get(kind, "")
             sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))}){conflict}"
             for row in rows[kind]:
                 missing = [n for n in names if n not in row]
