@@ -1,0 +1,398 @@
+"""Cloud-edge figures (Scenario 3.3): offload latency, offloaded share under load, publish time.
+
+    .venv/bin/python -m edgefaas.perf.sites [--calls 100] [--loads 1,2,4,8,16] [--max-inflight 4]
+        [--work-ms 50] [--publishes 10] [--poll 0.2] [--out DIR]
+
+Starts two real gateways as processes on loopback, a cloud and an edge (`edgefaas gateway
+--site-role cloud|edge`, the local backend running functions as processes, SQLite), signs the
+catalogue as the deploys do (the cloud's key; the edge verifies every entry), and measures:
+
+- **Latency, served at the edge against offloaded**: --calls calls each, taken in turn, of a
+  function the cloud published to the edge and of one it kept to itself (the edge sends those
+  on: `X-EdgeFaaS-Offload-Reason: not_deployed`); p50/p95 as the caller waits.
+- **Offloaded share as load grows**: for each of --loads concurrent callers, every caller
+  makes calls of a function doing --work-ms of work whose edge objective is --max-inflight
+  calls at once; the share the edge sent to the cloud (`queue_depth`) against what ran locally.
+- **Publish to answering at the edge**: --publishes updates of a function in the cloud, each
+  timed from the cloud's 202 to the first call at the edge that runs the new revision there;
+  bounded below by the edge's catalogue poll (--poll seconds).
+
+Both gateways and their functions share this machine's cores with the callers, and loopback
+has no WAN delay: the offload figure is the gateway's own cost of sending a call on, which a
+real WAN adds its round trip to. Prints the figures and writes OUT/sites_bench.json and
+OUT/sites-figures.txt (default tests/perf/out/sites-<time>). Exit status 2 when the benchmark
+broke (a gateway did not start, a call failed), else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgefaas.perf.bench import BenchError, out_root
+from edgefaas.perf.stats import percentile
+
+PASSWORD = "sites-bench"
+EDGE, CLOUD = "edge-a", "cloud"
+SITES_ANNOTATION = "edgefaas.io/sites"
+CODE = '''"""Works for WORK_MS of CPU-free time and says which revision answered."""
+
+import time
+
+REVISION = 0
+WORK_MS = 0
+
+
+def handle(event, context):
+    time.sleep(WORK_MS / 1000)
+    return {"revision": REVISION}
+'''
+
+
+def function_code(revision: int, work_ms: float) -> str:
+    return CODE.replace("REVISION = 0", f"REVISION = {revision}").replace(
+        "WORK_MS = 0", f"WORK_MS = {work_ms}"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Gateway:
+    """`edgefaas gateway` as a process on loopback; its log in its data directory."""
+
+    def __init__(self, name: str, root: Path, *options: str) -> None:
+        self.name = name
+        self.data_dir = root / name
+        self.data_dir.mkdir(parents=True)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = self.data_dir / "gateway.log"
+        argv = [sys.executable, "-m", "edgefaas.cli", "gateway", "--backend", "local", "--host", "127.0.0.1"]
+        argv += ["--port", str(self.port), "--data-dir", str(self.data_dir), "--admin-password", PASSWORD]
+        argv += ["--log-level", "warning", *options]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.admin = httpx.Client(base_url=self.url, auth=("admin", PASSWORD), timeout=60, trust_env=False)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise BenchError(f"the {name} gateway exited: {self.log.read_text()[-2000:]}")
+            try:
+                if self.admin.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"the {name} gateway did not answer within 60 s: {self.log.read_text()[-2000:]}"
+                )
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.admin.close()
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Sites:
+    """A cloud and an edge that follows it, started in `root`."""
+
+    def __init__(self, root: Path, objectives: dict[str, dict[str, float]], poll: float) -> None:
+        credential = secrets.token_urlsafe(24)
+        (root / "sites.json").write_text(json.dumps({"sites": {EDGE: credential}}))
+        self.cloud = Gateway(
+            CLOUD,
+            root,
+            "--site-name",
+            CLOUD,
+            "--site-role",
+            "cloud",
+            "--sites-file",
+            str(root / "sites.json"),
+        )
+        self.edge: Gateway | None = None
+        try:
+            key = self.cloud.admin.get("/system/catalogue-key")
+            if key.status_code != 200:
+                raise BenchError(f"the cloud has no catalogue key: {key.status_code} {key.text[:200]}")
+            (root / "catalogue-key.pem").write_text(key.text)
+            (root / "credential").write_text(credential)
+            (root / "objectives.json").write_text(json.dumps(objectives))
+            self.edge = Gateway(
+                EDGE,
+                root,
+                *("--site-name", EDGE, "--site-role", "edge", "--cloud-url", self.cloud.url),
+                *("--cloud-site", CLOUD, "--site-credential-file", str(root / "credential")),
+                *("--catalogue-key", str(root / "catalogue-key.pem")),
+                *("--objectives-file", str(root / "objectives.json"), "--site-poll", str(poll)),
+            )
+            made = self.edge.admin.post("/system/licenses", json={"name": "bench", "plan": "standard"})
+            if made.status_code != 201:
+                raise BenchError(f"no license at the edge: {made.status_code} {made.text[:200]}")
+            self.token = made.json()["token"]
+        except BaseException:
+            self.stop()
+            raise
+
+    def publish(self, name: str, revision: int, work_ms: float, at_edge: bool) -> None:
+        body: dict[str, Any] = {"service": name, "code": function_code(revision, work_ms)}
+        if at_edge:
+            body["annotations"] = {SITES_ANNOTATION: EDGE}
+        answer = self.cloud.admin.put("/system/functions", json=body)
+        if answer.status_code == 404:
+            answer = self.cloud.admin.post("/system/functions", json=body)
+        if answer.status_code not in (200, 202):
+            raise BenchError(f"publishing {name} in the cloud: {answer.status_code} {answer.text[:200]}")
+
+    def caller(self) -> httpx.Client:
+        assert self.edge is not None
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.edge.url, headers=headers, timeout=60, trust_env=False)
+
+    def stop(self) -> None:
+        for gateway in (self.edge, self.cloud):
+            if gateway is not None:
+                gateway.stop()
+
+
+def _where(answer: httpx.Response) -> tuple[str, str]:
+    return answer.headers.get("X-EdgeFaaS-Site", "?"), answer.headers.get("X-EdgeFaaS-Offload-Reason", "?")
+
+
+def _until(what: str, check, timeout: float = 60.0) -> float:
+    """Seconds until `check()` is true, tried every 10 ms; BenchError after `timeout`."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise BenchError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def _runs_at_edge(client: httpx.Client, name: str, revision: int) -> bool:
+    answer = client.post(f"/function/{name}")
+    return (
+        answer.status_code == 200 and _where(answer)[0] == EDGE and answer.json().get("revision") == revision
+    )
+
+
+def measure_latency(sites: Sites, calls: int) -> dict[str, Any]:
+    """The same function body served at the edge and offloaded, calls taken in turn."""
+    sites.publish("AtEdge", 1, 0, at_edge=True)
+    sites.publish("InCloud", 1, 0, at_edge=False)
+    seconds: dict[str, list[float]] = {"edge": [], "offloaded": []}
+    with sites.caller() as client:
+        _until("AtEdge answering at the edge", lambda: _runs_at_edge(client, "AtEdge", 1))
+        for name in ("AtEdge", "InCloud"):  # warm both paths (processes, connections)
+            for _ in range(5):
+                client.post(f"/function/{name}")
+        for _ in range(calls):
+            for name, kind, site in (("AtEdge", "edge", EDGE), ("InCloud", "offloaded", CLOUD)):
+                started = time.perf_counter()
+                answer = client.post(f"/function/{name}")
+                elapsed = time.perf_counter() - started
+                if answer.status_code != 200 or _where(answer)[0] != site:
+                    raise BenchError(f"{name}: {answer.status_code} at {_where(answer)}: {answer.text[:200]}")
+                seconds[kind].append(elapsed)
+    return {
+        kind: {"calls": len(v), "p50_ms": percentile(v, 50) * 1000, "p95_ms": percentile(v, 95) * 1000}
+        for kind, v in seconds.items()
+    }
+
+
+def measure_share(
+    sites: Sites, loads: list[int], work_ms: float, calls_per_caller: int
+) -> list[dict[str, Any]]:
+    """Offloaded share of a function with an in-flight objective, per number of concurrent callers."""
+    sites.publish("Busy", 1, work_ms, at_edge=True)
+    rows = []
+    with sites.caller() as probe:
+        _until("Busy answering at the edge", lambda: _runs_at_edge(probe, "Busy", 1))
+    for load in loads:
+        where, failures, elapsed = _load(sites, load, calls_per_caller)
+        if failures:
+            raise BenchError(f"{len(failures)} calls failed at {load} callers: {failures[:3]}")
+        total = sum(where.values())
+        offloaded = sum(n for (site, _), n in where.items() if site == CLOUD)
+        rows.append(
+            {
+                "callers": load,
+                "calls": total,
+                "offloaded": offloaded,
+                "share_offloaded": offloaded / total if total else 0.0,
+                "reasons": {reason: n for (_, reason), n in sorted(where.items())},
+                "calls_per_s": total / elapsed if elapsed else 0.0,
+            }
+        )
+    return rows
+
+
+def _load(sites: Sites, callers: int, calls: int) -> tuple[Counter[tuple[str, str]], list[str], float]:
+    """`callers` threads making `calls` calls of Busy each: (where they ran, failures, seconds)."""
+    where: Counter[tuple[str, str]] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        with sites.caller() as client:
+            for _ in range(calls):
+                answer = client.post("/function/Busy")
+                with lock:
+                    if answer.status_code == 200:
+                        where[_where(answer)] += 1
+                    else:
+                        failures.append(f"{answer.status_code} {answer.text[:100]}")
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return where, failures, time.monotonic() - started
+
+
+def measure_publish(sites: Sites, publishes: int) -> dict[str, Any]:
+    """Seconds from the cloud's answer to a publish until the edge runs that revision."""
+    times = []
+    with sites.caller() as client:
+        for revision in range(1, publishes + 1):
+            sites.publish("Published", revision, 0, at_edge=True)
+            times.append(
+                _until(
+                    f"revision {revision} at the edge",
+                    lambda r=revision: _runs_at_edge(client, "Published", r),
+                )
+            )
+    return {"publishes": len(times), "p50_s": percentile(times, 50), "max_s": max(times)}
+
+
+def render(result: dict[str, Any]) -> str:
+    latency, share, publish = result["latency"], result["share"], result["publish"]
+    s = result["settings"]
+    lines = [
+        "Cloud-edge figures (edgefaas.perf.sites): a cloud and an edge gateway on loopback, one machine",
+        "",
+        f"latency as the caller waits, {latency['edge']['calls']} calls each, taken in turn:",
+        f"  {'':24}{'p50 ms':>10}{'p95 ms':>10}",
+    ]
+    for kind, label in (("edge", "served at the edge"), ("offloaded", "offloaded to the cloud")):
+        lines.append(f"  {label:24}{latency[kind]['p50_ms']:>10.2f}{latency[kind]['p95_ms']:>10.2f}")
+    ratio = (
+        latency["offloaded"]["p50_ms"] / latency["edge"]["p50_ms"]
+        if latency["edge"]["p50_ms"]
+        else float("nan")
+    )
+    lines += [
+        f"  offloaded / edge, p50: {ratio:.2f} (loopback: a WAN adds its round trip to the offloaded call)",
+        "",
+        f"offloaded share as load grows (edge objective: {s['max_inflight']} calls at once; "
+        f"{s['work_ms']:g} ms of work per call):",
+        f"  {'callers':>8}{'calls':>8}{'offloaded':>11}{'share':>8}{'calls/s':>9}",
+    ]
+    for row in share:
+        lines.append(
+            f"  {row['callers']:>8}{row['calls']:>8}{row['offloaded']:>11}{row['share_offloaded']:>8.0%}"
+            f"{row['calls_per_s']:>9.1f}"
+        )
+    lines += [
+        "",
+        f"publish in the cloud to answering at the edge ({publish['publishes']} updates, catalogue poll "
+        f"{s['poll']:g} s): p50 {publish['p50_s']:.2f} s, max {publish['max_s']:.2f} s",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _loads(text: str) -> list[int]:
+    try:
+        loads = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--loads takes numbers separated by commas, not {text!r}") from None
+    if not loads or min(loads) < 1:
+        raise argparse.ArgumentTypeError("--loads needs at least one number, each 1 or more")
+    return loads
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m edgefaas.perf.sites",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--calls", type=int, default=100, help="latency calls per path (default 100)")
+    parser.add_argument(
+        "--loads", type=_loads, default=[1, 2, 4, 8, 16], help="concurrent callers (default 1,2,4,8,16)"
+    )
+    parser.add_argument(
+        "--calls-per-caller", type=int, default=20, help="calls each caller makes per load (default 20)"
+    )
+    parser.add_argument("--max-inflight", type=int, default=4, help="the edge's objective (default 4)")
+    parser.add_argument("--work-ms", type=float, default=50.0, help="the loaded function's work (default 50)")
+    parser.add_argument("--publishes", type=int, default=10, help="updates timed (default 10)")
+    parser.add_argument(
+        "--poll", type=float, default=0.2, help="the edge's catalogue poll, seconds (default 0.2)"
+    )
+    parser.add_argument("--out", type=Path, help="where to write (default tests/perf/out/sites-<time>)")
+    args = parser.parse_args(argv)
+    for name in ("calls", "calls_per_caller", "max_inflight", "publishes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be 1 or more")
+    if args.work_ms < 0 or args.poll < 0.05:
+        parser.error("--work-ms must be 0 or more and --poll 0.05 or more")
+    out = args.out or out_root() / f"sites-{time.strftime('%Y%m%d-%H%M%S')}"
+    settings = {"max_inflight": args.max_inflight, "work_ms": args.work_ms, "poll": args.poll}
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgefaas-sites-") as root:
+            print(f"starting a cloud and an edge gateway on loopback (logs in {root})", file=sys.stderr)
+            sites = Sites(Path(root), {"Busy": {"max_inflight": args.max_inflight}}, args.poll)
+            try:
+                print("publish to answering at the edge ...", file=sys.stderr)
+                publish = measure_publish(sites, args.publishes)
+                print("latency at the edge and offloaded ...", file=sys.stderr)
+                latency = measure_latency(sites, args.calls)
+                print(f"offloaded share at {args.loads} callers ...", file=sys.stderr)
+                share = measure_share(sites, args.loads, args.work_ms, args.calls_per_caller)
+            finally:
+                sites.stop()
+    except BenchError as exc:
+        print(f"sites benchmark broke: {exc}", file=sys.stderr)
+        return 2
+    result = {
+        "settings": settings,
+        "latency": latency,
+        "share": share,
+        "publish": publish,
+        "cores": os.cpu_count(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sites_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = render(result)
+    (out / "sites-figures.txt").write_text(text)
+    print(text, end="")
+    print(f"written: {out / 'sites_bench.json'}, {out / 'sites-figures.txt'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
