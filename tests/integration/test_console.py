@@ -356,6 +356,39 @@ def test_the_billing_count_rises_after_calls(page, password, admin, license):
     shot(page, "billing")
 
 
+# -- monitoring ---------------------------------------------------------------------------------
+
+
+def test_the_monitoring_page_plots_every_panel_with_a_line_per_device_and_function(
+    page, password, admin, license, inventory
+):
+    """The plots read from the site's Prometheus (deploys/monitoring.py): a chart per panel the
+    gateway lists, a line per device in the CPU plot, and a line for a function just called."""
+    panels = [p["panel"] for p in admin.get("/system/plots").json()["panels"]]
+    for i in range(5):
+        answer = admin.post(
+            "/function/FuncA", json={"message": f"plot {i}"}, headers=_bearer(license), auth=None
+        )
+        assert answer.status_code == 200, answer.text
+    sign_in(page, password)
+    open_tab(page, "monitoring")
+    section = page.locator("[data-test=page-monitoring]")
+    expect(section).to_have_attribute("data-loaded", "plots", timeout=30_000)
+    shown = page.locator("[data-test=plot]")
+    assert [shown.nth(i).get_attribute("data-panel") for i in range(shown.count())] == panels
+    nodes = {h.name for h in inventory if "k3s_server" in h.groups or "k3s_agent" in h.groups}
+    cpu = page.locator("[data-test=plot][data-panel=cpu] [data-test=plot-line]")
+    assert {cpu.nth(i).get_attribute("data-name") for i in range(cpu.count())} == nodes
+    # FuncA's calls reach the chart after Prometheus's next scrape; the page redraws every 15 s.
+    wait_until(
+        page,
+        "[...document.querySelectorAll('[data-test=plot][data-panel=calls] [data-test=plot-line]')]"
+        ".some((line) => line.dataset.name.startsWith('FuncA.'))",
+        60,
+    )
+    shot(page, "monitoring")
+
+
 # -- performance --------------------------------------------------------------------------------
 
 
