@@ -10,6 +10,7 @@ at the cloud is exact once it returns.
 
 from __future__ import annotations
 
+import http.server
 import json
 import secrets
 import sqlite3
@@ -274,6 +275,54 @@ def test_a_cloud_only_function_called_at_the_edge_runs_in_the_cloud_and_is_bille
     nowhere = sites.call("Nowhere")
     assert nowhere.status_code == 404 and "cloud" in nowhere.json()["error"]
     assert _calls(sites.edge_bill()) == 2
+
+
+class _Callbacks:
+    """Receives async calls' callbacks on loopback: (headers, body) by call id."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, tuple[dict[str, str], bytes]] = {}
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received[self.headers.get("X-Call-Id", "")] = (dict(self.headers), body)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/done"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_async_call_of_a_cloud_only_function_is_queued_at_the_edge_and_runs_in_the_cloud(sites):
+    assert sites.publish("Far", None).status_code == 202
+    callbacks = _Callbacks()
+    try:
+        headers = {"Authorization": f"Bearer {sites.token}", "X-Callback-Url": callbacks.url}
+        with httpx.Client(base_url=sites.edge.url, timeout=30, trust_env=False) as client:
+            queued = client.post("/async-function/Far", json={}, headers=headers)
+            assert queued.status_code == 202, queued.text
+            call_id = queued.headers["X-Call-Id"]
+            # Without a license nothing is queued: the edge pays the cloud's work.
+            assert client.post("/async-function/Far", json={}).status_code == 401
+        got, body = eventually(lambda: callbacks.received.get(call_id), "the callback of the queued call")
+    finally:
+        callbacks.close()
+    assert got["X-Function-Status"] == "200" and json.loads(body)["function"] == "Far"
+    assert _calls(sites.edge_bill()) == 1  # billed once, at the edge it entered
+    ran = sites.cloud_rows("SELECT COUNT(*) FROM ledger WHERE license_id = 'site:edge-a'")
+    assert ran == [(1,)]
+    metrics = sites.edge.admin.get("/metrics").text
+    assert 'edgefaas_site_calls_total{function_name="Far",site="cloud",reason="not_deployed"} 1' in metrics
 
 
 def test_past_the_objective_part_of_the_calls_run_in_the_cloud(sites):

@@ -366,12 +366,9 @@ class Invoker:
                     check_callback_url(callback)
                 except ValueError as exc:
                     raise ApiError(400, f"{CALLBACK_HEADER} {exc}") from None
+            # A function not deployed at this edge queues here too: its worker sends it to the cloud.
             admitted = await self._admit(request, name, "/async-function/")
             try:
-                if admitted.offload:
-                    raise ApiError(
-                        404, f"function {name!r} is not deployed at this site (async calls stay here)"
-                    )
                 _check_async_body(request, admitted.body)
                 queued = await self._enqueue(admitted, request.method, call_id, callback, key is not None)
             except BaseException:
@@ -687,9 +684,16 @@ class Invoker:
     async def _readmit(self, delivery: Delivery) -> _Admitted:
         """The queued call as admitted again on this gateway: its function and payer looked up now."""
         call = delivery.call
-        info = await self._function(
-            call.function, f"function {call.function!r} not found (removed since the call was queued)"
-        )
+        offload = None
+        try:
+            info = await self._function(
+                call.function, f"function {call.function!r} not found (removed since the call was queued)"
+            )
+        except ApiError as exc:
+            # Queued for the cloud (not deployed here), as the sync path sends a licensed call on.
+            if exc.status != 404 or call.license_id is None or not self.placement.offloads:
+                raise
+            info, offload = FunctionInfo(call.function, False, "", None, None), NOT_DEPLOYED
         caller = None
         if call.license_id is not None:
             caller = self.licenses.caller(call.license_id)
@@ -706,6 +710,7 @@ class Invoker:
             target=call.target,
             headers=call.headers,
             parent_call_id=call.parent_call_id,
+            offload=offload,
         )
 
     async def _run_job(self, delivery: Delivery) -> None:
