@@ -193,9 +193,11 @@ else:
         "systemctl daemon-reload",
         f"systemctl enable {unit_name}.service",
         # Type=notify with no start timeout: a node that cannot join would block a plain
-        # restart for ever. The wait below decides, and shows the unit's errors.
-        f"systemctl restart --no-block {unit_name}.service",
-        f"/usr/local/sbin/edgefaas-k3s-wait {role} {host.data.k3s_ready_timeout}",
+        # restart for ever. The wait decides, and shows the unit's errors; it is given the run
+        # before the restart, so that nothing the old process says or showed counts.
+        f"before=$(systemctl show -p InvocationID --value {unit_name}.service) && "
+        f"systemctl restart --no-block {unit_name}.service && "
+        f'/usr/local/sbin/edgefaas-k3s-wait {role} {host.data.k3s_ready_timeout} "$before"',
     ]
     # Two operations at two places in this file: pyinfra runs the first on every server
     # before the second runs on any agent, and _serial takes their hosts one at a time,
