@@ -42,6 +42,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Literal
 
+from .ledger import MICROS
+
 # The Go Prometheus client's default buckets (prometheus.DefBuckets): OpenFaaS's gateway declares
 # gateway_functions_seconds without buckets of its own, so these are its buckets.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,7 +54,6 @@ ASYNC_EVENTS: tuple[AsyncEvent, ...] = ("queued", "completed", "failed", "redeli
 CALLBACK_OUTCOMES = ("delivered", "refused", "gave_up")
 Refusal = Literal["no_license", "token_refused", "quota"]
 REFUSALS: tuple[Refusal, ...] = ("no_license", "token_refused", "quota")
-MICROS = 1_000_000
 
 
 def _label(value: str) -> str:

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from typing import Any
 import httpx
 
 from edgefaas.perf.bench import BenchError, out_root
+from edgefaas.perf.locust_run import free_port
 from edgefaas.perf.stats import percentile
 
 PASSWORD = "sites-bench"
@@ -68,12 +68,6 @@ def function_code(revision: int, work_ms: float) -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Gateway:
     """`edgefaas gateway` as a process on loopback; its log in its data directory."""
 
@@ -81,7 +75,7 @@ class Gateway:
         self.name = name
         self.data_dir = root / name
         self.data_dir.mkdir(parents=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.data_dir / "gateway.log"
         argv = [sys.executable, "-m", "edgefaas.cli", "gateway", "--backend", "local", "--host", "127.0.0.1"]
