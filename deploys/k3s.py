@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -40,6 +41,8 @@ DATA_DIR = "/var/lib/rancher/k3s"
 BIN_DIR = f"{DATA_DIR}/data/edgefaas/bin"
 IMAGES_DIR = f"{DATA_DIR}/agent/images"
 TOKEN_FILE = "/etc/rancher/k3s/token"
+# Imported by servers only: the manifest below keeps its pod on a server.
+METRICS_SERVER_IMAGE = "metrics-server-image"
 # This k3s build has no embedded containerd: it runs the host's containerd (>= 1.6; Debian's
 # package, or the one SONiC's Docker brings) as a separate instance with its own socket.
 MULTICALL = ("crictl", "kubectl")
@@ -99,9 +102,11 @@ else:
         files.link(name=f"Put {name} on PATH", path=f"/usr/local/bin/{name}", target=BINARY)
 
     files.directory(name="Create the air-gap images directory", path=IMAGES_DIR, mode="755")
+    metrics_server = role == "server" and host.data.k3s_metrics_server
+    server_images = [METRICS_SERVER_IMAGE] if metrics_server else []
     images = [
         install(artifact(name), f"{IMAGES_DIR}/{name}.tar", f"image {name}", mode="644")
-        for name in host.data.k3s_airgap_images
+        for name in [*host.data.k3s_airgap_images, *server_images]
     ]
 
     flannel_conf = files.template(
@@ -259,6 +264,28 @@ else:
             mode="600",
             runtime_class=nvidia.RUNTIME_CLASS,
             label=nvidia.NODE_LABEL,
+        )
+
+    # K3S's deploy controller applies what is in its manifests directory, and leaves what a
+    # removed file made: taking metrics-server away deletes its objects first, or the metrics
+    # API would stay registered with nothing answering it.
+    metrics_manifest = f"{DATA_DIR}/server/manifests/edgefaas-metrics-server.yaml"
+    if metrics_server:
+        files.template(
+            name="Run metrics-server (kubectl top, the resource metrics API) on the K3S server",
+            src=str(TEMPLATES / "metrics-server.yaml.j2"),
+            dest=metrics_manifest,
+            mode="600",
+            image=f"docker.io/edgefaas/metrics-server:{artifact(METRICS_SERVER_IMAGE).version}",
+            resolution=host.data.k3s_metrics_resolution,
+        )
+    elif role == "server" and host.get_fact(File, path=metrics_manifest):
+        server.shell(
+            name="Remove metrics-server and its metrics API",
+            commands=[
+                f"kubectl delete -f {metrics_manifest} --ignore-not-found",
+                f"rm -f {metrics_manifest}",
+            ],
         )
 
     # SoW Task 1.3: K3S's deploy controller applies what is in its manifests directory.

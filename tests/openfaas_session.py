@@ -210,9 +210,15 @@ class Session:
             logs = self.send("GET", "/system/logs", params=params)
             assert logs.status_code == 200 and logs.headers["content-type"].startswith("application/x-ndjson")
             lines = [json.loads(line) for line in logs.text.splitlines()]
-            return logs if sum("called with" in m["text"] for m in lines) >= 3 else None
+            # The async call is the last one made, and runs when its worker takes it: until its
+            # line is in, a later read may show more lines than this one.
+            done = sum("called with" in m["text"] for m in lines) >= 3
+            return logs if done and any(m["text"].endswith("called with async") for m in lines) else None
 
-        messages = [json.loads(line) for line in self.until("3 calls in the logs", whole).text.splitlines()]
+        messages = [
+            json.loads(line)
+            for line in self.until("3 calls, async last, in the logs", whole).text.splitlines()
+        ]
         assert all(set(m) == {"name", "namespace", "instance", "timestamp", "text"} for m in messages)
         assert all(m["name"] == name and m["namespace"] == ns for m in messages)
         assert all(m["instance"].startswith(f"{name}-") and m["timestamp"].endswith("Z") for m in messages)

@@ -63,7 +63,13 @@ k3s_token = None
 k3s_token_file = "~/.config/edgefaas/k3s-token"
 # Add-ons this blueprint does not use at the edge (functions are reached through the
 # EdgeFaaS gateway by node address, so CoreDNS is not needed either).
+# K3S's packaged metrics-server is replaced by the blueprint's (k3s_metrics_server below):
+# its image cannot be pulled here.
 k3s_disable = ["traefik", "servicelb", "metrics-server", "local-storage", "coredns"]
+# metrics-server on the K3S server, from the image built from its Go module: `kubectl top`
+# and the resource metrics API an autoscaler reads. Samples every k3s_metrics_resolution.
+k3s_metrics_server = True
+k3s_metrics_resolution = "15s"
 k3s_disable_network_policy = True
 # Pod traffic between nodes: host-gw routes it over the management network, which the nodes
 # share as one L2 segment, and needs no port into a node. vxlan needs UDP 8472 into every node,

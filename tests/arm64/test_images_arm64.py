@@ -4,7 +4,7 @@ The arm64 runtime image's own layers, unpacked, are the userland (chroot; qemu-u
 binfmt_misc while the tests run): its function runtime serves a real function, and the arm64
 wheelhouse installs into it and imports the device-side packages. Needs root.
 
-    edgefaas lab build --arch arm64 wheelhouse pause-image runtime-image
+    edgefaas lab build --arch arm64 wheelhouse pause-image runtime-image metrics-server-image
     pytest -m arm64 tests/arm64/test_images_arm64.py
 """
 
@@ -42,6 +42,23 @@ def test_the_pause_image_is_arm64(arm64_artifact, tmp_path):
     assert config["architecture"] == "arm64"
     support.unpack_image(image, tmp_path / "root")
     assert elf_arch(tmp_path / "root" / "catatonit") == "arm64"
+
+
+def test_the_metrics_server_image_runs_arm64_metrics_server(arm64_artifact, tmp_path):
+    from edgefaas.lab.builds import metrics_server
+    from edgefaas.lab.builds.steps import foreign_command
+
+    image = arm64_artifact("metrics-server-image", "metrics-server-image")
+    config, _ = support.image_config(image)
+    assert config["architecture"] == "arm64"
+    assert config["config"]["Entrypoint"] == [metrics_server.ENTRYPOINT]
+    root = tmp_path / "root"
+    support.unpack_image(image, root)
+    binary = root / metrics_server.ENTRYPOINT.lstrip("/")
+    assert elf_arch(binary) == "arm64"
+    argv, env = foreign_command([str(binary), "--version"], "arm64")
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == metrics_server.VERSION, done.stderr[-2000:]
 
 
 def test_the_runtime_image_is_arm64(arm64_artifact, arm64_root):

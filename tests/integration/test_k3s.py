@@ -100,6 +100,46 @@ def test_two_pods_run_on_one_sonic_device_and_talk(api, inventory):
     assert '"pod": "task13-server"' in answers[-1]
 
 
+# -- metrics-server: kubectl top and the resource metrics API ------------------------------------
+
+# `kubectl top nodes --no-headers`: NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%
+NODE_USAGE = re.compile(r"^(\S+)\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%$")
+POD_USAGE = re.compile(r"^(\S+)\s+\d+m\s+\d+Mi$")
+
+
+def _top(server: Device, what: str, pattern: re.Pattern[str]) -> dict[str, str]:
+    out = server.host.run(f"sudo kubectl top {what} --no-headers")
+    lines = out.stdout.splitlines() if out.rc == 0 else []
+    return {m.group(1): line for line in lines if (m := pattern.match(line.strip()))}
+
+
+def test_kubectl_top_measures_every_node_and_the_task13_pods(server, api, inventory):
+    if not server.data.get("k3s_metrics_server"):
+        pytest.skip("metrics-server is off in this inventory (k3s_metrics_server)")
+    nodes = {h.name for h in inventory.get_group("k3s_server") + inventory.get_group("k3s_agent")}
+    # A node whose kubelet metrics-server cannot scrape (a port the ACL shuts, a certificate
+    # it refuses) is listed as <unknown>, and fails the pattern.
+    measured = wait_for(
+        lambda: found if (found := _top(server, "nodes", NODE_USAGE)).keys() >= nodes else None,
+        180,
+        lambda: f"CPU and memory of every node {sorted(nodes)} in kubectl top nodes",
+        interval=3,
+    )
+    assert measured.keys() >= nodes
+    if server.data.get("k3s_two_pods"):
+        task13 = {"task13-server", "task13-client"}
+        pods = wait_for(
+            lambda: _top(server, "pods -n edgefaas-task13", POD_USAGE).keys() >= task13,
+            120,
+            "kubectl top pods of Task 1.3's two pods",
+            interval=3,
+        )
+        assert pods
+    [pod] = api.list_namespaced_pod("kube-system", label_selector="k8s-app=metrics-server").items
+    servers = {h.name for h in inventory.get_group("k3s_server")}
+    assert pod.spec.node_name in servers, f"metrics-server runs on {pod.spec.node_name}, not a K3S server"
+
+
 # -- the nvidia container runtime (JetPack's; the lab Jetson's stand-in) -----------------------
 
 CONTAINERD_CONFIG = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"

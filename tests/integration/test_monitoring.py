@@ -251,21 +251,3 @@ def test_gateway_cpu_per_call_with_and_without_prometheus_scraping(server, admin
         f"{alone * 1000:.2f} ms with it stopped ({calls} calls each)"
     )
     assert scraped > 0 and alone > 0
-
-
-def test_kubectl_top_nodes_answers(server, inventory):
-    if "metrics-server" in (server.data.get("k3s_disable") or []):
-        pytest.skip(
-            "K3S's metrics-server is disabled (k3s_disable): its image is not in the lab's artifacts yet"
-        )
-    nodes = {
-        h.data.get("k3s_node_name") or h.name
-        for h in inventory
-        if {"k3s_server", "k3s_agent"} & set(h.groups)
-    }
-
-    def top() -> set[str]:
-        out = server.host.run("sudo kubectl top nodes --no-headers")
-        return {line.split()[0] for line in out.stdout.splitlines() if line.strip()} if out.rc == 0 else set()
-
-    assert wait_for(lambda: top() >= nodes and top(), 180, "kubectl top nodes") >= nodes

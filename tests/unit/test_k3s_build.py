@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgefaas.lab import artifacts
-from edgefaas.lab.builds import k3s, prerequisites
+from edgefaas.lab.builds import gobuild, k3s, prerequisites
 from edgefaas.lab.builds.steps import run as real_run
 from edgefaas.lab.builds.steps import stream as real_stream
 
@@ -66,7 +66,7 @@ class FakeGo:
             out = Path(argv[argv.index("-o") + 1])
         else:
             gopath = Path(env["GOPATH"])
-            native = env["GOARCH"] == k3s.native_arch()
+            native = env["GOARCH"] == gobuild.native_arch()
             out = gopath / "bin" / ("" if native else f"linux_{env['GOARCH']}") / "flannel"
         out.parent.mkdir(parents=True, exist_ok=True)
         machine = {"amd64": 62, "arm64": 183}[env["GOARCH"]]
@@ -87,7 +87,7 @@ def fake(monkeypatch, tmp_path):
         asked.append((list(parts), list(arches)))
         return []
 
-    monkeypatch.setattr(k3s, "native_arch", lambda: "amd64")
+    monkeypatch.setattr(gobuild, "native_arch", lambda: "amd64")
     monkeypatch.setattr(k3s, "run", go.run)
     monkeypatch.setattr(k3s, "stream", go.stream)
     monkeypatch.setattr(k3s.prerequisites, "missing", missing)
@@ -233,7 +233,7 @@ def test_arm64_stamp_does_not_satisfy_amd64(fake):
     amd64.parent.mkdir(parents=True)
     amd64.write_bytes(arm64.read_bytes())
     amd64.with_name("k3s.build.json").write_text(arm64.with_name("k3s.build.json").read_text())
-    assert not k3s._cached(amd64, k3s.k3s_cache_key("amd64"))
+    assert not gobuild.is_cached(amd64, k3s.k3s_cache_key("amd64"))
 
 
 def test_build_records_both_artifacts_per_arch(fake):

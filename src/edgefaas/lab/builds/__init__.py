@@ -70,6 +70,12 @@ def _example_image(log: Log, arch: str) -> None:
     function_image.build(log, arch=arch)
 
 
+def _metrics_server_image(log: Log, arch: str) -> None:
+    from edgefaas.lab.builds import metrics_server
+
+    metrics_server.build(log, arch=arch)
+
+
 # In the order `edgefaas lab build` runs them when given no names.
 BUILDERS: dict[str, Builder] = {
     "rootfs": _rootfs,
@@ -81,4 +87,5 @@ BUILDERS: dict[str, Builder] = {
     "k3s": _k3s,
     "triton": _triton,
     "example-image": _example_image,
+    "metrics-server-image": _metrics_server_image,
 }

@@ -194,7 +194,7 @@ def write_docker_archive(
     )
 
 
-def _write_info(image: DockerArchive, extra: dict[str, Any]) -> None:
+def write_info(image: DockerArchive, extra: dict[str, Any]) -> None:
     """Leave `<image>.json` beside the tarball: deploys read the reference from it."""
     info = {
         "image": image.repo_tag,
@@ -290,7 +290,7 @@ def build_pause_image(log: Log = print, arch: str = "amd64") -> artifacts.Artifa
             "history": [_history(f"catatonit {version} (Debian {SUITE}), pause mode")],
         }
         image = write_docker_archive(target, PAUSE_IMAGE, layer, config, mtime=REPRODUCIBLE_MTIME)
-    _write_info(image, {"catatonit": version, "entrypoint": list(PAUSE_ENTRYPOINT)})
+    write_info(image, {"catatonit": version, "entrypoint": list(PAUSE_ENTRYPOINT)})
     for old in stale(target.parent, "pause-3.6", arch, target, ".tar"):
         old.unlink()
         old.with_suffix(".json").unlink(missing_ok=True)
@@ -539,7 +539,7 @@ def _build_runtime_image(
             ],
         }
         image = write_docker_archive(target, ref, [base_layer, venv_layer], config, mtime=REPRODUCIBLE_MTIME)
-    _write_info(
+    write_info(
         image,
         {"key": key, "wheelhouse": wheel_artifact.version, "cmd": list(RUNTIME_CMD), "app_uid": APP_UID},
     )

@@ -31,16 +31,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from edgefaas.lab import artifacts
-from edgefaas.lab.artifacts import GNU_ARCH, check_arch, native_arch
+from edgefaas.lab.artifacts import check_arch
 from edgefaas.lab.builds import prerequisites
+from edgefaas.lab.builds.gobuild import (
+    GO_TOOLCHAIN,
+    PACKAGE_LINE,
+    go_env,
+    installed_binary,
+    is_cached,
+    publish,
+    step_label,
+)
 from edgefaas.lab.builds.steps import Log, foreign_command, is_static_elf, run, stream
 from edgefaas.lab.paths import cache_dir
 
@@ -49,8 +56,6 @@ K3S_PSEUDO_VERSION = "v1.25.5-0.20221115215439-0dc63334c0db"
 K3S_COMMIT = "0dc63334c0db3e7b99244427615e091909fc486e"
 K3S_VERSION = "v1.25.4+k3s1"
 K3S_MODULE_SUM = "h1:62LPZgwik1d7yQ9xs0iOOIGEF6Ywbjyv4PqVyAaoMBo="
-
-GO_TOOLCHAIN = "go1.26.8"
 
 K3S_CRICTL_VERSION = "v1.25.0-k3s1"
 
@@ -83,10 +88,7 @@ K3S_EXTRA_SUMS: tuple[str, ...] = (
 FLANNEL_CNI_PACKAGE = "github.com/containernetworking/plugins/plugins/meta/flannel"
 FLANNEL_CNI_VERSION = "v0.9.1"
 
-GO_PARALLELISM = 2
 VERSION_CHECK_TIMEOUT = 300.0
-
-_PACKAGE_LINE = re.compile(r"^[\w.\-~]+(/[\w.\-~+]+)*$")
 
 
 def build(log: Log = print, arch: str = "amd64") -> None:
@@ -157,13 +159,13 @@ def build_k3s(cache_dir: Path, log: Log = print, arch: str = "amd64") -> Path:
     """
     binary = k3s_binary_path(cache_dir, arch)
     key = k3s_cache_key(arch)
-    label = _label("k3s", arch)
-    if _cached(binary, key):
+    label = step_label("k3s", arch)
+    if is_cached(binary, key):
         log(f"{label} {K3S_VERSION}: cached at {binary}")
         return binary
 
     require_prerequisites(arch)
-    env = _go_env(cache_dir, arch, cgo=True)
+    env = go_env(cache_dir, arch, cgo=True)
 
     log(f"{label} {K3S_VERSION}: downloading {K3S_MODULE}@{K3S_PSEUDO_VERSION}")
     module_dir = _download_module(K3S_MODULE, K3S_PSEUDO_VERSION, K3S_MODULE_SUM, env)
@@ -178,11 +180,11 @@ def build_k3s(cache_dir: Path, log: Log = print, arch: str = "amd64") -> Path:
     with tempfile.TemporaryDirectory(dir=binary.parent, prefix=".build-") as out:
         partial = Path(out) / binary.name
         argv = [*k3s_build_argv(), "-o", str(partial), "./cmd/server"]
-        stream(argv, f"{label} go build", log, _PACKAGE_LINE, "packages", env=env, cwd=work)
+        stream(argv, f"{label} go build", log, PACKAGE_LINE, "packages", env=env, cwd=work)
         _check_version(partial, K3S_VERSION, f"{label} --version", log, arch)
         if not is_static_elf(partial):
             raise RuntimeError(f"{label}: go build linked a dynamic binary; devices' C libraries vary")
-        _publish(partial, binary, key)
+        publish(partial, binary, key)
     shutil.rmtree(work, ignore_errors=True)
     log(f"{label} {K3S_VERSION}: built {binary}")
     return binary
@@ -219,13 +221,13 @@ def build_flannel_cni(cache_dir: Path, log: Log = print, arch: str = "amd64") ->
     """
     target = flannel_cni_path(cache_dir, arch)
     key = flannel_cni_cache_key(arch)
-    label = _label("flannel CNI", arch)
-    if _cached(target, key):
+    label = step_label("flannel CNI", arch)
+    if is_cached(target, key):
         log(f"{label} {FLANNEL_CNI_VERSION}: cached at {target}")
         return target
 
     require_prerequisites(arch)
-    env = _go_env(cache_dir, arch, cgo=False)
+    env = go_env(cache_dir, arch, cgo=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gopath-") as gopath:
         # `go install` refuses GOBIN for cross-compiled binaries; with GOPATH alone it
@@ -234,28 +236,17 @@ def build_flannel_cni(cache_dir: Path, log: Log = print, arch: str = "amd64") ->
         env.pop("GOBIN", None)
         log(f"{label} {FLANNEL_CNI_VERSION}: go install {FLANNEL_CNI_PACKAGE}")
         argv = flannel_cni_install_argv()
-        stream(argv, f"{label} go install", log, _PACKAGE_LINE, "packages", env=env, cwd=Path(gopath))
-        built = _installed_binary(Path(gopath), "flannel", arch)
+        stream(argv, f"{label} go install", log, PACKAGE_LINE, "packages", env=env, cwd=Path(gopath))
+        built = installed_binary(Path(gopath), "flannel", arch)
         if not built.is_file():
             raise RuntimeError(f"{label} go install: no binary at {built}")
-        _publish(built, target, key)
+        publish(built, target, key)
     log(f"{label} {FLANNEL_CNI_VERSION}: built {target}")
     return target
 
 
 def flannel_cni_install_argv() -> list[str]:
     return ["go", "install", "-v", "-ldflags", "-s -w", f"{FLANNEL_CNI_PACKAGE}@{FLANNEL_CNI_VERSION}"]
-
-
-def _installed_binary(gopath: Path, name: str, arch: str) -> Path:
-    if arch == native_arch():
-        return gopath / "bin" / name
-    return gopath / "bin" / f"linux_{arch}" / name
-
-
-def _label(what: str, arch: str) -> str:
-    """Step names carry the architecture, so a failure says which build it was."""
-    return f"{what} ({arch})"
 
 
 def _k3s_ldflags() -> str:
@@ -275,46 +266,6 @@ def _k3s_ldflags() -> str:
             "-extldflags '-static'",
         )
     )
-
-
-def _go_env(cache_dir: Path, arch: str = "amd64", cgo: bool = True) -> dict[str, str]:
-    """Environment for every go command: caches under cache_dir, pinned toolchain, 2 jobs,
-    and the target `arch` (with its C cross compiler when cgo is on and `arch` is foreign).
-
-    GOPROXY and GOSUMDB are left as the machine has them: the proxy also mirrors the
-    checksum database, which the go command then reaches through it. The Go build cache
-    is shared by every architecture: its entries are keyed on GOARCH and CC already.
-    """
-    env = dict(os.environ)
-    # Go's tarball installs into a directory a root shell's PATH often lacks; the
-    # prerequisite check looks there too, so the build must as well.
-    env["PATH"] = os.pathsep.join([env.get("PATH", os.defpath), *prerequisites.TOOL_DIRS])
-    env.update(
-        GOMODCACHE=str(cache_dir / "go" / "mod"),
-        GOCACHE=str(cache_dir / "go" / "build"),
-        GOTOOLCHAIN=GO_TOOLCHAIN,
-        GOFLAGS=f"-p={GO_PARALLELISM} -buildvcs=false",
-        CGO_ENABLED="1" if cgo else "0",
-        GO111MODULE="on",
-        GOOS="linux",
-        GOARCH=arch,
-    )
-    env.pop("GOWORK", None)
-    if cgo and arch != native_arch():
-        env.update(_cross_cgo_env(arch))
-    return env
-
-
-def _cross_cgo_env(arch: str) -> dict[str, str]:
-    """cgo through Debian's cross compiler, with pkg-config answering from the target's
-    multiarch directory only, so libseccomp's flags are the arm64 library's and no host
-    .pc file leaks in."""
-    triplet = f"{GNU_ARCH[arch]}-linux-gnu"
-    return {
-        "CC": f"{triplet}-gcc",
-        "PKG_CONFIG_LIBDIR": f"/usr/lib/{triplet}/pkgconfig:/usr/share/pkgconfig",
-        "PKG_CONFIG_PATH": "",
-    }
 
 
 def _download_module(module: str, version: str, expected_sum: str, env: Mapping[str, str]) -> Path:
@@ -367,31 +318,3 @@ def _check_version(binary: Path, version: str, step: str, log: Log, arch: str = 
     if version not in output:
         raise RuntimeError(f"{step}: expected {version}, got {output.strip()!r}")
     log(f"{step}: {output.strip().splitlines()[0]}")
-
-
-def _cached(path: Path, key: Mapping[str, str]) -> bool:
-    stamp = _stamp_path(path)
-    try:
-        recorded = json.loads(stamp.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return path.is_file() and recorded.get("key") == dict(key)
-
-
-def _publish(partial: Path, final: Path, key: Mapping[str, str]) -> None:
-    """Move the finished file into place, then its stamp: a crash between leaves no stamp,
-    so the next call rebuilds rather than trusting a file it cannot vouch for."""
-    partial.chmod(0o755)
-    stamp = _stamp_path(final)
-    stamp.unlink(missing_ok=True)
-    os.replace(partial, final)
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".stamp-")
-    with os.fdopen(fd, "w") as out:
-        built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        json.dump({"key": dict(key), "built_at": built_at}, out)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, stamp)
-
-
-def _stamp_path(path: Path) -> Path:
-    return path.with_name(f"{path.name}.build.json")

@@ -132,6 +132,10 @@ TABLE: dict[str, dict[str, tuple[Prerequisite, ...]]] = {
     "triton": {"*": ()},
     # Go cross-compiles the static binary for every architecture itself (CGO_ENABLED=0).
     "example-image": {"*": (GO,)},
+    "metrics-server-image": {
+        "*": (GO,),
+        "arm64": (deb("qemu-user-static", "runs the arm64 metrics-server's --version"),),
+    },
     "tests": {
         "*": (
             deb("default-jdk-headless", "the Jenkinsfile's tests (Groovy under Maven)"),
