@@ -74,6 +74,7 @@ from edgefaas.deploy.server_certificate import CertifiedService, certificate_fro
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
 from edgefaas.deploy.shared_state import nats, postgresql
+from edgefaas.deploy.sites import site_inventory
 from edgefaas.deploy.wan import PLAN_PATH, WanError, plan_wan
 from edgefaas.deploy.wan import check_interfaces as check_wan_interfaces
 from edgefaas.nodeauth.tls import CA_PEM
@@ -129,9 +130,12 @@ if is_node:
         )
 
 # -- the shared state: PostgreSQL on the database host, NATS on every gateway host ------------
-gateways = gateway_hosts(inventory)
-database = database_plan(host, inventory)
-queue = queue_plan(host, inventory)
+# Each site (edgefaas.deploy.sites) has its own gateways and shared state; the SD-WAN plan
+# below spans every switch, so that a clash between any two is refused.
+site = site_inventory(host, inventory)
+gateways = gateway_hosts(site)
+database = database_plan(host, site)
+queue = queue_plan(host, site)
 gateway_addresses = [hosts.address(g) for g in gateways]
 # Made (on the machine running pyinfra) only where the blueprint deploys the database itself.
 database_password = (
@@ -146,12 +150,12 @@ if database.host is not None and database.host.name == host.name:
     postgresql(database, gateway_addresses, database_password)
 
 # -- every gateway host: a gateway, active-active ----------------------------------------------
-if is_gateway(host, inventory):
+if is_gateway(host, site):
     user = host.data.edgefaas_user
     venv = host.data.edgefaas_venv
     namespace = setting(host, "edgefaas_namespace")
     port = int(setting(host, "edgefaas_gateway_port"))
-    server_host = k3s_server(inventory)
+    server_host = k3s_server(site)
     tls = gateway_tls(host)
     if tls and not server_host.data.get("parsec_service"):
         raise DeployError(
@@ -159,9 +163,7 @@ if is_gateway(host, inventory):
             f"the K3S server {server_host.name} with Parsec (deploys/nodeauth.py): set parsec_service = True "
             "there, or edgefaas_gateway_tls = False for plain HTTP"
         )
-    pods_url = setting(host, "edgefaas_gateway_url") or gateway_url(
-        host, hosts.address(first_gateway(inventory))
-    )
+    pods_url = setting(host, "edgefaas_gateway_url") or gateway_url(host, hosts.address(first_gateway(site)))
     local_url = gateway_url(host, "127.0.0.1")
     ca_file = str(CA_PEM) if tls else ""
     password_file = f"{DATA_DIR}/admin-password"
@@ -317,7 +319,7 @@ if is_gateway(host, inventory):
         port=port,
         metrics_auth=bool(setting(host, "edgefaas_gateway_metrics_auth")),
         # Where deploys/monitoring.py runs Prometheus (loopback only), the console plots from it.
-        prometheus_url=monitoring_url(host, inventory),
+        prometheus_url=monitoring_url(host, site),
         # The package the gateway runs: a new wheelhouse (deploys/platform.py) restarts it.
         # Taken from the artifact, not read from the device: in a site.py run this line is
         # evaluated before deploys/platform.py has uploaded anything.
@@ -367,8 +369,8 @@ if is_gateway(host, inventory):
         )
 
 # -- the functions, through the first gateway's API (the others share what it deploys) ---------
-if is_gateway(host, inventory) and host.name == first_gateway(inventory).name:
-    wanted = wanted_functions(host, inventory)
+if is_gateway(host, site) and host.name == first_gateway(site).name:
+    wanted = wanted_functions(host, site)
     files.directory(name=f"Create {FUNCTIONS_DIR}", path=FUNCTIONS_DIR, mode="755")
     for function in wanted:
         files.put(

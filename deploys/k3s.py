@@ -32,6 +32,7 @@ from edgefaas.deploy.facts import (
     PlaintextSecrets,
 )
 from edgefaas.deploy.secrets import cluster_token, gateway_secret
+from edgefaas.deploy.sites import site_inventory
 from edgefaas.nodeauth.tls import CA_PEM
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "k3s"
@@ -64,7 +65,8 @@ ACL_PORTS = {
 }
 
 
-servers = inventory.get_group("k3s_server")
+# This host's site is its cluster: its server is the site's (edgefaas.deploy.sites).
+servers = site_inventory(host, inventory).get_group("k3s_server")
 role = hosts.k3s_role(host)
 if role is None:
     logger.info(f"{host.name}: in neither k3s_server nor k3s_agent: no K3S here")

@@ -52,6 +52,7 @@ from edgefaas.deploy.monitoring import (
 from edgefaas.deploy.secrets import gateway_secret
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
+from edgefaas.deploy.sites import site_inventory
 from edgefaas.nodeauth.tls import CA_PEM
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "monitoring"
@@ -70,11 +71,13 @@ ACCOUNT_FILE = f"{CONFIG_DIR}/k3s-account.yaml"
 KUBELET_PORT = 10250
 USER = "prometheus"  # Debian's packages run all three as this user
 
+# Each site has its own Prometheus, on its K3S server, scraping that site (edgefaas.deploy.sites).
+site = site_inventory(host, inventory)
 is_node = hosts.k3s_role(host) is not None
 if not enabled(host):
     logger.info(f"{host.name}: monitoring is off (host data monitoring = False)")
 elif is_node:
-    server_host = monitoring_host(inventory)
+    server_host = monitoring_host(site)
     exporter_port = int(setting(host, "monitoring_node_exporter_port"))
 
     # -- every K3S node: a node exporter on the management address --------------------------------
@@ -175,14 +178,14 @@ elif is_node:
             gateway_scheme="https" if tls else "http",
             ca_file=str(CA_PEM),
             metrics_password_file=PASSWORD_FILE if metrics_auth else "",
-            gateways=[t.as_dict() for t in gateway_targets(inventory)],
-            nodes=[t.as_dict() for t in node_targets(inventory, exporter_port)],
-            tritons=[t.as_dict() for t in triton_targets(inventory)],
+            gateways=[t.as_dict() for t in gateway_targets(site)],
+            nodes=[t.as_dict() for t in node_targets(site, exporter_port)],
+            tritons=[t.as_dict() for t in triton_targets(site)],
             kube_token_file=KUBE_TOKEN,
             kube_ca_file=KUBE_CA,
             kube_api=f"127.0.0.1:{host.data.get('k3s_api_port', 6443)}",
             kube_server_name=host.name,
-            kubelets=[t.as_dict() for t in node_targets(inventory, KUBELET_PORT)],
+            kubelets=[t.as_dict() for t in node_targets(site, KUBELET_PORT)],
         )
         prometheus_args = files.template(
             name=f"Run Prometheus on 127.0.0.1:{prometheus_port} with EdgeFaaS's configuration",
@@ -208,7 +211,7 @@ elif is_node:
             group_wait=setting(host, "monitoring_alert_group_wait"),
             group_interval=setting(host, "monitoring_alert_group_interval"),
             repeat_interval=setting(host, "monitoring_alert_repeat_interval"),
-            webhook_url=webhook_url(host, inventory),
+            webhook_url=webhook_url(host, site),
             password_file=PASSWORD_FILE,
             ca_file=str(CA_PEM) if tls else "",
         )

@@ -45,6 +45,7 @@ from edgefaas.deploy.kube_account import service_account
 from edgefaas.deploy.secrets import enrollment_key
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
+from edgefaas.deploy.sites import site_inventory, site_of
 from edgefaas.nodeauth.admission import ADMISSION_PORT
 from edgefaas.nodeauth.enrollment import ENROLL_PORT, enrollment_secret
 from edgefaas.nodeauth.server import AGENT_PORT
@@ -59,7 +60,8 @@ SECRET_FILE = f"{CONFIG_DIR}/enrollment.secret"
 KUBECONFIG = f"{CONFIG_DIR}/kubeconfig"
 ACCOUNT = "edgefaas-nodeauth"
 
-servers = inventory.get_group("k3s_server")
+# The authentication server of this host's site (edgefaas.deploy.sites) certifies it.
+servers = site_inventory(host, inventory).get_group("k3s_server")
 role = hosts.k3s_role(host)
 if role is not None:
     if not host.data.get("parsec_service"):
@@ -69,7 +71,7 @@ if role is not None:
         )
     if not servers:
         raise DeployError(
-            f"{host.name}: the inventory has no k3s_server host to run the authentication server"
+            f"{host.name}: site {site_of(host)!r} has no k3s_server host to run the authentication server"
         )
     venv = host.data.edgefaas_venv
     server_host = servers[0]

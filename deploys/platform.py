@@ -21,6 +21,7 @@ from edgefaas.deploy import control_plane_acl, python_bundle, userland
 from edgefaas.deploy.artifacts import device_arch, install, require, unpack
 from edgefaas.deploy.facts import Userland, WritableSysctls
 from edgefaas.deploy.gateways import is_gateway
+from edgefaas.deploy.sites import site_inventory
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
 PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}
@@ -153,7 +154,7 @@ extras = list(host.data.edgefaas_extras)
 if host.data.get("sonic_config_db") and "sonic" not in extras:
     extras.append("sonic")
 # And every gateway host (deploys/edgefaas.py) the gateway's own.
-if is_gateway(host, inventory) and "gateway" not in extras:
+if is_gateway(host, site_inventory(host, inventory)) and "gateway" not in extras:
     extras.append("gateway")
 requirement = f"edgefaas[{','.join(extras)}]" if extras else "edgefaas"
 files.put(

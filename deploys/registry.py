@@ -34,6 +34,7 @@ from edgefaas.deploy.gateways import k3s_server
 from edgefaas.deploy.secrets import gateway_secret
 from edgefaas.deploy.server_certificate import CertifiedService, certificate_from_ca
 from edgefaas.deploy.services import keep_running
+from edgefaas.deploy.sites import site_inventory
 from edgefaas.lab.builds.function_image import REPOSITORY
 from edgefaas.nodeauth.tls import CA_PEM
 
@@ -42,7 +43,7 @@ CERTIFICATE_UNIT = "edgefaas-registry-certificate"
 SERVER_SECRET = f"{registry.CONFIG_DIR}/server.secret"
 PUSH_DIR = "/var/lib/edgefaas/registry-push"  # root only: the push account and the archive
 
-server_host = k3s_server(inventory)
+server_host = k3s_server(site_inventory(host, inventory))
 if hosts.k3s_role(host) != "server":
     logger.info(f"{host.name}: not the K3S server: no registry here")
 else:

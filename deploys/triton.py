@@ -37,6 +37,7 @@ from edgefaas.deploy import python_bundle
 from edgefaas.deploy.artifacts import artifact, install, unpack
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.services import keep_running
+from edgefaas.deploy.sites import site_inventory
 from edgefaas.deploy.triton import (
     MODELS_DIR,
     STATE_DIR,
@@ -186,7 +187,9 @@ if host.data.get("triton_server"):
 
 # -- Triton as a K3S workload on the devices that ask for it, applied from the K3S server ----
 workload_hosts = [
-    h for h in iter(inventory) if h.data.get("triton_server") and h.data.get("triton_as_k3s_workload")
+    h
+    for h in site_inventory(host, inventory)
+    if h.data.get("triton_server") and h.data.get("triton_as_k3s_workload")
 ]
 if "k3s_server" in host.groups and workload_hosts:
     tritonserver = artifact("tritonserver")
@@ -222,7 +225,7 @@ if "k3s_server" in host.groups and workload_hosts:
 
 # -- Task 4.3: two test cases as K3S Jobs, applied from the K3S server ---------------------
 if "k3s_server" in host.groups and host.data.get("triton_testcases"):
-    cases = testcases(inventory)
+    cases = testcases(site_inventory(host, inventory))
     if not cases:
         logger.info(f"{host.name}: Task 4.3 needs two K3S nodes and two Triton servers: no test Jobs")
     else:

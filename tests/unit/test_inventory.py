@@ -31,12 +31,38 @@ def test_a_well_formed_inventory_passes():
         ({"k3s_server": ["s1", "s2"], "k3s_agent": ["j1"]}, "no HA settings"),
         ({"k3s_agent": ["s1", "j1"]}, "both 'k3s_server' and 'k3s_agent'"),
         ({"jetson": ["j1", "s2"]}, "both 'sonic' and 'jetson'"),
-        ({"jetson": []}, "neither 'sonic' nor 'jetson'"),
+        ({"jetson": []}, "j1 in a K3S group but in none of the profile groups"),
     ],
 )
 def test_bad_inventories_are_refused_with_the_reason(change, message):
     with pytest.raises(InventoryError, match=message):
         check_groups(groups(**change))
+
+
+def _two_sites(**kwargs):
+    """An edge site as above and a cloud site of two servers of profile `cloud`."""
+    base = groups(cloud=["c1", "c2"], k3s_server=["s1", "c1"], k3s_agent=["s2", "j1", "c2"])
+    base.update(kwargs)
+    return base
+
+
+def test_a_cloud_site_beside_an_edge_site_has_a_server_of_its_own():
+    check_groups(_two_sites())
+    with pytest.raises(InventoryError, match=r"site 'cloud' has K3S agents \(c1, c2\) but no host in group"):
+        check_groups(_two_sites(k3s_server=["s1"], k3s_agent=["s2", "j1", "c1", "c2"]))
+    with pytest.raises(InventoryError, match="'k3s_server' \\(s1, s2\\) of site 'edge' but no HA"):
+        check_groups(_two_sites(k3s_server=["s1", "s2", "c1"], k3s_agent=["j1", "c2"]))
+
+
+def test_a_site_is_host_data_and_a_bad_site_name_is_refused_with_the_host():
+    # A second edge site: its own switch as its server, named in the host data.
+    second = [("s3", {"edgefaas_site": "edge-b"})]
+    check_groups(groups(sonic=["s1", "s2", *second], k3s_server=["s1", *second]))
+    with pytest.raises(InventoryError, match="site 'edge-b' has K3S agents"):
+        check_groups(groups(sonic=["s1", "s2", *second], k3s_agent=["s2", "j1", *second]))
+    bad = [("s3", {"edgefaas_site": "Edge_B"})]
+    with pytest.raises(InventoryError, match="s3: edgefaas_site 'Edge_B' is not a site name"):
+        check_groups(groups(sonic=["s1", "s2", *bad], k3s_agent=["s2", "j1", *bad]))
 
 
 def test_ha_servers_are_allowed_when_asked_for():

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgefaas.deploy.sites import SiteError, site_name
 from edgefaas.deploy.sonic import check_routing
 
-PROFILE_GROUPS = ("sonic", "jetson")
+PROFILE_GROUPS = ("sonic", "jetson", "cloud")
 Host = str | tuple[str, dict[str, Any]]
 
 
@@ -29,8 +30,22 @@ def _names(hosts: Sequence[Host]) -> list[str]:
     return [h[0] if isinstance(h, tuple) else h for h in hosts]
 
 
+def _site_of_hosts(groups: Mapping[str, Sequence[Host]]) -> dict[str, str]:
+    """Every host's site (edgefaas.deploy.sites), from its host data and its groups."""
+    data_of: dict[str, dict[str, Any]] = {}
+    groups_of: dict[str, set[str]] = {}
+    for group, members in groups.items():
+        for member in members:
+            name = member[0] if isinstance(member, tuple) else member
+            data_of.setdefault(name, {}).update(member[1] if isinstance(member, tuple) else {})
+            groups_of.setdefault(name, set()).add(group)
+    return {name: site_name(name, data_of[name], groups_of[name]) for name in data_of}
+
+
 def check_groups(groups: Mapping[str, Sequence[Host]], ha: bool = False, source: str = "inventory") -> None:
-    """Check group membership the deploys rely on; raise InventoryError naming the problem."""
+    """Check group membership the deploys rely on; raise InventoryError naming the problem.
+
+    Each site (edgefaas.deploy.sites) is a cluster of its own: one K3S server per site."""
     servers = _names(groups.get("k3s_server", []))
     agents = _names(groups.get("k3s_agent", []))
     if not servers:
@@ -38,11 +53,24 @@ def check_groups(groups: Mapping[str, Sequence[Host]], ha: bool = False, source:
             f"{source}: no host in group 'k3s_server'. Name exactly one K3S server "
             "(e.g. the first SONiC switch) before deploying."
         )
-    if len(servers) > 1 and not ha:
-        raise InventoryError(
-            f"{source}: {len(servers)} hosts in 'k3s_server' ({', '.join(servers)}) but no HA settings; "
-            "keep one server, or set k3s_ha = True with an embedded-etcd plan"
-        )
+    try:
+        site_of = _site_of_hosts(groups)
+    except SiteError as exc:
+        raise InventoryError(f"{source}: {exc}") from None
+    for site in sorted({site_of[name] for name in servers + agents}):
+        own_servers = [name for name in servers if site_of[name] == site]
+        own_agents = [name for name in agents if site_of[name] == site]
+        if not own_servers:
+            raise InventoryError(
+                f"{source}: site '{site}' has K3S agents ({', '.join(own_agents)}) but no host in "
+                "group 'k3s_server': each site is a cluster of its own, with its own server"
+            )
+        if len(own_servers) > 1 and not ha:
+            raise InventoryError(
+                f"{source}: {len(own_servers)} hosts in 'k3s_server' ({', '.join(own_servers)}) of site "
+                f"'{site}' but no HA settings; keep one server per site, or set k3s_ha = True with an "
+                "embedded-etcd plan"
+            )
     both = sorted(set(servers) & set(agents))
     if both:
         raise InventoryError(f"{source}: {', '.join(both)} in both 'k3s_server' and 'k3s_agent'")
@@ -55,8 +83,8 @@ def check_groups(groups: Mapping[str, Sequence[Host]], ha: bool = False, source:
     unprofiled = [name for name in servers + agents if name not in profile_of]
     if unprofiled:
         raise InventoryError(
-            f"{source}: {', '.join(unprofiled)} in a K3S group but in neither 'sonic' nor 'jetson'; "
-            "every device needs a profile group"
+            f"{source}: {', '.join(unprofiled)} in a K3S group but in none of the profile groups "
+            f"{', '.join(repr(g) for g in PROFILE_GROUPS)}; every device needs one"
         )
     switches = [h for h in groups.get("sonic", []) if isinstance(h, tuple)]
     routing_problems = check_routing(switches)
