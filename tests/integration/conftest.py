@@ -140,6 +140,65 @@ def _inventory(config):
     return _loaded[path]
 
 
+GATEWAY_UNIT = "edgefaas-gateway.service"
+JOURNALS = REPO / "reports" / "journals"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    item.stash[_STARTED] = time.time()
+    return (yield)
+
+
+_STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed lab test keeps what every gateway logged while it ran (reports/journals/), and
+    shows its warnings and errors: a 500 from a gateway is explained only there."""
+    report = yield
+    if report.when != "call" or not report.failed or _STARTED not in item.stash:
+        return report
+    inventory = _inventory(item.config)
+    if isinstance(inventory, Exception):
+        return report
+    since = int(item.stash[_STARTED]) - 5
+    JOURNALS.mkdir(parents=True, exist_ok=True)
+    for inv_host in inventory:
+        if "k3s_server" not in inv_host.groups and "sonic" not in inv_host.groups:
+            continue
+        try:
+            device = connect(inv_host.name, inv_host.data, inv_host.groups)
+            text = device.host.run(
+                f"sudo journalctl -u {GATEWAY_UNIT} --since @{since} --no-pager -o short-iso"
+            ).stdout
+        except Exception as exc:  # the device may be what the test broke
+            text = f"(journal not read: {exc})"
+        if not text.strip() or "-- No entries --" in text:
+            continue
+        name = f"{item.name}-{inv_host.name}.log".replace("/", "_")
+        (JOURNALS / name).write_text(text)
+        shown = "\n".join(_errors(text)[-40:]) or "(no errors logged)"
+        report.sections.append((f"{GATEWAY_UNIT} on {inv_host.name}", f"reports/journals/{name}\n{shown}"))
+    return report
+
+
+def _errors(journal: str) -> list[str]:
+    """The ERROR entries of a journal, each with its continuation lines (a traceback's)."""
+    kept: list[str] = []
+    inside = False
+    for line in journal.splitlines():
+        if line[:1].isspace():
+            if inside:
+                kept.append(line)
+            continue
+        inside = " ERROR " in line
+        if inside:
+            kept.append(line)
+    return kept
+
+
 def pytest_generate_tests(metafunc):
     if "device" not in metafunc.fixturenames:
         return

@@ -192,6 +192,30 @@ def test_an_abandoned_claim_is_taken_over_under_the_same_call_id(storage_url):
         ledger.close()
 
 
+def test_a_key_given_back_while_a_retry_claims_it_is_run_by_the_retry(storage_url, monkeypatch):
+    """The row the retry's insert ran into is deleted (its holder gave the key back) before the
+    retry reads it: the retry runs the call, rather than failing on a row that is not there."""
+    ledger = SqlLedger(open_migrated(storage_url))
+    first = ledger.claim("lic", "k", lease_s=30, window_s=600)
+    reads = []
+    real = SqlLedger._claim_existing
+
+    def given_back_first(tx, lock, payer, key, *rest):
+        if not reads:  # as the first holder's release lands between the insert and the select
+            tx.execute("DELETE FROM idempotency WHERE payer = ? AND key = ?", (payer, key))
+        reads.append(key)
+        return real(tx, lock, payer, key, *rest)
+
+    monkeypatch.setattr(SqlLedger, "_claim_existing", staticmethod(given_back_first))
+    try:
+        retry = ledger.claim("lic", "k", lease_s=30, window_s=600)
+        assert retry.outcome == "run" and retry.call_id != first.call_id
+        assert reads == ["k"]
+        assert ledger.claim("lic", "k", lease_s=30, window_s=600).outcome == "wait"  # the retry holds it
+    finally:
+        ledger.close()
+
+
 def test_a_renewed_claim_is_kept_and_only_its_holder_renews_it(storage_url):
     ledger = SqlLedger(open_migrated(storage_url))
     try:

@@ -145,6 +145,7 @@ _BATCH = 512
 _STOP = object()
 _PROBE_EVERY = 0.5  # seconds between reachability probes while the database is away
 _PURGE_EVERY = 60.0  # seconds between deletions of expired idempotency keys
+_CLAIM_TRIES = 3  # inserts of a key whose row keeps vanishing before a claim asks the caller to wait
 
 
 def _row(entry: LedgerEntry) -> tuple[object, ...]:
@@ -308,15 +309,24 @@ class SqlLedger(Ledger):
             if now - self._last_purge > _PURGE_EVERY:
                 self._last_purge = now
                 tx.execute("DELETE FROM idempotency WHERE expires_at < ?", (now,))
-            inserted = tx.execute(
-                "INSERT INTO idempotency (payer, key, call_id, holder, state, lease_until, expires_at)"
-                " VALUES (?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (payer, key) DO NOTHING",
-                (payer, key, fresh_id, holder, now + lease_s, now + window_s),
-            ).rowcount
-            if inserted == 1:
-                claim = Claim("run", fresh_id, Hold(payer, key, fresh_id, holder))
-            else:
+            claim: Claim | None = None
+            # PostgreSQL reads each statement afresh (READ COMMITTED): the row the insert ran into
+            # may be gone by the select (its holder gave the key back, say after its function
+            # could not be reached). The key is then free: insert again.
+            for _ in range(_CLAIM_TRIES):
+                inserted = tx.execute(
+                    "INSERT INTO idempotency (payer, key, call_id, holder, state, lease_until, expires_at)"
+                    " VALUES (?, ?, ?, ?, 'running', ?, ?) ON CONFLICT (payer, key) DO NOTHING",
+                    (payer, key, fresh_id, holder, now + lease_s, now + window_s),
+                ).rowcount
+                if inserted == 1:
+                    claim = Claim("run", fresh_id, Hold(payer, key, fresh_id, holder))
+                    break
                 claim = self._claim_existing(tx, lock, payer, key, now, fresh_id, holder, lease_s, window_s)
+                if claim is not None:
+                    break
+            if claim is None:  # taken and given back between every try: the caller asks again
+                claim = Claim("wait", fresh_id, retry_after=0.0)
         self._came_back()
         return claim
 
@@ -331,12 +341,16 @@ class SqlLedger(Ledger):
         holder: str,
         lease_s: float,
         window_s: float,
-    ) -> Claim:
-        call_id, state, lease_until, expires_at, status, headers, body, body_size = tx.execute(
+    ) -> Claim | None:
+        """The claim on the key's row; None when there is no row any more."""
+        row = tx.execute(
             "SELECT call_id, state, lease_until, expires_at, status, headers, body, body_size"
             f" FROM idempotency WHERE payer = ? AND key = ?{lock}",
             (payer, key),
         ).fetchone()
+        if row is None:
+            return None
+        call_id, state, lease_until, expires_at, status, headers, body, body_size = row
         if expires_at <= now:  # past the window: a new call, paid again
             tx.execute(
                 "UPDATE idempotency SET call_id = ?, holder = ?, state = 'running', lease_until = ?,"
