@@ -7,7 +7,7 @@ import pytest
 from pyinfra.api.exceptions import DeployError
 
 from edgefaas.deploy import gateways, monitoring
-from edgefaas.deploy.sites import site_inventory, site_of, sites
+from edgefaas.deploy.sites import site_inventory, site_of
 
 from .deploy_fakes import FakeHost
 
@@ -35,7 +35,7 @@ def test_a_host_is_in_the_site_its_data_names_else_cloud_or_edge_by_profile():
     assert [site_of(h) for h in hosts.values()] == ["edge", "edge", "edge", "cloud", "cloud"]
     hosts["sonic-2"].data["edgefaas_site"] = "edge-b"
     assert site_of(hosts["sonic-2"]) == "edge-b"
-    assert list(sites(hosts.values())) == ["edge", "edge-b", "cloud"]
+    assert [h.name for h in site_inventory(hosts["sonic-2"], hosts.values())] == ["sonic-2"]
     hosts["sonic-2"].data["edgefaas_site"] = "Edge B"
     with pytest.raises(DeployError, match="sonic-2: edgefaas_site 'Edge B' is not a site name"):
         site_of(hosts["sonic-2"])

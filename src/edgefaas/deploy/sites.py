@@ -65,10 +65,7 @@ class Site:
     def __iter__(self) -> Iterator[Any]:
         return iter(self.hosts)
 
-    def __len__(self) -> int:
-        return len(self.hosts)
-
-    def get_group(self, group: str, default: Any = None) -> list[Any]:
+    def get_group(self, group: str) -> list[Any]:
         return [other for other in self.hosts if group in other.groups]
 
     def __repr__(self) -> str:
@@ -79,11 +76,3 @@ def site_inventory(current: Any, inventory: Iterable[Any]) -> Site:
     """The hosts of `current`'s site, in inventory order."""
     own = site_of(current)
     return Site(own, (other for other in inventory if site_of(other) == own))
-
-
-def sites(inventory: Iterable[Any]) -> dict[str, Site]:
-    """Every site of the inventory, by name, in the order their first host appears."""
-    found: dict[str, list[Any]] = {}
-    for other in inventory:
-        found.setdefault(site_of(other), []).append(other)
-    return {name: Site(name, members) for name, members in found.items()}

@@ -110,7 +110,7 @@ def build(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
     binary = build_binary(log, arch)
     kind = f"metrics-server-{VERSION}"
     directory = images.images_dir()
-    target = directory / f"{kind}-{arch}-{image_key(binary, arch)}.tar"
+    target = directory / f"{images.arch_prefix(kind, arch)}{image_key(binary, arch)}.tar"
     if not (target.exists() and target.with_suffix(".json").exists()):
         started = time.monotonic()
         directory.mkdir(parents=True, exist_ok=True)
@@ -134,9 +134,8 @@ def build(log: Log = print, arch: str = "amd64") -> artifacts.Artifact:
             }
             image = images.write_docker_archive(target, IMAGE, layer, config, mtime=images.REPRODUCIBLE_MTIME)
         images.write_info(image, {"module": MODULE, "version": VERSION})
-        for old in directory.glob(f"{kind}-{arch}-*.tar"):
-            if old != target:
-                old.unlink()
-                old.with_suffix(".json").unlink(missing_ok=True)
+        for old in images.stale(directory, kind, arch, target, ".tar"):
+            old.unlink()
+            old.with_suffix(".json").unlink(missing_ok=True)
         log(f"metrics-server ({arch}): {target} ({image.size} bytes) in {time.monotonic() - started:.1f} s")
     return artifacts.record(NAME, VERSION, target, arch=arch)
