@@ -54,6 +54,14 @@ from pyinfra.operations.util import any_changed
 
 from edgefaas.deploy import hosts
 from edgefaas.deploy.artifacts import artifact
+from edgefaas.deploy.collaboration import (
+    SitePaths,
+    cloud_bgp,
+    cloud_side,
+    cloud_wan,
+    edge_side,
+    site_environment,
+)
 from edgefaas.deploy.control_plane_acl import open_ports
 from edgefaas.deploy.facts import InterfaceAddresses, K3sImage, OutOfDateFunctions
 from edgefaas.deploy.functions import check_manifest, manifest, out_of_date, wanted_functions
@@ -74,7 +82,7 @@ from edgefaas.deploy.server_certificate import CertifiedService, certificate_fro
 from edgefaas.deploy.services import keep_running
 from edgefaas.deploy.settings import setting
 from edgefaas.deploy.shared_state import nats, postgresql
-from edgefaas.deploy.sites import site_inventory
+from edgefaas.deploy.sites import collaboration, site_inventory
 from edgefaas.deploy.wan import PLAN_PATH, WanError, plan_wan
 from edgefaas.deploy.wan import check_interfaces as check_wan_interfaces
 from edgefaas.nodeauth.tls import CA_PEM
@@ -133,6 +141,9 @@ if is_node:
 # Each site (edgefaas.deploy.sites) has its own gateways and shared state; the SD-WAN plan
 # below spans every switch, so that a clash between any two is refused.
 site = site_inventory(host, inventory)
+# Where the inventory holds a cloud site, each gateway is a site of the collaboration (3.3).
+sites_plan = collaboration(host, inventory)
+site_paths = SitePaths(CONFIG_DIR)
 gateways = gateway_hosts(site)
 database = database_plan(host, site)
 queue = queue_plan(host, site)
@@ -233,6 +244,12 @@ if is_gateway(host, site):
             group=user,
             mode="600",
         )
+    # The cloud's operations come first: an edge's copy of its catalogue key reads what they made.
+    site_ops = []
+    if sites_plan is not None and sites_plan.role == "cloud":
+        site_ops = cloud_side(sites_plan, site_paths, user, venv, signer)
+    elif sites_plan is not None:
+        site_ops = edge_side(sites_plan, site_paths, user)
     # Below the server's account above: at run time the server has written what is copied.
     if host.name != server_host.name:
         kubeconfig = copy_from_server(
@@ -245,6 +262,11 @@ if is_gateway(host, site):
         )
     # The function API declared into the SD-WAN (edgefaas.deploy.wan): what this switch announces.
     wan = wan_plans.get(host.name)
+    # A cloud peering with the WAN announces the same addresses, behind the edges (a fallback).
+    cloud_wan_plan = cloud_wan(sites_plan, wan_plans)
+    if cloud_wan_plan is not None:
+        wan = cloud_wan_plan.plan
+        cloud_bgp(cloud_wan_plan, hosts.address(host))
     if wan is not None:
         wan = dataclasses.replace(wan, ca_file=ca_file)
         check_wan_interfaces(wan, host.get_fact(InterfaceAddresses))
@@ -296,6 +318,7 @@ if is_gateway(host, site):
         nats_urls=",".join(queue.client_urls(host.name, nats_token)),
         nats_replicas=queue.replicas,
         idempotency_window=setting(host, "edgefaas_idempotency_window"),
+        site_env=site_environment(sites_plan, site_paths, host),
     )
     unit = files.template(
         name="Install the edgefaas-gateway unit",
@@ -337,7 +360,7 @@ if is_gateway(host, site):
     )
     # A new group takes effect only in a new process: joining parsec-clients restarts too.
     # Not the certificate: the gateway serves a renewed one by itself, without a restart.
-    changes = [unit, environment, kubeconfig, password, license_key, parsec_access, nats_restart]
+    changes = [unit, environment, kubeconfig, password, license_key, parsec_access, nats_restart, *site_ops]
     restart = any_changed(*[op for op in changes if op is not None])
     # One switch at a time, so the others keep serving every call meanwhile.
     server.shell(
@@ -360,6 +383,9 @@ if is_gateway(host, site):
             venv=venv,
             plan=WAN_PLAN,
             drain_file=DRAIN_FILE,
+            wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
+            frr_asn=cloud_wan_plan.plan.asn if cloud_wan_plan else None,
+            prepend=cloud_wan_plan.prepend if cloud_wan_plan else 0,
         )
         keep_running(
             "edgefaas-announce.service",

@@ -291,14 +291,20 @@ else:
         )
 
     # SoW Task 1.3: K3S's deploy controller applies what is in its manifests directory.
+    two_pods = f"{DATA_DIR}/server/manifests/edgefaas-task13.yaml"
     if role == "server" and host.data.k3s_two_pods:
         runtime = artifact("runtime-image")
         files.template(
             name="Deploy Task 1.3's two pods on one SONiC device",
             src=str(TEMPLATES / "two-pods.yaml.j2"),
-            dest=f"{DATA_DIR}/server/manifests/edgefaas-task13.yaml",
+            dest=two_pods,
             mode="600",
             namespace="edgefaas-task13",
             node=host.data.get("k3s_two_pods_node") or host.name,
             image=f"docker.io/edgefaas/runtime:{runtime.version}",
+        )
+    elif role == "server" and host.get_fact(File, path=two_pods):
+        server.shell(
+            name="Remove Task 1.3's two pods",
+            commands=[f"kubectl delete -f {two_pods} --ignore-not-found", f"rm -f {two_pods}"],
         )

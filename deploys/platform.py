@@ -24,12 +24,17 @@ from edgefaas.deploy.gateways import is_gateway
 from edgefaas.deploy.sites import site_inventory
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "platform"
-PROFILE_MARKERS = {"sonic": "/etc/sonic/sonic_version.yml", "jetson": "/etc/nv_tegra_release"}
+# A cloud server is any Debian-family server (Ubuntu included): nothing marks it but its OS.
+PROFILE_MARKERS = {
+    "sonic": "/etc/sonic/sonic_version.yml",
+    "jetson": "/etc/nv_tegra_release",
+    "cloud": "/etc/debian_version",
+}
 
 
 profile = host.data.get("device_profile")
 if profile not in PROFILE_MARKERS:
-    raise DeployError(f"{host.name}: no device_profile (put the host in group 'sonic' or 'jetson')")
+    raise DeployError(f"{host.name}: no device_profile (put the host in group 'sonic', 'jetson' or 'cloud')")
 if not host.get_fact(File, path=PROFILE_MARKERS[profile]):
     raise DeployError(
         f"{host.name}: in group '{profile}' but {PROFILE_MARKERS[profile]} is missing: "

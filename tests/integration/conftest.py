@@ -23,7 +23,8 @@ import testinfra
 
 from edgefaas.deploy import results as deploy_results
 from edgefaas.deploy.gateways import gateway_tls, gateway_url
-from edgefaas.deploy.inventory import load_inventory
+from edgefaas.deploy.inventory import Inventory, load_inventory
+from edgefaas.deploy.sites import site_name
 
 # Where the gateway keeps its state on the K3S server (deploys/edgefaas.py).
 GATEWAY_DATA_DIR = "/var/lib/edgefaas/gateway"
@@ -130,7 +131,7 @@ def _inventory_path(config) -> str:
 _loaded: dict[str, Any] = {}
 
 
-def _inventory(config):
+def _whole_inventory(config):
     path = _inventory_path(config)
     if path not in _loaded:
         try:
@@ -138,6 +139,25 @@ def _inventory(config):
         except Exception as exc:  # the error is reported by every test that needs a device
             _loaded[path] = exc
     return _loaded[path]
+
+
+def _inventory(config):
+    """The hosts of the site under test (--site): each site is a cluster of its own, so a suite
+    asking for "the K3S server" or "every node" means its own site's (edgefaas.deploy.sites)."""
+    whole = _whole_inventory(config)
+    if isinstance(whole, Exception):
+        return whole
+    return site_hosts(whole, config.getoption("--site"))
+
+
+def site_hosts(whole: Inventory, site: str | None) -> Inventory:
+    sites = {h.name: site_name(h.name, h.data, h.groups) for h in whole}
+    if site is None:
+        servers = whole.get_group("k3s_server")
+        site = sites[servers[0].name] if servers else None
+    if site is None:
+        return whole
+    return Inventory(tuple(h for h in whole if sites[h.name] == site))
 
 
 GATEWAY_UNIT = "edgefaas-gateway.service"
@@ -272,6 +292,15 @@ def reconnect(name: str, data: Any, groups) -> Device:
 @pytest.fixture(scope="session")
 def inventory(request):
     loaded = _inventory(request.config)
+    if isinstance(loaded, Exception):
+        pytest.fail(f"cannot load inventory {_inventory_path(request.config)}: {loaded}")
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def whole_inventory(request):
+    """Every site's hosts (the sites suite's view)."""
+    loaded = _whole_inventory(request.config)
     if isinstance(loaded, Exception):
         pytest.fail(f"cannot load inventory {_inventory_path(request.config)}: {loaded}")
     return loaded

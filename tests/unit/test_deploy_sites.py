@@ -7,7 +7,9 @@ import pytest
 from pyinfra.api.exceptions import DeployError
 
 from edgefaas.deploy import gateways, monitoring
-from edgefaas.deploy.sites import site_inventory, site_of
+from edgefaas.deploy.collaboration import SitePaths, site_environment
+from edgefaas.deploy.secrets import cluster_token, gateway_secret, site_credential
+from edgefaas.deploy.sites import collaboration, site_inventory, site_of
 
 from .deploy_fakes import FakeHost
 
@@ -79,3 +81,62 @@ def test_an_inventory_of_one_site_plans_as_the_whole_inventory():
         assert site.name == "edge" and list(site) == hosts
         assert gateways.gateway_hosts(site) == gateways.gateway_hosts(hosts)
         assert gateways.database_plan(current, site) == gateways.database_plan(current, hosts)
+
+
+def test_with_a_cloud_site_every_gateway_is_a_site_of_one_collaboration():
+    hosts = edge_and_cloud()
+    by_name = {h.name: h for h in hosts}
+    by_name["sonic-2"].data["edgefaas_site"] = "edge-b"
+    cloud = collaboration(by_name["cloud-1"], hosts)
+    assert (cloud.role, cloud.name, cloud.edges) == ("cloud", "cloud", ("edge", "edge-b"))
+    at_edge = collaboration(by_name["sonic-2"], hosts)
+    assert (at_edge.role, at_edge.name, at_edge.cloud.name) == ("edge", "edge-b", "cloud")
+    assert [h.name for h in at_edge.cloud] == ["cloud-1", "cloud-2"]
+    # Without a cloud site, no collaboration: each gateway is a site alone, as before.
+    assert collaboration(by_name["sonic-1"], edge()) is None
+
+
+def test_an_inventory_with_two_cloud_sites_is_refused_naming_them():
+    hosts = edge_and_cloud()
+    hosts[-1].data["edgefaas_site"] = "cloud-b"
+    with pytest.raises(DeployError, match=r"2 cloud sites \(cloud, cloud-b\)"):
+        collaboration(hosts[0], hosts)
+
+
+def test_the_gateways_site_settings_name_their_role_the_cloud_and_their_files():
+    hosts = edge_and_cloud()
+    by_name = {h.name: h for h in hosts}
+    for h in hosts:
+        h.data.update(ssh_hostname=h.data["k3s_node_ip"], edgefaas_gateway_tls=True)
+    paths = SitePaths("/etc/edgefaas/gateway")
+    cloud = site_environment(collaboration(by_name["cloud-1"], hosts), paths, by_name["cloud-1"])
+    assert cloud == {
+        "EDGEFAAS_SITE_NAME": "cloud",
+        "EDGEFAAS_SITE_ROLE": "cloud",
+        "EDGEFAAS_SITES_FILE": "/etc/edgefaas/gateway/sites.json",
+    }
+    edge_env = site_environment(collaboration(by_name["sonic-2"], hosts), paths, by_name["sonic-2"])
+    assert edge_env["EDGEFAAS_SITE_ROLE"] == "edge" and edge_env["EDGEFAAS_SITE_NAME"] == "edge"
+    # The cloud's first gateway (its K3S server), in the scheme the cloud serves.
+    assert edge_env["EDGEFAAS_CLOUD_URL"] == "https://10.78.0.11:8080"
+    assert edge_env["EDGEFAAS_CLOUD_SITE"] == "cloud"
+    assert edge_env["EDGEFAAS_CATALOGUE_KEY"] == "/etc/edgefaas/gateway/cloud-catalogue-key.pem"
+    assert edge_env["EDGEFAAS_OBJECTIVES_FILE"] == "/etc/edgefaas/gateway/objectives.json"
+    assert site_environment(None, paths, by_name["sonic-1"]) == {}
+
+
+def test_each_site_keeps_its_own_secrets_and_an_edge_s_credential_is_shared_with_the_cloud(tmp_path):
+    hosts = edge_and_cloud()
+    for h in hosts:
+        h.data.update(edgefaas_secrets_dir=str(tmp_path), k3s_token_file=str(tmp_path / "k3s-token"))
+    by_name = {h.name: h for h in hosts}
+    assert cluster_token(by_name["sonic-1"]) == cluster_token(by_name["jetson-1"])
+    assert cluster_token(by_name["cloud-1"]) != cluster_token(by_name["sonic-1"])
+    # The default site keeps the files' own names: a lab deployed before sites keeps its token.
+    assert (tmp_path / "k3s-token").read_text().strip() == cluster_token(by_name["sonic-1"])
+    assert (tmp_path / "k3s-token.cloud").is_file()
+    assert gateway_secret(by_name["cloud-1"], "gateway-admin-password", "admin password") != gateway_secret(
+        by_name["sonic-1"], "gateway-admin-password", "admin password"
+    )
+    assert site_credential(by_name["cloud-1"], "edge") == site_credential(by_name["sonic-2"], "edge")
+    assert site_credential(by_name["cloud-1"], "edge") != site_credential(by_name["cloud-1"], "edge-b")

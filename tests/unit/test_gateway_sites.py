@@ -31,28 +31,13 @@ from starlette.routing import Route
 
 from edgefaas.gateway.catalogue import canonical, sha256
 from edgefaas.gateway.sites import Objective, SiteSettings
+from tests.site_function import code
 
 from .live_gateway import LiveGateway, free_port
 
 pytestmark = pytest.mark.unit
 
 PASSWORD = "sites-test"
-CODE = '''"""Says which function answered, and which revision of it."""
-
-import time
-
-REVISION = 1
-
-
-def handle(event, context):
-    data = event.json(default={}) or {}
-    time.sleep(float(data.get("sleep", 0)) if isinstance(data, dict) else 0)
-    return {"function": context.function_name, "revision": REVISION}
-'''
-
-
-def code(revision: int = 1) -> str:
-    return CODE.replace("REVISION = 1", f"REVISION = {revision}")
 
 
 def eventually(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -614,3 +599,56 @@ def test_catalogue_entries_signed_by_a_parsec_held_key_verify_with_its_exported_
         verify(entry, verifier, "another-cloud")
     assert refused.value.reason == "mismatch"
     db.close()
+
+
+class _Blackhole:
+    """A cloud behind a WAN cut that drops packets: connections are taken, nothing is answered."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.held: list[Any] = []
+        threading.Thread(target=self._take, daemon=True).start()
+
+    def _take(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_a_silent_wan_cut_is_known_within_a_round_and_offloads_fail_fast(tmp_path, monkeypatch):
+    """Found on the lab: a cut that drops packets held each offload on a kept-alive connection
+    for the call's whole timeout (60 s), and the edge learnt of the cut no sooner."""
+    from edgefaas.gateway import catalogue_follower
+
+    monkeypatch.setattr(catalogue_follower, "ROUND_TIMEOUT_S", 0.5)
+    pair = Sites(tmp_path)
+    cut = _Blackhole()
+    pair.edge.stop()
+    pair.edge = pair.start_edge(cut.url)
+    try:
+        eventually(
+            lambda: pair.edge.admin.get("/system/sites").json()["catalogue"]["cloud_reachable"] is False,
+            "the edge knowing the cloud is away",
+            timeout=5,
+        )
+        started = time.monotonic()
+        answer = pair.call("Far")
+        assert time.monotonic() - started < 2, "the offload waited on the silent cloud"
+        assert answer.status_code == 503 and "unreachable" in answer.json()["error"], answer.text
+        assert _calls(pair.edge_bill()) == 0
+    finally:
+        cut.close()
+        pair.close()

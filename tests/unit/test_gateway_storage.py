@@ -738,3 +738,29 @@ def test_each_call_id_is_billed_once_by_writers_on_two_ledgers(storage_url):
     finally:
         for ledger in ledgers:
             ledger.close()
+
+
+def test_an_edge_numbers_its_callers_usage_and_a_cloud_rolls_it_up_on_either_database(storage_url):
+    """Found on the lab: on PostgreSQL the site payers' LIKE pattern was read as a placeholder, and
+    an edge sharing PostgreSQL numbered no usage at all."""
+    from edgefaas.gateway.usage import Outbox, SiteUsage
+
+    db = open_database(storage_url)
+    try:
+        migrate(db)
+        row = {"function": "Echo", "started_at": 1700000000.5, "duration_us": 1234, "status": 200}
+        with db.transaction() as tx:
+            _insert(tx, "ledger", {"call_id": "mine", "license_id": "lic_1", "amount_micros": 250000, **row})
+            _insert(
+                tx, "ledger", {"call_id": "theirs", "license_id": "site:edge-1", "amount_micros": 0, **row}
+            )
+        outbox = Outbox(db)
+        assert outbox.fill() == 1 and outbox.fill() == 0
+        assert [r.call_id for r in outbox.pending(0)] == ["mine"]
+        rollup = SiteUsage(db, "cloud").rollup("lic_1")
+        assert rollup["licenses"][0]["sites"] == {
+            "cloud": {"calls": 1, "duration_us": 1234, "amount_micros": 250000}
+        }
+        assert SiteUsage(db, "cloud").rollup("site:edge-1") == {"licenses": []}
+    finally:
+        db.close()

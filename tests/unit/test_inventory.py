@@ -73,8 +73,10 @@ def test_lab_groups_come_from_the_state_file(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEFAAS_STATE", str(tmp_path))
     LabState(spec=load_spec(devices=6)).save()
     found = lab_groups()
-    assert [name for name, _ in found["k3s_server"]] == ["sonic-1"]
+    # One server per site: the edge's first switch and the cloud's server.
+    assert [name for name, _ in found["k3s_server"]] == ["sonic-1", "cloud-1"]
     assert len(found["sonic"]) + len(found["jetson"]) == 6
+    assert [name for name, _ in found["cloud"]] == ["cloud-1"]
     data = dict(found["sonic"])["sonic-2"]
     assert data["ssh_hostname"] == "10.77.0.12"
     assert data["ssh_strict_host_key_checking"] == "yes"

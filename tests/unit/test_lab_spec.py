@@ -16,20 +16,85 @@ def test_default_lab_is_the_blueprint_demo():
         ("sonic-2", "sonic", ("k3s_agent",)),
         ("jetson-1", "jetson", ("k3s_agent",)),
         ("wan-1", "wan", ()),
+        ("cloud-1", "cloud", ("k3s_server",)),
     ]
 
 
 @pytest.mark.parametrize("count", [1, 3, 10, 20, 40])
-def test_n_device_lab_has_one_server_and_unique_addresses(count):
+def test_n_device_lab_has_one_server_per_site_and_unique_addresses(count):
     spec = load_spec(devices=count)
-    # The switches and boards asked for, and the lab's WAN stand-in.
+    # The switches and boards asked for, the lab's WAN stand-in and the cloud's server.
     assert [d.profile for d in spec.devices].count("wan") == 1
-    assert len(spec.devices) == count + 1
-    assert sum("k3s_server" in d.roles for d in spec.devices) == 1
+    assert len(spec.devices) == count + 2
+    edge = [d for d in spec.devices if d.profile != "cloud"]
+    cloud = [d for d in spec.devices if d.profile == "cloud"]
+    assert sum("k3s_server" in d.roles for d in edge) == 1
+    assert sum("k3s_server" in d.roles for d in cloud) == 1
     addresses = [d.address for d in spec.devices]
-    assert len(set(addresses)) == count + 1
-    assert spec.gateway not in addresses
-    assert all(ipaddress.IPv4Address(a) in spec.network for a in addresses)
+    assert len(set(addresses)) == count + 2
+    assert spec.gateway not in addresses and spec.cloud_gateway not in addresses
+    assert all(ipaddress.IPv4Address(d.address) in spec.network for d in edge)
+    # The cloud is on a segment of its own, reached through the provider edge alone.
+    assert all(ipaddress.IPv4Address(d.address) in spec.cloud_network for d in cloud)
+    assert not spec.cloud_network.overlaps(spec.network)
+    assert spec.router_of(cloud[0]) == spec.cloud_gateway
+    assert spec.router_of(edge[0]) == spec.gateway
+
+
+def test_cloud_segment_follows_the_lab_subnet():
+    spec = parse_spec({"subnet": "10.79.0.0/24"})
+    assert str(spec.cloud_network) == "10.79.1.0/24"
+    assert spec.device("cloud-1").address == "10.79.1.11"
+    assert spec.cloud_gateway == "10.79.1.1"
+
+
+def test_a_cloud_device_needs_a_provider_edge_to_be_reached_through():
+    with pytest.raises(SpecError, match=r"cloud devices \(c1\) are reached through a wan device"):
+        parse_spec({"devices": [{"name": "s1", "profile": "sonic"}, {"name": "c1", "profile": "cloud"}]})
+
+
+def test_a_cloud_address_outside_the_cloud_segment_is_refused():
+    with pytest.raises(
+        SpecError, match=r"\(c1\): address 10.77.0.40 is not a host address of the cloud segment"
+    ):
+        parse_spec(
+            {
+                "devices": [
+                    {"name": "w", "profile": "wan"},
+                    {"name": "c1", "profile": "cloud", "address": "10.77.0.40"},
+                ]
+            }
+        )
+
+
+def test_two_servers_in_one_site_are_refused_and_one_per_site_is_not():
+    with pytest.raises(SpecError, match=r"2 k3s_server devices \(a, b\) in the edge site"):
+        parse_spec(
+            {
+                "devices": [
+                    {"name": "a", "profile": "sonic", "roles": ["k3s_server"]},
+                    {"name": "b", "profile": "jetson", "roles": ["k3s_server"]},
+                ]
+            }
+        )
+    parse_spec(
+        {
+            "devices": [
+                {"name": "a", "profile": "sonic", "roles": ["k3s_server"]},
+                {"name": "w", "profile": "wan"},
+                {"name": "b", "profile": "cloud", "roles": ["k3s_server"]},
+            ]
+        }
+    )
+
+
+def test_a_cloud_segment_the_machine_already_uses_is_refused():
+    spec = load_spec()
+    taken = [ipaddress.IPv4Network("10.77.1.0/25")]
+    with pytest.raises(SpecError, match=r"the cloud segment 10.77.1.0/24 .* clashes with 10.77.1.0/25"):
+        check_subnet_free(spec, taken, own=set())
+    # Its own route (a re-run of `up`) is no clash.
+    check_subnet_free(spec, [ipaddress.IPv4Network("10.77.1.0/24")], own={"10.77.0.0/24", "10.77.1.0/24"})
 
 
 def test_addresses_are_stable_for_the_same_spec():

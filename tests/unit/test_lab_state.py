@@ -47,6 +47,7 @@ def test_state_records_addresses_for_inventories():
         ("sonic-2", "10.77.0.12"),
         ("jetson-1", "10.77.0.13"),
         ("wan-1", "10.77.0.14"),
+        ("cloud-1", "10.77.1.11"),
     ]
     assert data["bridge"] == "br-edgefaas"
 

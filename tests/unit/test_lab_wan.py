@@ -30,6 +30,13 @@ def test_the_switches_sdwan_peers_are_the_lab_s_wan_devices():
     assert wan.sdwan_peers(only_switches) == []
 
 
+def test_the_cloud_servers_peer_with_the_pe_at_its_cloud_segment_address():
+    lab = load_spec()
+    assert wan.cloud_sdwan_peers(lab) == [{"name": "wan-1", "address": lab.cloud_gateway, "asn": 65000}]
+    no_cloud = parse_spec({"devices": [{"name": "w", "profile": "wan"}]})
+    assert wan.cloud_sdwan_peers(no_cloud) == []
+
+
 def test_the_pe_accepts_every_switch_of_the_lab_subnet_with_bfd_and_announces_the_client_subnet():
     lab = parse_spec({"subnet": "10.78.0.0/24"})
     text = wan.frr_conf(lab, lab.device("wan-1"))
@@ -37,6 +44,9 @@ def test_the_pe_accepts_every_switch_of_the_lab_subnet_with_bfd_and_announces_th
     assert "bgp listen range 10.78.0.0/24 peer-group SWITCHES" in text
     assert " neighbor SWITCHES remote-as external" in text and " neighbor SWITCHES bfd" in text
     assert "  network 10.200.0.0/24" in text
+    # The cloud segment behind it: announced to the switches, its servers accepted as peers.
+    assert "  network 10.78.1.0/24" in text
+    assert "bgp listen range 10.78.1.0/24 peer-group CLOUD" in text and "  neighbor CLOUD activate" in text
     if shutil.which("vtysh"):  # FRR's own parser, where FRR is installed
         proc = subprocess.run(
             ["vtysh", "--dryrun", "--inputfile", "/dev/stdin"], input=text, capture_output=True, text=True

@@ -103,6 +103,7 @@ def lab_groups(lab: str | None = None) -> dict[str, list[tuple[str, dict[str, An
     groups: dict[str, list[tuple[str, dict[str, Any]]]] = {
         "sonic": [],
         "jetson": [],
+        "cloud": [],
         "k3s_server": [],
         "k3s_agent": [],
     }

@@ -3,6 +3,10 @@
 Made on first use in a file only its owner reads, so that every later run, from this
 machine, derives the same values; a value given in host data wins over the file.
 
+Each site (edgefaas.deploy.sites) is a cluster of its own with secrets of its own: the default
+site `edge` keeps the files' own names, any other site the name with `.<site>` after it. The one
+secret two sites share is an edge site's credential at its cloud (`site_credential`).
+
 A dry run (`pyinfra --dry`) makes no file: where there is none yet it plans with a
 placeholder that cannot pass for a secret, and says so.
 """
@@ -19,6 +23,7 @@ from pyinfra.api.exceptions import DeployError
 
 from edgefaas.deploy.dry_run import is_dry_run
 from edgefaas.deploy.settings import setting
+from edgefaas.deploy.sites import EDGE_SITE, site_of
 
 # Long enough for any min_length asked here, and not hex like the real ones.
 DRY_RUN_PLACEHOLDER = "-".join(["DRY-RUN-PLACEHOLDER-NOT-A-SECRET"] * 2)
@@ -57,20 +62,38 @@ def site_secret(given: object, path_text: str, what: str, device: str, min_lengt
     return value
 
 
+def for_site(current: Any, path_text: str) -> str:
+    """The file of `current`'s site for the secret file `path_text`."""
+    site = site_of(current)
+    return path_text if site == EDGE_SITE else f"{path_text}.{site}"
+
+
 def cluster_token(current: Any) -> str:
-    """The K3S token of host `current`: host data `k3s_token`, else the file `k3s_token_file`."""
-    return site_secret(current.data.get("k3s_token"), current.data.k3s_token_file, "K3S token", current.name)
+    """The K3S token of host `current`'s site: host data `k3s_token`, else the file `k3s_token_file`."""
+    path = for_site(current, str(current.data.k3s_token_file))
+    return site_secret(current.data.get("k3s_token"), path, "K3S token", current.name)
 
 
 def enrollment_key(current: Any) -> bytes:
     """The key every device's enrollment secret derives from: host data, else the operator's file."""
     given = setting(current, "nodeauth_enrollment_key")
-    path = setting(current, "nodeauth_enrollment_key_file")
+    path = for_site(current, str(setting(current, "nodeauth_enrollment_key_file")))
     return site_secret(given, path, "enrollment key", current.name, min_length=32).encode()
+
+
+def _secrets_dir(current: Any) -> Path:
+    return Path(os.path.expanduser(str(setting(current, "edgefaas_secrets_dir"))))
 
 
 def gateway_secret(current: Any, name: str, what: str, given: object = None) -> str:
     """A secret every gateway of the site shares (admin password, license key, database and queue
     credentials): `given` if set, else the file `name` in `edgefaas_secrets_dir`, made on first use."""
-    path = Path(os.path.expanduser(str(setting(current, "edgefaas_secrets_dir")))) / name
-    return site_secret(given, str(path), what, current.name, min_length=16)
+    path = for_site(current, str(_secrets_dir(current) / name))
+    return site_secret(given, path, what, current.name, min_length=16)
+
+
+def site_credential(current: Any, edge_site: str) -> str:
+    """The credential edge site `edge_site` proves itself with to its cloud: read by the cloud's
+    deploy (its sites file) and by that edge's (its gateways' credential file), from one file."""
+    path = _secrets_dir(current) / f"site-credential.{edge_site}"
+    return site_secret(None, str(path), f"site credential of {edge_site}", current.name, min_length=16)

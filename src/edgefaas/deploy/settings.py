@@ -48,6 +48,14 @@ DEFAULTS: dict[str, Any] = {
     "edgefaas_nats_cluster_port": 6222,
     # A retry with the same X-Call-Id within this many seconds is answered from the first call.
     "edgefaas_idempotency_window": 600,
+    # Cloud-edge collaboration (edgefaas.deploy.collaboration), where the inventory has a cloud
+    # site: per function, when an edge sends its calls on to the cloud ({"Fn": {"max_inflight": 4,
+    # "max_latency_ms": 250}}), and the seconds between an edge's catalogue polls and usage pushes.
+    "edgefaas_site_objectives": {},
+    "edgefaas_site_poll": 2.0,
+    # A cloud peering with the WAN (its sdwan_peers) announces the edge switches' addresses with its
+    # AS prepended this many times, so that it is the WAN's fallback behind every edge switch.
+    "edgefaas_wan_cloud_prepend": 3,
     # /metrics for the admin only (Prometheus scrapes with the admin's password); off: open, as in OpenFaaS.
     "edgefaas_gateway_metrics_auth": False,
     # deploys/monitoring.py: Prometheus and Alertmanager on the K3S server, a node exporter on every node.

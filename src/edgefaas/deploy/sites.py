@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyinfra.api.exceptions import DeployError
@@ -76,3 +77,41 @@ def site_inventory(current: Any, inventory: Iterable[Any]) -> Site:
     """The hosts of `current`'s site, in inventory order."""
     own = site_of(current)
     return Site(own, (other for other in inventory if site_of(other) == own))
+
+
+def is_cloud_site(site: Site) -> bool:
+    """A cloud site is one made of cloud servers (profile group `cloud`)."""
+    return any(CLOUD_PROFILE in other.groups for other in site)
+
+
+@dataclass(frozen=True)
+class Collaboration:
+    """How `current`'s site works with the others (Scenario 3.3): its role, the cloud site, and the
+    edge sites the cloud serves. Only for an inventory that holds a cloud site."""
+
+    role: str  # "cloud" or "edge"
+    name: str
+    cloud: Site
+    edges: tuple[str, ...]
+
+
+def collaboration(current: Any, inventory: Iterable[Any]) -> Collaboration | None:
+    """`current`'s part in the sites' collaboration; None where the inventory has no cloud site
+    (every gateway is then a site alone, as before). One cloud site per inventory."""
+    hosts = list(inventory)
+    by_site: dict[str, list[Any]] = {}
+    for other in hosts:
+        by_site.setdefault(site_of(other), []).append(other)
+    sites = {name: Site(name, members) for name, members in by_site.items()}
+    clouds = [site for site in sites.values() if is_cloud_site(site)]
+    if not clouds:
+        return None
+    if len(clouds) > 1:
+        raise DeployError(
+            f"{current.name}: the inventory holds {len(clouds)} cloud sites "
+            f"({', '.join(site.name for site in clouds)}); the blueprint's edges follow one cloud"
+        )
+    cloud = clouds[0]
+    own = site_of(current)
+    edges = tuple(sorted(name for name in sites if name != cloud.name))
+    return Collaboration("cloud" if own == cloud.name else "edge", own, cloud, edges)

@@ -39,7 +39,7 @@ from .database import Database, StorageUnavailable
 from .licensing.es256_key import spki_from_pem
 from .licensing.tokens import Es256Verifier
 from .registry import FunctionRegistry
-from .sites import SiteSettings
+from .sites import ROUND_TIMEOUT_S, SiteSettings
 from .usage import read_state, write_state
 
 log = logging.getLogger("edgefaas.gateway.catalogue")
@@ -70,6 +70,9 @@ class CatalogueFollower:
         self.client = client
         self.version = int(read_state(db, VERSION_KEY) or 0)
         self.reachable: bool | None = None
+        # Whether the last round got any answer at all (None before the first): False only when
+        # the network failed it (a WAN cut), not when the cloud answered badly.
+        self.answering: bool | None = None
         self.last_contact: float | None = None
         self.last_error: str | None = None
         self.refused: collections.deque[dict[str, Any]] = collections.deque(maxlen=REFUSALS_KEPT)
@@ -83,12 +86,15 @@ class CatalogueFollower:
                 "/sites/catalogue",
                 params={"since": self.version},
                 headers={"authorization": self.settings.auth_header()},
+                timeout=ROUND_TIMEOUT_S,
             )
         except httpx.HTTPError as exc:
+            self.answering = False
             self._unreachable(
                 f"cannot reach the cloud at {self.settings.cloud_url}: {exc or type(exc).__name__}"
             )
             return
+        self.answering = True
         if response.status_code != 200:
             self._unreachable(f"the cloud answered {response.status_code}: {_error(response)}")
             return

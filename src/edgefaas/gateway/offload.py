@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -65,9 +65,18 @@ class CloudAnswer:
 class Placement:
     """The edge's choice of site per call, its offloads, and the labels of every answer."""
 
-    def __init__(self, settings: SiteSettings | None, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: SiteSettings | None,
+        client: httpx.AsyncClient | None = None,
+        reachable: Callable[[], bool | None] = lambda: None,
+    ) -> None:
         self.settings = settings
         self.client = client
+        # Whether the last catalogue round got an answer (edgefaas.gateway.catalogue_follower):
+        # False while a WAN cut lasts. A cut that drops packets silently would hold each offload on
+        # a kept-alive connection until the call's timeout; a round knows it within seconds.
+        self._reachable = reachable
         self._inflight: dict[str, int] = defaultdict(int)
         self._latency_ms: dict[str, float] = {}
         self._last_local: dict[str, float] = {}
@@ -124,6 +133,8 @@ class Placement:
         """The cloud's answer to this call, checked to be its; CloudUnreachable, or ApiError."""
         assert self.settings is not None and self.client is not None
         cloud = self.settings.cloud_site
+        if self._reachable() is False:
+            raise CloudUnreachable(f"{self.settings.cloud_url}: no answer at the last catalogue round")
         sent = [(k, v) for k, v in headers if k.lower() not in _NOT_FORWARDED]
         sent += [(b"authorization", self.settings.auth_header().encode()), (b"x-call-id", call_id.encode())]
         began = time.perf_counter()

@@ -22,6 +22,7 @@ from .errors import ApiError
 from .ledger import Ledger
 from .offload import Placement
 from .registry import FunctionRegistry
+from .sites import ROUND_TIMEOUT_S
 from .usage import Outbox, SiteUsage
 
 log = logging.getLogger("edgefaas.gateway.sites")
@@ -60,7 +61,8 @@ class Sites:
                 )
                 self.follower = CatalogueFollower(site, db, backend, registry, self.client)
                 self.outbox = Outbox(db)
-        self.placement = Placement(site, self.client)
+        follower = self.follower
+        self.placement = Placement(site, self.client, lambda: follower.answering if follower else None)
 
     async def start(self) -> None:
         if self.follower is not None:
@@ -99,6 +101,7 @@ class Sites:
                     "/sites/usage",
                     json={"records": [r.to_json() for r in records]},
                     headers={"authorization": self.settings.auth_header()},
+                    timeout=ROUND_TIMEOUT_S,
                 )
                 if response.status_code != 200:
                     self.push_error = f"the cloud answered {response.status_code}: {response.text[:300]}"

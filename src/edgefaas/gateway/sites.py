@@ -38,6 +38,9 @@ REASON_HEADER = "X-EdgeFaaS-Offload-Reason"
 FUNCTION_HEADER = "X-EdgeFaaS-Function"
 REACHED_HEADER = "X-EdgeFaaS-Reached"
 DEFAULT_CA_FILE = Path("/etc/edgefaas/ca.pem")
+# Seconds a catalogue poll or a usage push may take: small requests, so a WAN cut that drops
+# packets silently is known within a round (an offloaded call keeps its function's own timeout).
+ROUND_TIMEOUT_S = 5.0
 
 Role = Literal["edge", "cloud"]
 

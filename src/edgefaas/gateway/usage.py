@@ -29,6 +29,7 @@ ACKED_KEY = "usage_acked"
 COLUMNS = "call_id, license_id, function, started_at, duration_us, status, amount_micros"
 # Ledger rows a cloud writes for calls it ran for a site: billed at that site, not here.
 SITE_PAYER_PREFIX = "site:"
+SITE_PAYERS = f"{SITE_PAYER_PREFIX}%"  # LIKE pattern
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,12 @@ class Outbox:
             if self.db.dialect == "postgresql":
                 tx.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))
             (last,) = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM usage_outbox").fetchone()
+            # The pattern as a parameter: psycopg reads a literal % as a placeholder.
             rows = tx.execute(
-                f"SELECT {COLUMNS} FROM ledger l WHERE license_id NOT LIKE '{SITE_PAYER_PREFIX}%'"
+                f"SELECT {COLUMNS} FROM ledger l WHERE license_id NOT LIKE ?"
                 " AND NOT EXISTS (SELECT 1 FROM usage_outbox o WHERE o.call_id = l.call_id)"
-                " ORDER BY started_at, call_id"
+                " ORDER BY started_at, call_id",
+                (SITE_PAYERS,),
             ).fetchall()
             for number, row in enumerate(rows, start=int(last) + 1):
                 tx.execute(
@@ -217,8 +220,8 @@ class SiteUsage:
             ).fetchall()
             own = tx.execute(
                 "SELECT license_id, COUNT(*), COALESCE(SUM(duration_us), 0), COALESCE(SUM(amount_micros), 0)"
-                f" FROM ledger WHERE license_id NOT LIKE '{SITE_PAYER_PREFIX}%' {where} GROUP BY license_id",
-                params,
+                f" FROM ledger WHERE license_id NOT LIKE ? {where} GROUP BY license_id",
+                (SITE_PAYERS, *params),
             ).fetchall()
         licenses: dict[str, dict[str, Any]] = {}
         rows = [(lic, site, n, d, a) for lic, site, n, d, a in remote]

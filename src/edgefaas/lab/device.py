@@ -160,9 +160,10 @@ def prepare_root(paths: DevicePaths, lab: LabSpec, dev: DeviceSpec, public_key: 
     netdir.mkdir(parents=True, exist_ok=True)
     (netdir / "10-mgmt.network").write_text(
         "[Match]\nName=eth0\n\n[Network]\n"
-        f"Address={dev.address}/{lab.network.prefixlen}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n"
-        # K3S needs a default route; the gateway is the lab machine, which forwards nothing.
-        f"[Route]\nGateway={lab.gateway}\n"
+        f"Address={dev.address}/{lab.subnet_of(dev).prefixlen}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n"
+        # K3S needs a default route; the gateway is the lab machine, which forwards nothing (the
+        # provider edge for a cloud device, which routes inside the lab alone).
+        f"[Route]\nGateway={lab.router_of(dev)}\n"
     )
     ssh_dir = root / "home/admin/.ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)

@@ -186,9 +186,20 @@ def _boot(state: LabState, name: str, lower: Path) -> None:
     dev_state = state.devices.setdefault(name, DeviceState())
     paths = DevicePaths(state.device_dir(name))
     device.mount_overlay(paths, lower)
-    dev_state.netns = network.ensure_device_netns(spec.name, name, spec.bridge)
+    wan = spec.wan_device
+    has_cloud = any(d.profile == "cloud" for d in spec.devices)
+    if dev.profile == "cloud" and wan is not None:
+        wan_ns = network.ensure_device_netns(spec.name, wan.name, spec.bridge)
+        network.ensure_cloud_segment(wan_ns, spec.cloud_gateway, spec.cloud_network.prefixlen)
+        dev_state.netns = network.ensure_cloud_device_netns(spec.name, name, wan_ns)
+    else:
+        dev_state.netns = network.ensure_device_netns(spec.name, name, spec.bridge)
+        if wan is not None and name == wan.name and has_cloud:
+            network.ensure_cloud_segment(dev_state.netns, spec.cloud_gateway, spec.cloud_network.prefixlen)
     if dev.arch != artifacts.native_arch():
-        network.configure_from_outside(dev_state.netns, dev.address, spec.network.prefixlen, spec.gateway)
+        network.configure_from_outside(
+            dev_state.netns, dev.address, spec.subnet_of(dev).prefixlen, spec.router_of(dev)
+        )
     dev_state.pid = device.start(paths, spec, dev, dev_state.netns)
     dev_state.powered_off = False
     state.save()
@@ -256,7 +267,7 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
             f"({len(existing.spec.devices)} devices on {existing.spec.subnet}); "
             "run `edgefaas lab down` first, or give the spec that made it"
         )
-    own = {spec.subnet} if network.link_exists(spec.bridge) else set()
+    own = {spec.subnet, str(spec.cloud_network)} if network.link_exists(spec.bridge) else set()
     check_subnet_free(spec, network.machine_networks(), own)
 
     state = existing or LabState(spec=spec)
@@ -277,6 +288,10 @@ def up(spec: LabSpec, log: Log = print, ssh_timeout: float = 90.0) -> bool:
     changed = network.ensure_bridge(spec.bridge, spec.gateway, spec.network.prefixlen, spec.name)
     if changed:
         log(f"bridge {spec.bridge} {spec.gateway}/{spec.network.prefixlen} (no route out)")
+    wan = spec.wan_device
+    has_cloud = wan is not None and any(d.profile == "cloud" for d in spec.devices)
+    if has_cloud and network.ensure_route(str(spec.cloud_network), wan.address, spec.bridge):
+        log(f"cloud segment {spec.cloud_network}: reached through {wan.name} ({wan.address})")
 
     booted: list[str] = []
     for dev in spec.devices:

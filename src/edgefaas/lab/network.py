@@ -128,6 +128,53 @@ def ensure_device_netns(lab: str, device: str, bridge: str) -> str:
     return ns
 
 
+# The provider edge's side of the cloud segment, a bridge inside the `wan` device's namespace.
+CLOUD_BRIDGE = "cloud"
+
+
+def ensure_cloud_segment(wan_ns: str, address: str, prefixlen: int) -> None:
+    """The cloud segment's bridge inside the provider edge's namespace, with the PE's address.
+
+    Only the `wan` device is on both the lab bridge and this one, so whatever reaches the cloud
+    goes through the PE's routing (its forwarding is on in its own namespace alone)."""
+    if not link_exists(CLOUD_BRIDGE, wan_ns):
+        _ip("-n", wan_ns, "link", "add", CLOUD_BRIDGE, "type", "bridge")
+    _ip("-n", wan_ns, "addr", "replace", f"{address}/{prefixlen}", "dev", CLOUD_BRIDGE)
+    _ip("-n", wan_ns, "link", "set", CLOUD_BRIDGE, "up")
+
+
+def ensure_cloud_device_netns(lab: str, device: str, wan_ns: str) -> str:
+    """Give a cloud device a namespace whose `eth0` is plugged into the cloud segment's bridge
+    in the provider edge's namespace (not into the lab bridge)."""
+    ns = netns_name(lab, device)
+    veth = host_veth_name(lab, device)
+    if not netns_exists(ns):
+        _ip("netns", "add", ns)
+    if not link_exists("eth0", ns):
+        for where in (None, wan_ns):
+            if link_exists(veth, where):
+                _ip(*(["-n", where] if where else []), "link", "del", veth)
+        peer = veth[:-1] + "p"
+        _ip("link", "add", veth, "type", "veth", "peer", "name", peer)
+        _ip("link", "set", peer, "netns", ns)
+        _ip("-n", ns, "link", "set", peer, "name", "eth0")
+        _ip("link", "set", veth, "netns", wan_ns)
+    _ip("-n", wan_ns, "link", "set", veth, "master", CLOUD_BRIDGE)
+    _ip("-n", wan_ns, "link", "set", veth, "up")
+    _ip("-n", ns, "link", "set", "lo", "up")
+    return ns
+
+
+def ensure_route(destination: str, via: str, bridge: str) -> bool:
+    """A route on the lab machine to a lab network behind a lab device (the cloud segment, via
+    the provider edge): the lab machine is an end of that traffic, never a router of it."""
+    wanted = f"{destination} via {via} dev {bridge}"
+    if wanted in _ip("-4", "route", "show", destination).stdout:
+        return False
+    _ip("route", "replace", destination, "via", via, "dev", bridge)
+    return True
+
+
 def configure_from_outside(ns: str, address: str, prefixlen: int, gateway: str) -> None:
     """Give a device's `eth0` its address and default route from the lab machine.
 

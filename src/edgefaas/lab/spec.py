@@ -17,14 +17,15 @@ from typing import Any
 import yaml
 
 # `wan` is the lab's stand-in for the SD-WAN provider edge (edgefaas.lab.wan): not a
-# blueprint device, so it belongs to no inventory group the deploys run on.
-PROFILES = ("sonic", "jetson", "wan")
+# blueprint device, so it belongs to no inventory group the deploys run on. `cloud` is a plain
+# x86 server of the cloud site (Scenario 3.3), on a segment of its own behind the `wan` device.
+PROFILES = ("sonic", "jetson", "wan", "cloud")
 # The Debian releases a device's root filesystem can be: bookworm is SONiC 202311 and later;
 # bullseye is SONiC 202305 and, with glibc 2.31, the closest to JetPack 5's Ubuntu 20.04.
 USERLANDS = ("bookworm", "bullseye")
 # What each profile gets unless its spec says otherwise: switches the current SONiC base, boards
 # the JetPack 5 generation's glibc and Python (no registry here serves Ubuntu 20.04).
-PROFILE_USERLANDS = {"sonic": "bookworm", "jetson": "bullseye", "wan": "bookworm"}
+PROFILE_USERLANDS = {"sonic": "bookworm", "jetson": "bullseye", "wan": "bookworm", "cloud": "bookworm"}
 # Debian's names; a device of another architecture than the lab machine's runs under qemu-user.
 ARCHES = ("amd64", "arm64")
 ROLES = ("k3s_server", "k3s_agent")
@@ -37,6 +38,8 @@ WAN_ASN = 65000
 WAN_CLIENT_SUBNET = "10.200.0.0/24"
 # The default lab's one provider edge, after the switches and boards.
 DEFAULT_WAN_DEVICE = {"name": "wan-1", "profile": "wan"}
+# The default lab's cloud site: one server, its own K3S cluster, behind the provider edge.
+DEFAULT_CLOUD_DEVICE = {"name": "cloud-1", "profile": "cloud", "roles": ["k3s_server"]}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _SPEC_FIELDS = {"name", "subnet", "devices"}
 _DEVICE_FIELDS = {"name", "profile", "roles", "address", "userland", "arch"}
@@ -58,7 +61,8 @@ class DeviceSpec:
     @property
     def groups(self) -> tuple[str, ...]:
         """Inventory groups this device belongs to (profile first, then roles); none for the
-        WAN stand-in, which no deploy configures (the switches name it in sdwan_peers)."""
+        WAN stand-in, which no deploy configures (the switches name it in sdwan_peers). A `cloud`
+        device is in group `cloud`, which puts it in the cloud site (edgefaas.deploy.sites)."""
         if self.profile == "wan":
             return ()
         return (self.profile, *self.roles)
@@ -78,6 +82,31 @@ class LabSpec:
     def gateway(self) -> str:
         """The lab machine's own address on the bridge."""
         return str(self.network.network_address + 1)
+
+    @property
+    def cloud_network(self) -> ipaddress.IPv4Network:
+        """The cloud segment: the network of the lab subnet's size right after it. Only the `wan`
+        device is on it too, so the cloud is reached through the provider edge's routing alone."""
+        net = self.network
+        return ipaddress.IPv4Network((int(net.network_address) + net.num_addresses, net.prefixlen))
+
+    @property
+    def cloud_gateway(self) -> str:
+        """The provider edge's address on the cloud segment: the cloud devices' default route."""
+        return str(self.cloud_network.network_address + 1)
+
+    def subnet_of(self, dev: DeviceSpec) -> ipaddress.IPv4Network:
+        return self.cloud_network if dev.profile == "cloud" else self.network
+
+    def router_of(self, dev: DeviceSpec) -> str:
+        """The device's default route: the lab machine (which forwards nothing), or for a cloud
+        device the provider edge."""
+        return self.cloud_gateway if dev.profile == "cloud" else self.gateway
+
+    @property
+    def wan_device(self) -> DeviceSpec | None:
+        """The provider edge the cloud segment hangs off (the first `wan` device)."""
+        return next((d for d in self.devices if d.profile == "wan"), None)
 
     @property
     def bridge(self) -> str:
@@ -130,8 +159,9 @@ def default_devices(count: int = 3) -> list[dict[str, Any]]:
 
 
 def default_lab_devices(count: int = 3) -> list[dict[str, Any]]:
-    """The default lab: `count` switches and boards (default_devices), then the WAN stand-in."""
-    return [*default_devices(count), dict(DEFAULT_WAN_DEVICE)]
+    """The default lab: `count` switches and boards (default_devices), the WAN stand-in, and the
+    cloud site's server behind it."""
+    return [*default_devices(count), dict(DEFAULT_WAN_DEVICE), dict(DEFAULT_CLOUD_DEVICE)]
 
 
 def parse_spec(data: Any, source: str = "spec") -> LabSpec:
@@ -168,10 +198,11 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
             f"{source}: subnet {network} has room for {max(usable, 0)} devices, "
             f"{len(raw_devices)} were asked for"
         )
+    cloud_network = LabSpec(subnet=str(network)).cloud_network
 
     devices: list[DeviceSpec] = []
     seen_names: set[str] = set()
-    seen_addresses: set[str] = {str(network.network_address + 1)}
+    seen_addresses: set[str] = {str(network.network_address + 1), str(cloud_network.network_address + 1)}
     for index, raw in enumerate(raw_devices):
         where = f"{source}: devices[{index}]"
         if not isinstance(raw, dict):
@@ -195,6 +226,7 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
             raise SpecError(f"{where} ({dev_name}): roles {roles!r} must be a list drawn from {list(ROLES)}")
         if profile == "wan" and roles:
             raise SpecError(f"{where} ({dev_name}): roles: a wan device (the provider edge) takes no roles")
+        segment = cloud_network if profile == "cloud" else network
         if "k3s_server" in roles and "k3s_agent" in roles:
             raise SpecError(f"{where} ({dev_name}): roles: a device is either k3s_server or k3s_agent")
         if "address" in raw:
@@ -204,12 +236,18 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
                 raise SpecError(
                     f"{where} ({dev_name}): address {raw['address']!r} is not an IPv4 address"
                 ) from None
-            if addr not in network or addr in (network.network_address, network.broadcast_address):
+            if addr not in segment or addr in (segment.network_address, segment.broadcast_address):
+                what = "the cloud segment" if profile == "cloud" else "subnet"
                 raise SpecError(
-                    f"{where} ({dev_name}): address {addr} is not a host address of subnet {network}"
+                    f"{where} ({dev_name}): address {addr} is not a host address of {what} {segment}"
                 )
         else:
-            addr = network.network_address + FIRST_DEVICE_OFFSET + index
+            # Numbered within their segment: the first cloud server is .11 of the cloud segment.
+            addr = (
+                segment.network_address
+                + FIRST_DEVICE_OFFSET
+                + sum(1 for d in devices if (d.profile == "cloud") == (profile == "cloud"))
+            )
             while str(addr) in seen_addresses:
                 addr += 1
         if str(addr) in seen_addresses:
@@ -229,12 +267,25 @@ def parse_spec(data: Any, source: str = "spec") -> LabSpec:
             f"{source}: subnet {network} overlaps {wan_client}, the WAN client subnet behind the "
             "wan device; choose another subnet"
         )
-    servers = [d.name for d in devices if "k3s_server" in d.roles]
-    if len(servers) > 1:
+    clouds = [d.name for d in devices if d.profile == "cloud"]
+    if clouds and not any(d.profile == "wan" for d in devices):
         raise SpecError(
-            f"{source}: devices: {len(servers)} k3s_server devices ({', '.join(servers)}); "
-            "the lab supports one server"
+            f"{source}: devices: cloud devices ({', '.join(clouds)}) are reached through a wan device "
+            "(the provider edge), and there is none"
         )
+    if clouds and cloud_network.overlaps(wan_client):
+        raise SpecError(
+            f"{source}: the cloud segment {cloud_network} (the network after subnet {network}) overlaps "
+            f"{wan_client}, the WAN client subnet; choose another subnet"
+        )
+    # The lab's sites: the cloud devices are one (edgefaas.deploy.sites), everything else the other.
+    for side in (True, False):
+        servers = [d.name for d in devices if "k3s_server" in d.roles and (d.profile == "cloud") == side]
+        if len(servers) > 1:
+            raise SpecError(
+                f"{source}: devices: {len(servers)} k3s_server devices ({', '.join(servers)}) in the "
+                f"{'cloud' if side else 'edge'} site; the lab supports one server per site"
+            )
     return LabSpec(name=name, subnet=str(network), devices=tuple(devices))
 
 
@@ -265,11 +316,17 @@ def check_subnet_free(spec: LabSpec, routes: list[ipaddress.IPv4Network], own: s
     `routes` are the machine's current routes and interface networks; `own` holds
     networks that are this lab's own bridge (a re-run of `up` must not clash with itself).
     """
+    mine = [(spec.network, f"subnet {spec.subnet}")]
+    if any(d.profile == "cloud" for d in spec.devices):
+        mine.append(
+            (spec.cloud_network, f"the cloud segment {spec.cloud_network} (after subnet {spec.subnet})")
+        )
     for net in routes:
         if str(net) in own or net.prefixlen == 0:
             continue
-        if spec.network.overlaps(net):
-            raise SpecError(
-                f"subnet {spec.subnet} clashes with {net}, which this machine already uses; "
-                "choose another subnet in the spec"
-            )
+        for wanted, what in mine:
+            if wanted.overlaps(net):
+                raise SpecError(
+                    f"{what} clashes with {net}, which this machine already uses; "
+                    "choose another subnet in the spec"
+                )

@@ -35,8 +35,9 @@ PROFILE = "wan"
 WAN_CLIENT_NETNS = "wanclient"
 # The PE's end of the veth pair (the client's end is eth0 in the client namespace).
 WAN_CLIENT_LINK = "wan-client"
-# The peer group every switch joins through the listen range.
+# The peer group every switch joins through the listen range, and the cloud servers' own.
 PEER_GROUP = "SWITCHES"
+CLOUD_PEER_GROUP = "CLOUD"
 # The switches' timers (inventories/group_data/sonic.py bgp_keepalive / bgp_holdtime).
 KEEPALIVE, HOLDTIME = 3, 9
 
@@ -67,7 +68,32 @@ def sdwan_peers(lab: LabSpec) -> list[dict[str, Any]]:
     return [{"name": d.name, "address": d.address, "asn": WAN_ASN} for d in wan_devices(lab)]
 
 
+def cloud_sdwan_peers(lab: LabSpec) -> list[dict[str, Any]]:
+    """The cloud servers' `sdwan_peers`: the provider edge, at its address on the cloud segment."""
+    wan = lab.wan_device
+    if wan is None or not any(d.profile == "cloud" for d in lab.devices):
+        return []
+    return [{"name": wan.name, "address": lab.cloud_gateway, "asn": WAN_ASN}]
+
+
 def frr_conf(lab: LabSpec, dev: DeviceSpec) -> str:
+    # The cloud segment (a bridge in this device's namespace, edgefaas.lab.network) is announced
+    # to the switches as the WAN client's subnet is: their way to the cloud site.
+    # The cloud's servers may peer too (their announcer's fallback routes), in a group of their own.
+    cloud = cloud_peers = cloud_activate = ""
+    if any(d.profile == "cloud" for d in lab.devices):
+        cloud = f"\n          network {lab.cloud_network}"
+        cloud_peers = (
+            f"\n         neighbor {CLOUD_PEER_GROUP} peer-group"
+            f"\n         neighbor {CLOUD_PEER_GROUP} remote-as external"
+            f"\n         neighbor {CLOUD_PEER_GROUP} description lab cloud servers ({lab.cloud_network})"
+            f"\n         neighbor {CLOUD_PEER_GROUP} timers {KEEPALIVE} {HOLDTIME}"
+            f"\n         bgp listen range {lab.cloud_network} peer-group {CLOUD_PEER_GROUP}"
+        )
+        cloud_activate = (
+            f"\n          neighbor {CLOUD_PEER_GROUP} activate"
+            f"\n          neighbor {CLOUD_PEER_GROUP} soft-reconfiguration inbound"
+        )
     return textwrap.dedent(
         f"""\
         ! Lab stand-in for the SD-WAN provider edge (edgefaas.lab.wan): laid by the lab,
@@ -87,12 +113,12 @@ def frr_conf(lab: LabSpec, dev: DeviceSpec) -> str:
          neighbor {PEER_GROUP} description lab switches (dynamic, {lab.subnet})
          neighbor {PEER_GROUP} timers {KEEPALIVE} {HOLDTIME}
          neighbor {PEER_GROUP} bfd
-         bgp listen range {lab.subnet} peer-group {PEER_GROUP}
+         bgp listen range {lab.subnet} peer-group {PEER_GROUP}{cloud_peers}
          !
          address-family ipv4 unicast
-          network {WAN_CLIENT_SUBNET}
+          network {WAN_CLIENT_SUBNET}{cloud}
           neighbor {PEER_GROUP} activate
-          neighbor {PEER_GROUP} soft-reconfiguration inbound
+          neighbor {PEER_GROUP} soft-reconfiguration inbound{cloud_activate}
          exit-address-family
         exit
         !

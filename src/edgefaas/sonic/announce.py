@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("edgefaas.announce")
 
@@ -337,13 +337,16 @@ class Frr:
         self.vtysh = list(vtysh)
         self.timeout = timeout
 
-    def running(self) -> dict[str, list[str]]:
+    def running_config(self) -> str:
         proc = subprocess.run(
             [*self.vtysh, "-c", "show running-config"], capture_output=True, text=True, timeout=self.timeout
         )
         if proc.returncode != 0:
             raise OSError(f"vtysh show running-config failed: {(proc.stderr or proc.stdout).strip()}")
-        return frr_objects(proc.stdout)
+        return proc.stdout
+
+    def running(self) -> dict[str, list[str]]:
+        return frr_objects(self.running_config())
 
     def configure(self, commands: Sequence[str]) -> None:
         if not commands:
@@ -436,6 +439,17 @@ class GatewayProbe:
 # --- the loop -----------------------------------------------------------------------------------
 
 
+class AnnouncedTables(Protocol):
+    """Where announcements are kept: SONiC's tables (Tables), or FRR itself where no SONiC runs
+    (edgefaas.sonic.frr_tables)."""
+
+    def advertised(self, plan: WanPlan) -> dict[str, str]: ...
+    def advertise(self, prefix: str, profile: str) -> None: ...
+    def withdraw(self, prefix: str) -> None: ...
+    def profile(self, profile: str) -> str | None: ...
+    def set_profile(self, profile: str, community: str) -> None: ...
+
+
 class Tables:
     """The announcer's STATE_DB and APPL_DB entries, through edgefaas.sonic.config_db's clients."""
 
@@ -482,7 +496,7 @@ class Announcer:
     def __init__(
         self,
         settings: Settings,
-        tables: Tables | None,
+        tables: AnnouncedTables | None,
         frr: Frr | None,
         loopback: Loopback | None,
         probe: Callable[[int], GatewayProbe] | None = None,

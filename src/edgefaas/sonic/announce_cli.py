@@ -11,6 +11,7 @@ import click
 
 from edgefaas.sonic import announce, config_db
 from edgefaas.sonic.cli import database_config_option, socket_option
+from edgefaas.sonic.frr_tables import FrrTables
 
 
 @click.command("announce")
@@ -64,6 +65,21 @@ from edgefaas.sonic.cli import database_config_option, socket_option
 @click.option(
     "--ip", "ip_command", default="ip", show_default=True, help="The ip command (split like a shell)."
 )
+@click.option(
+    "--frr-asn",
+    type=click.IntRange(1, 4294967295),
+    default=None,
+    help="No SONiC here (a cloud server): announce through FRR's `router bgp FRR_ASN` directly, "
+    "playing bgpcfgd's part, instead of through STATE_DB.",
+)
+@click.option(
+    "--prepend",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    help="With --frr-asn: prepend the AS this many times, so that paths through here are the WAN's "
+    "fallback (the cloud behind the edges).",
+)
 @click.option("--bind/--no-bind", default=True, show_default=True, help="Put announced addresses on lo.")
 @click.option("--once", is_flag=True, help="One round, then exit (announcements stay).")
 @click.option("--dry-run", is_flag=True, help="Write nothing: print what would be announced (with --once).")
@@ -82,12 +98,15 @@ def announce_command(
     database_config: Path,
     vtysh: str,
     ip_command: str,
+    frr_asn: int | None,
+    prepend: int,
     bind: bool,
     once: bool,
     dry_run: bool,
     log_level: str,
 ) -> None:
-    """Announce the gateway's anycast address and its functions' addresses into BGP, the SONiC way.
+    """Announce the gateway's anycast address and its functions' addresses into BGP, the SONiC way
+    (or, with --frr-asn, straight into FRR where no SONiC runs).
 
     \b
     Each round: the local gateway's /healthz (2 failures in a row: down) and /wan; then
@@ -115,13 +134,18 @@ def announce_command(
     except announce.PlanError as exc:
         raise click.ClickException(str(exc)) from None
     tables = frr = loopback = None
+    if prepend and frr_asn is None:
+        raise click.UsageError("--prepend needs --frr-asn (on SONiC, bgpcfgd writes the route-maps)")
     if not dry_run:
-        try:
-            databases = config_db.Databases(config_db.Paths(socket=socket, database_config=database_config))
-            tables = announce.Tables(databases)
-        except config_db.ConfigDbError as exc:
-            raise click.ClickException(str(exc)) from None
         frr = announce.Frr(announce.split_command(vtysh))
+        if frr_asn is not None:
+            tables = FrrTables(frr_asn, prepend, frr)
+        else:
+            try:
+                paths = config_db.Paths(socket=socket, database_config=database_config)
+                tables = announce.Tables(config_db.Databases(paths))
+            except config_db.ConfigDbError as exc:
+                raise click.ClickException(str(exc)) from None
         loopback = announce.Loopback(announce.split_command(ip_command))
     announcer = announce.Announcer(settings, tables, frr, loopback)
     status = announce.run(announcer, once=once)
