@@ -27,6 +27,12 @@ blueprint's CA (deploys/nodeauth.py runs it on the K3S server, its key in Parsec
 a client reaches it at (its addresses, 127.0.0.1, its WAN addresses), issued by a oneshot unit
 the deploy starts and a timer renews; every client in the project verifies it by that CA.
 
+Cloud and edge sites (Scenario 3.3; edgefaas.deploy.collaboration): where the inventory holds a
+cloud site (hosts of group `cloud`), every gateway is a site of the collaboration, the cloud's
+publishing signed functions and serving offloaded calls, each edge's following it and sending
+calls on; the cloud's catalogue key and CA reach the edges through this deploy, never the network.
+A cloud with `sdwan_peers` also announces the edge's WAN addresses, behind the switches.
+
 How it reaches Kubernetes: not with K3S's admin kubeconfig (root-only, cluster-admin)
 but as its own ServiceAccount, allowed to manage Deployments, Services and ConfigMaps in
 one namespace, to read nodes, and to read the Events that say why the node authentication
@@ -40,7 +46,8 @@ edgefaas_namespace, edgefaas_admin_password (else one for the site, kept in
 edgefaas_secrets_dir on the machine running pyinfra), edgefaas_gateway_url (what pods call a
 gateway at), edgefaas_gateway_tls and edgefaas_gateway_tls_names, edgefaas_database*,
 edgefaas_nats_*, edgefaas_idempotency_window, edgefaas_gateway_metrics_auth (/metrics for the admin only;
-Prometheus then scrapes with the admin's password).
+Prometheus then scrapes with the admin's password), edgefaas_site_objectives, edgefaas_site_poll
+and edgefaas_wan_cloud_prepend (cloud and edge sites).
 """
 
 import dataclasses

@@ -150,7 +150,11 @@ else:
     )
     # The tag is the build's content key: a registry that serves it holds this very image.
     pushed = host.get_fact(
-        RegistryHasImage, reference=reference, cert_dir=f"{PUSH_DIR}/certs", authfile=f"{PUSH_DIR}/auth.json"
+        RegistryHasImage,
+        reference=reference,
+        cert_dir=f"{PUSH_DIR}/certs",
+        authfile=f"{PUSH_DIR}/auth.json",
+        service="docker-registry.service",
     )
     server.shell(
         name=f"Push the example image function as {reference} (skopeo; blobs already there are skipped)",

@@ -73,11 +73,21 @@ jetson = [
     ("jetson-1", {**_jetson_login, "ssh_hostname": "192.0.2.21"}),
     ("jetson-2", {**_jetson_login, "ssh_hostname": "192.0.2.22"}),
 ]
-# One K3S server (the SONiC gateway of the slides), every other device an agent.
-k3s_server = [sonic[0]]
+# The cloud site (Scenario 3.3; docs/edgefaas.md, Cloud and edge sites): a Debian or Ubuntu x86
+# server, the K3S server of a cluster of its own, which publishes signed functions to this edge and
+# serves the calls it sends on. Its `sdwan_peers` (its own PE, and the AS it is in: bgp_asn) let
+# it announce the edge's WAN addresses as their fallback; leave them out where it does not peer.
+# Empty: one site, no cloud.
+cloud = [
+    # FILL IN, or leave empty: the cloud server's hostname, address and login.
+    # ("cloud-1", {"ssh_hostname": "198.51.100.10", "ssh_user": "ubuntu", "_sudo": True, "bgp_asn": 65200,
+    #              "sdwan_peers": [{"name": "pe-9", "address": "198.51.100.1", "asn": 65000}]}),
+]
+# One K3S server per site (the SONiC gateway of the slides at the edge), every other device an agent.
+k3s_server = [sonic[0], *cloud]
 k3s_agent = [sonic[1], *jetson]
 
 check_groups(
-    {"sonic": sonic, "jetson": jetson, "k3s_server": k3s_server, "k3s_agent": k3s_agent},
+    {"sonic": sonic, "jetson": jetson, "cloud": cloud, "k3s_server": k3s_server, "k3s_agent": k3s_agent},
     source="inventories/real_lab_example.py",
 )

@@ -33,3 +33,7 @@ k3s_two_pods = False
 # edgefaas_wan_cloud_prepend times, so a WAN client reaches it only when no edge announces them.
 bgp_asn = 65200
 sdwan_peers: list[dict] = []
+
+# Triton in the cloud (deploys/triton.py): the larger facial-expression model that joint inference
+# sends the edge's unsure faces to (docs/triton.md, Joint inference).
+triton_models = {"face_expression_large": {"instances": 1}}

@@ -17,9 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
+from edgefaas.deploy.sites import CLOUD_PROFILE
 from edgefaas.lab.builds.triton import TRITON_GLIBC
 from edgefaas.lab.profiles import NVIDIA_RUNTIME_LOG
-from edgefaas.triton import FACE_MODEL, NUMERIC_MODEL
+from edgefaas.triton import FACE_MODEL, LARGE_FACE_MODEL, NUMERIC_MODEL
 from edgefaas.triton.client import FaceExpressionClient, InferenceError
 from tests.integration.conftest import gateway_base, gateway_verify, run_deploy
 from tests.integration.support import kubernetes_api, nvidia_runtime, photo_path, wait_for
@@ -179,6 +180,21 @@ def test_every_model_is_ready(triton):
     index = {m["name"]: m.get("state") for m in client.get_model_repository_index()}
     wanted = set(device.data.get("triton_models") or (FACE_MODEL, NUMERIC_MODEL))
     assert {name: index.get(name) for name in wanted} == dict.fromkeys(wanted, "READY")
+
+
+def test_the_cloud_site_serves_the_larger_expression_model_for_joint_inference(whole_inventory, photo):
+    """The cloud's own Triton (its group's triton_models), which joint inference sends the edge's
+    unsure faces to: it finds the face itself and classifies it with facex's model."""
+    clouds = [h for h in whole_inventory if CLOUD_PROFILE in h.groups and h.data.get("triton_server")]
+    if not clouds:
+        pytest.skip("no cloud host with triton_server in the inventory")
+    for cloud in clouds:
+        if LARGE_FACE_MODEL not in (cloud.data.get("triton_models") or {}):
+            continue
+        client = tritonclient.InferenceServerClient(_http(cloud))
+        wait_for(lambda c=client: _ready(c), 120, f"Triton ready on {cloud.name}")
+        faces, _ = FaceExpressionClient(_http(cloud), model=LARGE_FACE_MODEL).recognize(photo)
+        assert len(faces) == 1 and faces[0].expression in EXPRESSIONS, faces
 
 
 @pytest.mark.devices("all")

@@ -197,3 +197,18 @@ def test_the_deploy_pushes_the_example_only_when_the_registry_lacks_it(example, 
     assert not asked()
     _push(site_registry, example, reference)
     assert asked()
+
+
+def test_a_registry_whose_unit_is_not_active_is_not_asked(tmp_path):
+    """On a first deploy the registry is not started yet: the fact answers at once, without waiting
+    on a port the switch's ACL drops silently."""
+    from edgefaas.deploy.facts import RegistryHasImage
+
+    fact = RegistryHasImage()
+    # A unit no host has: systemctl says inactive (or there is no systemd), and skopeo is never run.
+    command = fact.command(
+        "192.0.2.1:5000/x:y", str(tmp_path), str(tmp_path / "auth.json"), "no-such-unit.service"
+    )
+    assert command.index("systemctl is-active --quiet no-such-unit.service &&") < command.index("skopeo")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=10)
+    assert fact.process(done.stdout.splitlines()) is False

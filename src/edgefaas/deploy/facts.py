@@ -143,13 +143,19 @@ class ServerCertificate(FactBase[str]):
 
 class RegistryHasImage(FactBase[bool]):
     """Whether the registry serves `reference` (skopeo inspect, verifying it by the CA in
-    `cert_dir`, with the account in `authfile`); False before skopeo or the registry is there."""
+    `cert_dir`, with the account in `authfile`); False before skopeo or the registry is there.
 
-    def command(self, reference: str, cert_dir: str, authfile: str) -> str:
+    `service`: the registry's unit on this host, asked only while it is active. A switch's
+    control-plane ACL drops a port not opened yet without an answer, so asking a registry not
+    started yet would wait out TCP's connect retries (about two minutes)."""
+
+    def command(self, reference: str, cert_dir: str, authfile: str, service: str = "") -> str:
         inspect = (
             f"skopeo inspect --raw --cert-dir {shlex.quote(cert_dir)} --authfile {shlex.quote(authfile)} "
             f"docker://{shlex.quote(reference)}"
         )
+        if service:
+            inspect = f"systemctl is-active --quiet {shlex.quote(service)} && {inspect}"
         return f"if {inspect} >/dev/null 2>&1; then echo yes; else echo no; fi"
 
     def process(self, output: list[str]) -> bool:
