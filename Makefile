@@ -14,12 +14,13 @@ lab: setup
 	@echo
 	@.venv/bin/edgefaas lab status
 	@echo
-	@echo "Devices:   .venv/bin/edgefaas lab ssh sonic-1   (or sonic-2, jetson-1)"
+	@echo "Devices:   .venv/bin/edgefaas lab ssh sonic-1   (or sonic-2, jetson-1, wan-1, cloud-1)"
 	@echo "K3S:       kubeconfig at $$(.venv/bin/edgefaas lab kubeconfig)"
 	@echo "Console:   $$(.venv/bin/edgefaas lab gateway-url)/   in a browser: user admin, password from"
 	@echo "           .venv/bin/edgefaas lab ssh sonic-1 -- sudo cat /var/lib/edgefaas/gateway/admin-password"
 	@echo "           (HTTPS: trust the blueprint's CA, .venv/bin/edgefaas lab ca --out ca.pem)"
 	@echo "WAN:       .venv/bin/edgefaas lab ssh wan-1 -- sudo vtysh -c 'show bgp ipv4 unicast'"
+	@echo "Cloud:     the cloud site's own cluster, gateway and CA: add --cloud to kubeconfig, gateway-url, ca"
 	@echo "Reports:   reports/<task>.xml (platform sonic sdwan k3s parsec nodeauth edgefaas triton monitoring console scan),"
 	@echo "           reports/console/*.png (the console, page by page)"
 	@echo "Tear down: make down"

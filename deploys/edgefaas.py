@@ -365,6 +365,20 @@ if is_gateway(host, site):
         drain_file=DRAIN_FILE,
         drain_seconds=3,
     )
+    # Written before the rolling restart below, which restarts the announcer too (while drained).
+    announcer = None
+    if wan is not None:
+        announcer = files.template(
+            name="Install the edgefaas-announce unit",
+            src=str(TEMPLATES / "edgefaas-announce.service.j2"),
+            dest="/etc/systemd/system/edgefaas-announce.service",
+            venv=venv,
+            plan=WAN_PLAN,
+            drain_file=DRAIN_FILE,
+            wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
+            frr_asn=cloud_wan_plan.plan.asn if cloud_wan_plan else None,
+            prepend=cloud_wan_plan.prepend if cloud_wan_plan else 0,
+        )
     # A new group takes effect only in a new process: joining parsec-clients restarts too.
     # Not the certificate: the gateway serves a renewed one by itself, without a restart.
     changes = [unit, environment, kubeconfig, password, license_key, parsec_access, nats_restart, *site_ops]
@@ -382,22 +396,14 @@ if is_gateway(host, site):
         running=True,
         enabled=True,
     )
-    if wan is not None:
-        announcer = files.template(
-            name="Install the edgefaas-announce unit",
-            src=str(TEMPLATES / "edgefaas-announce.service.j2"),
-            dest="/etc/systemd/system/edgefaas-announce.service",
-            venv=venv,
-            plan=WAN_PLAN,
-            drain_file=DRAIN_FILE,
-            wheelhouse_sha256=artifact("edgefaas-wheelhouse").sha256,
-            frr_asn=cloud_wan_plan.plan.asn if cloud_wan_plan else None,
-            prepend=cloud_wan_plan.prepend if cloud_wan_plan else 0,
-        )
+    if announcer is not None:
+        # Restarted here only when the rolling restart above did not (a new plan or unit alone): a
+        # new package restarts both there, one switch at a time, so the WAN never loses them all.
+        announcer_changed = any_changed(announcer, wan_file)
         keep_running(
             "edgefaas-announce.service",
             "the announcer",
-            any_changed(announcer, wan_file),
+            lambda: announcer_changed() and not restart(),
             "a new unit or WAN plan",
         )
 

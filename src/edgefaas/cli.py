@@ -218,9 +218,16 @@ def lab_build(names: tuple[str, ...], arches: str, check: bool) -> None:
                 _fail(str(exc))
 
 
+# The lab's cloud site (its `cloud` device) is a cluster of its own, with its own gateway and CA.
+CLOUD_OPTION = click.option(
+    "--cloud", is_flag=True, help="The cloud site's (the lab's cloud device), not the edge's."
+)
+
+
 @lab.command("kubeconfig")
 @click.option("--name", default=None, help="Lab name.")
-def lab_kubeconfig(name: str | None) -> None:
+@CLOUD_OPTION
+def lab_kubeconfig(name: str | None, cloud: bool) -> None:
     """Write a kubeconfig for the lab's K3S cluster that works from this machine; print its path."""
     import subprocess
 
@@ -233,10 +240,12 @@ def lab_kubeconfig(name: str | None) -> None:
         state = load_state(_lab_name(name))
     except StateError as exc:
         _fail(str(exc))
-    servers = [d for d in state.spec.devices if "k3s_server" in d.roles]
-    if not servers:
-        _fail(f"lab {state.spec.name} has no k3s_server device")
-    server = servers[0]
+    from edgefaas.lab.gateway import k3s_server
+
+    try:
+        server = state.spec.device(k3s_server(state, cloud))
+    except SpecError as exc:
+        _fail(str(exc))
     proc = subprocess.run(
         ssh_command(state, server.name, "sudo", "cat", "/etc/rancher/k3s/k3s.yaml"),
         capture_output=True,
@@ -247,7 +256,7 @@ def lab_kubeconfig(name: str | None) -> None:
     config = yaml.safe_load(proc.stdout)
     for cluster in config.get("clusters", []):
         cluster["cluster"]["server"] = f"https://{server.address}:6443"
-    path = state.dir / "kubeconfig"
+    path = state.dir / ("kubeconfig-cloud" if cloud else "kubeconfig")
     path.touch(mode=0o600)
     path.write_text(yaml.safe_dump(config))
     click.echo(str(path))
@@ -256,13 +265,14 @@ def lab_kubeconfig(name: str | None) -> None:
 @lab.command("gateway-url")
 @click.option("--name", default=None, help="Lab name.")
 @click.option("--port", default=8080, show_default=True, type=int)
-def lab_gateway_url(name: str | None, port: int) -> None:
+@CLOUD_OPTION
+def lab_gateway_url(name: str | None, port: int, cloud: bool) -> None:
     """The URL of the lab's EdgeFaaS gateway (deploys/edgefaas.py)."""
     from edgefaas.lab.gateway import gateway_url
     from edgefaas.lab.state import StateError, load_state
 
     try:
-        click.echo(gateway_url(load_state(_lab_name(name)), port))
+        click.echo(gateway_url(load_state(_lab_name(name)), port, cloud))
     except (StateError, SpecError) as exc:
         _fail(str(exc))
 
@@ -272,7 +282,8 @@ def lab_gateway_url(name: str | None, port: int) -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write it here, not stdout."
 )
-def lab_ca(name: str | None, out: Path | None) -> None:
+@CLOUD_OPTION
+def lab_ca(name: str | None, out: Path | None, cloud: bool) -> None:
     """The blueprint's CA certificate (PEM) from the lab's K3S server: what clients trust
     (curl --cacert, SSL_CERT_FILE)."""
     from edgefaas.lab.gateway import fetch_ca
@@ -280,7 +291,7 @@ def lab_ca(name: str | None, out: Path | None) -> None:
     from edgefaas.lab.state import StateError, load_state
 
     try:
-        pem = fetch_ca(load_state(_lab_name(name)))
+        pem = fetch_ca(load_state(_lab_name(name)), cloud=cloud)
     except (StateError, SpecError, LabError) as exc:
         _fail(str(exc))
     if out is None:

@@ -234,17 +234,19 @@ def test_a_renewed_claim_is_kept_and_only_its_holder_renews_it(storage_url):
 
 def test_a_call_longer_than_the_lease_is_not_run_again_by_a_retry(tmp_path, storage_url):
     """Its gateway renews the claim while it runs, so a retry waits for the first answer."""
-    gateways = [_harness(tmp_path, storage_url, n, idempotency_lease=0.3) for n in ("a", "b")]
+    # A lease the renewals keep with room to spare on a loaded machine (one of 0.3 s expired there
+    # once, between two renewals); the call lasts three leases, the retry comes after the first.
+    gateways = [_harness(tmp_path, storage_url, n, idempotency_lease=1.0) for n in ("a", "b")]
     try:
         for harness in gateways:
             harness.deploy("Slow")
         license_id, token = gateways[0].license()
         headers = {"Authorization": f"Bearer {token}", "X-Call-Id": "long-call"}
         first = asyncio.run_coroutine_threadsafe(
-            gateways[0].client.post("/function/Slow?s=1.2", headers=headers), gateways[0].loop
+            gateways[0].client.post("/function/Slow?s=3", headers=headers), gateways[0].loop
         )
-        time.sleep(0.5)
-        retry = gateways[1].call("Slow", token, path="?s=1.2", headers={"X-Call-Id": "long-call"})
+        time.sleep(1.5)
+        retry = gateways[1].call("Slow", token, path="?s=3", headers={"X-Call-Id": "long-call"})
         answer = first.result(30)
         assert answer.status_code == retry.status_code == 200, (answer.text, retry.text)
         assert retry.headers.get("X-Idempotent-Replay") == "true"

@@ -23,7 +23,7 @@ from edgefaas.backends.base import (
 )
 from edgefaas.gateway import cli
 from edgefaas.lab.gateway import gateway_url
-from edgefaas.lab.spec import SpecError, parse_spec
+from edgefaas.lab.spec import SpecError, load_spec, parse_spec
 from edgefaas.lab.state import LabState
 
 from .kube_fakes import CODE, GATEWAY, IMAGE, FakeCluster, make_backend
@@ -274,6 +274,12 @@ def test_the_lab_gateway_is_on_the_k3s_server():
     alone = LabState(parse_spec({"devices": [{"name": "jetson-1", "profile": "jetson", "roles": []}]}))
     with pytest.raises(SpecError, match="no k3s_server"):
         gateway_url(alone)
+    # The default lab's cloud site has a gateway of its own, on its cloud server.
+    both = LabState(load_spec())
+    assert gateway_url(both) == f"https://{both.spec.device('sonic-1').address}:8080"
+    assert gateway_url(both, cloud=True) == f"https://{both.spec.device('cloud-1').address}:8080"
+    with pytest.raises(SpecError, match="no k3s_server device in its cloud site"):
+        gateway_url(state, cloud=True)
 
 
 def test_a_function_without_a_ready_replica_says_for_how_long(cluster, backend):

@@ -17,27 +17,35 @@ CA_PEM = "/etc/edgefaas/ca.pem"
 DEFAULT_PORT = 8080
 
 
-def k3s_server(state: LabState) -> str:
-    """The name of the lab's K3S server (where the gateway and the blueprint's CA are)."""
-    servers = [device for device in state.spec.devices if "k3s_server" in device.roles]
+def k3s_server(state: LabState, cloud: bool = False) -> str:
+    """The name of the lab's K3S server (where the gateway and the blueprint's CA are): the edge
+    site's, or with `cloud` the cloud site's (its `cloud` device), each a cluster of its own."""
+    servers = [
+        device
+        for device in state.spec.devices
+        if "k3s_server" in device.roles and (device.profile == "cloud") == cloud
+    ]
     if not servers:
-        raise SpecError(f"lab {state.spec.name!r} has no k3s_server device, so no EdgeFaaS gateway")
+        site = "cloud" if cloud else "edge"
+        raise SpecError(
+            f"lab {state.spec.name!r} has no k3s_server device in its {site} site, so no EdgeFaaS gateway"
+        )
     return servers[0].name
 
 
-def gateway_url(state: LabState, port: int = DEFAULT_PORT) -> str:
+def gateway_url(state: LabState, port: int = DEFAULT_PORT, cloud: bool = False) -> str:
     """The gateway's base URL, e.g. ``https://10.77.0.11:8080`` (HTTPS only, by a certificate from the
-    blueprint's CA: `edgefaas lab ca`); SpecError if the lab has no K3S server."""
-    return f"https://{state.spec.device(k3s_server(state)).address}:{port}"
+    blueprint's CA: `edgefaas lab ca`); SpecError if the lab (or its cloud) has no K3S server."""
+    return f"https://{state.spec.device(k3s_server(state, cloud)).address}:{port}"
 
 
-def fetch_ca(state: LabState, path: str = CA_PEM) -> str:
-    """The blueprint's CA certificate (PEM) as the K3S server publishes it; LabError if it has none."""
+def fetch_ca(state: LabState, path: str = CA_PEM, cloud: bool = False) -> str:
+    """The site's CA certificate (PEM) as its K3S server publishes it; LabError if it has none."""
     import subprocess
 
     from edgefaas.lab.lifecycle import LabError, ssh_command
 
-    server = k3s_server(state)
+    server = k3s_server(state, cloud)
     done = subprocess.run(
         ssh_command(state, server, "cat", path), capture_output=True, text=True, timeout=30, check=False
     )
