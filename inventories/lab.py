@@ -42,8 +42,11 @@ for _name, _data in k3s_agent:
         _data["triton_as_k3s_workload"] = True
 
 # Monitoring (deploys/monitoring.py): a quick scrape and a short, low alert rule, so that the
-# monitoring suite's load spike fires APIHighInvocationRate (and resolves) within seconds.
+# monitoring suite's load spike fires APIHighInvocationRate (and resolves) within seconds. The
+# edge's server only: the cloud's Prometheus keeps the defaults (the suites look at the edge's).
 for _name, _data in k3s_server:
+    if _name in dict(cloud):
+        continue
     _data["monitoring_scrape_interval"] = "5s"
     _data["monitoring_alert_threshold"] = 3
     _data["monitoring_alert_window"] = "20s"

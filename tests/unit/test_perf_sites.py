@@ -33,3 +33,17 @@ def test_bad_options_are_refused_naming_them(argv, said, capsys):
     with pytest.raises(SystemExit) as exit_:
         sites.main(argv)
     assert exit_.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_an_inventory_without_a_cloud_site_is_refused_before_anything_is_measured(tmp_path, capsys):
+    inventory = tmp_path / "one_site.py"
+    inventory.write_text("sonic = [('sonic-1', {'ssh_hostname': '192.0.2.1'})]\nk3s_server = [sonic[0]]\n")
+    code = sites.main(["--inventory", str(inventory), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "no cloud site and edge site" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_inventory_is_refused_naming_it(tmp_path, capsys):
+    assert sites.main(["--inventory", str(tmp_path / "nowhere.py")]) == 2
+    assert "nowhere.py: no such inventory file" in capsys.readouterr().err

@@ -2,10 +2,15 @@
 
     .venv/bin/python -m edgefaas.perf.sites [--calls 100] [--loads 1,2,4,8,16] [--max-inflight 4]
         [--work-ms 50] [--publishes 10] [--poll 0.2] [--out DIR]
+    .venv/bin/python -m edgefaas.perf.sites --inventory inventories/lab.py [--calls ...]
 
 Starts two real gateways as processes on loopback, a cloud and an edge (`edgefaas gateway
 --site-role cloud|edge`, the local backend running functions as processes, SQLite), signs the
-catalogue as the deploys do (the cloud's key; the edge verifies every entry), and measures:
+catalogue as the deploys do (the cloud's key; the edge verifies every entry), and measures the
+figures below. With --inventory it measures an inventory's deployed sites instead (the lab's
+cloud-1 behind its provider edge, and the edge's first gateway; functions in K3S pods): the
+objective is the edge's own (inventory data `edgefaas_site_objectives`, the first function with
+a max_inflight), and what the benchmark published is removed at the end.
 
 - **Latency, served at the edge against offloaded**: --calls calls each, taken in turn, of a
   function the cloud published to the edge and of one it kept to itself (the edge sends those
@@ -112,6 +117,11 @@ class Gateway:
 class Sites:
     """A cloud and an edge that follows it, started in `root`."""
 
+    edge_name, cloud_name = EDGE, CLOUD
+    wait_s = 60.0  # for a function to answer at the edge after a publish
+    busy = "Busy"  # the function whose objective the share is measured against
+    where = "a cloud and an edge gateway on loopback, one machine"
+
     def __init__(self, root: Path, objectives: dict[str, dict[str, float]], poll: float) -> None:
         credential = secrets.token_urlsafe(24)
         (root / "sites.json").write_text(json.dumps({"sites": {EDGE: credential}}))
@@ -170,6 +180,89 @@ class Sites:
                 gateway.stop()
 
 
+class LabSites:
+    """An inventory's deployed sites (edgefaas.deploy.sites): its cloud and its first edge site, each
+    reached at its first gateway, verified by its own CA and logged in to with its own admin
+    password, both read over SSH as the perf tools read them (edgefaas.perf.site_gateway)."""
+
+    wait_s = 180.0  # a publish reaches the edge at its next poll, then a pod starts there
+    where = "an inventory's deployed sites"
+    BENCH_FUNCTIONS = ("AtEdge", "InCloud", "Published")
+    PASSWORD_FILE = "/var/lib/edgefaas/gateway/admin-password"
+
+    def __init__(self, inventory: list[Any]) -> None:
+        from edgefaas.deploy.gateways import first_gateway
+        from edgefaas.deploy.sites import Site, collaboration, site_of
+        from edgefaas.perf.site_gateway import GatewayAccessError
+
+        plan = next((collaboration(h, inventory) for h in inventory), None)
+        if plan is None or not plan.edges:
+            raise BenchError(
+                "the inventory holds no cloud site and edge site (hosts of group `cloud`, and others)"
+            )
+        self.cloud_name, self.edge_name = plan.cloud.name, plan.edges[0]
+        edge_site = Site(self.edge_name, [h for h in inventory if site_of(h) == self.edge_name])
+        self.clients: list[httpx.Client] = []
+        try:
+            self.cloud_admin, _ = self._admin(first_gateway(plan.cloud))
+            self.edge_admin, self._edge_verify = self._admin(first_gateway(edge_site))
+        except GatewayAccessError as exc:
+            self.stop()
+            raise BenchError(str(exc)) from None
+        self.edge_url = str(self.edge_admin.base_url).rstrip("/")
+        self.where = (
+            f"the inventory's sites: edge {self.edge_name} at {self.edge_url}, cloud {self.cloud_name} "
+            f"at {str(self.cloud_admin.base_url).rstrip('/')}; functions in K3S pods"
+        )
+        status = self.edge_admin.get("/system/sites").json()
+        objectives = {n: o for n, o in (status.get("objectives") or {}).items() if o.get("max_inflight")}
+        self.busy = next(iter(sorted(objectives)), None)
+        self.max_inflight = objectives[self.busy]["max_inflight"] if self.busy else None
+        self.poll = None
+        made = self.edge_admin.post("/system/licenses", json={"name": "perf-sites", "plan": "standard"})
+        if made.status_code != 201:
+            self.stop()
+            raise BenchError(f"no license at the edge: {made.status_code} {made.text[:200]}")
+        self.license_id, self.token = made.json()["id"], made.json()["token"]
+
+    def _admin(self, host: Any) -> tuple[httpx.Client, Any]:
+        from edgefaas.perf.site_gateway import GatewayTarget, gateway_url_of, gateway_verify, read_over_ssh
+
+        target = GatewayTarget(gateway_url_of(host), host.name, host.data)
+        verify = gateway_verify(target)
+        password = read_over_ssh(target, self.PASSWORD_FILE, f"{host.name}'s gateway admin password")
+        client = httpx.Client(
+            base_url=target.url, auth=("admin", password), timeout=120, trust_env=False, verify=verify
+        )
+        self.clients.append(client)
+        return client, verify
+
+    def publish(self, name: str, revision: int, work_ms: float, at_edge: bool) -> None:
+        body: dict[str, Any] = {"service": name, "code": function_code(revision, work_ms)}
+        if at_edge:
+            body["annotations"] = {SITES_ANNOTATION: self.edge_name}
+        answer = self.cloud_admin.put("/system/functions", json=body)
+        if answer.status_code == 404:
+            answer = self.cloud_admin.post("/system/functions", json=body)
+        if answer.status_code not in (200, 202):
+            raise BenchError(f"publishing {name} in the cloud: {answer.status_code} {answer.text[:200]}")
+
+    def caller(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(
+            base_url=self.edge_url, headers=headers, timeout=120, trust_env=False, verify=self._edge_verify
+        )
+
+    def stop(self) -> None:
+        """Remove what the benchmark published (the cloud withdraws it from the edge) and its license."""
+        if getattr(self, "token", None):
+            for name in (*self.BENCH_FUNCTIONS, *([self.busy] if self.busy else [])):
+                self.cloud_admin.request("DELETE", "/system/functions", json={"functionName": name})
+            self.edge_admin.delete(f"/system/licenses/{self.license_id}")
+        for client in self.clients:
+            client.close()
+
+
 def _where(answer: httpx.Response) -> tuple[str, str]:
     return answer.headers.get("X-EdgeFaaS-Site", "?"), answer.headers.get("X-EdgeFaaS-Offload-Reason", "?")
 
@@ -184,10 +277,12 @@ def _until(what: str, check, timeout: float = 60.0) -> float:
     return time.monotonic() - started
 
 
-def _runs_at_edge(client: httpx.Client, name: str, revision: int) -> bool:
+def _runs_at_edge(sites: Any, client: httpx.Client, name: str, revision: int) -> bool:
     answer = client.post(f"/function/{name}")
     return (
-        answer.status_code == 200 and _where(answer)[0] == EDGE and answer.json().get("revision") == revision
+        answer.status_code == 200
+        and _where(answer)[0] == sites.edge_name
+        and answer.json().get("revision") == revision
     )
 
 
@@ -197,12 +292,17 @@ def measure_latency(sites: Sites, calls: int) -> dict[str, Any]:
     sites.publish("InCloud", 1, 0, at_edge=False)
     seconds: dict[str, list[float]] = {"edge": [], "offloaded": []}
     with sites.caller() as client:
-        _until("AtEdge answering at the edge", lambda: _runs_at_edge(client, "AtEdge", 1))
+        _until(
+            "AtEdge answering at the edge", lambda: _runs_at_edge(sites, client, "AtEdge", 1), sites.wait_s
+        )
         for name in ("AtEdge", "InCloud"):  # warm both paths (processes, connections)
             for _ in range(5):
                 client.post(f"/function/{name}")
         for _ in range(calls):
-            for name, kind, site in (("AtEdge", "edge", EDGE), ("InCloud", "offloaded", CLOUD)):
+            for name, kind, site in (
+                ("AtEdge", "edge", sites.edge_name),
+                ("InCloud", "offloaded", sites.cloud_name),
+            ):
                 started = time.perf_counter()
                 answer = client.post(f"/function/{name}")
                 elapsed = time.perf_counter() - started
@@ -219,16 +319,20 @@ def measure_share(
     sites: Sites, loads: list[int], work_ms: float, calls_per_caller: int
 ) -> list[dict[str, Any]]:
     """Offloaded share of a function with an in-flight objective, per number of concurrent callers."""
-    sites.publish("Busy", 1, work_ms, at_edge=True)
+    sites.publish(sites.busy, 1, work_ms, at_edge=True)
     rows = []
     with sites.caller() as probe:
-        _until("Busy answering at the edge", lambda: _runs_at_edge(probe, "Busy", 1))
+        _until(
+            f"{sites.busy} answering at the edge",
+            lambda: _runs_at_edge(sites, probe, sites.busy, 1),
+            sites.wait_s,
+        )
     for load in loads:
         where, failures, elapsed = _load(sites, load, calls_per_caller)
         if failures:
             raise BenchError(f"{len(failures)} calls failed at {load} callers: {failures[:3]}")
         total = sum(where.values())
-        offloaded = sum(n for (site, _), n in where.items() if site == CLOUD)
+        offloaded = sum(n for (site, _), n in where.items() if site == sites.cloud_name)
         rows.append(
             {
                 "callers": load,
@@ -243,7 +347,8 @@ def measure_share(
 
 
 def _load(sites: Sites, callers: int, calls: int) -> tuple[Counter[tuple[str, str]], list[str], float]:
-    """`callers` threads making `calls` calls of Busy each: (where they ran, failures, seconds)."""
+    """`callers` threads making `calls` calls of the busy function each: (where they ran, failures,
+    seconds)."""
     where: Counter[tuple[str, str]] = Counter()
     failures: list[str] = []
     lock = threading.Lock()
@@ -251,7 +356,7 @@ def _load(sites: Sites, callers: int, calls: int) -> tuple[Counter[tuple[str, st
     def caller() -> None:
         with sites.caller() as client:
             for _ in range(calls):
-                answer = client.post("/function/Busy")
+                answer = client.post(f"/function/{sites.busy}")
                 with lock:
                     if answer.status_code == 200:
                         where[_where(answer)] += 1
@@ -276,7 +381,8 @@ def measure_publish(sites: Sites, publishes: int) -> dict[str, Any]:
             times.append(
                 _until(
                     f"revision {revision} at the edge",
-                    lambda r=revision: _runs_at_edge(client, "Published", r),
+                    lambda r=revision: _runs_at_edge(sites, client, "Published", r),
+                    sites.wait_s,
                 )
             )
     return {"publishes": len(times), "p50_s": percentile(times, 50), "max_s": max(times)}
@@ -286,7 +392,7 @@ def render(result: dict[str, Any]) -> str:
     latency, share, publish = result["latency"], result["share"], result["publish"]
     s = result["settings"]
     lines = [
-        "Cloud-edge figures (edgefaas.perf.sites): a cloud and an edge gateway on loopback, one machine",
+        f"Cloud-edge figures (edgefaas.perf.sites): {result.get('where', Sites.where)}",
         "",
         f"latency as the caller waits, {latency['edge']['calls']} calls each, taken in turn:",
         f"  {'':24}{'p50 ms':>10}{'p95 ms':>10}",
@@ -299,7 +405,7 @@ def render(result: dict[str, Any]) -> str:
         else float("nan")
     )
     lines += [
-        f"  offloaded / edge, p50: {ratio:.2f} (loopback: a WAN adds its round trip to the offloaded call)",
+        f"  offloaded / edge, p50: {ratio:.2f}",
         "",
         f"offloaded share as load grows (edge objective: {s['max_inflight']} calls at once; "
         f"{s['work_ms']:g} ms of work per call):",
@@ -313,9 +419,49 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"publish in the cloud to answering at the edge ({publish['publishes']} updates, catalogue poll "
-        f"{s['poll']:g} s): p50 {publish['p50_s']:.2f} s, max {publish['max_s']:.2f} s",
+        f"{_seconds(s['poll'])}): p50 {publish['p50_s']:.2f} s, max {publish['max_s']:.2f} s",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _measure(
+    sites: Any, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """The three figures on `sites` (Sites or LabSites), which are stopped after."""
+    try:
+        print("publish to answering at the edge ...", file=sys.stderr)
+        publish = measure_publish(sites, args.publishes)
+        print("latency at the edge and offloaded ...", file=sys.stderr)
+        latency = measure_latency(sites, args.calls)
+        share: list[dict[str, Any]] = []
+        if sites.busy is None:
+            print("no objective with max_inflight at the edge: no offloaded share measured", file=sys.stderr)
+        else:
+            print(f"offloaded share at {args.loads} callers ...", file=sys.stderr)
+            share = measure_share(sites, args.loads, args.work_ms, args.calls_per_caller)
+        return publish, latency, share
+    finally:
+        sites.stop()
+
+
+def _measure_inventory(
+    args: argparse.Namespace, settings: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], str]:
+    from edgefaas.deploy.inventory import InventoryError, load_inventory
+
+    try:
+        inventory = list(load_inventory(args.inventory))
+    except InventoryError as exc:
+        raise BenchError(str(exc)) from None
+    sites = LabSites(inventory)
+    # The edge's own objective and poll, not the loopback defaults.
+    settings.update(max_inflight=sites.max_inflight, poll="the edge's")
+    print(f"measuring {sites.where}", file=sys.stderr)
+    return (*_measure(sites, args), sites.where)
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:g} s" if isinstance(value, int | float) else str(value)
 
 
 def _loads(text: str) -> list[int]:
@@ -348,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
         "--poll", type=float, default=0.2, help="the edge's catalogue poll, seconds (default 0.2)"
     )
     parser.add_argument("--out", type=Path, help="where to write (default tests/perf/out/sites-<time>)")
+    parser.add_argument(
+        "--inventory",
+        help="measure this inventory's deployed cloud and edge sites instead of gateways on loopback",
+    )
     args = parser.parse_args(argv)
     for name in ("calls", "calls_per_caller", "max_inflight", "publishes"):
         if getattr(args, name) < 1:
@@ -357,22 +507,19 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or out_root() / f"sites-{time.strftime('%Y%m%d-%H%M%S')}"
     settings = {"max_inflight": args.max_inflight, "work_ms": args.work_ms, "poll": args.poll}
     try:
-        with tempfile.TemporaryDirectory(prefix="edgefaas-sites-") as root:
-            print(f"starting a cloud and an edge gateway on loopback (logs in {root})", file=sys.stderr)
-            sites = Sites(Path(root), {"Busy": {"max_inflight": args.max_inflight}}, args.poll)
-            try:
-                print("publish to answering at the edge ...", file=sys.stderr)
-                publish = measure_publish(sites, args.publishes)
-                print("latency at the edge and offloaded ...", file=sys.stderr)
-                latency = measure_latency(sites, args.calls)
-                print(f"offloaded share at {args.loads} callers ...", file=sys.stderr)
-                share = measure_share(sites, args.loads, args.work_ms, args.calls_per_caller)
-            finally:
-                sites.stop()
+        if args.inventory:
+            publish, latency, share, where = _measure_inventory(args, settings)
+        else:
+            with tempfile.TemporaryDirectory(prefix="edgefaas-sites-") as root:
+                print(f"starting a cloud and an edge gateway on loopback (logs in {root})", file=sys.stderr)
+                sites = Sites(Path(root), {"Busy": {"max_inflight": args.max_inflight}}, args.poll)
+                publish, latency, share = _measure(sites, args)
+                where = sites.where
     except BenchError as exc:
         print(f"sites benchmark broke: {exc}", file=sys.stderr)
         return 2
     result = {
+        "where": where,
         "settings": settings,
         "latency": latency,
         "share": share,
