@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -367,7 +368,7 @@ def test_the_cloud_is_the_wan_s_fallback_when_no_edge_switch_announces_the_api(s
     sites.pe.host.check_output(f"printf %s {shlex.quote(ca)} > {ca_file}")
     try:
         for switch in switches:
-            switch.host.check_output(f"sudo touch {DRAIN_FILE}")
+            switch.host.check_output(f"sudo mkdir -p {Path(DRAIN_FILE).parent} && sudo touch {DRAIN_FILE}")
         _eventually(
             lambda: (p := _anycast_paths(sites, anycast)) and all(via_cloud(x) for x in p),
             "only the cloud announcing the anycast address",
