@@ -147,7 +147,12 @@ def _inventory(config):
     whole = _whole_inventory(config)
     if isinstance(whole, Exception):
         return whole
-    return site_hosts(whole, config.getoption("--site"))
+    site = config.getoption("--site")
+    chosen = site_hosts(whole, site)
+    if site is not None and not list(chosen):
+        known = sorted({site_name(h.name, h.data, h.groups) for h in whole})
+        return ValueError(f"--site {site}: no host of the inventory is in it (its sites: {', '.join(known)})")
+    return chosen
 
 
 def site_hosts(whole: Inventory, site: str | None) -> Inventory:
