@@ -365,7 +365,6 @@ if is_gateway(host, site):
         drain_file=DRAIN_FILE,
         drain_seconds=3,
     )
-    # Written before the rolling restart below, which restarts the announcer too (while drained).
     announcer = None
     if wan is not None:
         announcer = files.template(
@@ -397,14 +396,11 @@ if is_gateway(host, site):
         enabled=True,
     )
     if announcer is not None:
-        # Restarted here only when the rolling restart above did not (a new plan or unit alone): a
-        # new package restarts both there, one switch at a time, so the WAN never loses them all.
-        announcer_changed = any_changed(announcer, wan_file)
         keep_running(
             "edgefaas-announce.service",
             "the announcer",
-            lambda: announcer_changed() and not restart(),
-            "a new unit or WAN plan",
+            any_changed(announcer, wan_file),
+            "a new unit, package or WAN plan",
         )
 
 # -- the functions, through the first gateway's API (the others share what it deploys) ---------
